@@ -1,0 +1,98 @@
+"""The fake account's mutable state shared by both faces: calls, fault book-keeping, counters."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime
+
+from archiver.fake.calls import FakeCall, RecordingBody, generate_calls, make_call, utc_from_epoch
+from archiver.fake.config import CALL_PROPERTIES, FakeConfig, FaultKind
+from archiver.fake.stats import FakeStats
+
+
+class FakeAccount:
+    """Calls by id (newest first for listings), which faults fired, and the counters."""
+
+    def __init__(self, config: FakeConfig, clock: Callable[[], float]) -> None:
+        self.config = config
+        self.clock = clock
+        self.stats = FakeStats()
+        end = utc_from_epoch(config.end_time if config.end_time is not None else clock())
+        self.end_time = end
+        self._calls: dict[str, FakeCall] = {}
+        self._fired: Counter[tuple[FaultKind, str]] = Counter()
+        self._recording_asks: Counter[str] = Counter()
+        self._md5: dict[str, str] = {}
+        for call in generate_calls(
+            config.seed, config.calls, end, config.days, config.size_min, config.size_max
+        ):
+            self._calls[call.call_id] = call
+        self._next_index = config.calls
+
+    @property
+    def calls(self) -> list[FakeCall]:
+        """All calls, newest first (by `created_at`, then index)."""
+        return sorted(self._calls.values(), key=lambda c: (c.created_at, c.index), reverse=True)
+
+    def get(self, call_id: str) -> FakeCall | None:
+        """The call for a path id; malformed and unknown ids both give None."""
+        try:
+            canonical = str(uuid.UUID(call_id))
+        except ValueError:
+            return None
+        return self._calls.get(canonical)
+
+    def add_calls(self, count: int, created_at: datetime | None = None) -> list[FakeCall]:
+        """New calls arriving now (or at `created_at`), as during a live sync."""
+        when = created_at or utc_from_epoch(self.clock())
+        added = []
+        for _ in range(count):
+            cfg = self.config
+            call = make_call(cfg.seed, self._next_index, when, cfg.size_min, cfg.size_max)
+            self._next_index += 1
+            self._calls[call.call_id] = call
+            added.append(call)
+        return added
+
+    def fires(self, kind: FaultKind, subject: str) -> bool:
+        """Whether fault `kind` fires now for `subject`, counting it if so."""
+        fault = self.config.fault(kind)
+        if not fault.hits(self.config.seed, kind, subject):
+            return False
+        if kind not in CALL_PROPERTIES:
+            if fault.times is not None and self._fired[kind, subject] >= fault.times:
+                return False
+            self._fired[kind, subject] += 1
+        self.stats.faults_fired[kind.value] += 1
+        return True
+
+    def recording_available(self, call: FakeCall) -> bool:
+        """Answer one `/recording` ask: a pending call becomes available after enough asks."""
+        if not call.has_recording or self.fires(FaultKind.NOT_AVAILABLE, call.call_id):
+            return False
+        self._recording_asks[call.call_id] += 1
+        pending = self.config.fault(FaultKind.PENDING)
+        if not pending.hits(self.config.seed, FaultKind.PENDING, call.call_id):
+            return True
+        if self._recording_asks[call.call_id] > self.config.pending_requests:
+            return True
+        self.stats.faults_fired[FaultKind.PENDING.value] += 1
+        return False
+
+    def body(self, call: FakeCall) -> RecordingBody:
+        return RecordingBody(self.config.seed, call.call_id, call.size)
+
+    def md5(self, call: FakeCall) -> str:
+        """The body's MD5, computed once per call (1 GiB bodies take a while)."""
+        if call.call_id not in self._md5:
+            self._md5[call.call_id] = self.body(call).md5_hex()
+        return self._md5[call.call_id]
+
+    def expected_sha256(self, call_id: str) -> str:
+        """What a byte-exact archive of this call must hash to (for tests)."""
+        call = self.get(call_id)
+        if call is None:
+            raise KeyError(call_id)
+        return self.body(call).sha256_hex()

@@ -1,0 +1,117 @@
+"""Knobs of the fake OSVI service: sizes, latency, bandwidth, URL lifetime and faults.
+
+A fault hits a call when the call is listed explicitly or when a hash of (seed, kind, subject)
+falls under its rate, so the same seed always faults the same calls. It fires `times` times per
+call (1 by default, "once per call"), after which a correct client succeeds; `times=None` never
+clears, for testing what happens when retries run out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class FaultKind(StrEnum):
+    """Every fault the fake can inject; the value is the name used on the command line."""
+
+    API_500 = "api-500"  # API answers 500
+    API_503 = "api-503"  # API answers 503 with Retry-After
+    API_429 = "api-429"  # API answers 429 with Retry-After
+    REC_500 = "rec-500"  # recording host answers 500
+    REC_503 = "rec-503"  # recording host answers 503 SlowDown with Retry-After
+    RESET = "reset"  # recording body: connection reset (RST) after half the bytes
+    CUT = "cut"  # recording body: connection closed cleanly after half the bytes
+    STALL = "stall"  # recording body: silence for `stall_seconds` after half the bytes
+    NOT_AUDIO = "not-audio"  # recording host answers 200 with an HTML page
+    NOT_AVAILABLE = "not-available"  # a picked call whose recording never exists (404)
+    PENDING = "pending"  # 404 for the first `pending_requests` asks, then available
+
+
+MIN_SIZE = 64  # a recording holds at least its MP4 box headers and some payload
+
+# Faults that describe the call itself rather than one request: they ignore `times`.
+CALL_PROPERTIES = frozenset({FaultKind.NOT_AVAILABLE, FaultKind.PENDING})
+
+
+@dataclass(frozen=True)
+class Fault:
+    """Which calls a fault hits and how often it fires for each."""
+
+    rate: float = 0.0
+    calls: frozenset[str] = frozenset()
+    times: int | None = 1
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.rate <= 1.0:
+            raise ValueError(f"fault rate must be within 0..1, got {self.rate}")
+        if self.times is not None and self.times < 1:
+            raise ValueError(f"fault times must be >= 1 or None, got {self.times}")
+
+    def hits(self, seed: int, kind: FaultKind, subject: str) -> bool:
+        """Whether this fault applies to `subject` (a call id, or a listing query)."""
+        if subject in self.calls:
+            return True
+        if self.rate <= 0.0:
+            return False
+        digest = hashlib.sha256(f"{seed}:{kind}:{subject}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64 < self.rate
+
+
+@dataclass
+class FakeConfig:
+    """Everything the fake can be told. Defaults describe a healthy service."""
+
+    calls: int = 50
+    seed: int = 1
+    token: str = "fake-token-0001x"  # noqa: S105  (a fake's token, 16 characters like a real one)
+    days: float = 7.0  # calls are spread over this many days before `end_time`
+    end_time: float | None = None  # epoch seconds of the newest call; None = clock() at start
+    size_min: int = 64 * 1024
+    size_max: int = 512 * 1024
+    api_latency: float = 0.0  # seconds before the API answers
+    download_latency: float = 0.0  # seconds before the recording host sends headers
+    bandwidth: float | None = None  # bytes/s per download stream; None = as fast as possible
+    url_lifetime: int = 900  # expires_in_seconds of presigned URLs
+    retry_after: str = "1"  # Retry-After sent with 429/503: seconds or an HTTP-date
+    stall_seconds: float = 30.0
+    pending_requests: int = 2  # a pending call's recording appears after this many asks
+    ignore_range: bool = False  # answer 200 with the whole body even when Range is sent
+    content_type: str | None = "audio/mp4"  # None: send no Content-Type (client must sniff)
+    multipart_etag: bool = False  # send an S3 multipart ETag ("<md5>-2"), not a plain MD5
+    faults: dict[FaultKind, Fault] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.calls < 0:
+            raise ValueError("calls must be >= 0")
+        if not MIN_SIZE <= self.size_min <= self.size_max:
+            raise ValueError(f"need {MIN_SIZE} <= size_min <= size_max")
+        if self.url_lifetime < 1:
+            raise ValueError("url_lifetime must be >= 1 second")
+
+    def fault(self, kind: FaultKind) -> Fault:
+        return self.faults.get(kind, Fault())
+
+
+def parse_fault(spec: str) -> tuple[FaultKind, Fault]:
+    """Parse a command-line fault `KIND=RATE[:TIMES]`, TIMES a count or `always`.
+
+    >>> parse_fault("reset=0.3")
+    (<FaultKind.RESET: 'reset'>, Fault(rate=0.3, calls=frozenset(), times=1))
+    """
+    name, sep, value = spec.partition("=")
+    if not sep:
+        raise ValueError(f"fault {spec!r}: expected KIND=RATE[:TIMES]")
+    try:
+        kind = FaultKind(name.strip())
+    except ValueError:
+        known = ", ".join(k.value for k in FaultKind)
+        raise ValueError(f"fault {spec!r}: unknown kind {name!r} (known: {known})") from None
+    rate_text, _, times_text = value.partition(":")
+    try:
+        rate = float(rate_text)
+        times = None if times_text == "always" else int(times_text or "1")
+        return kind, Fault(rate=rate, times=times)
+    except ValueError as exc:
+        raise ValueError(f"fault {spec!r}: {exc}") from None

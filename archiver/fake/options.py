@@ -1,0 +1,140 @@
+"""Command-line options of `osvi-archiver fake-server`, and running it in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import signal
+
+from archiver.fake.config import CALL_PROPERTIES, FakeConfig, Fault, FaultKind, parse_fault
+from archiver.fake.server import FakeOSVI
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """Bytes from `4096`, `64KiB`, `16M`, `1GiB` (powers of 1024)."""
+    match = _SIZE.match(text)
+    if match is None:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 4096, 256KiB, 16MiB)")
+    unit = (match.group(2) or "b")[0].lower()
+    return int(float(match.group(1)) * {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[unit])
+
+
+def _fault(text: str) -> tuple[FaultKind, Fault]:
+    try:
+        return parse_fault(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d = FakeConfig()
+    add = parser.add_argument
+    add("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    add("--port", type=int, default=0, help="API port (default: any free port)")
+    add("--recording-port", type=int, default=0, help="recording host port (default: any free)")
+    add("--calls", type=int, default=d.calls, help="calls on the account (default: %(default)s)")
+    add(
+        "--seed",
+        type=int,
+        default=d.seed,
+        help="seed of the generated calls (default: %(default)s)",
+    )
+    add("--token", default=d.token, help="the API token it accepts (default: %(default)s)")
+    add("--days", type=float, default=d.days, help="calls spread over this many days before now")
+    add(
+        "--size-min",
+        type=parse_size,
+        default=d.size_min,
+        help="smallest recording (default: 64KiB)",
+    )
+    add(
+        "--size-max",
+        type=parse_size,
+        default=d.size_max,
+        help="largest recording (default: 512KiB)",
+    )
+    add("--api-latency", type=float, default=0.0, help="seconds before each API answer")
+    add("--download-latency", type=float, default=0.0, help="seconds before recording headers")
+    add("--bandwidth", type=parse_size, default=None, help="bytes/s per download stream")
+    add("--url-lifetime", type=int, default=d.url_lifetime, help="presigned URL lifetime, seconds")
+    add("--retry-after", default=d.retry_after, help="Retry-After of 429/503: seconds or HTTP-date")
+    add("--stall-seconds", type=float, default=d.stall_seconds, help="length of a stall fault")
+    add(
+        "--pending-requests",
+        type=int,
+        default=d.pending_requests,
+        help="asks before a pending call's recording appears (default: %(default)s)",
+    )
+    add("--ignore-range", action="store_true", help="answer 200 with the whole body to Range")
+    add("--no-content-type", action="store_true", help="send recordings without Content-Type")
+    add("--multipart-etag", action="store_true", help="send multipart ETags (not an MD5)")
+    kinds = ", ".join(k.value for k in FaultKind)
+    add(
+        "--fault",
+        type=_fault,
+        action="append",
+        default=[],
+        metavar="KIND=RATE[:TIMES]",
+        help=f"inject a fault into RATE (0..1) of the calls, TIMES per call (default 1, or "
+        f"'always'); repeatable. Kinds: {kinds}",
+    )
+    add(
+        "--all-faults",
+        type=float,
+        default=0.0,
+        metavar="RATE",
+        help="every request fault (not not-available/pending) at RATE, once per call",
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> FakeConfig:
+    faults: dict[FaultKind, Fault] = {}
+    if args.all_faults:
+        faults = {k: Fault(rate=args.all_faults) for k in FaultKind if k not in CALL_PROPERTIES}
+    faults.update(dict(args.fault))
+    return FakeConfig(
+        calls=args.calls,
+        seed=args.seed,
+        token=args.token,
+        days=args.days,
+        size_min=args.size_min,
+        size_max=args.size_max,
+        api_latency=args.api_latency,
+        download_latency=args.download_latency,
+        bandwidth=args.bandwidth,
+        url_lifetime=args.url_lifetime,
+        retry_after=args.retry_after,
+        stall_seconds=args.stall_seconds,
+        pending_requests=args.pending_requests,
+        ignore_range=args.ignore_range,
+        content_type=None if args.no_content_type else "audio/mp4",
+        multipart_etag=args.multipart_etag,
+        faults=faults,
+    )
+
+
+async def serve_until_signalled(args: argparse.Namespace) -> None:
+    """Start the fake, print how to reach it, and run until SIGINT or SIGTERM."""
+    fake = FakeOSVI(
+        config_from_args(args),
+        host=args.host,
+        api_port=args.port,
+        recording_port=args.recording_port,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with fake:
+        print(f"fake OSVI service: {len(fake.calls)} calls (seed {fake.config.seed})")
+        print(f"  base_url        {fake.base_url}")
+        print(f"  token           {fake.token}")
+        print(f"  recording host  {fake.recording_origin}")
+        print(f"  counters        {fake.base_url}/_fake/stats")
+        print(f"try: OSVI_BASE_URL={fake.base_url} OSVI_API_TOKEN={fake.token} osvi-archiver ...")
+        print("stop with Ctrl-C", flush=True)
+        await stop.wait()
+    print("fake OSVI service stopped", flush=True)
