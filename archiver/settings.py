@@ -1,0 +1,354 @@
+"""The one settings model: every setting of SPEC §3, declared once, typed and validated.
+
+Sources, highest first: command-line flags > `OSVI_*` environment variables > the TOML config
+file > defaults. A bad value anywhere becomes a `UsageError` naming the key and where it came from.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import math
+import re
+import stat
+import string
+import tomllib
+from collections.abc import Mapping
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from archiver.errors import UsageError
+
+ENV_PREFIX = "OSVI_"
+LAYOUT_FIELDS = ("call_id", "ext", "yyyy", "mm", "dd", "agent_uuid")
+LISTING_FIELDS = frozenset({"yyyy", "mm", "dd", "agent_uuid"})
+_PATH_KEYS = ("out_dir", "metrics_file")
+_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([smhd]?)", re.ASCII)
+
+
+def parse_duration(text: str | float | int) -> float:
+    """Seconds from a number or a string such as `90`, `90s`, `15m`, `1.5h`, `7d`."""
+    match = None if isinstance(text, bool) else _DURATION.fullmatch(str(text).strip().lower())
+    if match is None:
+        raise ValueError(f"{text!r} is not a duration: use seconds or 90s, 15m, 48h, 7d")
+    seconds = float(match[1]) * _UNITS[match[2]]
+    if not math.isfinite(seconds):
+        raise ValueError(f"{text!r} is not a duration: it is too long")
+    return seconds
+
+
+def _file_mode(value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        mode = value
+    elif isinstance(value, str) and re.fullmatch(r"(0o)?[0-7]+", text := value.strip().lower()):
+        mode = int(text.removeprefix("0o"), 8)
+    else:
+        raise ValueError(f"{value!r} is not an octal file mode such as 0o600, 0600 or 600")
+    if not 0 <= mode <= 0o777:
+        raise ValueError(f'{value!r} is outside 0..0o777 (in TOML write 0o600 or "600")')
+    if mode & 0o600 != 0o600:
+        raise ValueError(f"{oct(mode)} must let the owner read and write (0o600 at least)")
+    return mode
+
+
+def _layout_placeholders(layout: str) -> list[str]:
+    try:
+        parsed = list(string.Formatter().parse(layout))
+    except ValueError as exc:
+        raise ValueError(f"layout {layout!r} has unbalanced braces ({exc})") from None
+    names = []
+    for _literal, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        if name not in LAYOUT_FIELDS:
+            known = ", ".join(f"{{{f}}}" for f in LAYOUT_FIELDS)
+            raise ValueError(f"layout {layout!r}: unknown placeholder {{{name}}}; use {known}")
+        if spec or conversion:
+            raise ValueError(f"layout {layout!r}: {{{name}}} takes no format spec or conversion")
+        names.append(name)
+    return names
+
+
+def _check_layout(layout: str) -> str:
+    names = _layout_placeholders(layout)
+    if "call_id" not in names:
+        raise ValueError(f"layout {layout!r} must contain {{call_id}}, so every call has its file")
+    if not layout.endswith("{ext}") or names.count("ext") != 1:
+        raise ValueError(f"layout {layout!r} must end with {{ext}}, once")
+    parts = layout.split("/")
+    if "\\" in layout or "\0" in layout or parts[0] == "":
+        raise ValueError(f"layout {layout!r} must be a relative path with `/` separators")
+    if any(part in ("", ".", "..") for part in parts) or parts[-1] == "{ext}":
+        raise ValueError(
+            f"layout {layout!r} has an empty, `.` or `..` part: it must stay in out_dir"
+        )
+    return layout
+
+
+def layout_needs_listing_fields(layout: str) -> bool:
+    """Whether the layout uses fields known only from a listing or `GET /v1/call/{id}`."""
+    return not LISTING_FIELDS.isdisjoint(_layout_placeholders(layout))
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _check_base_url(value: str) -> str:
+    url = value.strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an http(s) URL with a host")
+    if parts.username is not None or parts.query or parts.fragment:
+        raise ValueError(f"{value!r} must hold no credentials, query or fragment")
+    return url.rstrip("/")
+
+
+def _token(value: object) -> object:
+    # A blank token (an empty env var or `api_token = ""`) means "not set", not a bad token.
+    return (value.strip() or None) if isinstance(value, str) else value
+
+
+def _lower(value: object) -> object:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _upper(value: object) -> object:
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+Seconds = Annotated[float, BeforeValidator(parse_duration)]
+UserPath = Annotated[Path, AfterValidator(Path.expanduser)]
+
+
+# The env and TOML values for the `Settings(...)` call inside `load_settings`.
+_LOADING: ContextVar[tuple[Mapping[str, str], Mapping[str, Any]] | None] = ContextVar(
+    "archiver_settings_loading", default=None
+)
+
+
+class Settings(BaseSettings):
+    """Every setting of SPEC §3. Build it with `load_settings`; `Settings()` is the defaults."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    api_token: Annotated[SecretStr | None, BeforeValidator(_token)] = None
+    # Declared before base_url so base_url's validator can read it.
+    allow_insecure_urls: bool = False
+    base_url: Annotated[str, AfterValidator(_check_base_url)] = "https://api.osvi.ai"
+    out_dir: UserPath = Path("./recordings")
+    concurrency: Annotated[int, Field(ge=1, le=1024)] = 8
+    max_requests_per_second: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 10.0
+    max_attempts: Annotated[int, Field(ge=1)] = 6
+    connect_timeout: Annotated[Seconds, Field(gt=0)] = 10.0
+    read_timeout: Annotated[Seconds, Field(gt=0)] = 60.0
+    layout: Annotated[str, AfterValidator(_check_layout)] = "{call_id}{ext}"
+    with_metadata: bool = False
+    with_transcript: bool = False
+    pending_window: Seconds = 48 * 3600.0
+    sync_overlap: Seconds = 2 * 3600.0
+    file_mode: Annotated[int, BeforeValidator(_file_mode)] = 0o600
+    progress: Annotated[Literal["auto", "always", "never"], BeforeValidator(_lower)] = "auto"
+    log_format: Annotated[Literal["text", "json"], BeforeValidator(_lower)] = "text"
+    log_level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidator(_upper)] = (
+        "INFO"
+    )
+    metrics_file: UserPath | None = None
+    keep_run_reports: Annotated[int, Field(ge=1)] = 100
+
+    @field_validator("base_url")
+    @classmethod
+    def _token_stays_encrypted(cls, url: str, info: ValidationInfo) -> str:
+        # The token travels to base_url in a header: plain http only where it cannot be sniffed.
+        parts = urlsplit(url)
+        insecure = parts.scheme == "http" and not _is_loopback(parts.hostname or "")
+        if insecure and not info.data.get("allow_insecure_urls", False):
+            raise ValueError(
+                f"{url!r} would send the token unencrypted: use https "
+                "(plain http only to a loopback host, or with allow_insecure_urls)"
+            )
+        return url
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The stock env source reads os.environ; ours reads the mapping given to load_settings.
+        # No dotenv, no secrets dir. Outside load_settings: init kwargs and defaults only.
+        loading = _LOADING.get()
+        if loading is None:
+            return (init_settings,)
+        # Values already read, keyed by field name: what InitSettingsSource takes (the stock
+        # TOML source is one too).
+        env, toml = (InitSettingsSource(settings_cls, dict(values)) for values in loading)
+        return (init_settings, env, toml)
+
+    def token_value(self) -> str | None:
+        return None if self.api_token is None else self.api_token.get_secret_value()
+
+    def redacted(self) -> dict[str, Any]:
+        """Every setting as JSON-safe values, the token masked: for run reports."""
+        data = self.model_dump(mode="json")
+        data["api_token"] = None if self.api_token is None else "***"
+        data["file_mode"] = f"0o{self.file_mode:o}"
+        return data
+
+
+# The flag that sets each setting, for messages; api_token has none, by design (SPEC §3).
+FLAG_NAMES: Mapping[str, str] = {
+    **{
+        name: f"--{name.replace('_', '-')}" for name in Settings.model_fields if name != "api_token"
+    },
+    **{"out_dir": "--out", "max_requests_per_second": "--max-rps", "sync_overlap": "--overlap"},
+    "log_level": "-v/-q",
+}
+
+
+def choose_config_file(config_path: str | None, environ: Mapping[str, str]) -> Path | None:
+    """The config file in use: `--config`, else `OSVI_CONFIG`, else none."""
+    chosen = _chosen_config(config_path, environ)
+    return None if chosen is None else chosen[0]
+
+
+def _chosen_config(config_path: str | None, environ: Mapping[str, str]) -> tuple[Path, str] | None:
+    if config_path is not None:
+        return Path(config_path), "--config"
+    from_env = environ.get(f"{ENV_PREFIX}CONFIG", "")
+    return (Path(from_env), f"{ENV_PREFIX}CONFIG") if from_env else None
+
+
+def _read_config(path: Path, given_by: str) -> dict[str, Any]:
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise UsageError(f"config file {path} (from {given_by}) cannot be read: {reason}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"config file {path} is not UTF-8 text") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"config file {path} is not valid TOML: {exc}") from None
+    _reject_unknown_keys(data, path)
+    return _anchor_paths(data, path.parent)
+
+
+def _reject_unknown_keys(data: Mapping[str, Any], path: Path) -> None:
+    problems = []
+    for key in data:
+        if key not in Settings.model_fields:
+            close = difflib.get_close_matches(key, list(Settings.model_fields), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            problems.append(f"unknown key {key!r} in {path}{hint}")
+    if problems:
+        raise UsageError("\n".join(problems))
+
+
+def _anchor_paths(data: dict[str, Any], folder: Path) -> dict[str, Any]:
+    # A relative path in the file means relative to the file, not to wherever cron starts us.
+    for key in _PATH_KEYS:
+        if isinstance(data.get(key), str):
+            data[key] = folder / Path(data[key]).expanduser()
+    return data
+
+
+def _env_values(environ: Mapping[str, str]) -> dict[str, str]:
+    # Exact upper-case names; an empty variable counts as unset (cron files often say `X=`).
+    names = {field: f"{ENV_PREFIX}{field.upper()}" for field in Settings.model_fields}
+    return {field: environ[name] for field, name in names.items() if environ.get(name)}
+
+
+def _check_flags(flags: Mapping[str, Any]) -> None:
+    if "api_token" in flags:
+        raise ValueError("api_token is never a flag: it would leak into ps and shell history")
+    unknown = set(flags) - set(FLAG_NAMES)
+    if unknown:
+        raise ValueError(f"not settings flags: {sorted(unknown)}")
+
+
+def _describe(
+    error: Mapping[str, Any], flags: Mapping[str, Any], env: Mapping[str, str], config: Path | None
+) -> str:
+    key = str(error["loc"][0]) if error["loc"] else "settings"
+    if key in flags:
+        where = f"from {FLAG_NAMES[key]}"
+    elif key in env:
+        where = f"from {ENV_PREFIX}{key.upper()}"
+    else:
+        where = f"in {config}"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if key != "api_token" and repr(error["input"]) not in message:
+        message += f" (got {error['input']!r:.60})"
+    return f"invalid {key} {where}: {message}"
+
+
+def load_settings(
+    flags: Mapping[str, Any], *, config_path: str | None, environ: Mapping[str, str]
+) -> Settings:
+    """Settings from the flags given (field name -> value), `environ` and the config file."""
+    _check_flags(flags)
+    chosen = _chosen_config(config_path, environ)
+    toml = {} if chosen is None else _read_config(*chosen)
+    env = _env_values(environ)
+    reset = _LOADING.set((env, toml))
+    try:
+        return Settings(**flags)
+    except ValidationError as exc:
+        config = None if chosen is None else chosen[0]
+        lines = [_describe(error, flags, env, config) for error in exc.errors()]
+        # `from None`: the pydantic error would carry the raw inputs, the token among them.
+        raise UsageError("\n".join(lines)) from None
+    finally:
+        _LOADING.reset(reset)
+
+
+def require_token(settings: Settings) -> str:
+    token = settings.token_value()
+    if token is None:
+        raise UsageError(
+            "no API token: set OSVI_API_TOKEN or api_token in the config file "
+            "(never on the command line)"
+        )
+    return token
+
+
+def config_file_warnings(path: Path) -> list[str]:
+    """A warning when the file holds the token and others can read it (or rewrite base_url)."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        holds_token = "api_token" in tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return []
+    if not holds_token or not mode & 0o066:
+        return []
+    return [
+        f"config file {path} holds api_token but its mode is {mode:#o}, so others can read "
+        f"or change it: run `chmod 600 {path}`"
+    ]
