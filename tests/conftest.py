@@ -39,11 +39,11 @@ def _large_stream_reader(loop: asyncio.AbstractEventLoop | None = None) -> Strea
     """aioresponses feeds the whole body into a 64 KiB-limit reader with no parser behind it,
     and aiohttp's `pause_reading` then asserts on bodies over 128 KiB: use a large limit."""
     protocol = ResponseHandler(loop=loop)  # type: ignore[arg-type]
-    return StreamReader(protocol, limit=2**30, loop=loop)  # type: ignore[arg-type]
+    return StreamReader(protocol, limit=2**30, loop=loop)
 
 
-aioresponses.core.ClientResponse = _ShimmedResponse
-aioresponses.core.stream_reader_factory = _large_stream_reader
+aioresponses.core.ClientResponse = _ShimmedResponse  # type: ignore[attr-defined]
+aioresponses.core.stream_reader_factory = _large_stream_reader  # type: ignore[attr-defined]
 
 
 FakeFactory = Callable[..., Awaitable[FakeOSVI]]

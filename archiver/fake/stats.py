@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+MAX_EVENTS = 100_000  # bounded: benchmarks send millions of requests
 # Endpoint names used in the counters.
 RECORDING_URL = "recording"  # GET /v1/call/{id}/recording
 LIST = "calls"  # GET /v1/calls
@@ -47,6 +49,8 @@ class FakeStats:
     expired_uses: int = 0  # requests with a URL past its expiry
     bad_signatures: int = 0
     faults_fired: Counter[str] = field(default_factory=Counter)
+    # (monotonic time, endpoint, status) of the first requests, to check pacing and pauses.
+    events: list[tuple[float, str, int]] = field(default_factory=list)
 
     def call(self, call_id: str) -> CallStats:
         return self.calls.setdefault(call_id, CallStats())
@@ -54,6 +58,8 @@ class FakeStats:
     def record(self, endpoint: str, status: int, call_id: str | None = None) -> None:
         self.requests[endpoint] += 1
         self.statuses[f"{endpoint}:{status}"] += 1
+        if len(self.events) < MAX_EVENTS:
+            self.events.append((time.monotonic(), endpoint, status))
         if call_id is not None:
             stats = self.call(call_id)
             stats.requests[endpoint] += 1

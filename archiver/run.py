@@ -1,0 +1,175 @@
+"""One `run`: lock the archive, open the state and both sessions, drive the pipeline, and
+whatever happens, leave a manifest and a run report that tell the truth about it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from archiver import __version__
+from archiver.api import OsviApi, api_session
+from archiver.archive import CallArchiver, CallPolicy
+from archiver.download import Downloader, download_session
+from archiver.errors import ArchiverError
+from archiver.inputs import InputItem
+from archiver.limits import RateLimiter, ThrottleGate
+from archiver.manifest import write_manifest, write_run_report
+from archiver.pipeline import Pipeline
+from archiver.progress import Progress
+from archiver.settings import Settings, require_token
+from archiver.state import ArchiveLock, State, utc_now
+from archiver.storage import ensure_folder
+from archiver.summary import Counts, exit_code
+
+log = logging.getLogger("archiver.run")
+MANIFEST_INTERVAL = 60.0
+
+
+@dataclass
+class RunOptions:
+    force: bool = False
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    counts: Counts
+    seconds: float
+    error: ArchiverError | None = None
+    manifest: Path | None = None
+    report: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        return exit_code(self.counts, self.error)
+
+
+def new_run_id(now: float) -> str:
+    stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{secrets.token_hex(3)}"
+
+
+async def execute(
+    settings: Settings, items: Iterator[InputItem], progress: Progress, options: RunOptions
+) -> RunResult:
+    """Run the archive job; run-level errors are returned in the result, not raised."""
+    token = require_token(settings)
+    out_dir = settings.out_dir
+    ensure_folder(out_dir)
+    lock = ArchiveLock(out_dir)
+    lock.acquire()
+    started, started_at = time.monotonic(), utc_now()
+    run_id = new_run_id(options.clock())
+    try:
+        with State(out_dir) as state:
+            result = RunResult(run_id, Counts(), 0.0)
+            try:
+                await _drive(settings, token, state, items, progress, options, result)
+            except* ArchiverError as group:
+                result.error = group.exceptions[0]  # type: ignore[assignment]
+            finally:
+                progress.close()
+                result.seconds = time.monotonic() - started
+                _write_outputs(settings, state, result, started_at)
+            return result
+    finally:
+        lock.release()
+
+
+async def _drive(
+    settings: Settings,
+    token: str,
+    state: State,
+    items: Iterator[InputItem],
+    progress: Progress,
+    options: RunOptions,
+    result: RunResult,
+) -> None:
+    policy = CallPolicy(
+        out_dir=settings.out_dir,
+        layout=settings.layout,
+        file_mode=settings.file_mode,
+        max_attempts=settings.max_attempts,
+        pending_window=settings.pending_window,
+        allow_insecure_urls=settings.allow_insecure_urls,
+    )
+    timeouts = (settings.connect_timeout, settings.read_timeout)
+    async with (
+        api_session(*timeouts, limit=settings.concurrency) as api_http,
+        download_session(*timeouts, limit=settings.concurrency) as download_http,
+        _manifest_every(MANIFEST_INTERVAL, settings, state),
+    ):
+        api = OsviApi(
+            api_http,
+            settings.base_url,
+            token,
+            limiter=RateLimiter(settings.max_requests_per_second, options.clock, options.sleep),
+            gate=ThrottleGate(options.clock, options.sleep),
+            clock=options.clock,
+        )
+        downloader = Downloader(download_http, settings.file_mode, options.clock)
+        archiver = CallArchiver(
+            policy, api, downloader, run_id=result.run_id, clock=options.clock, sleep=options.sleep
+        )
+        pipeline = Pipeline(
+            state,
+            archiver,
+            run_id=result.run_id,
+            out_dir=settings.out_dir,
+            concurrency=settings.concurrency,
+            force=options.force,
+            progress=progress,
+        )
+        result.counts = pipeline.counts
+        await pipeline.run(items)
+
+
+@contextlib.asynccontextmanager
+async def _manifest_every(interval: float, settings: Settings, state: State) -> AsyncIterator[None]:
+    """Rewrite manifest.json every `interval` seconds while the run goes (§7)."""
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(interval)
+            state.commit()
+            write_manifest(state, settings.out_dir, settings.file_mode)
+
+    task = asyncio.create_task(loop())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def _write_outputs(settings: Settings, state: State, result: RunResult, started_at: str) -> None:
+    """The manifest and the run report, even after a run-level error."""
+    state.commit()
+    result.manifest = write_manifest(state, settings.out_dir, settings.file_mode)
+    summary = {
+        "run_id": result.run_id,
+        "tool": "osvi-archiver",
+        "tool_version": __version__,
+        "started_at": started_at,
+        "finished_at": utc_now(),
+        "seconds": round(result.seconds, 3),
+        "exit_code": result.exit_code,
+        "error": str(result.error) if result.error else None,
+        "settings": settings.redacted(),
+        "counts": result.counts.to_json(),
+    }
+    result.report = write_run_report(
+        state, settings.out_dir, result.run_id, summary, settings.file_mode
+    )

@@ -1,0 +1,160 @@
+"""Files on disk: layout paths, `.part` files, atomic writes, fsync, permissions.
+
+A final name only ever holds a complete, verified file: bytes go to `<final>.part`, which is
+flushed, fsynced and renamed, and the folder is fsynced so the rename survives a power cut.
+OSErrors become LocalError (exit 4) here, with the path and what was needed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import string
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import aiofiles
+import aiofiles.os
+from aiofiles.threadpool.binary import AsyncBufferedIOBase
+
+from archiver.errors import LocalError, UsageError
+
+PART_SUFFIX = ".part"
+FOLDER_MODE = 0o700  # recordings are personal data: folders are owner-only
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
+_NOT_WRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+class DiskFull(LocalError):
+    """No space left while writing; says where and how much was needed."""
+
+
+def local_error(exc: OSError, path: Path, needed: int | None = None) -> LocalError:
+    """Translate an OSError met while writing `path` into the error a user can act on."""
+    if exc.errno in _DISK_FULL:
+        need = f"; about {needed:,} more bytes were needed" if needed else ""
+        return DiskFull(f"disk full while writing {path}{need} (free some space, then rerun)")
+    if exc.errno in _NOT_WRITABLE:
+        return LocalError(f"cannot write {path}: {exc.strerror} (check the folder's permissions)")
+    return LocalError(f"cannot write {path}: {exc.strerror or exc}")
+
+
+def render_layout(layout: str, fields: Mapping[str, str]) -> PurePosixPath:
+    """The relative path `layout` gives for one call; never outside the archive folder."""
+    try:
+        text = layout.format_map(dict(fields))
+    except KeyError as exc:
+        raise UsageError(
+            f"layout {layout!r} needs {{{exc.args[0]}}}, which is not known here"
+        ) from None
+    path = PurePosixPath(text)
+    if path.is_absolute() or not text or any(p in ("", ".", "..") for p in text.split("/")):
+        raise UsageError(f"layout {layout!r} gives {text!r}, which is not inside the archive")
+    return path
+
+
+def layout_fields(layout: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(layout) if name}
+
+
+def ensure_folder(folder: Path) -> None:
+    """Create `folder` and missing parents owner-only."""
+    try:
+        folder.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise local_error(exc, folder) from exc
+
+
+def fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def part_path(final: Path) -> Path:
+    return final.with_name(final.name + PART_SUFFIX)
+
+
+class PartFile:
+    """An open `.part` file receiving one download, written in large buffers."""
+
+    def __init__(self, path: Path, handle: AsyncBufferedIOBase, size: int) -> None:
+        self.path = path
+        self.size = size  # bytes written so far, buffered ones included
+        self._handle = handle
+
+    @classmethod
+    async def open(cls, path: Path, file_mode: int, *, append: bool) -> PartFile:
+        """Open for appending (resume) or truncate to empty, created with `file_mode`."""
+
+        def opener(name: str, flags: int) -> int:
+            return os.open(name, flags, file_mode)
+
+        try:
+            handle = await aiofiles.open(path, "ab" if append else "wb", opener=opener)
+            size = (await aiofiles.os.stat(path)).st_size if append else 0
+        except OSError as exc:
+            raise local_error(exc, path) from exc
+        return cls(path, handle, size)
+
+    async def write(self, data: bytes | bytearray, expected_total: int | None) -> None:
+        try:
+            await self._handle.write(data)
+        except OSError as exc:
+            needed = expected_total - self.size if expected_total else len(data)
+            raise local_error(exc, self.path, needed) from exc
+        self.size += len(data)
+
+    async def close(self) -> None:
+        await self._handle.close()
+
+    async def commit(self, final: Path) -> None:
+        """Flush, fsync, rename to `final`, fsync the folder: only then is the file archived."""
+        try:
+            await self._handle.flush()
+            await aiofiles.os.wrap(os.fsync)(self._handle.fileno())
+            await self._handle.close()
+            await aiofiles.os.replace(self.path, final)
+            await aiofiles.os.wrap(fsync_folder)(final.parent)
+        except OSError as exc:
+            raise local_error(exc, final) from exc
+
+
+async def remove_quietly(path: Path) -> None:
+    """Delete a `.part` that will not be resumed; a missing file is fine."""
+    with contextlib.suppress(FileNotFoundError):
+        await aiofiles.os.remove(path)
+
+
+def write_atomic(path: Path, chunks: Iterable[bytes], file_mode: int) -> None:
+    """Write a file (manifest, report, sidecar) so readers only ever see the old or the new
+    one, whole. `chunks` is streamed: a manifest of millions of calls never sits in memory."""
+    ensure_folder(path.parent)
+    written = 0
+    try:
+        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            os.fchmod(fd, file_mode)
+            with os.fdopen(fd, "wb", buffering=1 << 20) as handle:
+                for chunk in chunks:
+                    handle.write(chunk)
+                    written += len(chunk)
+                handle.flush()
+                os.fsync(handle.fileno())
+            Path(temp).replace(path)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+        fsync_folder(path.parent)
+    except OSError as exc:
+        raise local_error(exc, path, written or None) from exc
+
+
+def write_atomic_json(path: Path, payload: Any, file_mode: int) -> None:
+    write_atomic(path, [json.dumps(payload, indent=2).encode(), b"\n"], file_mode)
