@@ -160,7 +160,7 @@ class Attempts:
         outcome = state.outcome
         exc = outcome.exception() if outcome else None
         wait = state.next_action.sleep if state.next_action else 0.0
-        log.info("call %s attempt %d: %s; retrying in %.1fs", self.call_id, self.count, exc, wait)
+        log.debug("call %s attempt %d: %s; retrying in %.1fs", self.call_id, self.count, exc, wait)
 
 
 def _parse_time(value: object) -> float | None:

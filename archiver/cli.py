@@ -182,6 +182,22 @@ def _settings(args: argparse.Namespace) -> Settings:
     return settings
 
 
+# Settings declared in §3 whose behaviour this version does not have yet: refuse them clearly
+# rather than silently ignore them.
+_NOT_YET = {
+    "with_metadata": False,
+    "with_transcript": False,
+    "metrics_file": None,
+    "log_format": "text",
+}
+
+
+def _refuse_unsupported(settings: Settings) -> None:
+    for name, default in _NOT_YET.items():
+        if getattr(settings, name) != default:
+            raise UsageError(f"{name} is not supported by osvi-archiver {__version__} yet")
+
+
 def _progress(settings: Settings) -> Progress:
     if settings.progress == "always" or (settings.progress == "auto" and sys.stderr.isatty()):
         return LiveBar(None)
@@ -195,6 +211,7 @@ def _run(args: argparse.Namespace) -> int:
     from archiver.summary import render
 
     settings = _settings(args)
+    _refuse_unsupported(settings)
     setup_logging(settings.log_level, [settings.token_value() or ""])
     paths = list(args.inputs) or ["-"]
     if paths == ["-"] and sys.stdin.isatty():

@@ -90,3 +90,12 @@ def write_run_report(
 
     write_atomic(path, chunks(), file_mode)
     return path
+
+
+def prune_run_reports(out_dir: Path, keep: int) -> list[Path]:
+    """Delete the oldest run reports beyond `keep` (run ids sort by their start time)."""
+    reports = sorted((out_dir / RUNS_DIR).glob("*.json"))
+    doomed = reports[: max(0, len(reports) - keep)]
+    for path in doomed:
+        path.unlink(missing_ok=True)
+    return doomed

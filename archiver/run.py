@@ -21,7 +21,7 @@ from archiver.download import Downloader, download_session
 from archiver.errors import ArchiverError
 from archiver.inputs import InputItem
 from archiver.limits import RateLimiter, ThrottleGate
-from archiver.manifest import write_manifest, write_run_report
+from archiver.manifest import prune_run_reports, write_manifest, write_run_report
 from archiver.pipeline import Pipeline
 from archiver.progress import Progress
 from archiver.settings import Settings, require_token
@@ -56,8 +56,9 @@ class RunResult:
 
 
 def new_run_id(now: float) -> str:
-    stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%dT%H%M%SZ")
-    return f"{stamp}-{secrets.token_hex(3)}"
+    """Sortable by start time (to the millisecond), unique by its random tail."""
+    stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%dT%H%M%S.%f")[:-3]
+    return f"{stamp}Z-{secrets.token_hex(3)}"
 
 
 async def execute(
@@ -173,3 +174,4 @@ def _write_outputs(settings: Settings, state: State, result: RunResult, started_
     result.report = write_run_report(
         state, settings.out_dir, result.run_id, summary, settings.file_mode
     )
+    prune_run_reports(settings.out_dir, settings.keep_run_reports)

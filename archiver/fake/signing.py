@@ -1,7 +1,7 @@
 """Presigned-style recording URLs: an expiry and an HMAC over path and expiry, checked on use.
 
 Shaped like S3 SigV4 query strings (the X-Amz-* names the real API's URLs carry). One liberty:
-`X-Amz-Date` keeps milliseconds, so URL lifetimes of a second or two in tests expire exactly
+`X-Amz-Date` keeps microseconds, so URL lifetimes of a second or two in tests expire exactly
 when the client was told, not up to a second early.
 """
 

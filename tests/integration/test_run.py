@@ -276,3 +276,12 @@ async def test_failing_calls_end_failed_with_their_last_error_and_exit_1(
     assert len(failed) == len(picked_ids(fake))
     assert all(c["attempts"] == 3 and c["error"]["kind"] == "server_error" for c in failed)
     assert set(result.counts.failed_ids) == set(picked_ids(fake))
+
+
+async def test_old_run_reports_are_pruned_to_the_bound(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    fake = await make_fake(small(2))
+    runs = [await archive(fake, tmp_path, keep_run_reports=2) for _ in range(3)]
+    kept = sorted(p.stem for p in (tmp_path / "runs").iterdir())
+    assert kept == sorted(r.run_id for r in runs[1:])

@@ -1,0 +1,41 @@
+"""Running `osvi-archiver` as a user does: a real process, real stdin, real exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class Finished:
+    code: int
+    stdout: str
+    stderr: str
+
+
+async def osvi(
+    *args: str,
+    env: dict[str, str] | None = None,
+    stdin: bytes | None = None,
+    cwd: Path | None = None,
+    deadline: float = 60,
+) -> Finished:
+    """`python -m archiver ARGS` with a clean OSVI_* environment plus `env`."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("OSVI_")}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "archiver",
+        *args,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**base, **(env or {})},
+        cwd=cwd,
+    )
+    out, err = await asyncio.wait_for(process.communicate(stdin), deadline)
+    assert process.returncode is not None
+    return Finished(process.returncode, out.decode(), err.decode())
