@@ -73,7 +73,8 @@ def _refusal(
     request: web.Request, account: FakeAccount, call_id: str | None
 ) -> web.Response | None:
     if request.headers.get("API-Token") != account.config.token:
-        return _error(401, "Invalid API token")
+        # The documented ErrorUnauthorized body has no `details`, unlike the other errors.
+        return web.json_response({"success": False, "error": "Invalid API token"}, status=401)
     subject = call_id or f"list:{request.query_string}"
     retry = {"Retry-After": account.config.retry_after}
     if account.fires(FaultKind.API_429, subject):

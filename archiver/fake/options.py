@@ -32,29 +32,29 @@ def _fault(text: str) -> tuple[FaultKind, Fault]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = FakeConfig()
     add = parser.add_argument
-    add("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
-    add("--port", type=int, default=0, help="API port (default: any free port)")
-    add("--recording-port", type=int, default=0, help="recording host port (default: any free)")
-    add("--calls", type=int, default=d.calls, help="calls on the account (default: %(default)s)")
+    add("--host", default="127.0.0.1", help="address to listen on")
+    add("--port", type=int, default=0, help="API port (0: any free port)")
+    add("--recording-port", type=int, default=0, help="recording host port (0: any free port)")
+    add("--calls", type=int, default=d.calls, help="calls on the account")
     add(
         "--seed",
         type=int,
         default=d.seed,
-        help="seed of the generated calls (default: %(default)s)",
+        help="seed of the generated calls",
     )
-    add("--token", default=d.token, help="the API token it accepts (default: %(default)s)")
+    add("--token", default=d.token, help="the API token it accepts")
     add("--days", type=float, default=d.days, help="calls spread over this many days before now")
     add(
         "--size-min",
         type=parse_size,
         default=d.size_min,
-        help="smallest recording (default: 64KiB)",
+        help="smallest recording, bytes or 64KiB/16MiB",
     )
     add(
         "--size-max",
         type=parse_size,
         default=d.size_max,
-        help="largest recording (default: 512KiB)",
+        help="largest recording, bytes or 64KiB/16MiB",
     )
     add("--api-latency", type=float, default=0.0, help="seconds before each API answer")
     add("--download-latency", type=float, default=0.0, help="seconds before recording headers")
@@ -66,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--pending-requests",
         type=int,
         default=d.pending_requests,
-        help="asks before a pending call's recording appears (default: %(default)s)",
+        help="asks before a pending call's recording appears",
     )
     add("--ignore-range", action="store_true", help="answer 200 with the whole body to Range")
     add("--no-content-type", action="store_true", help="send recordings without Content-Type")

@@ -9,7 +9,7 @@ import socket
 import struct
 import time
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from archiver.fake.account import FakeAccount
 from archiver.fake.calls import FakeCall
@@ -19,6 +19,7 @@ from archiver.fake.stats import DOWNLOAD, Leak
 
 ACCOUNT: web.AppKey[FakeAccount] = web.AppKey("account", FakeAccount)
 SIGNING_KEY: web.AppKey[bytes] = web.AppKey("signing_key", bytes)
+_UNTYPED: web.ResponseKey[bool] = web.ResponseKey("untyped", bool)
 _RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
 _CHUNK = 256 * 1024
 _CREDENTIAL_HEADERS = ("API-Token", "Authorization")
@@ -120,8 +121,11 @@ async def _stream(request: web.Request, account: FakeAccount, call: FakeCall) ->
     response = web.StreamResponse(status=206 if wanted else 200)
     if account.config.content_type:
         response.content_type = account.config.content_type
+    else:
+        response[_UNTYPED] = True
     response.content_length = end - start
-    etag = account.md5(call)
+    # Hashing a large body takes seconds: off the loop, so other streams and stalls go on.
+    etag = await asyncio.to_thread(account.md5, call)
     response.headers["ETag"] = f'"{etag}-2"' if account.config.multipart_etag else f'"{etag}"'
     response.headers["Accept-Ranges"] = "bytes"
     if wanted:
@@ -197,8 +201,16 @@ async def _break(request: web.Request, fault: FaultKind, stall_seconds: float) -
     return True
 
 
+async def _drop_default_content_type(_: web.Request, response: web.StreamResponse) -> None:
+    """aiohttp labels a body that has no Content-Type `application/octet-stream` while preparing
+    it; the no-content-type knob means no header at all, so take that label off again."""
+    if response.get(_UNTYPED):
+        response.headers.popall(hdrs.CONTENT_TYPE, None)
+
+
 def build_recording_app(account: FakeAccount, signing_key: bytes) -> web.Application:
     app = web.Application()
+    app.on_response_prepare.append(_drop_default_content_type)
     app[ACCOUNT] = account
     app[SIGNING_KEY] = signing_key
     app.router.add_get("/recordings/{call_id}.mp4", _download, name=DOWNLOAD)

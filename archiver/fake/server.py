@@ -70,7 +70,9 @@ class FakeOSVI:
         self.base_url = await self._serve(api_app, self._ports[0])
 
     async def _serve(self, app: web.Application, port: int) -> str:
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        # aiohttp waits `shutdown_timeout` twice for a busy handler (to finish, then to cancel),
+        # so a stalled download holds up stop() for double this.
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
         await runner.setup()
         self._runners.append(runner)
         site = web.TCPSite(runner, self.host, port)
@@ -113,7 +115,9 @@ def fake_in_thread(
     ready = threading.Event()
     thread = threading.Thread(target=_serve_forever, args=(loop, fake, ready), daemon=True)
     thread.start()
-    ready.wait(10)
+    if not ready.wait(10):
+        loop.call_soon_threadsafe(loop.stop)
+        raise RuntimeError("the fake OSVI service did not start within 10 s")
     try:
         yield fake
     finally:
