@@ -102,8 +102,8 @@ class OsviApi:
         """A fresh presigned URL; NotAvailable when the API answers 404."""
         status, body = await self._get(f"/v1/call/{call_id}/recording")
         if status == 404:
-            raise NotAvailable(f"no recording: {error_text(body)}")
-        data = _data(body)
+            raise NotAvailable(f"no recording: {self._text(body)}")
+        data = self._data(body)
         try:
             url = str(data["recording_url"])
             expires_in = float(data.get("expires_in_seconds") or 900)
@@ -116,7 +116,7 @@ class OsviApi:
         status, body = await self._get(f"/v1/call/{call_id}")
         if status == 404:
             return None
-        data = _data(body)
+        data = self._data(body)
         if not isinstance(data, dict):
             raise ApiRejected("unexpected call response: data is not an object")
         return data
@@ -149,6 +149,21 @@ class OsviApi:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ConnectionFault(f"API request failed: {type(exc).__name__}: {exc}") from exc
 
+    def _data(self, body: bytes) -> Any:
+        try:
+            parsed = json.loads(body)
+        except ValueError as exc:
+            raise ApiRejected(f"the API sent a body that is not JSON: {self._text(body)}") from exc
+        envelope_ok = isinstance(parsed, dict) and parsed.get("success") is True
+        if not envelope_ok or "data" not in parsed:
+            raise ApiRejected(f"unexpected API envelope: {self._text(body)}")
+        return parsed["data"]
+
+    def _text(self, body: bytes) -> str:
+        """The error text of a body, with the token masked should the server echo it."""
+        text = error_text(body)
+        return text.replace(self._token, "***") if self._token else text
+
     def _same_origin(self, url: str) -> str:
         if urlsplit(url)[:2] != self._origin:
             raise ApiRejected(
@@ -158,10 +173,10 @@ class OsviApi:
         return url
 
     def _raise_for(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
-        message = f"API answered {status}: {error_text(body)}"
+        message = f"API answered {status}: {self._text(body)}"
         if status == 401:
             raise AuthError(
-                f"the OSVI API rejected the token (401: {error_text(body)}); "
+                f"the OSVI API rejected the token (401: {self._text(body)}); "
                 "check OSVI_API_TOKEN or api_token in the config file"
             )
         retry_after = parse_retry_after(headers.get("Retry-After"), self._clock())
@@ -171,13 +186,3 @@ class OsviApi:
         if status >= 500:
             raise ServerError(message)
         raise ApiRejected(message)
-
-
-def _data(body: bytes) -> Any:
-    try:
-        parsed = json.loads(body)
-    except ValueError as exc:
-        raise ApiRejected(f"the API sent a body that is not JSON: {error_text(body)}") from exc
-    if not isinstance(parsed, dict) or parsed.get("success") is not True or "data" not in parsed:
-        raise ApiRejected(f"unexpected API envelope: {error_text(body)}")
-    return parsed["data"]

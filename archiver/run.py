@@ -36,7 +36,8 @@ MANIFEST_INTERVAL = 60.0
 @dataclass
 class RunOptions:
     force: bool = False
-    clock: Callable[[], float] = time.time
+    clock: Callable[[], float] = time.time  # wall clock: URL ages, Retry-After dates
+    monotonic: Callable[[], float] = time.monotonic  # pacing: immune to wall-clock jumps
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
 
@@ -115,8 +116,8 @@ async def _drive(
             api_http,
             settings.base_url,
             token,
-            limiter=RateLimiter(settings.max_requests_per_second, options.clock, options.sleep),
-            gate=ThrottleGate(options.clock, options.sleep),
+            limiter=RateLimiter(settings.max_requests_per_second, options.monotonic, options.sleep),
+            gate=ThrottleGate(options.monotonic, options.sleep),
             clock=options.clock,
         )
         downloader = Downloader(download_http, settings.file_mode, options.clock)

@@ -83,16 +83,23 @@ class State:
             os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
         except OSError as exc:
             raise local_error(exc, self.path) from exc
+        self._db = sqlite3.connect(self.path, isolation_level="DEFERRED")
         try:
-            self._db = sqlite3.connect(self.path, isolation_level="DEFERRED")
             self._prepare()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _prepare(self) -> None:
+        try:
+            self._migrate()
         except sqlite3.DatabaseError as exc:
             raise LocalError(
                 f"the archive state {self.path} is unreadable ({exc}); it was left untouched. "
                 "Move it aside to rebuild from scratch (every call is then downloaded again)."
             ) from exc
 
-    def _prepare(self) -> None:
+    def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise LocalError(

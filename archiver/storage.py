@@ -62,9 +62,15 @@ def layout_fields(layout: str) -> set[str]:
 
 
 def ensure_folder(folder: Path) -> None:
-    """Create `folder` and missing parents owner-only."""
+    """Create `folder` and each missing parent owner-only (`mkdir(parents=True)` would give
+    the parents the umask's mode); folders that already exist are left as they are."""
+    if folder.is_dir():
+        return
+    missing = [folder, *(p for p in folder.parents if not p.exists())]
     try:
-        folder.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
+        for path in reversed(missing):
+            path.mkdir(mode=FOLDER_MODE, exist_ok=True)
+            path.chmod(FOLDER_MODE)  # mkdir's mode is masked by the umask
     except OSError as exc:
         raise local_error(exc, folder) from exc
 
@@ -94,7 +100,10 @@ class PartFile:
         """Open for appending (resume) or truncate to empty, created with `file_mode`."""
 
         def opener(name: str, flags: int) -> int:
-            return os.open(name, flags, file_mode)
+            fd = os.open(name, flags, file_mode)
+            # Exactly file_mode, whatever the umask, and also for a .part left by an older run.
+            os.fchmod(fd, file_mode)
+            return fd
 
         try:
             handle = await aiofiles.open(path, "ab" if append else "wb", opener=opener)

@@ -1,0 +1,285 @@
+from __future__ import annotations
+
+import json
+import os
+import random
+import sqlite3
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from archiver.errors import ArchiveLocked, LocalError
+from archiver.state import STATE_DIR, ArchiveLock, CallRecord, State
+
+A = "11111111-1111-4111-8111-111111111111"
+B = "22222222-2222-4222-8222-222222222222"
+C = "33333333-3333-4333-8333-333333333333"
+D = "44444444-4444-4444-8444-444444444444"
+SHA = "ab" * 32
+
+
+def archived(call_id: str, run_id: str = "run-1") -> CallRecord:
+    return CallRecord(
+        call_id=call_id,
+        status="archived",
+        path=f"{call_id}.mp4",
+        bytes=1234,
+        sha256=SHA,
+        content_type="audio/mp4",
+        archived_at="2026-11-05T10:00:00.000000Z",
+        attempts=2,
+        run_id=run_id,
+    )
+
+
+def failed(call_id: str, run_id: str = "run-1") -> CallRecord:
+    return CallRecord(
+        call_id=call_id,
+        status="failed",
+        attempts=6,
+        run_id=run_id,
+        error_kind="server_error",
+        error_message="API answered 500: boom",
+    )
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Iterator[State]:
+    with State(tmp_path) as opened:
+        yield opened
+
+
+def state_file(out_dir: Path) -> Path:
+    return out_dir / STATE_DIR / "state.sqlite3"
+
+
+# claim
+
+
+def test_first_claim_has_no_previous_record_and_is_not_a_repeat(state: State) -> None:
+    assert state.claim(A, "run-1") == (None, False)
+
+
+def test_second_claim_in_the_same_run_is_a_repeat(state: State) -> None:
+    state.claim(A, "run-1")
+    previous, repeat = state.claim(A, "run-1")
+    assert repeat is True
+    assert previous == CallRecord(call_id=A, status=None)
+
+
+def test_claim_in_a_later_run_is_not_a_repeat_and_returns_the_last_outcome(state: State) -> None:
+    state.claim(A, "run-1")
+    state.record(archived(A, "run-1"))
+    previous, repeat = state.claim(A, "run-2")
+    assert repeat is False
+    assert previous == archived(A, "run-1")
+    assert state.claim(A, "run-2")[1] is True
+
+
+def test_claim_keeps_each_call_apart(state: State) -> None:
+    state.claim(A, "run-1")
+    assert state.claim(B, "run-1") == (None, False)
+
+
+# record / get
+
+
+def test_get_of_an_unknown_call_is_none(state: State) -> None:
+    assert state.get(A) is None
+
+
+def test_record_then_get_round_trips(state: State) -> None:
+    state.claim(A, "run-1")
+    state.claim(B, "run-1")
+    state.record(archived(A))
+    state.record(failed(B))
+    assert state.get(A) == archived(A)
+    assert state.get(B) == failed(B)
+
+
+def test_record_is_durable_across_reopening(tmp_path: Path) -> None:
+    with State(tmp_path) as first:
+        first.claim(A, "run-1")
+        first.record(archived(A))
+    with State(tmp_path) as second:
+        assert second.get(A) == archived(A)
+
+
+def test_record_is_committed_before_it_returns(state: State, tmp_path: Path) -> None:
+    state.claim(A, "run-1")
+    state.record(failed(A))
+    other = sqlite3.connect(state_file(tmp_path))
+    try:
+        row = other.execute("SELECT status, error_kind FROM calls WHERE call_id = ?", (A,))
+        assert row.fetchone() == ("failed", "server_error")
+    finally:
+        other.close()
+
+
+def test_a_later_record_replaces_the_earlier_outcome(state: State) -> None:
+    state.claim(A, "run-1")
+    state.record(failed(A, "run-1"))
+    state.claim(A, "run-2")
+    state.record(archived(A, "run-2"))
+    assert state.get(A) == archived(A, "run-2")
+
+
+# calls / run_outcomes / ids_with_status / invalid_rows
+
+
+def test_calls_are_sorted_by_call_id_and_skip_calls_still_in_flight(state: State) -> None:
+    for call_id in (D, B, A, C):
+        state.claim(call_id, "run-1")
+    state.record(failed(D))
+    state.record(archived(B))
+    state.record(archived(A))
+    assert [r.call_id for r in state.calls()] == [A, B, D]
+    assert list(state.calls())[2] == failed(D)
+
+
+def test_calls_of_an_empty_state_are_empty(state: State) -> None:
+    assert list(state.calls()) == []
+
+
+def test_run_outcomes_are_only_the_calls_that_run_decided(state: State) -> None:
+    for call_id in (C, A, B, D):
+        state.claim(call_id, "run-1")
+    state.record(archived(C, "run-1"))
+    state.record(archived(A, "run-0"))
+    state.record(failed(B, "run-1"))
+    assert [r.call_id for r in state.run_outcomes("run-1")] == [B, C]
+    assert list(state.run_outcomes("run-0")) == [archived(A, "run-0")]
+    assert list(state.run_outcomes("run-9")) == []
+
+
+def test_ids_with_status_selects_and_sorts(state: State) -> None:
+    for call_id in (D, C, B, A):
+        state.claim(call_id, "run-1")
+    state.record(failed(D))
+    state.record(archived(C))
+    state.record(CallRecord(call_id=B, status="pending", run_id="run-1", error_kind="pending"))
+    assert list(state.ids_with_status(("failed", "pending"))) == [B, D]
+    assert list(state.ids_with_status(("archived",))) == [C]
+    assert list(state.ids_with_status(("not_available",))) == []
+
+
+def test_invalid_rows_come_back_per_run_in_input_order(state: State) -> None:
+    state.add_invalid_row("run-1", "calls.csv", 7, "not a UUID", "abc")
+    state.add_invalid_row("run-2", "other.txt", 1, "not a UUID", "zzz")
+    state.add_invalid_row("run-1", "calls.csv", 3, "empty id", "")
+    state.commit()
+    assert list(state.invalid_rows("run-1")) == [
+        ("calls.csv", 7, "not a UUID", "abc"),
+        ("calls.csv", 3, "empty id", ""),
+    ]
+    assert list(state.invalid_rows("run-2")) == [("other.txt", 1, "not a UUID", "zzz")]
+    assert list(state.invalid_rows("run-3")) == []
+
+
+# the file
+
+
+def test_state_file_is_owner_only(tmp_path: Path) -> None:
+    with State(tmp_path) as opened:
+        opened.claim(A, "run-1")
+        opened.record(archived(A))
+        assert stat.S_IMODE(state_file(tmp_path).stat().st_mode) == 0o600
+        wal = state_file(tmp_path).with_name("state.sqlite3-wal")
+        assert stat.S_IMODE(wal.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / STATE_DIR).stat().st_mode) == 0o700
+
+
+def test_state_from_a_newer_version_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    with State(tmp_path) as opened:
+        opened.claim(A, "run-1")
+        opened.record(archived(A))
+    raw = sqlite3.connect(state_file(tmp_path))
+    raw.execute("PRAGMA user_version = 99")
+    raw.commit()
+    raw.close()
+    before = state_file(tmp_path).read_bytes()
+
+    with pytest.raises(LocalError) as caught:
+        State(tmp_path)
+
+    message = str(caught.value)
+    assert "99" in message
+    assert "newer" in message
+    assert "upgrade" in message
+    assert str(state_file(tmp_path)) in message
+    assert caught.value.exit_code == 4
+    assert state_file(tmp_path).read_bytes() == before
+
+
+def test_corrupt_state_is_refused_and_not_overwritten(tmp_path: Path) -> None:
+    (tmp_path / STATE_DIR).mkdir()
+    garbage = random.Random(20261105).randbytes(8192)
+    state_file(tmp_path).write_bytes(garbage)
+
+    with pytest.raises(LocalError) as caught:
+        State(tmp_path)
+
+    message = str(caught.value)
+    assert "unreadable" in message
+    assert str(state_file(tmp_path)) in message
+    assert state_file(tmp_path).read_bytes() == garbage
+
+
+# ArchiveLock
+
+
+def test_second_lock_on_the_same_archive_is_refused_naming_the_holder(tmp_path: Path) -> None:
+    first, second = ArchiveLock(tmp_path), ArchiveLock(tmp_path)
+    first.acquire()
+    try:
+        with pytest.raises(ArchiveLocked) as caught:
+            second.acquire()
+    finally:
+        first.release()
+    assert f"pid {os.getpid()}" in str(caught.value)
+    assert str(first.path) in str(caught.value)
+    assert caught.value.exit_code == 75
+
+
+def test_lock_can_be_taken_again_after_release(tmp_path: Path) -> None:
+    first, second = ArchiveLock(tmp_path), ArchiveLock(tmp_path)
+    first.acquire()
+    first.release()
+    second.acquire()
+    try:
+        holder = json.loads(second.path.read_text())
+        assert holder["pid"] == os.getpid()
+    finally:
+        second.release()
+
+
+def test_lock_file_left_by_a_dead_process_does_not_block(tmp_path: Path) -> None:
+    lock = ArchiveLock(tmp_path)
+    lock.path.parent.mkdir(parents=True)
+    lock.path.write_text(json.dumps({"pid": 4_194_303, "started_at": "2026-01-01T00:00:00Z"}))
+    lock.acquire()
+    try:
+        assert json.loads(lock.path.read_text())["pid"] == os.getpid()
+    finally:
+        lock.release()
+
+
+def test_locked_message_survives_unreadable_holder_text(tmp_path: Path) -> None:
+    first, second = ArchiveLock(tmp_path), ArchiveLock(tmp_path)
+    first.acquire()
+    try:
+        first.path.write_text("not json")
+        with pytest.raises(ArchiveLocked, match=r"pid \?"):
+            second.acquire()
+    finally:
+        first.release()
+
+
+def test_release_without_acquire_is_harmless(tmp_path: Path) -> None:
+    lock = ArchiveLock(tmp_path)
+    lock.release()
+    lock.acquire()
+    lock.release()
+    lock.release()
