@@ -1,0 +1,117 @@
+"""The run's pacing (§6): input read as workers free up, the API rate cap, the manifest timer,
+and the demo as a newcomer runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from archiver import run as run_module
+from archiver.fake import FakeConfig
+from archiver.inputs import CallId, InputItem
+from archiver.progress import NoProgress
+from archiver.run import RunOptions, execute
+from archiver.settings import load_settings
+from tests.conftest import FakeFactory
+from tests.integration.archive_helpers import manifest_of
+from tests.integration.cli_helpers import osvi
+
+
+async def test_input_is_read_only_as_workers_free_up(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    fake = await make_fake(
+        FakeConfig(calls=30, size_min=64 * 1024, size_max=64 * 1024, bandwidth=1024 * 1024)
+    )
+    pulled = 0
+    ahead: list[int] = []
+
+    def ids() -> Iterator[InputItem]:
+        nonlocal pulled
+        for number, call in enumerate(fake.calls, 1):
+            pulled += 1
+            finished = fake.stats.requests["recording"]
+            ahead.append(pulled - finished)
+            yield CallId(call.call_id, "<gen>", number)
+
+    settings = load_settings(
+        {
+            "base_url": fake.base_url,
+            "out_dir": tmp_path,
+            "concurrency": 3,
+            "max_requests_per_second": 1000,
+        },
+        config_path=None,
+        environ={"OSVI_API_TOKEN": fake.token},
+    )
+    await execute(settings, ids(), NoProgress(), RunOptions())
+    assert pulled == 30
+    assert max(ahead) <= 3 + 1  # never more than the pool (plus the one being handed over)
+
+
+async def test_api_requests_stay_under_max_requests_per_second(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    fake = await make_fake(FakeConfig(calls=30, size_min=4096, size_max=8192))
+    settings = load_settings(
+        {
+            "base_url": fake.base_url,
+            "out_dir": tmp_path,
+            "concurrency": 16,
+            "max_requests_per_second": 20,
+        },
+        config_path=None,
+        environ={"OSVI_API_TOKEN": fake.token},
+    )
+    ids = iter([CallId(c.call_id, "<gen>", n) for n, c in enumerate(fake.calls, 1)])
+    await execute(settings, ids, NoProgress(), RunOptions())
+    times = sorted(t for t, endpoint, _ in fake.stats.events if endpoint != "download")
+    assert len(times) >= 30
+    # Any 11 consecutive API requests span at least half a second at 20 per second.
+    spans = [times[i + 10] - times[i] for i in range(len(times) - 10)]
+    assert min(spans) >= 0.45
+
+
+async def test_manifest_is_rewritten_during_a_long_run(
+    make_fake: FakeFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(run_module, "MANIFEST_INTERVAL", 0.2)
+    fake = await make_fake(
+        FakeConfig(calls=8, size_min=256 * 1024, size_max=256 * 1024, bandwidth=256 * 1024)
+    )
+    settings = load_settings(
+        {
+            "base_url": fake.base_url,
+            "out_dir": tmp_path,
+            "concurrency": 2,
+            "max_requests_per_second": 1000,
+        },
+        config_path=None,
+        environ={"OSVI_API_TOKEN": fake.token},
+    )
+    ids = iter([CallId(c.call_id, "<gen>", n) for n, c in enumerate(fake.calls, 1)])
+    task = asyncio.create_task(execute(settings, ids, NoProgress(), RunOptions()))
+    seen_during_run: list[int] = []
+    while not task.done():
+        await asyncio.sleep(0.1)
+        path = tmp_path / "manifest.json"
+        if path.exists() and not task.done():
+            seen_during_run.append(len(json.loads(path.read_text())["calls"]))
+    await task
+    assert seen_during_run, "no manifest appeared while the run went on"
+    assert 0 < max(seen_during_run) < 8 or len(set(seen_during_run)) > 1
+    manifest_of(tmp_path)
+
+
+async def test_demo_archives_the_fake_calls_into_demo_archive(tmp_path: Path) -> None:
+    done = await osvi("demo", cwd=tmp_path, deadline=120)
+    assert done.code == 0, done.stderr
+    manifest = manifest_of(tmp_path / "demo-archive")
+    assert sum(c["status"] == "archived" for c in manifest["calls"]) > 30
+    assert "osvi-archiver summary" in done.stderr
+    assert "demo-archive/manifest.json" in done.stderr
+    assert list((tmp_path / "demo-archive").rglob("*.part")) == []
