@@ -17,7 +17,7 @@ from archiver.inputs import read_ids
 from archiver.manifest import load_schema
 from archiver.progress import NoProgress
 from archiver.run import RunOptions, RunResult, execute
-from archiver.settings import load_settings
+from archiver.settings import Settings, load_settings
 
 
 async def quick_sleep(seconds: float) -> None:
@@ -27,6 +27,15 @@ async def quick_sleep(seconds: float) -> None:
 
 def picked_ids(fake: FakeOSVI) -> list[str]:
     return [c.call_id for c in fake.calls if c.has_recording]
+
+
+def settings_for(fake: FakeOSVI, out_dir: Path, token: str | None = None, **flags: Any) -> Settings:
+    """Settings pointing at the fake, with a high API rate cap unless a test sets one."""
+    return load_settings(
+        {"base_url": fake.base_url, "out_dir": out_dir, "max_requests_per_second": 1000, **flags},
+        config_path=None,
+        environ={"OSVI_API_TOKEN": token or fake.token},
+    )
 
 
 async def archive(
@@ -41,11 +50,7 @@ async def archive(
     **flags: Any,
 ) -> RunResult:
     """`osvi-archiver run` in-process: ids (default: every call of the fake) as CSV input."""
-    settings = load_settings(
-        {"base_url": fake.base_url, "out_dir": out_dir, "max_requests_per_second": 1000, **flags},
-        config_path=None,
-        environ={"OSVI_API_TOKEN": token or fake.token},
-    )
+    settings = settings_for(fake, out_dir, token, **flags)
     if text is None:
         chosen = list(ids) if ids is not None else [c.call_id for c in fake.calls]
         text = "call_id\n" + "".join(f"{i}\n" for i in chosen)

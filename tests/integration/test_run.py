@@ -14,13 +14,13 @@ from archiver.fake import FakeConfig, Fault, FaultKind
 from archiver.inputs import read_ids
 from archiver.progress import NoProgress
 from archiver.run import RunOptions, execute
-from archiver.settings import load_settings
 from tests.conftest import FakeFactory
 from tests.integration.archive_helpers import (
     archive,
     assert_byte_exact,
     manifest_of,
     picked_ids,
+    settings_for,
     statuses,
 )
 
@@ -123,11 +123,7 @@ async def test_a_url_too_old_on_arrival_is_not_used(make_fake: FakeFactory, tmp_
     fake = await make_fake(small(3))
     call_id = picked_ids(fake)[0]
     ticks = iter([0.0, 0.0, 1000.0] + [2000.0 + i for i in range(1000)])
-    settings = load_settings(
-        {"base_url": fake.base_url, "out_dir": tmp_path, "max_attempts": 2},
-        config_path=None,
-        environ={"OSVI_API_TOKEN": fake.token},
-    )
+    settings = settings_for(fake, tmp_path, max_attempts=2)
     items = read_ids(io.BytesIO(f"{call_id}\n".encode()), "<t>")
     options = RunOptions(clock=lambda: next(ticks), sleep=lambda s: asyncio.sleep(0))
     await execute(settings, items, NoProgress(), options)

@@ -15,9 +15,8 @@ from archiver.fake import FakeConfig
 from archiver.inputs import CallId, InputItem
 from archiver.progress import NoProgress
 from archiver.run import RunOptions, execute
-from archiver.settings import load_settings
 from tests.conftest import FakeFactory
-from tests.integration.archive_helpers import manifest_of
+from tests.integration.archive_helpers import manifest_of, settings_for
 from tests.integration.cli_helpers import osvi
 
 
@@ -38,16 +37,7 @@ async def test_input_is_read_only_as_workers_free_up(
             ahead.append(pulled - finished)
             yield CallId(call.call_id, "<gen>", number)
 
-    settings = load_settings(
-        {
-            "base_url": fake.base_url,
-            "out_dir": tmp_path,
-            "concurrency": 3,
-            "max_requests_per_second": 1000,
-        },
-        config_path=None,
-        environ={"OSVI_API_TOKEN": fake.token},
-    )
+    settings = settings_for(fake, tmp_path, concurrency=3)
     await execute(settings, ids(), NoProgress(), RunOptions())
     assert pulled == 30
     assert max(ahead) <= 3 + 1  # never more than the pool (plus the one being handed over)
@@ -57,16 +47,7 @@ async def test_api_requests_stay_under_max_requests_per_second(
     make_fake: FakeFactory, tmp_path: Path
 ) -> None:
     fake = await make_fake(FakeConfig(calls=30, size_min=4096, size_max=8192))
-    settings = load_settings(
-        {
-            "base_url": fake.base_url,
-            "out_dir": tmp_path,
-            "concurrency": 16,
-            "max_requests_per_second": 20,
-        },
-        config_path=None,
-        environ={"OSVI_API_TOKEN": fake.token},
-    )
+    settings = settings_for(fake, tmp_path, concurrency=16, max_requests_per_second=20)
     ids = iter([CallId(c.call_id, "<gen>", n) for n, c in enumerate(fake.calls, 1)])
     await execute(settings, ids, NoProgress(), RunOptions())
     times = sorted(t for t, endpoint, _ in fake.stats.events if endpoint != "download")
@@ -83,16 +64,7 @@ async def test_manifest_is_rewritten_during_a_long_run(
     fake = await make_fake(
         FakeConfig(calls=8, size_min=256 * 1024, size_max=256 * 1024, bandwidth=256 * 1024)
     )
-    settings = load_settings(
-        {
-            "base_url": fake.base_url,
-            "out_dir": tmp_path,
-            "concurrency": 2,
-            "max_requests_per_second": 1000,
-        },
-        config_path=None,
-        environ={"OSVI_API_TOKEN": fake.token},
-    )
+    settings = settings_for(fake, tmp_path, concurrency=2)
     ids = iter([CallId(c.call_id, "<gen>", n) for n, c in enumerate(fake.calls, 1)])
     task = asyncio.create_task(execute(settings, ids, NoProgress(), RunOptions()))
     seen_during_run: list[int] = []
