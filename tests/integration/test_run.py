@@ -20,6 +20,7 @@ from tests.integration.archive_helpers import (
     assert_byte_exact,
     manifest_of,
     picked_ids,
+    quick_sleep,
     settings_for,
     statuses,
 )
@@ -119,15 +120,20 @@ async def test_every_attempt_gets_a_fresh_url_and_none_is_used_expired(
 
 
 async def test_a_url_too_old_on_arrival_is_not_used(make_fake: FakeFactory, tmp_path: Path) -> None:
-    """With a clock that jumps past the usable window, the URL is refused before use."""
+    """A clock that moves 1000 s per reading makes every URL older than its usable 840 s by
+    the time it would be used: it must be refused, and a fresh one asked for, never fetched."""
     fake = await make_fake(small(3))
     call_id = picked_ids(fake)[0]
-    ticks = iter([0.0, 0.0, 1000.0] + [2000.0 + i for i in range(1000)])
-    settings = settings_for(fake, tmp_path, max_attempts=2)
+    readings = iter(range(0, 10**9, 1000))
+    settings = settings_for(fake, tmp_path, max_attempts=3)
     items = read_ids(io.BytesIO(f"{call_id}\n".encode()), "<t>")
-    options = RunOptions(clock=lambda: next(ticks), sleep=lambda s: asyncio.sleep(0))
-    await execute(settings, items, NoProgress(), options)
-    assert fake.stats.requests["download"] == 0 or fake.stats.expired_uses == 0
+    options = RunOptions(clock=lambda: float(next(readings)), sleep=quick_sleep)
+    result = await execute(settings, items, NoProgress(), options)
+    assert fake.stats.requests["download"] == 0
+    assert fake.stats.calls[call_id].requests["recording"] == 3
+    entry = manifest_of(tmp_path)["calls"][0]
+    assert (entry["status"], entry["error"]["kind"]) == ("failed", "url_refused")
+    assert result.exit_code == 1
 
 
 async def test_not_audio_body_is_refused_after_a_fresh_try(
