@@ -20,7 +20,7 @@ from archiver.download import Downloaded, Downloader, Transfer
 from archiver.errors import CallError, NotAudio, NotAudioOnce, NotAvailable, UrlRefused
 from archiver.retrying import call_retrying
 from archiver.state import CallRecord, utc_now
-from archiver.storage import ensure_folder, render_layout
+from archiver.storage import ensure_folder, part_path, render_layout
 from archiver.urls import check_recording_url
 
 log = logging.getLogger("archiver.call")
@@ -50,7 +50,9 @@ class CallArchiver:
         run_id: str,
         clock: Callable[[], float],
         sleep: Callable[[float], Awaitable[None]],
+        on_part: Callable[[str, str], None] = lambda call_id, relative_part: None,
     ) -> None:
+        self._on_part = on_part  # told (call id, .part path) before the .part is created
         self._policy = policy
         self._api = api
         self._downloader = downloader
@@ -102,6 +104,7 @@ class CallArchiver:
         )
         path = self._policy.out_dir / relative
         ensure_folder(path.parent)
+        self._on_part(call_id, part_path(Path(relative)).as_posix())
         return path
 
     async def _not_available(self, call_id: str, attempts: int, exc: NotAvailable) -> CallRecord:

@@ -11,12 +11,12 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from archiver import __version__
 from archiver.errors import ArchiverError, UsageError
 from archiver.fake import options as fake_options
-from archiver.inputs import check_sources, read_sources
+from archiver.inputs import InputItem, check_sources, read_sources
 from archiver.logs import setup_logging
 from archiver.progress import LiveBar, NoProgress, Progress, StatusLines
 from archiver.settings import Settings, choose_config_file, config_file_warnings, load_settings
@@ -129,6 +129,12 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
         help=f"run reports kept in runs/ {_default('keep_run_reports')}",
     )
     add("--force", action="store_true", help="download again calls already archived")
+    add(
+        "--retry-failed",
+        dest="retry_failed",
+        action="store_true",
+        help="take no input: retry only the calls this archive lists as failed or pending",
+    )
     add("--id-column", dest="id_column", default=None, help="CSV column holding the call id")
 
 
@@ -169,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_NOT_SETTINGS = {"command", "config", "inputs", "force", "id_column"}
+_NOT_SETTINGS = {"command", "config", "inputs", "force", "id_column", "retry_failed"}
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -210,6 +216,8 @@ def _run(args: argparse.Namespace) -> int:
     from archiver.run import RunOptions, execute
     from archiver.summary import render
 
+    if args.retry_failed and args.inputs:
+        raise UsageError("--retry-failed takes its calls from the archive: give no INPUT")
     settings = _settings(args)
     _refuse_unsupported(settings)
     setup_logging(settings.log_level, [settings.token_value() or ""])
@@ -226,6 +234,14 @@ def _run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return result.exit_code
+
+
+def _inputs(args: argparse.Namespace) -> Iterator[InputItem]:
+    paths = list(args.inputs) or ["-"]
+    if paths == ["-"] and sys.stdin.isatty():
+        raise UsageError("no input: name CSV or text files of call ids, or pipe them on stdin")
+    check_sources(paths, args.id_column)
+    return read_sources(paths, sys.stdin.buffer, args.id_column)
 
 
 def _dispatch(args: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@
     ├── AuthError                      exit 3: the API rejected the token (stops the run)
     ├── LocalError                     exit 4: disk full, folder not writable, state unreadable
     ├── ArchiveLocked                  exit 75: another run holds this archive
+    ├── Interrupted                    exit 130 / 143: SIGINT / SIGTERM
     └── CallError                      one call failed; becomes an outcome, never stops the run
         ├── TransientError             retried (SPEC §5.3)
         │   ├── ConnectionFault        connection refused/reset, timeout, stalled body
@@ -45,6 +46,14 @@ class LocalError(ArchiverError):
 
 class ArchiveLocked(ArchiverError):
     exit_code = 75
+
+
+class Interrupted(ArchiverError):
+    """The run was stopped by a signal; the exit code is 128 + the signal's number."""
+
+    def __init__(self, signum: int, name: str) -> None:
+        super().__init__(f"interrupted by {name}")
+        self.exit_code = 128 + signum
 
 
 class CallError(ArchiverError):

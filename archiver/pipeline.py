@@ -8,7 +8,10 @@ De-duplication and "already archived" go through the state, not through memory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import queue
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,21 +24,58 @@ from archiver.summary import Counts
 log = logging.getLogger("archiver.run")
 
 
+_Request = tuple[asyncio.AbstractEventLoop, "asyncio.Future[InputItem | None]"]
+
+
 class SharedInput:
-    """One input iterator shared by all workers; read off the event loop, one at a time."""
+    """One input iterator shared by all workers, read one item per request, off the loop.
+
+    Reads happen in a daemon thread of its own, not asyncio's default executor: a read blocked
+    on a quiet stdin must not keep the process from exiting after Ctrl-C.
+    """
 
     def __init__(self, items: Iterator[InputItem]) -> None:
         self._items = items
         self._lock = asyncio.Lock()
         self._done = False
+        self._requests: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name="osvi-input", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while (request := self._requests.get()) is not None:
+            loop, future = request
+            try:
+                item, error = next(self._items, None), None
+            except BaseException as exc:  # handed to the worker that asked, not lost here
+                item, error = None, exc
+            with contextlib.suppress(RuntimeError):  # the loop may be gone after a signal
+                loop.call_soon_threadsafe(_settle, future, item, error)
 
     async def next(self) -> InputItem | None:
         async with self._lock:
             if self._done:
                 return None
-            item = await asyncio.to_thread(next, self._items, None)
+            loop = asyncio.get_running_loop()
+            future: asyncio.Future[InputItem | None] = loop.create_future()
+            self._requests.put((loop, future))
+            item = await future
             self._done = item is None
             return item
+
+    def close(self) -> None:
+        self._requests.put(None)
+
+
+def _settle(
+    future: asyncio.Future[InputItem | None], item: InputItem | None, error: BaseException | None
+) -> None:
+    if future.done():  # its worker was cancelled meanwhile
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(item)
 
 
 class Pipeline:
@@ -61,9 +101,12 @@ class Pipeline:
 
     async def run(self, items: Iterator[InputItem]) -> None:
         shared = SharedInput(items)
-        async with asyncio.TaskGroup() as workers:
-            for _ in range(self._concurrency):
-                workers.create_task(self._work(shared))
+        try:
+            async with asyncio.TaskGroup() as workers:
+                for _ in range(self._concurrency):
+                    workers.create_task(self._work(shared))
+        finally:
+            shared.close()
 
     async def _work(self, shared: SharedInput) -> None:
         while (item := await shared.next()) is not None:

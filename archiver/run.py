@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
+import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -18,8 +21,8 @@ from archiver import __version__
 from archiver.api import OsviApi, api_session
 from archiver.archive import CallArchiver, CallPolicy
 from archiver.download import Downloader, download_session
-from archiver.errors import ArchiverError
-from archiver.inputs import InputItem
+from archiver.errors import ArchiverError, Interrupted, LocalError
+from archiver.inputs import CallId, InputItem
 from archiver.limits import RateLimiter, ThrottleGate
 from archiver.manifest import prune_run_reports, write_manifest, write_run_report
 from archiver.pipeline import Pipeline
@@ -36,6 +39,7 @@ MANIFEST_INTERVAL = 60.0
 @dataclass
 class RunOptions:
     force: bool = False
+    retry_failed: bool = False
     clock: Callable[[], float] = time.time  # wall clock: URL ages, Retry-After dates
     monotonic: Callable[[], float] = time.monotonic  # pacing: immune to wall-clock jumps
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
@@ -65,28 +69,79 @@ def new_run_id(now: float) -> str:
 async def execute(
     settings: Settings, items: Iterator[InputItem], progress: Progress, options: RunOptions
 ) -> RunResult:
-    """Run the archive job; run-level errors are returned in the result, not raised."""
+    """Run the archive job; run-level errors (and signals) end up in the result, not raised."""
     token = require_token(settings)
     out_dir = settings.out_dir
     ensure_folder(out_dir)
     lock = ArchiveLock(out_dir)
     lock.acquire()
     started, started_at = time.monotonic(), utc_now()
-    run_id = new_run_id(options.clock())
+    result = RunResult(new_run_id(options.clock()), Counts(), 0.0)
     try:
         with State(out_dir) as state:
-            result = RunResult(run_id, Counts(), 0.0)
-            try:
-                await _drive(settings, token, state, items, progress, options, result)
-            except* ArchiverError as group:
-                result.error = group.exceptions[0]  # type: ignore[assignment]
-            finally:
-                progress.close()
-                result.seconds = time.monotonic() - started
-                _write_outputs(settings, state, result, started_at)
+            _remove_stale_parts(state, out_dir)
+            if options.retry_failed:
+                items = _failed_and_pending(state)
+            drive = asyncio.create_task(
+                _drive(settings, token, state, items, progress, options, result)
+            )
+            with _stop_on_signals(drive) as stopped_by:
+                try:
+                    await drive
+                except* ArchiverError as group:
+                    result.error = group.exceptions[0]  # type: ignore[assignment]
+                except* asyncio.CancelledError:
+                    if not stopped_by:
+                        raise
+                    result.error = stopped_by[0]
+                finally:
+                    progress.close()
+                    result.seconds = time.monotonic() - started
+                    _write_outputs(settings, state, result, started_at)
             return result
     finally:
         lock.release()
+
+
+def _remove_stale_parts(state: State, out_dir: Path) -> None:
+    """`.part` files a killed run left behind: never resumed blindly, removed."""
+    for relative in state.take_stale_parts():
+        (out_dir / relative).unlink(missing_ok=True)
+    state.commit()
+
+
+def _failed_and_pending(state: State) -> Iterator[InputItem]:
+    """--retry-failed: the calls the archive lists as failed or pending, and only those."""
+    ids = list(state.ids_with_status(("failed", "pending")))  # read before the run writes
+    return (CallId(call_id, "<retry-failed>", number) for number, call_id in enumerate(ids, 1))
+
+
+@contextlib.contextmanager
+def _stop_on_signals(drive: asyncio.Task[None]) -> Iterator[list[Interrupted]]:
+    """First SIGINT/SIGTERM: cancel the run (in-flight downloads drop their .part files, then
+    the manifest and report are written). A second one: exit at once."""
+    loop = asyncio.get_running_loop()
+    stopped_by: list[Interrupted] = []
+
+    def on_signal(signum: int) -> None:
+        name = signal.Signals(signum).name
+        if stopped_by:
+            print(f"osvi-archiver: {name} again, exiting now", file=sys.stderr, flush=True)
+            os._exit(128 + signum)
+        stopped_by.append(Interrupted(signum, name))
+        log.warning("%s: stopping; in-flight downloads are cancelled (again to exit at once)", name)
+        drive.cancel()
+
+    installed = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # not main thread
+            loop.add_signal_handler(signum, on_signal, signum)
+            installed.append(signum)
+    try:
+        yield stopped_by
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
 
 
 async def _drive(
@@ -122,7 +177,13 @@ async def _drive(
         )
         downloader = Downloader(download_http, settings.file_mode, options.clock)
         archiver = CallArchiver(
-            policy, api, downloader, run_id=result.run_id, clock=options.clock, sleep=options.sleep
+            policy,
+            api,
+            downloader,
+            run_id=result.run_id,
+            clock=options.clock,
+            sleep=options.sleep,
+            on_part=state.add_part,
         )
         pipeline = Pipeline(
             state,
@@ -157,7 +218,19 @@ async def _manifest_every(interval: float, settings: Settings, state: State) -> 
 
 
 def _write_outputs(settings: Settings, state: State, result: RunResult, started_at: str) -> None:
-    """The manifest and the run report, even after a run-level error."""
+    """The manifest and the run report, even after a run-level error. When they cannot be
+    written (the disk is full), the state still holds the truth and the next run rewrites
+    them; the run then ends with that local error unless it already had one."""
+    try:
+        _write_manifest_and_report(settings, state, result, started_at)
+    except LocalError as exc:
+        log.error("could not write the manifest or run report: %s", exc)
+        result.error = result.error or exc
+
+
+def _write_manifest_and_report(
+    settings: Settings, state: State, result: RunResult, started_at: str
+) -> None:
     state.commit()
     result.manifest = write_manifest(state, settings.out_dir, settings.file_mode)
     summary = {
@@ -169,6 +242,7 @@ def _write_outputs(settings: Settings, state: State, result: RunResult, started_
         "seconds": round(result.seconds, 3),
         "exit_code": result.exit_code,
         "error": str(result.error) if result.error else None,
+        "interrupted": isinstance(result.error, Interrupted),
         "settings": settings.redacted(),
         "counts": result.counts.to_json(),
     }

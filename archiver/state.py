@@ -9,22 +9,24 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, ParamSpec, TypeVar
 
 from archiver.errors import ArchiveLocked, LocalError
 from archiver.storage import FOLDER_MODE, ensure_folder, local_error
 
-SCHEMA_VERSION = 1
 STATE_DIR = ".osvi-archiver"
 FINAL_STATUSES = ("archived", "pending", "not_available", "failed")
-_SCHEMA = """
+# MIGRATIONS[n] takes a state from schema n to n + 1; a new schema is a new entry, never an
+# edit of an old one. Schema 0 is an empty file.
+_V1 = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS calls (
     call_id TEXT PRIMARY KEY,
@@ -42,6 +44,32 @@ CREATE TABLE IF NOT EXISTS invalid_rows (
 );
 CREATE INDEX IF NOT EXISTS invalid_by_run ON invalid_rows (run_id);
 """
+_V2 = """
+-- .part files of calls in flight, so a run after a crash removes exactly those.
+CREATE TABLE IF NOT EXISTS parts (call_id TEXT PRIMARY KEY, path TEXT NOT NULL) WITHOUT ROWID;
+-- verify looks files up by path.
+CREATE INDEX IF NOT EXISTS calls_by_path ON calls (path);
+"""
+MIGRATIONS = (_V1, _V2)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _mapped(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """SQLite errors (disk full, I/O error, corruption found late) become LocalError, exit 4."""
+
+    @functools.wraps(method)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(*args, **kwargs)
+        except sqlite3.Error as exc:
+            state = args[0]
+            raise LocalError(f"cannot use the archive state {state.path}: {exc}") from exc  # type: ignore[attr-defined]
+
+    return wrapper
 
 
 def utc_now() -> str:
@@ -74,16 +102,22 @@ _COLUMNS = (
 class State:
     """The SQLite state of one archive folder. Use as a context manager."""
 
-    def __init__(self, out_dir: Path) -> None:
+    def __init__(self, out_dir: Path, *, readonly: bool = False) -> None:
         self.folder = out_dir / STATE_DIR
-        ensure_folder(self.folder)
         self.path = self.folder / "state.sqlite3"
-        try:
-            # Created owner-only before SQLite opens it; its -wal/-shm files copy this mode.
-            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
-        except OSError as exc:
-            raise local_error(exc, self.path) from exc
-        self._db = sqlite3.connect(self.path, isolation_level="DEFERRED")
+        self.readonly = readonly
+        if readonly:
+            if not self.path.is_file():
+                raise LocalError(f"{out_dir} holds no osvi-archiver state ({self.path} is missing)")
+            self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+        else:
+            ensure_folder(self.folder)
+            try:
+                # Created owner-only before SQLite opens it; its -wal/-shm files copy this mode.
+                os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+            except OSError as exc:
+                raise local_error(exc, self.path) from exc
+            self._db = sqlite3.connect(self.path, isolation_level="DEFERRED")
         try:
             self._prepare()
         except BaseException:
@@ -106,16 +140,22 @@ class State:
                 f"the archive state {self.path} has schema {version}, newer than this "
                 f"osvi-archiver understands ({SCHEMA_VERSION}): upgrade osvi-archiver"
             )
+        if self.readonly:
+            if version < 1:
+                raise LocalError(f"the archive state {self.path} is empty")
+            return
         self._db.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode survives a process crash; a power cut may lose the last commits,
         # whose calls are then downloaded again (never marked archived without their file).
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        self._db.commit()
+        for step in range(version, SCHEMA_VERSION):
+            self._db.executescript(
+                f"BEGIN; {MIGRATIONS[step]} PRAGMA user_version={step + 1}; COMMIT;"
+            )
 
     def close(self) -> None:
-        self._db.commit()
+        if not self.readonly:
+            self._db.commit()
         self._db.close()
 
     def __enter__(self) -> State:
@@ -124,11 +164,13 @@ class State:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @_mapped
     def get(self, call_id: str) -> CallRecord | None:
         row = self._db.execute(f"SELECT {_COLUMNS} FROM calls WHERE call_id = ?", (call_id,))
         found = row.fetchone()
         return CallRecord(*found) if found else None
 
+    @_mapped
     def claim(self, call_id: str, run_id: str) -> tuple[CallRecord | None, bool]:
         """Mark `call_id` as taken by this run: (its previous record, whether it is a repeat)."""
         previous = self._db.execute(
@@ -143,6 +185,7 @@ class State:
         )
         return (CallRecord(*previous[:-1]) if previous else None), False
 
+    @_mapped
     def record(self, record: CallRecord) -> None:
         """Store a call's outcome durably (committed before returning)."""
         self._db.execute(
@@ -154,47 +197,70 @@ class State:
                 record.error_message, record.call_id,
             ),
         )  # fmt: skip
+        self._db.execute("DELETE FROM parts WHERE call_id = ?", (record.call_id,))
         self.commit()
 
+    @_mapped
+    def add_part(self, call_id: str, relative_path: str) -> None:
+        """Note a `.part` about to be written (committed first: a crash may follow)."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO parts (call_id, path) VALUES (?, ?)", (call_id, relative_path)
+        )
+        self.commit()
+
+    @_mapped
+    def take_stale_parts(self) -> list[str]:
+        """The `.part` files a previous run left in flight; forgotten once returned."""
+        paths = [row[0] for row in self._db.execute("SELECT path FROM parts ORDER BY path")]
+        self._db.execute("DELETE FROM parts")
+        return paths
+
+    @_mapped
+    def find_path(self, relative_path: str) -> CallRecord | None:
+        row = self._db.execute(
+            f"SELECT {_COLUMNS} FROM calls WHERE path = ? AND status = 'archived'",
+            (relative_path,),
+        ).fetchone()
+        return CallRecord(*row) if row else None
+
+    @_mapped
     def add_invalid_row(self, run_id: str, source: str, line: int, reason: str, value: str) -> None:
         self._db.execute(
             "INSERT INTO invalid_rows VALUES (?, ?, ?, ?, ?)", (run_id, source, line, reason, value)
         )
 
+    @_mapped
     def commit(self) -> None:
+        self._db.commit()
+
+    def _rows(self, query: str, params: tuple[object, ...] = ()) -> Iterator[tuple[Any, ...]]:
+        """Stream a query's rows, SQLite errors met on the way mapped like everywhere else."""
         try:
-            self._db.commit()
-        except sqlite3.OperationalError as exc:
-            raise LocalError(f"cannot write the archive state {self.path}: {exc}") from exc
+            yield from self._db.execute(query, params)
+        except sqlite3.Error as exc:
+            raise LocalError(f"cannot read the archive state {self.path}: {exc}") from exc
 
     def calls(self) -> Iterator[CallRecord]:
         """Every call with an outcome, sorted by call_id, streamed."""
-        rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM calls WHERE status IS NOT NULL ORDER BY call_id"
-        )
-        for row in rows:
-            yield CallRecord(*row)
+        query = f"SELECT {_COLUMNS} FROM calls WHERE status IS NOT NULL ORDER BY call_id"
+        return (CallRecord(*row) for row in self._rows(query))
 
     def run_outcomes(self, run_id: str) -> Iterator[CallRecord]:
-        rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM calls WHERE run_id = ? AND status IS NOT NULL "
-            "ORDER BY call_id",
-            (run_id,),
+        query = (
+            f"SELECT {_COLUMNS} FROM calls WHERE run_id = ? AND status IS NOT NULL ORDER BY call_id"
         )
-        for row in rows:
-            yield CallRecord(*row)
+        return (CallRecord(*row) for row in self._rows(query, (run_id,)))
 
-    def invalid_rows(self, run_id: str) -> Iterator[tuple[str, int, str, str]]:
-        yield from self._db.execute(
-            "SELECT source, line, reason, value FROM invalid_rows WHERE run_id = ? ORDER BY rowid",
-            (run_id,),
+    def invalid_rows(self, run_id: str) -> Iterator[tuple[Any, ...]]:
+        query = (
+            "SELECT source, line, reason, value FROM invalid_rows WHERE run_id = ? ORDER BY rowid"
         )
+        return self._rows(query, (run_id,))
 
     def ids_with_status(self, statuses: tuple[str, ...]) -> Iterator[str]:
         marks = ",".join("?" * len(statuses))
         query = f"SELECT call_id FROM calls WHERE status IN ({marks}) ORDER BY call_id"
-        for (call_id,) in self._db.execute(query, statuses):
-            yield call_id
+        return (row[0] for row in self._rows(query, statuses))
 
 
 class ArchiveLock:
