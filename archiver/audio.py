@@ -30,7 +30,7 @@ _TYPE_EXTENSIONS = {
     "audio/aac": ".aac",
     "audio/amr": ".amr",
 }
-_AUDIO_SUFFIXES = frozenset(_TYPE_EXTENSIONS.values())
+AUDIO_SUFFIXES = frozenset(_TYPE_EXTENSIONS.values())
 # Types that are a page or an API error, never a recording, whatever the bytes say.
 _NOT_AUDIO_TYPES = ("text/", "application/json", "application/xml", "application/xhtml")
 
@@ -76,4 +76,4 @@ def extension(content_type: str | None, head: bytes, url_path: str) -> str:
     if by_magic:
         return by_magic
     suffix = PurePosixPath(url_path).suffix.lower()
-    return suffix if suffix in _AUDIO_SUFFIXES else ".bin"
+    return suffix if suffix in AUDIO_SUFFIXES else ".bin"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import sys
@@ -157,6 +158,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common(run)
     _add_run_options(run)
+    verify = commands.add_parser(
+        "verify",
+        help="re-hash every archived file against the archive's record",
+        description="Re-read every archived recording and check its size and sha256 against the "
+        "archive's state (what manifest.json is rendered from); list missing, truncated, "
+        "modified and unexpected files. Exit 0 if all is well, 1 if anything is wrong, "
+        "4 if the archive's state cannot be read. Takes no lock and writes nothing.",
+    )
+    _add_common(verify)
+    verify.add_argument(
+        "--out",
+        dest="out_dir",
+        default=argparse.SUPPRESS,
+        help=f"archive folder {_default('out_dir')}",
+    )
+    verify.add_argument("--json", action="store_true", help="print a JSON report on stdout")
     demo = commands.add_parser(
         "demo",
         help="run the whole product against the embedded fake OSVI service",
@@ -175,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_NOT_SETTINGS = {"command", "config", "inputs", "force", "id_column", "retry_failed"}
+_NOT_SETTINGS = {"command", "config", "inputs", "force", "id_column", "retry_failed", "json"}
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -221,19 +238,27 @@ def _run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     _refuse_unsupported(settings)
     setup_logging(settings.log_level, [settings.token_value() or ""])
-    paths = list(args.inputs) or ["-"]
-    if paths == ["-"] and sys.stdin.isatty():
-        raise UsageError("no input: name CSV or text files of call ids, or pipe them on stdin")
-    check_sources(paths, args.id_column)
-    items = read_sources(paths, sys.stdin.buffer, args.id_column)
-    result = asyncio.run(
-        execute(settings, items, _progress(settings), RunOptions(force=args.force))
-    )
+    options = RunOptions(force=args.force, retry_failed=args.retry_failed)
+    items = iter(()) if args.retry_failed else _inputs(args)
+    result = asyncio.run(execute(settings, items, _progress(settings), options))
     print(
         render(result.counts, result.seconds, result.manifest, result.report, result.error),
         file=sys.stderr,
     )
     return result.exit_code
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from archiver.verify import render_text, report_json, verify_archive
+
+    settings = _settings(args)
+    setup_logging(settings.log_level, [settings.token_value() or ""])
+    report = verify_archive(settings.out_dir)
+    if args.json:
+        print(json.dumps(report_json(report), indent=2))
+    else:
+        print(render_text(report, settings.out_dir))
+    return 0 if report.ok else 1
 
 
 def _inputs(args: argparse.Namespace) -> Iterator[InputItem]:
@@ -252,6 +277,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             raise UsageError(str(exc)) from None
         asyncio.run(fake_options.serve_until_signalled(args))
         return 0
+    if args.command == "verify":
+        return _verify(args)
     if args.command == "demo":
         from archiver.demo import run_demo
 

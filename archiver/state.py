@@ -156,6 +156,10 @@ class State:
     def close(self) -> None:
         if not self.readonly:
             self._db.commit()
+            # Leave a single self-contained file between runs: `verify` and backups then read
+            # it without creating -wal/-shm files (and it checkpoints the WAL).
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("PRAGMA journal_mode=DELETE")
         self._db.close()
 
     def __enter__(self) -> State:

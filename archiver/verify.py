@@ -14,11 +14,10 @@ import stat
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from io import FileIO
 from pathlib import Path
 from typing import Any
 
-from archiver.audio import _AUDIO_SUFFIXES
+from archiver.audio import AUDIO_SUFFIXES
 from archiver.manifest import MANIFEST_NAME, RUNS_DIR
 from archiver.state import STATE_DIR, CallRecord, State
 from archiver.storage import PART_SUFFIX
@@ -29,7 +28,7 @@ _CHUNK = 1 << 20  # files are hashed 1 MiB at a time: a recording never sits in 
 _TOP_LEVEL_OWN = frozenset({STATE_DIR, MANIFEST_NAME, RUNS_DIR})
 _SIDECAR_SUFFIXES = (".call.json", ".transcript.json")
 # Every extension a recording can get (audio.extension), tried to find a sidecar's recording.
-_RECORDING_SUFFIXES = tuple(sorted({*_AUDIO_SUFFIXES, ".bin"}))
+_RECORDING_SUFFIXES = tuple(sorted({*AUDIO_SUFFIXES, ".bin"}))
 # O_NONBLOCK: opening a FIFO left at an archived path must not hang the check.
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
 
@@ -80,18 +79,22 @@ def verify_archive(out_dir: Path, *, progress: Callable[[int], None] | None = No
 
 def check_file(out_dir: Path, record: CallRecord) -> tuple[Problem | None, int]:
     """The problem with one archived call's file, if any, and how many bytes were read."""
+    kind, detail, read = _examine(out_dir, record)
+    problem = Problem(kind, record.path or "", record.call_id, detail) if kind else None
+    return problem, read
+
+
+def _examine(out_dir: Path, record: CallRecord) -> tuple[str, str, int]:
     if record.path is None or record.bytes is None or record.sha256 is None:
-        return Problem("missing", record.path or "", record.call_id, "no file in the state"), 0
+        return "missing", "no file in the state", 0
     try:
         fd = os.open(out_dir / record.path, _OPEN_FLAGS)
     except OSError as exc:
-        kind, detail = _open_failure(exc)
-        return Problem(kind, record.path, record.call_id, detail), 0
-    with os.fdopen(fd, "rb", buffering=0) as handle:
-        kind, detail, read = _compare(handle, record.bytes, record.sha256)
-    if not kind:
-        return None, read
-    return Problem(kind, record.path, record.call_id, detail), read
+        return (*_open_failure(exc), 0)
+    try:
+        return _compare(fd, record.bytes, record.sha256)
+    finally:
+        os.close(fd)
 
 
 def _open_failure(exc: OSError) -> tuple[str, str]:
@@ -102,28 +105,28 @@ def _open_failure(exc: OSError) -> tuple[str, str]:
     return "modified", f"cannot be read: {exc.strerror or exc}"
 
 
-def _compare(handle: FileIO, size: int, sha256: str) -> tuple[str, str, int]:
+def _compare(fd: int, size: int, sha256: str) -> tuple[str, str, int]:
     """(kind, detail, bytes read); kind is empty when the file is the one archived. The hash
     is skipped when the size already differs."""
-    info = os.fstat(handle.fileno())
+    info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):
         return "modified", "not a regular file", 0
     found = f"expected {size} bytes, found {info.st_size}"
     if info.st_size != size:
         return ("truncated" if info.st_size < size else "modified"), found, 0
     try:
-        digest, read = _sha256(handle)
+        digest, read = _sha256(fd)
     except OSError as exc:
         return "modified", f"cannot be read: {exc.strerror or exc}", 0
     return ("" if digest == sha256 else "modified"), "sha256 differs", read
 
 
-def _sha256(handle: FileIO) -> tuple[str, int]:
+def _sha256(fd: int) -> tuple[str, int]:
     digest = hashlib.sha256()
     buffer = bytearray(_CHUNK)
     view = memoryview(buffer)
     read = 0
-    while count := handle.readinto(buffer):
+    while count := os.readv(fd, [buffer]):
         digest.update(view[:count])
         read += count
     return digest.hexdigest(), read
@@ -143,14 +146,15 @@ def find_unexpected(out_dir: Path, state: State) -> Iterator[Problem]:
             try:
                 stack.append(iter(_entries(out_dir, relative)))
             except OSError as exc:
-                yield Problem("unexpected", relative, None, _unlisted(exc))
+                detail = f"cannot be listed ({exc.strerror or exc}); its files were not checked"
+                yield Problem("unexpected", relative, None, detail)
         elif not _owned(state, relative):
             yield Problem("unexpected", relative, None, _unexpected_detail(relative, kind))
 
 
 def _entries(out_dir: Path, folder: str) -> list[tuple[str, str]]:
     """A folder's entries as (relative path, kind), sorted, the tool's own files left out.
-    Names and kinds only: a folder of a million recordings stays small in memory."""
+    Strings, not DirEntry objects: the default layout puts every recording in one folder."""
     found = []
     with os.scandir(out_dir / folder) as entries:
         for entry in entries:
@@ -202,10 +206,6 @@ def _unexpected_detail(relative: str, kind: str) -> str:
     if _sidecar_stem(relative) is not None:
         return "a sidecar of no archived recording"
     return "no archived call owns this file"
-
-
-def _unlisted(exc: OSError) -> str:
-    return f"a folder that cannot be read ({exc.strerror or exc}); its files were not checked"
 
 
 def render_text(report: VerifyReport, out_dir: Path) -> str:

@@ -39,3 +39,31 @@ async def osvi(
     out, err = await asyncio.wait_for(process.communicate(stdin), deadline)
     assert process.returncode is not None
     return Finished(process.returncode, out.decode(), err.decode())
+
+
+async def start_osvi(
+    *args: str, env: dict[str, str] | None = None, stdin: bytes | None = None
+) -> asyncio.subprocess.Process:
+    """`python -m archiver ARGS` left running, for signals and kills; stdin written and closed."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("OSVI_")}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "archiver",
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**base, **(env or {})},
+    )
+    assert process.stdin is not None
+    process.stdin.write(stdin or b"")
+    await process.stdin.drain()
+    process.stdin.close()
+    return process
+
+
+async def finish(process: asyncio.subprocess.Process, deadline: float = 30) -> Finished:
+    out, err = await asyncio.wait_for(process.communicate(), deadline)
+    assert process.returncode is not None
+    return Finished(process.returncode, out.decode(), err.decode())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import sys
 from pathlib import Path
@@ -194,3 +195,27 @@ async def _stats(base_url: str) -> dict[str, Any]:
     async with aiohttp.ClientSession() as http, http.get(f"{base_url}/_fake/stats") as response:
         body: dict[str, Any] = await response.json()
         return body
+
+
+async def test_verify_command_reports_damage_with_exit_1_and_json(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    fake = await make_fake(small(8))
+    ids = "\n".join(c.call_id for c in fake.calls).encode()
+    assert (await osvi("run", "--out", str(tmp_path), env=env_for(fake), stdin=ids)).code == 0
+    clean = await osvi("verify", "--out", str(tmp_path))
+    assert clean.code == 0, clean.stdout + clean.stderr
+    victim = next(tmp_path.glob("*.mp4"))
+    victim.write_bytes(victim.read_bytes()[:-1] + b"\x00")
+    (tmp_path / "stray.txt").write_text("?")
+    damaged = await osvi("verify", "--out", str(tmp_path), "--json")
+    assert damaged.code == 1
+    report = json.loads(damaged.stdout)
+    kinds = {p["path"]: p["kind"] for p in report["problems"]}
+    assert kinds == {victim.name: "modified", "stray.txt": "unexpected"}
+
+
+async def test_verify_of_a_folder_without_archive_exits_4(tmp_path: Path) -> None:
+    done = await osvi("verify", "--out", str(tmp_path))
+    assert done.code == 4
+    assert "no osvi-archiver state" in done.stderr
