@@ -532,3 +532,70 @@ def test_parse_shard_reads_k_of_n(text: str, expected: tuple[int, int]) -> None:
 def test_parse_shard_rejects_anything_but_k_below_n(text: str) -> None:
     with pytest.raises(UsageError, match="--shard"):
         parse_shard(text)
+
+
+# Every row accounted for: valid ids in any dress come out canonical, every other non-blank,
+# non-comment line is reported at its own line number, whatever the line endings and encoding.
+
+_LINE_BREAKS = "\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # what str.splitlines splits on
+_JUNK = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_characters=_LINE_BREAKS),
+    min_size=1,
+    max_size=30,
+).filter(lambda t: t.strip() != "" and not t.strip().startswith("#") and canonical_uuid(t) is None)
+
+
+@st.composite
+def _plain_text_input(draw: st.DrawFn) -> tuple[bytes, dict[int, str], set[int]]:
+    """(input bytes, {line: expected id}, {lines expected invalid})."""
+    import uuid as uuid_module
+
+    lines: list[str] = []
+    valid: dict[int, str] = {}
+    invalid: set[int] = set()
+    for number in range(1, draw(st.integers(1, 25)) + 1):
+        kind = (
+            "id"
+            if number == 1
+            else draw(st.sampled_from(["id", "blank", "comment", "junk", "huge"]))
+        )
+        if kind == "id":
+            value = str(uuid_module.UUID(int=draw(st.integers(0, 2**128 - 1))))
+            dressed = draw(st.sampled_from([value, value.upper(), f' "{value}" ', f"'{value}'\t"]))
+            lines.append(dressed)
+            valid[number] = value
+        elif kind == "blank":
+            lines.append(draw(st.sampled_from(["", "   ", "\t"])))
+        elif kind == "comment":
+            comment = st.text(
+                st.characters(codec="utf-8", exclude_characters=_LINE_BREAKS), max_size=10
+            )
+            lines.append("# " + draw(comment))
+        else:
+            lines.append("x" * 70_000 if kind == "huge" else draw(_JUNK))
+            invalid.add(number)
+    ending = draw(st.sampled_from(["\n", "\r\n", "\r"]))
+    text = ending.join(lines) + draw(st.sampled_from(["", ending]))
+    bom = draw(st.sampled_from([b"", b"\xef\xbb\xbf"]))
+    return bom + text.encode("utf-8", "surrogatepass"), valid, invalid
+
+
+@settings(max_examples=100, deadline=None, database=None)
+@given(case=_plain_text_input())
+def test_every_row_is_either_an_id_or_reported_at_its_line(
+    case: tuple[bytes, dict[int, str], set[int]],
+) -> None:
+    data, valid, invalid = case
+    items = read(data)
+    assert {i.line: i.call_id for i in items if isinstance(i, CallId)} == valid
+    assert {i.line for i in items if isinstance(i, InvalidRow)} == invalid
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "latin-1", "cp1252"])
+def test_ids_in_another_encoding_are_reported_not_misread(encoding: str) -> None:
+    text = f"{A}\nbad-ü-row\n"
+    items = read(text.encode(encoding))
+    for item in items:
+        if isinstance(item, CallId):
+            assert item.call_id == A
+    assert any(isinstance(i, InvalidRow) for i in items)
