@@ -283,3 +283,28 @@ def test_release_without_acquire_is_harmless(tmp_path: Path) -> None:
     lock.acquire()
     lock.release()
     lock.release()
+
+
+def test_a_schema_1_state_is_migrated_forward_keeping_its_calls(tmp_path: Path) -> None:
+    from archiver.state import MIGRATIONS, SCHEMA_VERSION
+
+    folder = tmp_path / ".osvi-archiver"
+    folder.mkdir()
+    db = sqlite3.connect(folder / "state.sqlite3")
+    db.executescript(MIGRATIONS[0])
+    db.execute(
+        "INSERT INTO calls (call_id, status, path, bytes, sha256, attempts) "
+        "VALUES ('3f2a9c1e-7b4d-4e8a-9c2f-1a2b3c4d5e6f', 'archived', 'a.mp4', 3, 'x', 1)"
+    )
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    with State(tmp_path) as state:
+        record = state.get("3f2a9c1e-7b4d-4e8a-9c2f-1a2b3c4d5e6f")
+        assert record is not None
+        assert record.status == "archived"
+        state.add_part("3f2a9c1e-7b4d-4e8a-9c2f-1a2b3c4d5e6f", "a.mp4.part")  # v2's table
+        assert state.find_path("a.mp4") == record
+    db = sqlite3.connect(folder / "state.sqlite3")
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    db.close()
