@@ -5,6 +5,7 @@ Pure and streaming: a list of millions of ids is read line by line, never held i
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -137,7 +138,10 @@ def _text(stream: BinaryIO) -> Iterator[io.TextIOWrapper]:
         yield wrapper
     finally:
         # Without detach, the wrapper would close the caller's stream (stdin) when collected.
-        wrapper.detach()
+        # When the generator is only collected after the caller closed that stream itself,
+        # there is nothing left to protect.
+        with contextlib.suppress(ValueError):
+            wrapper.detach()
 
 
 def _open(path: str) -> BinaryIO:

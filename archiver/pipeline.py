@@ -43,6 +43,17 @@ class SharedInput:
         self._thread.start()
 
     def _serve(self) -> None:
+        try:
+            self._answer()
+        finally:
+            # Close the input here, in the only thread that advances it, so a run that stops
+            # early releases its files at once rather than whenever it is collected.
+            close = getattr(self._items, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    close()
+
+    def _answer(self) -> None:
         while (request := self._requests.get()) is not None:
             loop, future = request
             try:
