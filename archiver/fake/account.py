@@ -45,8 +45,9 @@ class FakeAccount:
         return self._calls.get(canonical)
 
     def add_calls(self, count: int, created_at: datetime | None = None) -> list[FakeCall]:
-        """New calls arriving now (or at `created_at`), as during a live sync."""
-        when = created_at or utc_from_epoch(self.clock())
+        """New calls just ended (or created at `created_at`), as during a live sync. Created 45 s
+        ago by default, so that their call_picked_at (up to 40 s after) is not in the future."""
+        when = created_at or utc_from_epoch(self.clock() - 45)
         added = []
         for _ in range(count):
             cfg = self.config

@@ -53,7 +53,7 @@ def _endpoint_of(request: web.Request) -> tuple[str, str | None]:
 async def _face(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Latency, the token check, injected 5xx/429, and counting, around every API request."""
     account = request.app[ACCOUNT]
-    if request.path == "/_fake/stats":
+    if request.path.startswith("/_fake/"):
         return await handler(request)
     endpoint, call_id = _endpoint_of(request)
     if account.config.api_latency:
@@ -202,6 +202,16 @@ def _parse_when(text: str, name: str, *, end_of_day: bool) -> datetime:
     return moment
 
 
+async def _add_calls(request: web.Request) -> web.Response:
+    """Test hook, no token needed: `POST /_fake/calls?count=N` adds N calls that just ended."""
+    try:
+        count = int(request.query.get("count", "1"))
+    except ValueError:
+        return _errors(422, ["count must be an integer"])
+    added = request.app[ACCOUNT].add_calls(count)
+    return web.json_response({"added": [call.call_id for call in added]})
+
+
 async def _stats(request: web.Request) -> web.Response:
     """Test hook, no token needed: the fake's counters as JSON."""
     body = json.dumps(request.app[ACCOUNT].stats.to_json())
@@ -220,4 +230,5 @@ def build_api_app(
     app.router.add_get("/v1/call/{call_id}", _detail, name=DETAIL)
     app.router.add_get("/v1/calls", _list, name=LIST)
     app.router.add_get("/_fake/stats", _stats, name="stats")
+    app.router.add_post("/_fake/calls", _add_calls, name="add_calls")
     return app
