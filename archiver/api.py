@@ -47,6 +47,12 @@ class RecordingUrl:
         return self.received_at + self.expires_in - min(60.0, self.expires_in / 4)
 
 
+@dataclass(frozen=True, slots=True)
+class ListPage:
+    items: list[dict[str, Any]]
+    total_count: int
+
+
 def error_text(body: bytes) -> str:
     """The message of either documented error shape, else the raw body, cut short."""
     try:
@@ -110,6 +116,33 @@ class OsviApi:
         except (KeyError, TypeError, ValueError) as exc:
             raise ApiRejected(f"unexpected recording response: {exc!r}") from exc
         return RecordingUrl(call_id, url, expires_in, self._clock())
+
+    async def list_page(self, params: Mapping[str, str]) -> ListPage:
+        """One page of `GET /v1/calls`; every field but call_id may be missing or null."""
+        status, body = await self._get("/v1/calls", params)
+        if status == 404:
+            raise ApiRejected(f"the listing was refused: {self._text(body)}")
+        data = self._data(body)
+        parsed = json.loads(body)  # _data above proved it is a JSON envelope
+        meta = parsed.get("meta") if isinstance(parsed, dict) else None
+        if not isinstance(data, list) or not isinstance(meta, dict):
+            raise ApiRejected("unexpected listing response: no data list or meta")
+        items = [item for item in data if isinstance(item, dict) and item.get("call_id")]
+        try:
+            total = int(meta.get("total_count", len(items)))
+        except (TypeError, ValueError):
+            total = len(items)
+        return ListPage(items, total)
+
+    async def transcript(self, call_id: str) -> dict[str, Any] | None:
+        """`GET /v1/call/{id}/transcript` (turns kept as the objects they are); None on 404."""
+        status, body = await self._get(f"/v1/call/{call_id}/transcript")
+        if status == 404:
+            return None
+        data = self._data(body)
+        if not isinstance(data, dict):
+            raise ApiRejected("unexpected transcript response: data is not an object")
+        return data
 
     async def call(self, call_id: str) -> dict[str, Any] | None:
         """`GET /v1/call/{id}`; None when the API does not know the call (404)."""

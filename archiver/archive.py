@@ -7,20 +7,30 @@ run-level failures (401, local disk errors) that must stop the whole run.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import Any
 
 from tenacity import RetryCallState
 
 from archiver.api import OsviApi
 from archiver.download import Downloaded, Downloader, Transfer
-from archiver.errors import CallError, NotAudio, NotAudioOnce, NotAvailable, UrlRefused
+from archiver.errors import ApiRejected, CallError, NotAudio, NotAudioOnce, NotAvailable, UrlRefused
+from archiver.listing import layout_fields_of, started_at_of
 from archiver.retrying import call_retrying
+from archiver.settings import LISTING_FIELDS
 from archiver.state import CallRecord, utc_now
-from archiver.storage import ensure_folder, part_path, render_layout
+from archiver.storage import (
+    ensure_folder,
+    layout_fields,
+    part_path,
+    render_layout,
+    write_atomic_json,
+)
 from archiver.urls import check_recording_url
 
 log = logging.getLogger("archiver.call")
@@ -38,6 +48,8 @@ class CallPolicy:
     max_attempts: int
     pending_window: float
     allow_insecure_urls: bool
+    with_metadata: bool = False
+    with_transcript: bool = False
 
 
 class CallArchiver:
@@ -60,8 +72,28 @@ class CallArchiver:
         self._clock = clock
         self._sleep = sleep
 
-    async def archive(self, call_id: str, fields: Mapping[str, str] | None = None) -> CallRecord:
-        """Archive `call_id`; `fields` are layout values known from a listing."""
+    async def archive(
+        self,
+        call_id: str,
+        fields: Mapping[str, str] | None = None,
+        started_at: float | None = None,
+    ) -> CallRecord:
+        """Archive `call_id`. A listing tells its layout `fields` and when it started."""
+        detail: dict[str, Any] | None = None
+        if fields is None and self._policy.with_metadata and _uses_listing_fields(self._policy):
+            try:  # the layout's date comes from the call's metadata, fetched first
+                detail = await self._fetch(call_id, self._api.call, "call")
+            except CallError as exc:
+                return self._record(call_id, "failed", 1, error=exc)
+            fields, started_at = layout_fields_of(detail), started_at_of(detail)
+        record = await self._recording(call_id, fields, started_at)
+        if record.status != "archived" or record.path is None:
+            return record
+        return await self._sidecars(record, detail)
+
+    async def _recording(
+        self, call_id: str, fields: Mapping[str, str] | None, started_at: float | None
+    ) -> CallRecord:
         attempts = Attempts(call_id)
         transfer = self._downloader.transfer(lambda ext: self._destination(call_id, ext, fields))
         try:
@@ -71,7 +103,7 @@ class CallArchiver:
                     await self._attempt(call_id, transfer, attempts)
             done = await transfer.commit()
         except NotAvailable as exc:
-            return await self._not_available(call_id, attempts.count, exc)
+            return await self._not_available(call_id, attempts.count, exc, started_at)
         except CallError as exc:
             log.warning("call %s failed after %d attempts: %s", call_id, attempts.count, exc)
             return self._record(call_id, "failed", attempts.count, error=exc)
@@ -107,8 +139,13 @@ class CallArchiver:
         self._on_part(call_id, part_path(Path(relative)).as_posix())
         return path
 
-    async def _not_available(self, call_id: str, attempts: int, exc: NotAvailable) -> CallRecord:
-        """§5.4: pending while the call is young enough that the recording may still come."""
+    async def _not_available(
+        self, call_id: str, attempts: int, exc: NotAvailable, started_at: float | None
+    ) -> CallRecord:
+        """§5.4: pending while the call is young enough that the recording may still come;
+        its age from the listing when known, else asked of the API once."""
+        if started_at is not None:
+            return self._by_age(call_id, attempts, exc, started_at)
         try:
             detail = await self._api.call(call_id)
         except CallError as lookup:
@@ -120,10 +157,58 @@ class CallArchiver:
         if detail is None or detail.get("status") in UNANSWERED:
             # Unknown to the API, or never answered: no recording will ever come.
             return self._record(call_id, "not_available", attempts, error=exc)
-        started = _parse_time(detail.get("call_picked_at") or detail.get("created_at"))
-        if started is not None and self._clock() - started < self._policy.pending_window:
+        started = started_at_of(detail)
+        if started is None:
+            return self._record(call_id, "not_available", attempts, error=exc)
+        return self._by_age(call_id, attempts, exc, started)
+
+    def _by_age(self, call_id: str, attempts: int, exc: NotAvailable, started: float) -> CallRecord:
+        if self._clock() - started < self._policy.pending_window:
             return self._record(call_id, "pending", attempts, error=exc, kind="pending")
         return self._record(call_id, "not_available", attempts, error=exc)
+
+    async def _fetch(
+        self, call_id: str, get: Callable[[str], Awaitable[dict[str, Any] | None]], what: str
+    ) -> dict[str, Any]:
+        """A metadata request with the same retry policy as downloads; a 404 is a failure."""
+        async for attempt in call_retrying(self._policy.max_attempts, self._sleep):
+            with attempt:
+                found = await get(call_id)
+                if found is None:
+                    raise ApiRejected(f"the API has no {what} data for this call (404)")
+                return found
+        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+    async def _sidecars(self, record: CallRecord, detail: dict[str, Any] | None) -> CallRecord:
+        """§5.5: `<stem>.call.json` and `<stem>.transcript.json` beside the recording, each
+        written atomically. If one cannot be had, the call is failed (its recording stays on
+        disk and is downloaded again by the next run), so nothing claims more than it has."""
+        assert record.path is not None
+        stem = PurePosixPath(record.path).with_suffix("")
+        saved: dict[str, str] = {}
+        wanted = (
+            ("metadata_path", self._policy.with_metadata, ".call.json", self._api.call, "call"),
+            ("transcript_path", self._policy.with_transcript, ".transcript.json",
+             self._api.transcript, "transcript"),
+        )  # fmt: skip
+        try:
+            for key, enabled, suffix, get, what in wanted:
+                if not enabled:
+                    continue
+                data = detail if key == "metadata_path" and detail else None
+                data = data or await self._fetch(record.call_id, get, what)
+                relative = f"{stem}{suffix}"
+                await asyncio.to_thread(
+                    write_atomic_json, self._policy.out_dir / relative, data, self._policy.file_mode
+                )
+                saved[key] = relative
+        except CallError as exc:
+            return self._record(record.call_id, "failed", record.attempts, error=exc)
+        return dataclasses.replace(
+            record,
+            metadata_path=saved.get("metadata_path"),
+            transcript_path=saved.get("transcript_path"),
+        )
 
     def _archived(self, call_id: str, attempts: int, done: Downloaded) -> CallRecord:
         return CallRecord(
@@ -166,11 +251,5 @@ class Attempts:
         log.debug("call %s attempt %d: %s; retrying in %.1fs", self.call_id, self.count, exc, wait)
 
 
-def _parse_time(value: object) -> float | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment.timestamp() if moment.tzinfo else None
+def _uses_listing_fields(policy: CallPolicy) -> bool:
+    return bool(layout_fields(policy.layout) & LISTING_FIELDS)

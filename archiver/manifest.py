@@ -41,6 +41,8 @@ def entry(record: CallRecord) -> dict[str, Any]:
         "attempts": record.attempts,
         "run_id": record.run_id,
         "error": error,
+        "metadata_path": record.metadata_path if archived else None,
+        "transcript_path": record.transcript_path if archived else None,
     }
 
 

@@ -12,8 +12,10 @@ import contextlib
 import logging
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from archiver.archive import CallArchiver
 from archiver.inputs import InputItem, InvalidRow
@@ -28,7 +30,7 @@ _Request = tuple[asyncio.AbstractEventLoop, "asyncio.Future[InputItem | None]"]
 
 
 class SharedInput:
-    """One input iterator shared by all workers, read one item per request, off the loop.
+    """A `Source` over one input iterator shared by all workers, one item per request.
 
     Reads happen in a daemon thread of its own, not asyncio's default executor: a read blocked
     on a quiet stdin must not keep the process from exiting after Ctrl-C.
@@ -74,6 +76,9 @@ class SharedInput:
             self._done = item is None
             return item
 
+    def finished(self, item: Work) -> None:
+        pass
+
     def close(self) -> None:
         self._requests.put(None)
 
@@ -87,6 +92,29 @@ def _settle(
         future.set_exception(error)
     else:
         future.set_result(item)
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """A call from the API's listing, with what the listing told about it."""
+
+    call_id: str
+    fields: Mapping[str, str]  # layout fields: yyyy, mm, dd, agent_uuid when known
+    started_at: float | None  # call_picked_at, else created_at (epoch), for pending (§5.4)
+    window: int  # which listing window it came from (for the sync watermark)
+
+
+Work = InputItem | Listed
+# Sources of ids the run takes from the archive's own state rather than from its input.
+STATE_SOURCES = frozenset({"<pending>", "<retry-failed>", "<pending or failed>"})
+
+
+class Source(Protocol):
+    """Where workers take calls from; told when each is done (sync moves its watermark)."""
+
+    async def next(self) -> Work | None: ...
+    def finished(self, item: Work) -> None: ...
+    def close(self) -> None: ...
 
 
 class Pipeline:
@@ -109,39 +137,48 @@ class Pipeline:
         self._force = force
         self._progress = progress
         self.counts = Counts()
+        self._retried: set[str] = set()  # ids taken from the state (pending/failed), few
 
-    async def run(self, items: Iterator[InputItem]) -> None:
-        shared = SharedInput(items)
+    async def run(self, source: Source) -> None:
         try:
             async with asyncio.TaskGroup() as workers:
                 for _ in range(self._concurrency):
-                    workers.create_task(self._work(shared))
+                    workers.create_task(self._work(source))
         finally:
-            shared.close()
+            source.close()
 
-    async def _work(self, shared: SharedInput) -> None:
-        while (item := await shared.next()) is not None:
+    async def _work(self, source: Source) -> None:
+        while (item := await source.next()) is not None:
             if isinstance(item, InvalidRow):
                 self._invalid(item)
+            elif isinstance(item, Listed):
+                await self._one(item.call_id, item.fields, item.started_at)
             else:
+                if item.source in STATE_SOURCES:
+                    self._retried.add(item.call_id)
                 await self._one(item.call_id)
+            source.finished(item)
 
     def _invalid(self, row: InvalidRow) -> None:
         log.warning("invalid row %s line %d: %s (%s)", row.source, row.line, row.reason, row.value)
         self._state.add_invalid_row(self._run_id, row.source, row.line, row.reason, row.value)
         self.counts.invalid_rows += 1
 
-    async def _one(self, call_id: str) -> None:
+    async def _one(
+        self, call_id: str, fields: Mapping[str, str] | None = None, started: float | None = None
+    ) -> None:
         previous, repeat = self._state.claim(call_id, self._run_id)
         if repeat:
-            self.counts.duplicates += 1
+            # A call the archive retried first and the input names again is no duplicate row.
+            if call_id not in self._retried:
+                self.counts.duplicates += 1
             return
         if not self._force and self._still_archived(previous):
             self.counts.add("already_archived", call_id, None)
             self._progress.advance("already_archived", 0)
             return
         self._progress.started(call_id)
-        record = await self._archiver.archive(call_id)
+        record = await self._archiver.archive(call_id, fields, started)
         self._state.record(record)
         status = record.status or "failed"
         self.counts.add(status, call_id, record.bytes)

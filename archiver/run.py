@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import secrets
@@ -25,7 +26,7 @@ from archiver.errors import ArchiverError, Interrupted, LocalError
 from archiver.inputs import CallId, InputItem
 from archiver.limits import RateLimiter, ThrottleGate
 from archiver.manifest import prune_run_reports, write_manifest, write_run_report
-from archiver.pipeline import Pipeline
+from archiver.pipeline import Pipeline, SharedInput, Source
 from archiver.progress import Progress
 from archiver.settings import Settings, require_token
 from archiver.state import ArchiveLock, State, utc_now
@@ -33,6 +34,8 @@ from archiver.storage import ensure_folder
 from archiver.summary import Counts, exit_code
 
 log = logging.getLogger("archiver.run")
+# What `sync` passes instead of input: builds its listing source once the state and API exist.
+SourceFactory = Callable[[State, OsviApi], Source]
 MANIFEST_INTERVAL = 60.0
 
 
@@ -67,7 +70,10 @@ def new_run_id(now: float) -> str:
 
 
 async def execute(
-    settings: Settings, items: Iterator[InputItem], progress: Progress, options: RunOptions
+    settings: Settings,
+    items: Iterator[InputItem] | SourceFactory,
+    progress: Progress,
+    options: RunOptions,
 ) -> RunResult:
     """Run the archive job; run-level errors (and signals) end up in the result, not raised."""
     token = require_token(settings)
@@ -81,7 +87,9 @@ async def execute(
         with State(out_dir) as state:
             _remove_stale_parts(state, out_dir)
             if options.retry_failed:
-                items = _failed_and_pending(state)
+                items = _from_state(state, ("failed", "pending"), "<retry-failed>")
+            elif not callable(items):  # §5.4: pending calls are tried again first, every run
+                items = itertools.chain(_from_state(state, ("pending",), "<pending>"), items)
             drive = asyncio.create_task(
                 _drive(settings, token, state, items, progress, options, result)
             )
@@ -110,10 +118,10 @@ def _remove_stale_parts(state: State, out_dir: Path) -> None:
     state.commit()
 
 
-def _failed_and_pending(state: State) -> Iterator[InputItem]:
-    """--retry-failed: the calls the archive lists as failed or pending, and only those."""
-    ids = list(state.ids_with_status(("failed", "pending")))  # read before the run writes
-    return (CallId(call_id, "<retry-failed>", number) for number, call_id in enumerate(ids, 1))
+def _from_state(state: State, statuses: tuple[str, ...], source: str) -> Iterator[InputItem]:
+    """The calls the archive lists with these statuses, read before the run changes them."""
+    ids = list(state.ids_with_status(statuses))
+    return (CallId(call_id, source, number) for number, call_id in enumerate(ids, 1))
 
 
 @contextlib.contextmanager
@@ -148,7 +156,7 @@ async def _drive(
     settings: Settings,
     token: str,
     state: State,
-    items: Iterator[InputItem],
+    items: Iterator[InputItem] | SourceFactory,
     progress: Progress,
     options: RunOptions,
     result: RunResult,
@@ -160,6 +168,8 @@ async def _drive(
         max_attempts=settings.max_attempts,
         pending_window=settings.pending_window,
         allow_insecure_urls=settings.allow_insecure_urls,
+        with_metadata=settings.with_metadata,
+        with_transcript=settings.with_transcript,
     )
     timeouts = (settings.connect_timeout, settings.read_timeout)
     async with (
@@ -195,7 +205,8 @@ async def _drive(
             progress=progress,
         )
         result.counts = pipeline.counts
-        await pipeline.run(items)
+        source = items(state, api) if callable(items) else SharedInput(items)
+        await pipeline.run(source)
 
 
 @contextlib.asynccontextmanager
@@ -250,3 +261,19 @@ def _write_manifest_and_report(
         state, settings.out_dir, result.run_id, summary, settings.file_mode
     )
     prune_run_reports(settings.out_dir, settings.keep_run_reports)
+
+
+@contextlib.asynccontextmanager
+async def open_api(settings: Settings, options: RunOptions | None = None) -> AsyncIterator[OsviApi]:
+    """The API client alone (for `list`): its session, rate cap and 429 gate."""
+    options = options or RunOptions()
+    token = require_token(settings)
+    async with api_session(settings.connect_timeout, settings.read_timeout, limit=4) as http:
+        yield OsviApi(
+            http,
+            settings.base_url,
+            token,
+            limiter=RateLimiter(settings.max_requests_per_second, options.monotonic, options.sleep),
+            gate=ThrottleGate(options.monotonic, options.sleep),
+            clock=options.clock,
+        )

@@ -50,7 +50,12 @@ CREATE TABLE IF NOT EXISTS parts (call_id TEXT PRIMARY KEY, path TEXT NOT NULL) 
 -- verify looks files up by path.
 CREATE INDEX IF NOT EXISTS calls_by_path ON calls (path);
 """
-MIGRATIONS = (_V1, _V2)
+_V3 = """
+-- sidecars saved beside the recording (--with-metadata, --with-transcript).
+ALTER TABLE calls ADD COLUMN metadata_path TEXT;
+ALTER TABLE calls ADD COLUMN transcript_path TEXT;
+"""
+MIGRATIONS = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -91,11 +96,13 @@ class CallRecord:
     run_id: str | None = None
     error_kind: str | None = None
     error_message: str | None = None
+    metadata_path: str | None = None
+    transcript_path: str | None = None
 
 
 _COLUMNS = (
     "call_id, status, path, bytes, sha256, content_type, archived_at, attempts, run_id, "
-    "error_kind, error_message"
+    "error_kind, error_message, metadata_path, transcript_path"
 )
 
 
@@ -194,17 +201,30 @@ class State:
         """Store a call's outcome durably (committed before returning)."""
         self._db.execute(
             "UPDATE calls SET status=?, path=?, bytes=?, sha256=?, content_type=?, "
-            "archived_at=?, attempts=?, run_id=?, error_kind=?, error_message=? WHERE call_id=?",
+            "archived_at=?, attempts=?, run_id=?, error_kind=?, error_message=?, "
+            "metadata_path=?, transcript_path=? WHERE call_id=?",
             (
                 record.status, record.path, record.bytes, record.sha256, record.content_type,
                 record.archived_at, record.attempts, record.run_id, record.error_kind,
-                record.error_message, record.call_id,
+                record.error_message, record.metadata_path, record.transcript_path,
+                record.call_id,
             ),
         )  # fmt: skip
         self._db.execute("DELETE FROM parts WHERE call_id = ?", (record.call_id,))
         self.commit()
 
     @_mapped
+    @_mapped
+    def get_meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row else None
+
+    @_mapped
+    def set_meta(self, key: str, value: str) -> None:
+        """Committed at once (the sync watermark must survive a crash right after)."""
+        self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+        self.commit()
+
     def add_part(self, call_id: str, relative_path: str) -> None:
         """Note a `.part` about to be written (committed first: a crash may follow)."""
         self._db.execute(

@@ -104,6 +104,8 @@ def test_entry_of_an_archived_call_has_its_file_fields_and_no_error() -> None:
         "attempts": 1,
         "run_id": "run-1",
         "error": None,
+        "metadata_path": None,
+        "transcript_path": None,
     }
 
 
@@ -119,6 +121,8 @@ def test_entry_of_a_failed_call_nulls_file_fields_and_has_an_error_object() -> N
         "attempts": 6,
         "run_id": "run-1",
         "error": {"kind": "server_error", "message": "API answered 500: boom"},
+        "metadata_path": None,
+        "transcript_path": None,
     }
 
 

@@ -306,5 +306,5 @@ def test_a_schema_1_state_is_migrated_forward_keeping_its_calls(tmp_path: Path) 
         state.add_part("3f2a9c1e-7b4d-4e8a-9c2f-1a2b3c4d5e6f", "a.mp4.part")  # v2's table
         assert state.find_path("a.mp4") == record
     db = sqlite3.connect(folder / "state.sqlite3")
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     db.close()

@@ -1,0 +1,224 @@
+"""Walking `GET /v1/calls` without missing or repeating a call (osvi-api/README.md).
+
+The listing is newest first and page numbers shift while calls arrive, so a time range is
+walked as closed windows on `call_picked_at`, each small enough to come back in one page: a
+window with more calls than a page is split in two, down to one second, below which it is
+paged with de-duplication. Windows come out oldest first and share their boundary instant, so
+a call exactly on it is listed twice: the consumer drops it by the previous window's ids.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, TextIO
+
+from archiver.api import OsviApi
+from archiver.inputs import canonical_uuid
+from archiver.times import api_time
+
+PER_PAGE = 100
+_MIN_SPAN = timedelta(seconds=1)
+
+
+@dataclass(frozen=True)
+class Filters:
+    """The listing's filters besides time, as the API names them."""
+
+    status: tuple[str, ...] = ()
+    agent_uuid: str | None = None
+    campaign_id: int | None = None
+    campaign_upload_id: int | None = None
+    phone_number: str | None = None
+    call_type: str | None = None
+
+    def params(self) -> dict[str, str]:
+        params = {"status": ",".join(self.status)} if self.status else {}
+        for name in (
+            "agent_uuid",
+            "campaign_id",
+            "campaign_upload_id",
+            "phone_number",
+            "call_type",
+        ):
+            value = getattr(self, name)
+            if value is not None:
+                params[name] = str(value)
+        return params
+
+
+@dataclass
+class Window:
+    """[start, end] on call_picked_at, both inclusive, and the calls listed in it."""
+
+    start: datetime
+    end: datetime
+    calls: list[dict[str, Any]] = field(default_factory=list)
+
+
+async def windows(
+    api: OsviApi, filters: Filters, start: datetime, end: datetime
+) -> AsyncIterator[Window]:
+    """Every window of [start, end] with its calls, oldest window first."""
+    if start > end:
+        return
+    async for window in _walk(api, filters.params(), start, end):
+        yield window
+
+
+async def _walk(
+    api: OsviApi, base: Mapping[str, str], start: datetime, end: datetime
+) -> AsyncIterator[Window]:
+    params = {**base, "start_date": api_time(start), "end_date": api_time(end)}
+    first = await api.list_page({**params, "page": "1", "per_page": str(PER_PAGE)})
+    if first.total_count <= len(first.items):
+        yield Window(start, end, first.items)
+    elif end - start > _MIN_SPAN:
+        middle = start + (end - start) / 2
+        async for window in _walk(api, base, start, middle):
+            yield window
+        async for window in _walk(api, base, middle, end):
+            yield window
+    else:
+        yield Window(start, end, await _all_pages(api, params, first.items, first.total_count))
+
+
+async def _all_pages(
+    api: OsviApi, params: Mapping[str, str], first: list[dict[str, Any]], total: int
+) -> list[dict[str, Any]]:
+    """A one-second window with more calls than a page: page through it, de-duplicating."""
+    seen = {item["call_id"] for item in first}
+    calls = list(first)
+    pages = -(-total // PER_PAGE)
+    for page in range(2, pages + 2):  # one page more: calls may arrive while we page
+        listed = await api.list_page({**params, "page": str(page), "per_page": str(PER_PAGE)})
+        for item in listed.items:
+            if item["call_id"] not in seen:
+                seen.add(item["call_id"])
+                calls.append(item)
+        if not listed.items:
+            break
+    return calls
+
+
+async def all_calls(
+    api: OsviApi, filters: Filters, until: datetime | None = None
+) -> AsyncIterator[dict[str, Any]]:
+    """With no start: page through everything, newest first. Arrivals push calls to later
+    pages (repeats, never misses: calls are not deleted), so recent ids are remembered."""
+    recent: dict[str, None] = {}
+    page = 1
+    bound = {"end_date": api_time(until)} if until else {}
+    while True:
+        params = {**filters.params(), **bound, "page": str(page), "per_page": str(PER_PAGE)}
+        listed = await api.list_page(params)
+        for item in listed.items:
+            if item["call_id"] in recent:
+                continue
+            recent[item["call_id"]] = None
+            if len(recent) > 10 * PER_PAGE:
+                del recent[next(iter(recent))]
+            yield item
+        if not listed.items or page * PER_PAGE >= listed.total_count:
+            return
+        page += 1
+
+
+def without_repeats(previous: Window | None, window: Window) -> list[dict[str, Any]]:
+    """The window's calls less those the previous window listed (its shared boundary)."""
+    if previous is None:
+        return window.calls
+    before = {item["call_id"] for item in previous.calls}
+    return [item for item in window.calls if item["call_id"] not in before]
+
+
+def layout_fields_of(call: Mapping[str, Any]) -> dict[str, str]:
+    """Layout values a listing item (or call detail) gives: the date of call_picked_at in the
+    offset the API wrote it in (IST), and the agent. Only values safe in a path are kept."""
+    fields: dict[str, str] = {}
+    picked = _moment(call.get("call_picked_at")) or _moment(call.get("created_at"))
+    if picked is not None:
+        fields |= {
+            "yyyy": f"{picked.year:04d}",
+            "mm": f"{picked.month:02d}",
+            "dd": f"{picked.day:02d}",
+        }
+    agent = canonical_uuid(str(call.get("agent_uuid") or ""))
+    if agent is not None:
+        fields["agent_uuid"] = agent
+    return fields
+
+
+def started_at_of(call: Mapping[str, Any]) -> float | None:
+    """call_picked_at, else created_at, as epoch seconds: the age §5.4 measures."""
+    moment = _moment(call.get("call_picked_at")) or _moment(call.get("created_at"))
+    return moment.timestamp() if moment else None
+
+
+def _moment(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else None
+
+
+CALL_STATUSES = ("picked", "not_picked", "failed", "busy", "voicemail", "in_progress")
+# The documented call fields, in order: the CSV header of `osvi-archiver list`.
+CALL_FIELDS = (
+    "call_id", "agent_uuid", "agent_name", "phone_number", "from_number", "status",
+    "call_type", "duration_seconds", "call_ended_by", "call_ended_reason", "campaign_id",
+    "campaign_upload_id", "tag", "created_at", "call_picked_at",
+)  # fmt: skip
+
+
+async def listed_calls(
+    api: OsviApi, filters: Filters, since: datetime | None, until: datetime | None, now: datetime
+) -> AsyncIterator[dict[str, Any]]:
+    """Every listed call once: closed windows when there is a start, else plain paging."""
+    if since is None:
+        async for item in all_calls(api, filters, until):
+            yield item
+        return
+    previous: Window | None = None
+    async for window in windows(api, filters, since, until or now):
+        for item in without_repeats(previous, window):
+            yield item
+        previous = window
+
+
+async def print_listing(
+    api: OsviApi,
+    filters: Filters,
+    since: datetime | None,
+    until: datetime | None,
+    now: datetime,
+    output_format: str,
+    out: TextIO,
+) -> int:
+    """Stream the listing to `out` as CSV (header: the call fields) or JSON Lines."""
+    writer = csv.writer(out, lineterminator="\n") if output_format == "csv" else None
+    if writer:
+        writer.writerow(CALL_FIELDS)
+    count = 0
+    async for item in listed_calls(api, filters, since, until, now):
+        if writer:
+            writer.writerow([_cell(item.get(name)) for name in CALL_FIELDS])
+        else:
+            out.write(json.dumps(item, separators=(",", ":")) + "\n")
+        count += 1
+    out.flush()
+    return count
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)

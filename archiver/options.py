@@ -1,0 +1,282 @@
+"""The command line's options: one parser, every option with its default in --help.
+
+Flags default to "not given" (argparse.SUPPRESS), so only what the user typed reaches the
+settings, as the highest-precedence source (§3).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from archiver import __version__
+from archiver.fake import options as fake_options
+from archiver.settings import Settings
+from archiver.times import TIME_HELP
+
+_D = Settings.model_fields
+
+
+def _default(name: str) -> str:
+    return f"(default: {_D[name].default})"
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    """Options accepted both before and after the subcommand."""
+    s = argparse.SUPPRESS
+    parser.add_argument(
+        "--config",
+        default=s,
+        metavar="PATH",
+        help="TOML config file (default: $OSVI_CONFIG, else none)",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        dest="log_level",
+        action="store_const",
+        const="DEBUG",
+        default=s,
+        help="show every retry and more",
+    )
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        dest="log_level",
+        action="store_const",
+        const="ERROR",
+        default=s,
+        help="show errors only",
+    )
+
+
+def _add_run_options(run: argparse.ArgumentParser) -> None:
+    s = argparse.SUPPRESS
+    add = run.add_argument
+    add("--base-url", dest="base_url", default=s, help=f"OSVI API origin {_default('base_url')}")
+    add("--out", dest="out_dir", default=s, help=f"archive folder {_default('out_dir')}")
+    add("--concurrency", type=int, default=s, help=f"calls in flight {_default('concurrency')}")
+    add(
+        "--max-rps",
+        dest="max_requests_per_second",
+        type=float,
+        default=s,
+        help=f"API requests per second, not downloads {_default('max_requests_per_second')}",
+    )
+    add(
+        "--max-attempts",
+        dest="max_attempts",
+        type=int,
+        default=s,
+        help=f"attempts per call {_default('max_attempts')}",
+    )
+    add(
+        "--connect-timeout",
+        dest="connect_timeout",
+        default=s,
+        help="seconds or 10s/2m (default: 10s)",
+    )
+    add(
+        "--read-timeout",
+        dest="read_timeout",
+        default=s,
+        help="longest silence while receiving (default: 60s)",
+    )
+    add("--layout", default=s, help=f"path of each recording in the archive {_default('layout')}")
+    add(
+        "--pending-window",
+        dest="pending_window",
+        default=s,
+        help="a 404 for a call younger than this is 'pending', tried again by later runs "
+        "(default: 48h)",
+    )
+    add("--file-mode", dest="file_mode", default=s, help="mode of archived files (default: 0o600)")
+    add(
+        "--allow-insecure-urls",
+        dest="allow_insecure_urls",
+        action="store_const",
+        const=True,
+        default=s,
+        help="accept plain-http recording URLs to non-loopback hosts (default: no)",
+    )
+    add(
+        "--progress",
+        choices=("auto", "always", "never"),
+        default=s,
+        help="live display: auto = on a terminal only (default: auto)",
+    )
+    add(
+        "--keep-run-reports",
+        dest="keep_run_reports",
+        type=int,
+        default=s,
+        help=f"run reports kept in runs/ {_default('keep_run_reports')}",
+    )
+    add(
+        "--with-metadata",
+        dest="with_metadata",
+        action="store_const",
+        const=True,
+        default=s,
+        help="also save GET /v1/call/{id} as <stem>.call.json beside each recording (default: no)",
+    )
+    add(
+        "--with-transcript",
+        dest="with_transcript",
+        action="store_const",
+        const=True,
+        default=s,
+        help="also save the transcript as <stem>.transcript.json (default: no)",
+    )
+    add("--force", action="store_true", help="download again calls already archived")
+
+
+def _add_input_options(run: argparse.ArgumentParser) -> None:
+    add = run.add_argument
+    add(
+        "inputs",
+        nargs="*",
+        metavar="INPUT",
+        help="CSV (column call_id, else id, else --id-column) or plain-text files of call ids; "
+        "'-' or nothing reads stdin",
+    )
+    add(
+        "--retry-failed",
+        dest="retry_failed",
+        action="store_true",
+        help="take no input: retry only the calls this archive lists as failed or pending",
+    )
+    add("--id-column", dest="id_column", default=None, help="CSV column holding the call id")
+
+
+def _add_listing_options(parser: argparse.ArgumentParser, *, default_status: str) -> None:
+    add = parser.add_argument
+    add(
+        "--status",
+        action="append",
+        default=None,
+        metavar="STATUS",
+        help="picked, not_picked, failed, busy, voicemail, in_progress; repeat or comma-separate "
+        f"(default: {default_status})",
+    )
+    add("--agent", default=None, metavar="UUID", help="only this agent's calls")
+    add("--campaign", type=int, default=None, metavar="ID", help="only this campaign")
+    add(
+        "--campaign-upload",
+        dest="campaign_upload",
+        type=int,
+        default=None,
+        metavar="ID",
+        help="only this campaign upload",
+    )
+    add("--phone", default=None, help="phone number, partial match")
+    add("--call-type", dest="call_type", choices=("inbound", "outbound"), default=None)
+    add(
+        "--since",
+        default=None,
+        metavar="T",
+        help=f"start of the window on call_picked_at: {TIME_HELP}",
+    )
+    add("--until", default=None, metavar="T", help="end of the window (default: now)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="osvi-archiver",
+        description="Keep your own verified copy of every OSVI AI call recording. The API "
+        "token comes from OSVI_API_TOKEN or api_token in the config file, never a flag.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _add_common(parser)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    run = commands.add_parser(
+        "run",
+        help="archive the calls named in CSV/text files or on stdin",
+        description="Archive the recordings of the calls named in INPUT files or on stdin. "
+        "Exit codes: 0 all done (archived, already archived, pending or not available), "
+        "1 some calls failed or rows were invalid, 2 usage error, 3 token rejected, "
+        "4 local error (disk, permissions, state), 75 archive busy.",
+    )
+    _add_common(run)
+    _add_input_options(run)
+    _add_run_options(run)
+    sync = commands.add_parser(
+        "sync",
+        help="list calls through the API and archive them, continuing from the last sync",
+        description="List calls through GET /v1/calls and archive them as pages arrive. A plain "
+        "sync covers [watermark - overlap, now]: the watermark is the call_picked_at up to which "
+        "every listed call reached an outcome, kept in the archive. The first sync needs "
+        "--since. Pending calls (404 but younger than --pending-window) are tried again first "
+        "by every run and sync, failed ones by every sync, so the watermark can move past them. "
+        "Exit codes as for run.",
+    )
+    _add_common(sync)
+    _add_run_options(sync)
+    _add_listing_options(sync, default_status="picked")
+    sync.add_argument(
+        "--overlap",
+        dest="sync_overlap",
+        default=argparse.SUPPRESS,
+        help="how far before the watermark a plain sync starts again (default: 2h)",
+    )
+    listing = commands.add_parser(
+        "list",
+        help="print the listed calls as CSV or JSON Lines on stdout",
+        description="Print the calls GET /v1/calls lists, every page, de-duplicated, streamed: "
+        "CSV with the call fields as header (feeds `osvi-archiver run -`) or JSON Lines.",
+    )
+    _add_common(listing)
+    listing.add_argument(
+        "--base-url",
+        dest="base_url",
+        default=argparse.SUPPRESS,
+        help=f"OSVI API origin {_default('base_url')}",
+    )
+    listing.add_argument(
+        "--max-rps",
+        dest="max_requests_per_second",
+        type=float,
+        default=argparse.SUPPRESS,
+        help="API requests per second (default: 10)",
+    )
+    _add_listing_options(listing, default_status="all")
+    listing.add_argument(
+        "--format", choices=("csv", "jsonl"), default="csv", help="output format (default: csv)"
+    )
+    verify = commands.add_parser(
+        "verify",
+        help="re-hash every archived file against the archive's record",
+        description="Re-read every archived recording and check its size and sha256 against the "
+        "archive's state (what manifest.json is rendered from); list missing, truncated, "
+        "modified and unexpected files. Exit 0 if all is well, 1 if anything is wrong, "
+        "4 if the archive's state cannot be read. Takes no lock and writes nothing.",
+    )
+    _add_common(verify)
+    verify.add_argument(
+        "--out",
+        dest="out_dir",
+        default=argparse.SUPPRESS,
+        help=f"archive folder {_default('out_dir')}",
+    )
+    verify.add_argument("--json", action="store_true", help="print a JSON report on stdout")
+    demo = commands.add_parser(
+        "demo",
+        help="run the whole product against the embedded fake OSVI service",
+        description="Start the embedded fake OSVI service on loopback (faults on) and archive "
+        "its calls into ./demo-archive. No account needed.",
+    )
+    _add_common(demo)
+    fake = commands.add_parser(
+        "fake-server",
+        help="run the embedded fake OSVI service in the foreground",
+        description="Run the embedded fake OSVI service (API and recording host) on loopback "
+        "until SIGINT or SIGTERM. For trials and for your own tests; never a real OSVI host.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    fake_options.add_arguments(fake)
+    return parser
+
+
+NOT_SETTINGS = {
+    "command", "config", "inputs", "force", "id_column", "retry_failed", "json", "status",
+    "agent", "campaign", "campaign_upload", "phone", "call_type", "since", "until", "format",
+}  # fmt: skip

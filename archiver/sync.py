@@ -1,0 +1,156 @@
+"""`sync`: the listing feeds the worker pool as pages arrive, and the watermark moves (§2).
+
+The watermark is the `call_picked_at` up to which every listed call has reached an outcome.
+Windows come oldest first; a window counts as done when each of its calls has an outcome, and
+the watermark moves to the end of the last window with every earlier one done, committed at
+once. Pending and failed calls in the state are retried first, whatever the watermark, so it
+may move past them without losing them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from archiver.api import OsviApi
+from archiver.errors import UsageError
+from archiver.inputs import CallId, canonical_uuid
+from archiver.listing import (
+    Filters,
+    Window,
+    layout_fields_of,
+    started_at_of,
+    windows,
+    without_repeats,
+)
+from archiver.pipeline import Listed, Work
+from archiver.state import State
+
+log = logging.getLogger("archiver.sync")
+WATERMARK_KEY = "sync_watermark"
+
+
+@dataclass(frozen=True)
+class SyncPlan:
+    start: datetime
+    end: datetime
+    filters: Filters
+    moves_watermark: bool  # only when the window starts at or before the watermark (§2)
+
+
+def plan(
+    state: State,
+    since: datetime | None,
+    until: datetime | None,
+    now: datetime,
+    overlap: float,
+    filters: Filters,
+) -> SyncPlan:
+    """The window a sync covers: explicit times, else [watermark - overlap, now]."""
+    mark = read_watermark(state)
+    if since is None:
+        if mark is None:
+            raise UsageError(
+                "this archive has no sync watermark yet: pass --since for the first sync "
+                "(e.g. --since 7d or --since 2026-06-01)"
+            )
+        since = datetime.fromtimestamp(mark.timestamp() - overlap, mark.tzinfo)
+    # Never past now: calls can still arrive for a moment that has not come yet.
+    end = min(until, now) if until else now
+    if since > end:
+        raise UsageError(f"--since ({since.isoformat()}) is after --until ({end.isoformat()})")
+    return SyncPlan(since, end, filters, moves_watermark=mark is None or since <= mark)
+
+
+def read_watermark(state: State) -> datetime | None:
+    value = state.get_meta(WATERMARK_KEY)
+    return datetime.fromisoformat(value) if value else None
+
+
+class SyncSource:
+    """The pool's `Source` for sync: retries first, then the listing, window by window."""
+
+    def __init__(self, api: OsviApi, state: State, sync: SyncPlan) -> None:
+        self._state = state
+        self._plan = sync
+        self._retries = deque(state.ids_with_status(("pending", "failed")))
+        self._windows: AsyncIterator[Window] = windows(api, sync.filters, sync.start, sync.end)
+        self._buffer: deque[Work] = deque()
+        self._open: dict[int, tuple[Window, int]] = {}  # window number -> (window, calls left)
+        self._next_window = 0
+        self._first_open = 0
+        self._previous: Window | None = None
+        self._lock = asyncio.Lock()
+        self.listed = 0
+
+    async def next(self) -> Work | None:
+        async with self._lock:
+            if self._retries:
+                return CallId(self._retries.popleft(), "<pending or failed>", 0)
+            while not self._buffer:
+                window = await anext(self._windows, None)
+                if window is None:
+                    return None
+                self._take(window)
+            return self._buffer.popleft()
+
+    def _take(self, window: Window) -> None:
+        calls = [c for c in without_repeats(self._previous, window) if _usable(c)]
+        self._previous = window
+        number = self._next_window
+        self._next_window += 1
+        self._open[number] = (window, len(calls))
+        for item in calls:
+            call_id = canonical_uuid(str(item["call_id"]))
+            assert call_id is not None  # _usable checked it
+            self._buffer.append(
+                Listed(call_id, layout_fields_of(item), started_at_of(item), number)
+            )
+        self.listed += len(calls)
+        self._advance()
+
+    def finished(self, item: Work) -> None:
+        if isinstance(item, Listed):
+            window, left = self._open[item.window]
+            self._open[item.window] = (window, left - 1)
+            self._advance()
+
+    def _advance(self) -> None:
+        moved_to = None
+        while self._first_open in self._open and self._open[self._first_open][1] == 0:
+            moved_to = self._open.pop(self._first_open)[0].end
+            self._first_open += 1
+        if moved_to is not None and self._plan.moves_watermark:
+            current = read_watermark(self._state)
+            if current is None or moved_to > current:
+                self._state.set_meta(WATERMARK_KEY, moved_to.isoformat())
+
+    def close(self) -> None:
+        pass
+
+
+def _usable(item: dict[str, object]) -> bool:
+    """A call_id that is not a UUID is never used in a URL or a path: logged and skipped."""
+    if canonical_uuid(str(item.get("call_id", ""))) is not None:
+        return True
+    log.warning("the listing gave a call_id that is not a UUID: %r; skipped", item.get("call_id"))
+    return False
+
+
+def make_source(
+    since: datetime | None,
+    until: datetime | None,
+    now: datetime,
+    overlap: float,
+    filters: Filters,
+) -> Callable[[State, OsviApi], SyncSource]:
+    """The factory `run.execute` calls once the state is open (the plan needs the watermark)."""
+
+    def build(state: State, api: OsviApi) -> SyncSource:
+        return SyncSource(api, state, plan(state, since, until, now, overlap, filters))
+
+    return build

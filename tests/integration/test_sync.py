@@ -1,0 +1,385 @@
+"""`sync` and `list` against the fake (SPEC §2, §5.4, §5.5; issue 5)."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from archiver.fake import FakeConfig, FakeOSVI, Fault, FaultKind
+from archiver.listing import Filters, print_listing
+from archiver.progress import NoProgress
+from archiver.run import RunOptions, RunResult, execute, open_api
+from archiver.state import State
+from archiver.sync import make_source, read_watermark
+from archiver.times import IST
+from tests.conftest import FakeFactory
+from tests.integration.archive_helpers import (
+    assert_byte_exact,
+    manifest_of,
+    quick_sleep,
+    settings_for,
+    statuses,
+)
+from tests.integration.cli_helpers import osvi
+
+PICKED = Filters(status=("picked",))
+
+
+def fake_config(calls: int, **knobs: Any) -> FakeConfig:
+    return FakeConfig(calls=calls, **{"days": 3, "size_min": 4096, "size_max": 8192, **knobs})
+
+
+async def sync(
+    fake: FakeOSVI,
+    out: Path,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    filters: Filters = PICKED,
+    **flags: Any,
+) -> RunResult:
+    settings = settings_for(fake, out, **flags)
+    now = datetime.now(UTC)
+    source = make_source(since, until, now, settings.sync_overlap, filters)
+    return await execute(settings, source, NoProgress(), RunOptions(sleep=quick_sleep))
+
+
+def picked_between(fake: FakeOSVI, start: datetime, end: datetime) -> set[str]:
+    return {
+        c.call_id
+        for c in fake.calls
+        if c.status == "picked" and c.call_picked_at and start <= c.call_picked_at <= end
+    }
+
+
+async def listing(fake: FakeOSVI, out: Path, **kwargs: Any) -> str:
+    settings = settings_for(fake, out)
+    buffer = io.StringIO()
+    async with open_api(settings) as api:
+        await print_listing(
+            api,
+            kwargs.get("filters", Filters()),
+            kwargs.get("since"),
+            kwargs.get("until"),
+            datetime.now(UTC),
+            kwargs.get("fmt", "csv"),
+            buffer,
+        )
+    return buffer.getvalue()
+
+
+async def test_list_walks_every_page_of_a_window_once(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    fake = await make_fake(fake_config(700))
+    since = datetime.now(UTC) - timedelta(days=2)
+    rows = list(csv.DictReader(io.StringIO(await listing(fake, tmp_path, since=since))))
+    ids = [r["call_id"] for r in rows]
+    assert len(ids) == len(set(ids))
+    expected = {c.call_id for c in fake.calls if c.call_picked_at and c.call_picked_at >= since}
+    assert set(ids) == expected
+    assert len(expected) > 300  # more than three pages: the windows had to split
+    assert fake.stats.requests["calls"] > 3
+
+
+async def test_list_without_times_covers_the_whole_account_and_filters(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    fake = await make_fake(fake_config(250))
+    everything = await listing(fake, tmp_path, fmt="jsonl")
+    items = [json.loads(line) for line in everything.splitlines()]
+    assert {i["call_id"] for i in items} == {c.call_id for c in fake.calls}
+    chosen = Filters(status=("busy", "voicemail"), call_type="inbound")
+    rows = list(csv.DictReader(io.StringIO(await listing(fake, tmp_path, filters=chosen))))
+    assert rows
+    assert {(r["status"], r["call_type"]) for r in rows} <= {
+        ("busy", "inbound"),
+        ("voicemail", "inbound"),
+    }
+    expected = {
+        c.call_id
+        for c in fake.calls
+        if c.status in ("busy", "voicemail") and c.call_type == "inbound"
+    }
+    assert {r["call_id"] for r in rows} == expected
+
+
+async def test_list_output_feeds_run(make_fake: FakeFactory, tmp_path: Path) -> None:
+    fake = await make_fake(fake_config(20))
+    text = await listing(fake, tmp_path, filters=PICKED)
+    env = {"OSVI_BASE_URL": fake.base_url, "OSVI_API_TOKEN": fake.token}
+    done = await osvi("run", "--out", str(tmp_path / "a"), "-", env=env, stdin=text.encode())
+    assert done.code == 0, done.stderr
+    picked = {c.call_id for c in fake.calls if c.status == "picked"}
+    assert_byte_exact(fake, tmp_path / "a", picked)
+
+
+async def test_sync_window_archives_exactly_the_picked_calls_in_it(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    fake = await make_fake(fake_config(400))
+    day1 = datetime.now(IST).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=2)
+    day3_end = day1 + timedelta(days=2) - timedelta(microseconds=1)
+    result = await sync(fake, tmp_path, since=day1, until=day3_end)
+    assert result.exit_code == 0, result.error
+    expected = picked_between(fake, day1, day3_end)
+    assert set(statuses(tmp_path)) == expected
+    assert_byte_exact(fake, tmp_path, expected)
+    assert read_watermark_of(tmp_path) == day3_end
+
+
+def read_watermark_of(out: Path) -> datetime | None:
+    with State(out) as state:
+        return read_watermark(state)
+
+
+async def test_calls_arriving_during_a_sync_are_neither_missed_nor_repeated(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    fake = await make_fake(fake_config(500, api_latency=0.01))
+    since = datetime.now(UTC) - timedelta(days=3)
+
+    async def arrivals() -> None:
+        while fake.stats.requests["calls"] < 3:
+            await asyncio.sleep(0.01)
+        fake.add_calls(40)
+
+    adding = asyncio.create_task(arrivals())
+    first = await sync(fake, tmp_path, since=since, concurrency=16)
+    await adding
+    assert first.exit_code == 0
+    downloads = fake.stats.requests["download"]
+    picked = {c.call_id for c in fake.calls if c.status == "picked"}
+    archived_first = {cid for cid, s in statuses(tmp_path).items() if s == "archived"}
+    assert archived_first <= picked
+    assert len(picked - archived_first) <= 40  # only arrivals can be left for the next sync
+
+    second = await sync(fake, tmp_path)  # plain: from the watermark minus the overlap
+    assert second.exit_code == 0
+    assert_byte_exact(fake, tmp_path, picked)
+    new = picked - archived_first
+    assert fake.stats.requests["download"] - downloads == len(new)  # only the new calls
+    for call_id in picked:
+        assert fake.stats.calls[call_id].downloads_complete == 1
+
+
+async def test_plain_sync_without_a_watermark_is_a_usage_error(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    fake = await make_fake(fake_config(5))
+    env = {"OSVI_BASE_URL": fake.base_url, "OSVI_API_TOKEN": fake.token}
+    done = await osvi("sync", "--out", str(tmp_path), env=env)
+    assert done.code == 2
+    assert "--since" in done.stderr
+    assert fake.stats.requests == {}
+
+
+async def test_a_later_explicit_window_does_not_move_the_watermark_over_a_gap(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    fake = await make_fake(fake_config(100))
+    now = datetime.now(UTC)
+    await sync(fake, tmp_path, since=now - timedelta(days=3), until=now - timedelta(days=2))
+    mark = read_watermark_of(tmp_path)
+    await sync(fake, tmp_path, since=now - timedelta(days=1), until=now)
+    assert read_watermark_of(tmp_path) == mark
+    await sync(fake, tmp_path, since=now - timedelta(days=2, hours=1), until=now)
+    assert read_watermark_of(tmp_path) == now
+
+
+async def test_pending_calls_are_archived_by_a_later_sync(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    faults = {FaultKind.PENDING: Fault(rate=0.5)}
+    fake = await make_fake(fake_config(60, days=1, pending_requests=1, faults=faults))
+    first = await sync(fake, tmp_path, since=datetime.now(UTC) - timedelta(days=2))
+    pending = {cid for cid, s in statuses(tmp_path).items() if s == "pending"}
+    assert pending
+    assert first.exit_code == 0
+    mark = read_watermark_of(tmp_path)
+    assert mark is not None  # it moved past the pending calls
+    await sync(fake, tmp_path)
+    assert all(statuses(tmp_path)[cid] == "archived" for cid in pending)
+    assert_byte_exact(fake, tmp_path, pending)
+
+
+async def test_pending_calls_past_the_window_become_not_available(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    faults = {FaultKind.NOT_AVAILABLE: Fault(rate=0.5)}
+    fake = await make_fake(fake_config(40, days=1, faults=faults))
+    await sync(fake, tmp_path, since=datetime.now(UTC) - timedelta(days=2))
+    pending = {cid for cid, s in statuses(tmp_path).items() if s == "pending"}
+    assert pending
+    await sync(fake, tmp_path, pending_window=1)  # every one of them is older than a second
+    assert all(statuses(tmp_path)[cid] == "not_available" for cid in pending)
+
+
+async def test_sync_with_metadata_transcript_and_a_date_layout(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    fake = await make_fake(fake_config(30))
+    layout = "{yyyy}/{mm}/{dd}/{agent_uuid}/{call_id}{ext}"
+    result = await sync(
+        fake,
+        tmp_path,
+        since=datetime.now(UTC) - timedelta(days=4),
+        layout=layout,
+        with_metadata=True,
+        with_transcript=True,
+    )
+    assert result.exit_code == 0, result.error
+    calls = {c.call_id: c for c in fake.calls}
+    archived = [c for c in manifest_of(tmp_path)["calls"] if c["status"] == "archived"]
+    assert archived
+    for entry in archived:
+        call = calls[entry["call_id"]]
+        assert call.call_picked_at is not None
+        day = call.call_picked_at.astimezone(IST)
+        assert entry["path"] == f"{day:%Y/%m/%d}/{call.agent_uuid}/{call.call_id}.mp4"
+        meta = json.loads((tmp_path / entry["metadata_path"]).read_text())
+        assert meta == call.detail()
+        assert entry["metadata_path"] == entry["path"].removesuffix(".mp4") + ".call.json"
+        transcript = json.loads((tmp_path / entry["transcript_path"]).read_text())
+        assert transcript == {"call_id": call.call_id, "transcript": call.transcript()}
+
+
+async def test_run_with_a_date_layout_needs_metadata(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    fake = await make_fake(fake_config(6))
+    env = {"OSVI_BASE_URL": fake.base_url, "OSVI_API_TOKEN": fake.token}
+    ids = "\n".join(c.call_id for c in fake.calls).encode()
+    layout = "{yyyy}/{mm}/{call_id}{ext}"
+    refused = await osvi("run", "--out", str(tmp_path), "--layout", layout, env=env, stdin=ids)
+    assert refused.code == 2
+    assert "--with-metadata" in refused.stderr
+    assert fake.stats.requests == {}
+    done = await osvi(
+        "run", "--out", str(tmp_path), "--layout", layout, "--with-metadata", env=env, stdin=ids
+    )
+    assert done.code == 0, done.stderr
+    for entry in manifest_of(tmp_path)["calls"]:
+        if entry["status"] == "archived":
+            assert entry["path"].count("/") == 2
+            assert (tmp_path / entry["metadata_path"]).exists()
+
+
+@pytest.mark.parametrize("text", ["yesterday", "24h", "2026-11-20", "2026-11-20T00:00:00+05:30"])
+async def test_sync_cli_accepts_every_time_form(
+    make_fake: FakeFactory, tmp_path: Path, text: str
+) -> None:
+    fake = await make_fake(fake_config(10))
+    env = {"OSVI_BASE_URL": fake.base_url, "OSVI_API_TOKEN": fake.token}
+    done = await osvi("sync", "--out", str(tmp_path), "--since", text, env=env)
+    assert done.code == 0, done.stderr
+
+
+async def test_a_second_sync_fetches_only_the_new_calls(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    fake = await make_fake(fake_config(120))
+    await sync(fake, tmp_path, since=datetime.now(UTC) - timedelta(days=4))
+    downloads = fake.stats.requests["download"]
+    recording_asks = fake.stats.requests["recording"]
+    new = {c.call_id for c in fake.add_calls(30) if c.status == "picked"}
+    second = await sync(fake, tmp_path)
+    assert second.counts.archived == len(new)
+    assert fake.stats.requests["download"] - downloads == len(new)
+    assert fake.stats.requests["recording"] - recording_asks == len(new)
+    assert_byte_exact(fake, tmp_path, new)
+
+
+async def test_run_retries_pending_calls_first_without_counting_duplicates(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    from tests.integration.archive_helpers import archive
+
+    faults = {FaultKind.PENDING: Fault(rate=0.5)}
+    fake = await make_fake(fake_config(30, days=1, pending_requests=1, faults=faults))
+    picked = [c.call_id for c in fake.calls if c.status == "picked"]
+    await archive(fake, tmp_path, picked[:10])
+    pending = {cid for cid, s in statuses(tmp_path).items() if s == "pending"}
+    assert pending
+    again = await archive(fake, tmp_path, picked[10:] + sorted(pending)[:1])
+    assert all(statuses(tmp_path)[cid] == "archived" for cid in pending)
+    assert again.counts.duplicates == 0
+
+
+async def test_sync_against_fake_server_window_then_only_new_calls(tmp_path: Path) -> None:
+    """The issue's acceptance: `fake-server` process, `sync --since day1 --until day3`, then a
+    plain `sync` after calls were added archives only those."""
+    import aiohttp
+
+    from tests.integration.cli_helpers import start_osvi
+
+    server = await start_osvi(
+        "fake-server",
+        "--port",
+        "0",
+        "--calls",
+        "300",
+        "--days",
+        "5",
+        "--size-max",
+        "8KiB",
+        "--size-min",
+        "4KiB",
+    )
+    try:
+        assert server.stdout is not None
+        base_url = ""
+        while not base_url:
+            line = (await asyncio.wait_for(server.stdout.readline(), 20)).decode()
+            if line.strip().startswith("base_url"):
+                base_url = line.split()[-1]
+        local = FakeOSVI(FakeConfig(calls=300, days=5, size_min=4096, size_max=8192))
+        env = {"OSVI_BASE_URL": base_url, "OSVI_API_TOKEN": local.token}
+        today = datetime.now(IST).date()
+        day1, day3 = today - timedelta(days=2), today  # day 3 is today: up to now
+        done = await osvi(
+            "sync", "--out", str(tmp_path), "--since", str(day1), "--until", str(day3), env=env
+        )
+        assert done.code == 0, done.stderr
+        start = datetime.combine(day1, datetime.min.time(), IST)
+        end = datetime.now(IST)
+        # The process's calls are anchored to its own start: compare by what it lists.
+        async with aiohttp.ClientSession(headers={"API-Token": local.token}) as http:
+            listed = await _listed(http, base_url, start, end)
+            first = set(statuses(tmp_path))
+            assert first == listed
+            async with http.post(f"{base_url}/_fake/calls?count=25") as response:
+                added = set((await response.json())["added"])
+        again = await osvi("sync", "--out", str(tmp_path), env=env)
+        assert again.code == 0, again.stderr
+        new = set(statuses(tmp_path)) - first
+        assert new <= added
+        assert new  # the picked ones among the added calls
+        assert f"archived          {len(new)}" in again.stderr
+    finally:
+        server.terminate()
+        await server.wait()
+
+
+async def _listed(http: Any, base_url: str, start: datetime, end: datetime) -> set[str]:
+    params = {
+        "status": "picked",
+        "start_date": start.isoformat(),
+        "end_date": end.isoformat(),
+        "per_page": "100",
+    }
+    ids: set[str] = set()
+    page = 1
+    while True:
+        async with http.get(f"{base_url}/v1/calls", params={**params, "page": str(page)}) as r:
+            body = await r.json()
+        ids |= {item["call_id"] for item in body["data"]}
+        if page >= body["meta"]["total_pages"]:
+            return ids
+        page += 1
