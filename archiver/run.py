@@ -76,7 +76,7 @@ async def execute(
     options: RunOptions,
 ) -> RunResult:
     """Run the archive job; run-level errors (and signals) end up in the result, not raised."""
-    token = require_token(settings)
+    require_token(settings)  # before anything else: a missing token is a usage error
     out_dir = settings.out_dir
     ensure_folder(out_dir)
     lock = ArchiveLock(out_dir)
@@ -90,9 +90,7 @@ async def execute(
                 items = _from_state(state, ("failed", "pending"), "<retry-failed>")
             elif not callable(items):  # §5.4: pending calls are tried again first, every run
                 items = itertools.chain(_from_state(state, ("pending",), "<pending>"), items)
-            drive = asyncio.create_task(
-                _drive(settings, token, state, items, progress, options, result)
-            )
+            drive = asyncio.create_task(_drive(settings, state, items, progress, options, result))
             with _stop_on_signals(drive) as stopped_by:
                 try:
                     await drive
@@ -154,7 +152,6 @@ def _stop_on_signals(drive: asyncio.Task[None]) -> Iterator[list[Interrupted]]:
 
 async def _drive(
     settings: Settings,
-    token: str,
     state: State,
     items: Iterator[InputItem] | SourceFactory,
     progress: Progress,
@@ -173,18 +170,10 @@ async def _drive(
     )
     timeouts = (settings.connect_timeout, settings.read_timeout)
     async with (
-        api_session(*timeouts, limit=settings.concurrency) as api_http,
+        open_api(settings, options, limit=settings.concurrency) as api,
         download_session(*timeouts, limit=settings.concurrency) as download_http,
         _manifest_every(MANIFEST_INTERVAL, settings, state),
     ):
-        api = OsviApi(
-            api_http,
-            settings.base_url,
-            token,
-            limiter=RateLimiter(settings.max_requests_per_second, options.monotonic, options.sleep),
-            gate=ThrottleGate(options.monotonic, options.sleep),
-            clock=options.clock,
-        )
         downloader = Downloader(download_http, settings.file_mode, options.clock)
         archiver = CallArchiver(
             policy,
@@ -264,11 +253,13 @@ def _write_manifest_and_report(
 
 
 @contextlib.asynccontextmanager
-async def open_api(settings: Settings, options: RunOptions | None = None) -> AsyncIterator[OsviApi]:
-    """The API client alone (for `list`): its session, rate cap and 429 gate."""
+async def open_api(
+    settings: Settings, options: RunOptions | None = None, *, limit: int = 4
+) -> AsyncIterator[OsviApi]:
+    """The API client with its own session (the token goes on no other), rate cap and gate."""
     options = options or RunOptions()
     token = require_token(settings)
-    async with api_session(settings.connect_timeout, settings.read_timeout, limit=4) as http:
+    async with api_session(settings.connect_timeout, settings.read_timeout, limit=limit) as http:
         yield OsviApi(
             http,
             settings.base_url,
