@@ -19,7 +19,13 @@ from pathlib import Path
 from archiver import __version__
 from archiver.errors import ArchiverError, UsageError
 from archiver.fake import options as fake_options
-from archiver.inputs import InputItem, canonical_uuid, check_sources, read_sources
+from archiver.inputs import (
+    InputItem,
+    canonical_uuid,
+    check_sources,
+    read_sources,
+    resolve_shard,
+)
 from archiver.listing import CALL_STATUSES, Filters
 from archiver.logs import setup_logging
 from archiver.options import NOT_SETTINGS, build_parser
@@ -83,7 +89,7 @@ def _run(args: argparse.Namespace) -> int:
             "with --with-metadata (or use `sync`, whose listing provides them)"
         )
     setup_logging(settings.log_level, [settings.token_value() or ""])
-    options = RunOptions(force=args.force, retry_failed=args.retry_failed)
+    options = RunOptions(force=args.force, retry_failed=args.retry_failed, shard=_shard(args.shard))
     items = iter(()) if args.retry_failed else _inputs(args)
     result = asyncio.run(execute(settings, items, _progress(settings), options))
     print(
@@ -91,6 +97,10 @@ def _run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return result.exit_code
+
+
+def _shard(text: str | None) -> tuple[int, int] | None:
+    return resolve_shard(text, os.environ) if text else None
 
 
 def _filters(args: argparse.Namespace, default_status: tuple[str, ...]) -> Filters:
@@ -135,7 +145,7 @@ def _sync(args: argparse.Namespace) -> int:
         )
     setup_logging(settings.log_level, [settings.token_value() or ""])
     source = make_source(since, until, now, settings.sync_overlap, filters)
-    options = RunOptions(force=args.force)
+    options = RunOptions(force=args.force, shard=_shard(args.shard))
     result = asyncio.run(execute(settings, source, _progress(settings), options))
     print(
         render(result.counts, result.seconds, result.manifest, result.report, result.error),

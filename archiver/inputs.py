@@ -12,7 +12,7 @@ import io
 import os
 import re
 import stat
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -83,6 +83,21 @@ def parse_shard(text: str) -> tuple[int, int]:
         if index < count:
             return index, count
     raise UsageError(f"--shard must be K/N with 0 <= K < N, e.g. 0/4; got {text!r}")
+
+
+_SHARD_INDEX_VARIABLES = ("JOB_COMPLETION_INDEX", "AWS_BATCH_JOB_ARRAY_INDEX")
+
+
+def resolve_shard(text: str, environ: Mapping[str, str]) -> tuple[int, int]:
+    """`K/N`, or `auto/N` taking K from a Kubernetes Indexed Job (JOB_COMPLETION_INDEX) or an
+    AWS Batch array job (AWS_BATCH_JOB_ARRAY_INDEX)."""
+    head, sep, count = text.strip().partition("/")
+    if head != "auto" or not sep:
+        return parse_shard(text)
+    for name in _SHARD_INDEX_VARIABLES:
+        if environ.get(name, "").strip():
+            return parse_shard(f"{environ[name].strip()}/{count}")
+    raise UsageError(f"--shard {text}: neither {' nor '.join(_SHARD_INDEX_VARIABLES)} is set")
 
 
 def read_sources(

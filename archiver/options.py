@@ -128,6 +128,14 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
         help="also save the transcript as <stem>.transcript.json (default: no)",
     )
     add("--force", action="store_true", help="download again calls already archived")
+    add(
+        "--shard",
+        default=None,
+        metavar="K/N",
+        help="only the calls whose shard is K of N: int.from_bytes(sha256(lower-case call id)"
+        "[:8], 'big') %% N == K, stable across machines and versions; auto/N takes K from "
+        "JOB_COMPLETION_INDEX (Kubernetes Indexed Job) or AWS_BATCH_JOB_ARRAY_INDEX",
+    )
 
 
 def _add_input_options(run: argparse.ArgumentParser) -> None:
@@ -279,4 +287,5 @@ def build_parser() -> argparse.ArgumentParser:
 NOT_SETTINGS = {
     "command", "config", "inputs", "force", "id_column", "retry_failed", "json", "status",
     "agent", "campaign", "campaign_upload", "phone", "call_type", "since", "until", "format",
+    "shard",
 }  # fmt: skip

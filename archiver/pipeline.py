@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from archiver.archive import CallArchiver
-from archiver.inputs import InputItem, InvalidRow
+from archiver.inputs import InputItem, InvalidRow, shard_of
 from archiver.progress import Progress
 from archiver.state import CallRecord, State
 from archiver.summary import Counts
@@ -128,7 +128,9 @@ class Pipeline:
         concurrency: int,
         force: bool,
         progress: Progress,
+        shard: tuple[int, int] | None = None,
     ) -> None:
+        self._shard = shard
         self._state = state
         self._archiver = archiver
         self._run_id = run_id
@@ -149,7 +151,9 @@ class Pipeline:
 
     async def _work(self, source: Source) -> None:
         while (item := await source.next()) is not None:
-            if isinstance(item, InvalidRow):
+            if self._shard and not isinstance(item, InvalidRow) and not self._mine(item.call_id):
+                self.counts.other_shards += 1
+            elif isinstance(item, InvalidRow):
                 self._invalid(item)
             elif isinstance(item, Listed):
                 await self._one(item.call_id, item.fields, item.started_at)
@@ -158,6 +162,11 @@ class Pipeline:
                     self._retried.add(item.call_id)
                 await self._one(item.call_id)
             source.finished(item)
+
+    def _mine(self, call_id: str) -> bool:
+        assert self._shard is not None
+        index, count = self._shard
+        return shard_of(call_id, count) == index
 
     def _invalid(self, row: InvalidRow) -> None:
         log.warning("invalid row %s line %d: %s (%s)", row.source, row.line, row.reason, row.value)

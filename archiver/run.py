@@ -43,6 +43,7 @@ MANIFEST_INTERVAL = 60.0
 class RunOptions:
     force: bool = False
     retry_failed: bool = False
+    shard: tuple[int, int] | None = None  # --shard K/N: only the ids whose shard is K
     clock: Callable[[], float] = time.time  # wall clock: URL ages, Retry-After dates
     monotonic: Callable[[], float] = time.monotonic  # pacing: immune to wall-clock jumps
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
@@ -192,6 +193,7 @@ async def _drive(
             concurrency=settings.concurrency,
             force=options.force,
             progress=progress,
+            shard=options.shard,
         )
         result.counts = pipeline.counts
         source = items(state, api) if callable(items) else SharedInput(items)

@@ -19,6 +19,7 @@ class Counts:
     failed: int = 0
     duplicates: int = 0
     invalid_rows: int = 0
+    other_shards: int = 0  # ids left to the other shards of a --shard K/N run
     bytes: int = 0
     failed_ids: list[str] = field(default_factory=list)
 
@@ -74,6 +75,7 @@ def render(
         f"failed            {counts.failed}",
         f"duplicates        {counts.duplicates}",
         f"invalid rows      {counts.invalid_rows}",
+        *([f"other shards      {counts.other_shards}"] if counts.other_shards else []),
         f"downloaded        {_size(counts.bytes)} in {seconds:.1f} s "
         f"({_size(rate)}/s, {calls_rate:.1f} calls/s)",
     ]

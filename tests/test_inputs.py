@@ -599,3 +599,15 @@ def test_ids_in_another_encoding_are_reported_not_misread(encoding: str) -> None
         if isinstance(item, CallId):
             assert item.call_id == A
     assert any(isinstance(i, InvalidRow) for i in items)
+
+
+def test_shard_auto_takes_its_index_from_the_job_environment() -> None:
+    from archiver.inputs import resolve_shard
+
+    assert resolve_shard("auto/8", {"JOB_COMPLETION_INDEX": "3"}) == (3, 8)
+    assert resolve_shard("auto/8", {"AWS_BATCH_JOB_ARRAY_INDEX": "7"}) == (7, 8)
+    assert resolve_shard("2/8", {}) == (2, 8)
+    with pytest.raises(UsageError, match="JOB_COMPLETION_INDEX"):
+        resolve_shard("auto/8", {})
+    with pytest.raises(UsageError):
+        resolve_shard("auto/8", {"JOB_COMPLETION_INDEX": "8"})

@@ -219,3 +219,20 @@ async def test_verify_of_a_folder_without_archive_exits_4(tmp_path: Path) -> Non
     done = await osvi("verify", "--out", str(tmp_path))
     assert done.code == 4
     assert "no osvi-archiver state" in done.stderr
+
+
+async def test_shards_split_the_input_between_runs(make_fake: FakeFactory, tmp_path: Path) -> None:
+    from archiver.inputs import shard_of
+
+    fake = await make_fake(small(40))
+    ids = "\n".join(c.call_id for c in fake.calls).encode()
+    outs = [tmp_path / "s0", tmp_path / "s1"]
+    env = {**env_for(fake), "JOB_COMPLETION_INDEX": "1"}
+    first = await osvi("run", "--out", str(outs[0]), "--shard", "0/2", env=env_for(fake), stdin=ids)
+    second = await osvi("run", "--out", str(outs[1]), "--shard", "auto/2", env=env, stdin=ids)
+    assert first.code == second.code == 0
+    taken = [{p.stem for p in out.glob("*.mp4")} for out in outs]
+    assert not taken[0] & taken[1]
+    assert taken[0] | taken[1] == {c.call_id for c in fake.calls if c.has_recording}
+    assert all(shard_of(cid, 2) == 1 for cid in taken[1])
+    assert "other shards" in first.stderr
