@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test check format lock clean
+.PHONY: install demo test check format lock clean bench
 
 install: $(STAMP)
 
@@ -42,3 +42,7 @@ lock:
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# The figures of SPEC §11 (several minutes; `.venv/bin/python -m bench --quick` for a try).
+bench: $(STAMP)
+	$(BIN)/python -m bench

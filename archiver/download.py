@@ -7,6 +7,7 @@ hashes stay those of the whole body. aiohttp's exceptions are mapped in `_map_er
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import re
@@ -33,7 +34,7 @@ from archiver.storage import PartFile, part_path, remove_quietly
 from archiver.urls import without_query
 
 WRITE_SIZE = 1 << 20  # aggregate network chunks to this before each disk write
-_READ_SIZE = 256 * 1024
+_READ_SIZE = 1 << 20
 _PLAIN_MD5_ETAG = re.compile(r'^"?([0-9a-fA-F]{32})"?$')
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
@@ -53,6 +54,9 @@ def download_session(
         connector=aiohttp.TCPConnector(limit=limit),
         cookie_jar=aiohttp.DummyCookieJar(),
         auto_decompress=False,
+        # aiohttp pauses the socket whenever this much is unread (64 KiB by default): large
+        # reads keep a fast stream flowing instead of stopping every 64 KiB.
+        read_bufsize=4 << 20,
         trust_env=True,
     )
 
@@ -162,23 +166,32 @@ class Transfer:
         self._reset_hashes()
 
     async def _receive(self, response: aiohttp.ClientResponse, url: str) -> None:
-        buffer = bytearray()
+        """Read the body; each full buffer is written and hashed in a thread while the next
+        one is read (one write in flight at a time, so the file stays in order)."""
+        pending: list[bytes] = []
+        held = 0
+        writing: asyncio.Task[None] | None = None
         try:
             async for chunk in response.content.iter_chunked(_READ_SIZE):
-                buffer += chunk
-                if self._part is None and len(buffer) < audio.SNIFF_LEN:
+                pending.append(chunk)
+                held += len(chunk)
+                if self._part is None and held < audio.SNIFF_LEN:
                     continue
                 if self._part is None:
-                    await self._open(bytes(buffer[: audio.SNIFF_LEN]), url)
-                if len(buffer) >= WRITE_SIZE:
-                    await self._write(buffer)
-                    buffer = bytearray()
+                    await self._open(b"".join(pending)[: audio.SNIFF_LEN], url)
+                if held >= WRITE_SIZE:
+                    if writing is not None:
+                        await writing
+                    batch, pending, held = b"".join(pending), [], 0
+                    writing = asyncio.ensure_future(self._write(batch))
             if self._part is None:
-                await self._open(bytes(buffer), url)
+                await self._open(b"".join(pending), url)
         finally:
             # Keep what arrived before a fault: the next attempt resumes after it.
-            if buffer and self._part is not None:
-                await self._write(buffer)
+            if writing is not None:
+                await _settled(writing)
+            if pending and self._part is not None:
+                await self._write(b"".join(pending))
 
     async def _open(self, head: bytes, url: str) -> None:
         if not audio.is_audio(head, self.content_type):
@@ -190,9 +203,12 @@ class Transfer:
         self.final = self._destination(ext)
         self._part = await PartFile.open(part_path(self.final), self._file_mode, append=False)
 
-    async def _write(self, data: bytearray) -> None:
+    async def _write(self, data: bytes) -> None:
         assert self._part is not None
-        await self._part.write(data, self.total)
+        await self._part.write(data, self.total, also=self._hash)
+
+    def _hash(self, data: bytes) -> None:
+        """In the write's thread: the hashes always cover exactly the bytes in the file."""
         self._sha256.update(data)
         self._md5.update(data)
 
@@ -216,6 +232,15 @@ class Transfer:
     async def discard(self) -> None:
         """Remove the `.part` (call given up, cancelled, or verified wrong)."""
         await self._restart()
+
+
+async def _settled(task: asyncio.Task[None]) -> None:
+    """Wait for a write, even when cancelled meanwhile; its error (a full disk) still counts."""
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait([task])
+        raise
 
 
 @contextlib.asynccontextmanager

@@ -266,7 +266,7 @@ async def test_part_file_commit_renames_and_removes_the_part(tmp_path: Path) -> 
     final = tmp_path / f"{A}.mp4"
     part = await PartFile.open(part_path(final), 0o600, append=False)
     await part.write(b"abc", expected_total=6)
-    await part.write(bytearray(b"def"), expected_total=6)
+    await part.write(b"def", expected_total=6)
     assert part.size == 6
     await part.commit(final)
     assert final.read_bytes() == b"abcdef"

@@ -61,6 +61,7 @@ def test_counts_to_json_is_plain_values() -> None:
         "failed": 0,
         "duplicates": 0,
         "invalid_rows": 0,
+        "other_shards": 0,
         "bytes": 5,
         "failed_ids": [],
     }

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -270,12 +271,14 @@ async def test_injected_enospc_stops_the_run_with_exit_4_and_no_half_files(
     real_write = storage.PartFile.write
     written = 0
 
-    async def full_after_a_while(self: storage.PartFile, data: bytes, total: int | None) -> None:
+    async def full_after_a_while(
+        self: storage.PartFile, data: bytes, total: int | None, also: Any = None
+    ) -> None:
         nonlocal written
         written += len(data)
         if written > 100_000:
             raise storage.local_error(OSError(errno.ENOSPC, "No space left"), self.path, total)
-        await real_write(self, data, total)
+        await real_write(self, data, total, also)
 
     monkeypatch.setattr(storage.PartFile, "write", full_after_a_while)
     fake = await make_fake(FakeConfig(calls=20, size_min=64 * 1024, size_max=64 * 1024))

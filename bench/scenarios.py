@@ -1,0 +1,333 @@
+"""The scenarios of issue 6 / SPEC §11. Each returns rows: one figure per row, with its target."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+from bench.harness import (
+    Timed,
+    archiver_argv,
+    calls_for,
+    env_for,
+    fake_server,
+    mint_url,
+    recorded_ids,
+    timed,
+)
+
+Row = dict[str, Any]
+KIB, MIB = 1024, 1024 * 1024
+
+
+def _ids_file(folder: Path, ids: list[str]) -> Path:
+    path = folder / "ids.txt"
+    path.write_text("\n".join(ids) + "\n")
+    return path
+
+
+def _curl(url: str, out: Path) -> list[str]:
+    return ["curl", "-sS", "--fail", "-o", str(out), url]
+
+
+def latency_bound(scale: float) -> list[Row]:
+    """API 20 ms, first byte 30 ms, 256 KiB calls at 1 MiB/s per stream (§11)."""
+    count = max(200, int(2000 * scale))
+    knobs = [
+        "--api-latency",
+        "0.02",
+        "--download-latency",
+        "0.03",
+        "--bandwidth",
+        "1MiB",
+        "--size-min",
+        "256KiB",
+        "--size-max",
+        "256KiB",
+    ]
+    rows: list[Row] = []
+    with (
+        fake_server("--calls", str(calls_for(count)), *knobs) as fake,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        folder = Path(tmp)
+        ids = recorded_ids(count, calls=calls_for(count))
+        one = timed(_curl(mint_url(fake, ids[0]), folder / "one.mp4"))
+        transfer = one.seconds  # includes the first-byte latency, as a download does
+        for concurrency in (32, 64):
+            out = folder / f"c{concurrency}"
+            run = timed(
+                archiver_argv(
+                    out,
+                    "--concurrency",
+                    str(concurrency),
+                    "--max-rps",
+                    "10000",
+                    str(_ids_file(folder, ids)),
+                ),
+                env_for(fake),
+            )
+            ideal = concurrency / (0.02 + transfer)
+            rate = count / run.seconds
+            rows.append(
+                {
+                    "scenario": f"latency-bound c={concurrency}",
+                    "figure": "calls/s",
+                    "value": round(rate, 1),
+                    "reference": f"ideal {ideal:.1f}",
+                    "ratio": round(rate / ideal, 2),
+                    "target": ">= 0.9",
+                    "ok": rate / ideal >= 0.9,
+                    "exit": run.code,
+                }
+            )
+        rows += _peers(fake, folder, ids, rows)
+    return rows
+
+
+def _peers(fake: Any, folder: Path, ids: list[str], ours: list[Row]) -> list[Row]:
+    """The same job the usual ways: xargs + curl (URL then file), and aria2c over minted URLs."""
+    ours_seconds = len(ids) / ours[0]["value"]
+    script = folder / "fetch.sh"  # what a person would write: URL with curl, then the file
+    script.write_text(
+        'url=$(curl -sS -H "API-Token: $OSVI_API_TOKEN" "$OSVI_BASE_URL/v1/call/$2/recording" '
+        '| sed -E \'s/.*"recording_url": *"([^"]*)".*/\\1/\')\n'
+        'curl -sS --fail -o "$1/$2.mp4" "$url"\n'
+    )
+    out = folder / "xargs"
+    out.mkdir()
+    argv = ["sh", "-c", f"xargs -P 32 -n 1 sh {script} {out} < {folder / 'ids.txt'}"]
+    shell = timed(argv, env_for(fake))
+    fetched = len(list(out.glob("*.mp4")))
+    rows: list[Row] = [
+        {
+            "scenario": "peer: xargs -P 32 curl (URL, then file)",
+            "figure": "seconds",
+            "value": round(shell.seconds, 1),
+            "reference": f"ours {ours_seconds:.1f}",
+            "ratio": round(shell.seconds / ours_seconds, 2),
+            "target": f"report ({fetched}/{len(ids)} fetched)",
+            "ok": None,
+            "exit": shell.code,
+        }
+    ]
+    if shutil.which("aria2c") is None:
+        rows.append(
+            {
+                "scenario": "peer: aria2c -j 32",
+                "figure": "skipped",
+                "value": None,
+                "reference": "install it: apt-get install aria2",
+                "ratio": None,
+                "target": "report",
+                "ok": None,
+                "exit": None,
+            }
+        )
+        return rows
+    urls = folder / "urls.txt"
+    urls.write_text("".join(f"{mint_url(fake, i)}\n  out={i}.mp4\n" for i in ids))
+    aria = timed(
+        ["aria2c", "-q", "-j", "32", "-x", "1", "-d", str(folder / "aria"), "-i", str(urls)]
+    )
+    rows.append(
+        {
+            "scenario": "peer: aria2c -j 32 (pre-minted URLs)",
+            "figure": "seconds",
+            "value": round(aria.seconds, 1),
+            "reference": f"ours {ours_seconds:.1f}",
+            "ratio": round(aria.seconds / ours_seconds, 2),
+            "target": "report",
+            "ok": None,
+            "exit": aria.code,
+        }
+    )
+    return rows
+
+
+def bandwidth_bound(scale: float) -> list[Row]:
+    """Large files over loopback, no latency: MB/s and CPU per GiB, ours against curl."""
+    rows: list[Row] = []
+    for label, size, count in (
+        ("1 GiB x 1", "1GiB", 1),
+        ("16 MiB x 64", "16MiB", max(8, int(64 * scale))),
+    ):
+        with (
+            fake_server(
+                "--calls", str(calls_for(count)), "--size-min", size, "--size-max", size
+            ) as fake,
+            tempfile.TemporaryDirectory() as tmp,
+        ):
+            folder = Path(tmp)
+            ids = recorded_ids(count, calls=calls_for(count))
+            for call_id in ids:  # the fake hashes each body (its ETag) on first use: not timed
+                subprocess.run(
+                    ["curl", "-sS", "-r", "0-0", "-o", "/dev/null", mint_url(fake, call_id)],
+                    check=True,
+                )
+            ours = timed(
+                archiver_argv(
+                    folder / "ours",
+                    "--concurrency",
+                    "1",
+                    "--max-rps",
+                    "10000",
+                    str(_ids_file(folder, ids)),
+                ),
+                env_for(fake),
+            )
+            curl_seconds = curl_cpu = 0.0
+            for call_id in ids:
+                url = mint_url(fake, call_id)
+                one = timed(_curl(url, folder / "curl.bin"))
+                curl_seconds, curl_cpu = curl_seconds + one.seconds, curl_cpu + one.cpu
+            total = sum(p.stat().st_size for p in (folder / "ours").glob("*.mp4"))
+            gib = total / 1024**3
+            ours_mbs, curl_mbs = total / MIB / ours.seconds, total / MIB / curl_seconds
+            rows.append(
+                {
+                    "scenario": f"bandwidth {label}",
+                    "figure": "MiB/s",
+                    "value": round(ours_mbs, 1),
+                    "reference": f"curl {curl_mbs:.1f}",
+                    "ratio": round(ours_mbs / curl_mbs, 2),
+                    "target": ">= 0.8",
+                    "ok": ours_mbs / curl_mbs >= 0.8,
+                    "exit": ours.code,
+                }
+            )
+            rows.append(
+                {
+                    "scenario": f"bandwidth {label}",
+                    "figure": "CPU s/GiB",
+                    "value": round(ours.cpu / gib, 2),
+                    "reference": f"curl {curl_cpu / gib:.2f}",
+                    "ratio": round(ours.cpu / max(curl_cpu, 1e-9), 2),
+                    "target": "report",
+                    "ok": None,
+                    "exit": ours.code,
+                }
+            )
+    return rows
+
+
+def _overhead_run(fake: Any, folder: Path, out: Path, ids: list[str]) -> Timed:
+    path = folder / f"ids-{len(ids)}.txt"
+    path.write_text("\n".join(ids) + "\n")
+    return timed(
+        archiver_argv(out, "--concurrency", "32", "--max-rps", "100000", str(path)), env_for(fake)
+    )
+
+
+def overhead_bound(scale: float) -> list[Row]:
+    """4 KiB calls, no latency: the bookkeeping cost per call; then growth of the archive."""
+    small, big = max(1000, int(10_000 * scale)), max(5000, int(100_000 * scale))
+    main = max(2000, int(20_000 * scale))
+    total = main + small + big
+    rows: list[Row] = []
+    with (
+        fake_server(
+            "--calls", str(calls_for(total)), "--size-min", "4KiB", "--size-max", "4KiB"
+        ) as fake,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        folder = Path(tmp)
+        ids = recorded_ids(total, calls=calls_for(total))
+        run = _overhead_run(fake, folder, folder / "overhead", ids[:main])
+        rows.append(
+            {
+                "scenario": f"overhead {main} x 4 KiB",
+                "figure": "calls/s",
+                "value": round(main / run.seconds, 1),
+                "reference": "",
+                "ratio": None,
+                "target": "report",
+                "ok": None,
+                "exit": run.code,
+            }
+        )
+        rows.append(
+            {
+                "scenario": f"overhead {main} x 4 KiB",
+                "figure": "CPU ms/call",
+                "value": round(1000 * run.cpu / main, 2),
+                "reference": "",
+                "ratio": None,
+                "target": "report",
+                "ok": None,
+                "exit": run.code,
+            }
+        )
+        grow = folder / "growth"
+        first = _overhead_run(fake, folder, grow, ids[main : main + small])
+        second = _overhead_run(fake, folder, grow, ids[main + small :])
+        per_first, per_second = first.seconds / small * 1000, second.seconds / big * 1000
+        rows.append(
+            {
+                "scenario": f"growth {small} then {big} more",
+                "figure": "s per 1000 calls",
+                "value": round(per_second, 2),
+                "reference": f"first {per_first:.2f}",
+                "ratio": round(per_second / per_first, 2),
+                "target": "<= 1.2 (flat)",
+                "ok": per_second / per_first <= 1.2,
+                "exit": second.code,
+            }
+        )
+    return rows
+
+
+def memory(scale: float) -> list[Row]:
+    """Peak RSS reading 100k and 1M ids with --shard 0/1000 (the whole input is read)."""
+    rows: list[Row] = []
+    with fake_server("--calls", "10") as fake, tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for count in (100_000, max(200_000, int(1_000_000 * scale))):
+            path = folder / f"ids-{count}.txt"
+            with path.open("w") as handle:
+                for _ in range(count):
+                    handle.write(f"{uuid.uuid4()}\n")
+            run = timed(
+                archiver_argv(
+                    folder / f"m{count}",
+                    "--shard",
+                    "0/1000",
+                    "--max-rps",
+                    "100000",
+                    "--concurrency",
+                    "32",
+                    str(path),
+                ),
+                env_for(fake),
+            )
+            mb = run.peak_rss_kb / 1024
+            rows.append(
+                {
+                    "scenario": f"memory {count:,} ids --shard 0/1000",
+                    "figure": "peak RSS MiB",
+                    "value": round(mb, 1),
+                    "reference": "",
+                    "ratio": None,
+                    "target": "< 150, flat",
+                    "ok": mb < 150,
+                    "exit": run.code,
+                }
+            )
+    return rows
+
+
+ALL = {
+    "latency": latency_bound,
+    "bandwidth": bandwidth_bound,
+    "overhead": overhead_bound,
+    "memory": memory,
+}
+
+
+def curl_version() -> str:
+    first = subprocess.run(["curl", "--version"], capture_output=True, text=True, check=False)
+    return " ".join(first.stdout.split()[:2])
