@@ -62,9 +62,9 @@ class CallArchiver:
         run_id: str,
         clock: Callable[[], float],
         sleep: Callable[[float], Awaitable[None]],
-        on_part: Callable[[str, str], None] = lambda call_id, relative_part: None,
+        on_part: Callable[[str, str], Awaitable[None]] | None = None,
     ) -> None:
-        self._on_part = on_part  # told (call id, .part path) before the .part is created
+        self._on_part = on_part  # awaited with (call id, .part path) before the .part exists
         self._policy = policy
         self._api = api
         self._downloader = downloader
@@ -130,13 +130,14 @@ class CallArchiver:
             await transfer.discard()
             raise
 
-    def _destination(self, call_id: str, ext: str, fields: Mapping[str, str] | None) -> Path:
+    async def _destination(self, call_id: str, ext: str, fields: Mapping[str, str] | None) -> Path:
         relative = render_layout(
             self._policy.layout, {**(fields or {}), "call_id": call_id, "ext": ext}
         )
         path = self._policy.out_dir / relative
         ensure_folder(path.parent)
-        self._on_part(call_id, part_path(Path(relative)).as_posix())
+        if self._on_part is not None:
+            await self._on_part(call_id, part_path(Path(relative)).as_posix())
         return path
 
     async def _not_available(

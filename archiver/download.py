@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import hashlib
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -79,7 +79,7 @@ class Downloader:
         self._file_mode = file_mode
         self._clock = clock
 
-    def transfer(self, destination: Callable[[str], Path]) -> Transfer:
+    def transfer(self, destination: Callable[[str], Awaitable[Path]]) -> Transfer:
         return Transfer(self._session, destination, self._file_mode, self._clock)
 
 
@@ -89,7 +89,7 @@ class Transfer:
     def __init__(
         self,
         session: aiohttp.ClientSession,
-        destination: Callable[[str], Path],
+        destination: Callable[[str], Awaitable[Path]],
         file_mode: int,
         clock: Callable[[], float],
     ) -> None:
@@ -200,7 +200,7 @@ class Transfer:
                 f"not audio (starts with {head[:12]!r})"
             )
         ext = audio.extension(self.content_type, head, urlsplit(url).path)
-        self.final = self._destination(ext)
+        self.final = await self._destination(ext)
         self._part = await PartFile.open(part_path(self.final), self._file_mode, append=False)
 
     async def _write(self, data: bytes) -> None:

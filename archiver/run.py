@@ -183,7 +183,7 @@ async def _drive(
             run_id=result.run_id,
             clock=options.clock,
             sleep=options.sleep,
-            on_part=state.add_part,
+            on_part=_part_noter(state),
         )
         pipeline = Pipeline(
             state,
@@ -198,6 +198,16 @@ async def _drive(
         result.counts = pipeline.counts
         source = items(state, api) if callable(items) else SharedInput(items)
         await pipeline.run(source)
+
+
+def _part_noter(state: State) -> Callable[[str, str], Awaitable[None]]:
+    """Register a `.part` durably before it is created (a group commit, shared)."""
+
+    async def note(call_id: str, relative_part: str) -> None:
+        state.add_part(call_id, relative_part)
+        await state.durable()
+
+    return note
 
 
 @contextlib.asynccontextmanager

@@ -7,12 +7,14 @@ De-duplication of the input goes through it too (`seen_run`), so memory stays fl
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import functools
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -57,6 +59,9 @@ ALTER TABLE calls ADD COLUMN transcript_path TEXT;
 """
 MIGRATIONS = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)
+COMMIT_EVERY = 256  # outcomes per grouped commit, at most
+COMMIT_AFTER = 0.25  # seconds an outcome may wait for its commit, at most
+GROUP_WINDOW = 0.002  # how long a durable() waits to share its commit
 
 
 _P = ParamSpec("_P")
@@ -113,6 +118,9 @@ class State:
         self.folder = out_dir / STATE_DIR
         self.path = self.folder / "state.sqlite3"
         self.readonly = readonly
+        self._uncommitted = 0
+        self._committed_at = time.monotonic()
+        self._group: asyncio.Future[None] | None = None
         if readonly:
             if not self.path.is_file():
                 raise LocalError(f"{out_dir} holds no osvi-archiver state ({self.path} is missing)")
@@ -198,7 +206,9 @@ class State:
 
     @_mapped
     def record(self, record: CallRecord) -> None:
-        """Store a call's outcome durably (committed before returning)."""
+        """Store a call's outcome. Commits are grouped (every COMMIT_EVERY outcomes or
+        COMMIT_AFTER seconds): a crash can lose the last fraction of a second of outcomes,
+        whose calls the next run then downloads again; never an outcome without its file."""
         self._db.execute(
             "UPDATE calls SET status=?, path=?, bytes=?, sha256=?, content_type=?, "
             "archived_at=?, attempts=?, run_id=?, error_kind=?, error_message=?, "
@@ -211,9 +221,13 @@ class State:
             ),
         )  # fmt: skip
         self._db.execute("DELETE FROM parts WHERE call_id = ?", (record.call_id,))
-        self.commit()
+        self._uncommitted += 1
+        if (
+            self._uncommitted >= COMMIT_EVERY
+            or time.monotonic() - self._committed_at > COMMIT_AFTER
+        ):
+            self.commit()
 
-    @_mapped
     @_mapped
     def get_meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -226,11 +240,29 @@ class State:
         self.commit()
 
     def add_part(self, call_id: str, relative_path: str) -> None:
-        """Note a `.part` about to be written (committed first: a crash may follow)."""
+        """Note a `.part` about to be written; `await durable()` before creating it."""
         self._db.execute(
             "INSERT OR REPLACE INTO parts (call_id, path) VALUES (?, ?)", (call_id, relative_path)
         )
-        self.commit()
+
+    async def durable(self) -> None:
+        """Commit what was written so far, one commit shared by every caller of the moment:
+        the workers that open a `.part` within the same few milliseconds wait for one fsync."""
+        if self._group is None:
+            loop = asyncio.get_running_loop()
+            self._group = loop.create_future()
+            loop.call_later(GROUP_WINDOW, self._commit_group)
+        await asyncio.shield(self._group)
+
+    def _commit_group(self) -> None:
+        group, self._group = self._group, None
+        assert group is not None
+        try:
+            self.commit()
+        except LocalError as exc:
+            group.set_exception(exc)
+        else:
+            group.set_result(None)
 
     @_mapped
     def take_stale_parts(self) -> list[str]:
@@ -256,6 +288,8 @@ class State:
     @_mapped
     def commit(self) -> None:
         self._db.commit()
+        self._uncommitted = 0
+        self._committed_at = time.monotonic()
 
     def _rows(self, query: str, params: tuple[object, ...] = ()) -> Iterator[tuple[Any, ...]]:
         """Stream a query's rows, SQLite errors met on the way mapped like everywhere else."""

@@ -107,13 +107,51 @@ def test_record_is_durable_across_reopening(tmp_path: Path) -> None:
         assert second.get(A) == archived(A)
 
 
-def test_record_is_committed_before_it_returns(state: State, tmp_path: Path) -> None:
-    state.claim(A, "run-1")
-    state.record(failed(A))
+def _visible(tmp_path: Path, call_id: str) -> object:
     other = sqlite3.connect(state_file(tmp_path))
     try:
-        row = other.execute("SELECT status, error_kind FROM calls WHERE call_id = ?", (A,))
-        assert row.fetchone() == ("failed", "server_error")
+        return other.execute("SELECT status FROM calls WHERE call_id = ?", (call_id,)).fetchone()
+    finally:
+        other.close()
+
+
+def test_records_are_committed_in_groups_of_at_most_commit_every(
+    state: State, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import archiver.state as state_module
+
+    monkeypatch.setattr(state_module, "COMMIT_AFTER", 3600.0)
+    monkeypatch.setattr(state_module, "COMMIT_EVERY", 3)
+    for call_id in (A, B):
+        state.claim(call_id, "run-1")
+        state.record(failed(call_id))
+    assert _visible(tmp_path, A) is None  # grouped: not yet
+    state.claim(C, "run-1")
+    state.record(failed(C))
+    assert _visible(tmp_path, A) == ("failed",)
+
+
+def test_records_wait_at_most_commit_after(
+    state: State, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import archiver.state as state_module
+
+    monkeypatch.setattr(state_module, "COMMIT_AFTER", 0.0)
+    state.claim(A, "run-1")
+    state.record(failed(A))
+    assert _visible(tmp_path, A) == ("failed",)
+
+
+async def test_durable_commits_once_for_everyone_waiting(state: State, tmp_path: Path) -> None:
+    import asyncio
+
+    for call_id in (A, B):
+        state.claim(call_id, "run-1")
+        state.add_part(call_id, f"{call_id}.mp4.part")
+    await asyncio.gather(state.durable(), state.durable())
+    other = sqlite3.connect(state_file(tmp_path))
+    try:
+        assert other.execute("SELECT count(*) FROM parts").fetchone() == (2,)
     finally:
         other.close()
 
