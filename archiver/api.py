@@ -162,6 +162,7 @@ class OsviApi:
             await self._limiter.acquire()
             status, headers, body = await self._send(url, params)
             if status in (200, 404):
+                self._limiter.speed_up()
                 return status, body
             if status in (301, 302, 303, 307, 308) and "Location" in headers:
                 url = self._same_origin(urljoin(url, headers["Location"]))
@@ -215,6 +216,7 @@ class OsviApi:
         retry_after = parse_retry_after(headers.get("Retry-After"), self._clock())
         if status == 429 or (status == 503 and retry_after is not None):
             self._gate.pause(retry_after if retry_after is not None else 1.0)
+            self._limiter.slow_down()
             raise Throttled(message, retry_after)
         if status >= 500:
             raise ServerError(message)

@@ -19,7 +19,15 @@ from tenacity import RetryCallState
 
 from archiver.api import OsviApi
 from archiver.download import Downloaded, Downloader, Transfer
-from archiver.errors import ApiRejected, CallError, NotAudio, NotAudioOnce, NotAvailable, UrlRefused
+from archiver.errors import (
+    ApiRejected,
+    CallError,
+    NotAudio,
+    NotAudioOnce,
+    NotAvailable,
+    Throttled,
+    UrlRefused,
+)
 from archiver.listing import layout_fields_of, started_at_of
 from archiver.retrying import call_retrying
 from archiver.settings import LISTING_FIELDS
@@ -63,7 +71,9 @@ class CallArchiver:
         clock: Callable[[], float],
         sleep: Callable[[float], Awaitable[None]],
         on_part: Callable[[str, str], Awaitable[None]] | None = None,
+        on_throttled: Callable[[], None] | None = None,
     ) -> None:
+        self._on_throttled = on_throttled
         self._on_part = on_part  # awaited with (call id, .part path) before the .part exists
         self._policy = policy
         self._api = api
@@ -94,7 +104,7 @@ class CallArchiver:
     async def _recording(
         self, call_id: str, fields: Mapping[str, str] | None, started_at: float | None
     ) -> CallRecord:
-        attempts = Attempts(call_id)
+        attempts = Attempts(call_id, on_throttled=self._on_throttled)
         transfer = self._downloader.transfer(lambda ext: self._destination(call_id, ext, fields))
         try:
             retrying = call_retrying(self._policy.max_attempts, self._sleep, attempts.retrying)
@@ -244,10 +254,13 @@ class Attempts:
     call_id: str
     count: int = 0
     not_audio: bool = False
+    on_throttled: Callable[[], None] | None = None
 
     def retrying(self, state: RetryCallState) -> None:
         outcome = state.outcome
         exc = outcome.exception() if outcome else None
+        if isinstance(exc, Throttled) and self.on_throttled is not None:
+            self.on_throttled()  # fewer calls in flight while the server pushes back
         wait = state.next_action.sleep if state.next_action else 0.0
         log.debug("call %s attempt %d: %s; retrying in %.1fs", self.call_id, self.count, exc, wait)
 

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import queue
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Protocol
 
 from archiver.archive import CallArchiver
 from archiver.inputs import InputItem, InvalidRow, shard_of
+from archiver.limits import InFlight
 from archiver.progress import Progress
 from archiver.state import CallRecord, State
 from archiver.summary import Counts
@@ -129,7 +131,10 @@ class Pipeline:
         force: bool,
         progress: Progress,
         shard: tuple[int, int] | None = None,
+        in_flight: InFlight | None = None,
     ) -> None:
+        # Workers stay `concurrency`; this window lets fewer of them work while throttled.
+        self._in_flight = in_flight or InFlight(concurrency, time.monotonic)
         self._shard = shard
         self._state = state
         self._archiver = archiver
@@ -187,7 +192,9 @@ class Pipeline:
             self._progress.advance("already_archived", 0)
             return
         self._progress.started(call_id)
-        record = await self._archiver.archive(call_id, fields, started)
+        async with self._in_flight:
+            record = await self._archiver.archive(call_id, fields, started)
+        self._in_flight.succeeded()
         self._state.record(record)
         status = record.status or "failed"
         self.counts.add(status, call_id, record.bytes)

@@ -24,7 +24,7 @@ from archiver.archive import CallArchiver, CallPolicy
 from archiver.download import Downloader, download_session
 from archiver.errors import ArchiverError, Interrupted, LocalError
 from archiver.inputs import CallId, InputItem
-from archiver.limits import RateLimiter, ThrottleGate
+from archiver.limits import InFlight, RateLimiter, ThrottleGate
 from archiver.manifest import prune_run_reports, write_manifest, write_run_report
 from archiver.pipeline import Pipeline, SharedInput, Source
 from archiver.progress import Progress
@@ -176,6 +176,7 @@ async def _drive(
         _manifest_every(MANIFEST_INTERVAL, settings, state),
     ):
         downloader = Downloader(download_http, settings.file_mode, options.clock)
+        in_flight = InFlight(settings.concurrency, options.monotonic)
         archiver = CallArchiver(
             policy,
             api,
@@ -184,6 +185,7 @@ async def _drive(
             clock=options.clock,
             sleep=options.sleep,
             on_part=_part_noter(state),
+            on_throttled=in_flight.throttled,
         )
         pipeline = Pipeline(
             state,
@@ -194,6 +196,7 @@ async def _drive(
             force=options.force,
             progress=progress,
             shard=options.shard,
+            in_flight=in_flight,
         )
         result.counts = pipeline.counts
         source = items(state, api) if callable(items) else SharedInput(items)

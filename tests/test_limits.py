@@ -142,3 +142,56 @@ async def test_gate_waiter_keeps_waiting_when_the_pause_is_extended_meanwhile() 
     await gate.wait()
     assert clock() == pytest.approx(1008.0)
     assert clock.sleeps == pytest.approx([5.0, 3.0])
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def _no_sleep(_: float) -> None:
+    return None
+
+
+def test_rate_halves_once_a_second_and_grows_back_to_its_ceiling() -> None:
+    from archiver.limits import RateLimiter
+
+    clock = _Clock()
+    limiter = RateLimiter(100, clock, _no_sleep)
+    limiter.slow_down()
+    limiter.slow_down()  # the same burst of 429s: counted once
+    assert limiter.rate == 50
+    clock.now = 1.5
+    limiter.slow_down()
+    assert limiter.rate == 25
+    for _ in range(10_000):
+        limiter.speed_up()
+    assert limiter.rate == 100
+
+
+async def test_in_flight_window_halves_on_throttling_and_recovers_additively() -> None:
+    import asyncio
+
+    from archiver.limits import InFlight
+
+    clock = _Clock()
+    window = InFlight(8, clock)
+    window.throttled()
+    assert int(window.limit) == 4
+    held = [asyncio.ensure_future(window.__aenter__()) for _ in range(5)]
+    await asyncio.sleep(0)
+    assert sum(task.done() for task in held) == 4  # the fifth waits for a slot
+    await window.__aexit__()
+    await asyncio.sleep(0)
+    assert all(task.done() for task in held)
+    for _ in range(100):
+        window.succeeded()
+    assert window.limit == 8
+    clock.now = 2.0
+    for _ in range(10):
+        window.throttled()
+        clock.now += 1.0
+    assert window.limit == 2  # a quarter of the ceiling, at least

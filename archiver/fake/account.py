@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from datetime import datetime
 
@@ -25,6 +26,7 @@ class FakeAccount:
         self._fired: Counter[tuple[FaultKind, str]] = Counter()
         self._recording_asks: Counter[str] = Counter()
         self._md5: dict[str, str] = {}
+        self._recent: deque[float] = deque()  # API request times, for api_rate_limit
         for call in generate_calls(
             config.seed, config.calls, end, config.days, config.size_min, config.size_max
         ):
@@ -80,6 +82,19 @@ class FakeAccount:
         if self._recording_asks[call.call_id] > self.config.pending_requests:
             return True
         self.stats.faults_fired[FaultKind.PENDING.value] += 1
+        return False
+
+    def over_rate(self) -> bool:
+        """Whether this API request goes over `api_rate_limit` in the trailing second."""
+        limit = self.config.api_rate_limit
+        if limit is None:
+            return False
+        now = time.monotonic()
+        while self._recent and self._recent[0] <= now - 1.0:
+            self._recent.popleft()
+        if len(self._recent) >= limit:
+            return True
+        self._recent.append(now)
         return False
 
     def body(self, call: FakeCall) -> RecordingBody:

@@ -75,6 +75,9 @@ def _refusal(
     if request.headers.get("API-Token") != account.config.token:
         # The documented ErrorUnauthorized body has no `details`, unlike the other errors.
         return web.json_response({"success": False, "error": "Invalid API token"}, status=401)
+    if account.over_rate():
+        account.stats.faults_fired["rate-limit"] += 1
+        return _errors(429, ["Rate limit exceeded"], headers={"Retry-After": "1"})
     subject = call_id or f"list:{request.query_string}"
     retry = {"Retry-After": account.config.retry_after}
     if account.fires(FaultKind.API_429, subject):

@@ -77,6 +77,7 @@ class FakeConfig:
     retry_after: str = "1"  # Retry-After sent with 429/503: seconds or an HTTP-date
     stall_seconds: float = 30.0
     pending_requests: int = 2  # a pending call's recording appears after this many asks
+    api_rate_limit: float | None = None  # API requests per second above which it answers 429
     ignore_range: bool = False  # answer 200 with the whole body even when Range is sent
     content_type: str | None = "audio/mp4"  # None: send no Content-Type (client must sniff)
     multipart_etag: bool = False  # send an S3 multipart ETag ("<md5>-2"), not a plain MD5

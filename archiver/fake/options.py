@@ -68,6 +68,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=d.pending_requests,
         help="asks before a pending call's recording appears",
     )
+    add(
+        "--api-rate-limit",
+        type=float,
+        default=None,
+        metavar="RPS",
+        help="answer 429 (Retry-After: 1) to API requests above RPS in any second",
+    )
     add("--ignore-range", action="store_true", help="answer 200 with the whole body to Range")
     add("--no-content-type", action="store_true", help="send recordings without Content-Type")
     add("--multipart-etag", action="store_true", help="send multipart ETags (not an MD5)")
@@ -109,6 +116,7 @@ def config_from_args(args: argparse.Namespace) -> FakeConfig:
         retry_after=args.retry_after,
         stall_seconds=args.stall_seconds,
         pending_requests=args.pending_requests,
+        api_rate_limit=args.api_rate_limit,
         ignore_range=args.ignore_range,
         content_type=None if args.no_content_type else "audio/mp4",
         multipart_etag=args.multipart_etag,

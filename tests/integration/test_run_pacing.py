@@ -87,3 +87,20 @@ async def test_demo_archives_the_fake_calls_into_demo_archive(tmp_path: Path) ->
     assert "osvi-archiver summary" in done.stderr
     assert "demo-archive/manifest.json" in done.stderr
     assert list((tmp_path / "demo-archive").rglob("*.part")) == []
+
+
+async def test_a_rate_limited_api_is_met_with_fewer_calls_and_requests(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    """The fake answers 429 above 50 requests/s; the tool is allowed 200. It backs off (AIMD)
+    instead of hammering: few requests end in 429, and everything is archived."""
+    from tests.integration.archive_helpers import archive, picked_ids
+
+    fake = await make_fake(FakeConfig(calls=300, size_min=4096, size_max=4096, api_rate_limit=50))
+    result = await archive(
+        fake, tmp_path, picked_ids(fake), sleep=asyncio.sleep, concurrency=32,
+        max_requests_per_second=200, max_attempts=10,
+    )  # fmt: skip
+    assert result.exit_code == 0
+    api_requests = fake.stats.requests["recording"] + fake.stats.requests["call"]
+    assert fake.stats.faults_fired["rate-limit"] < 0.25 * api_requests
