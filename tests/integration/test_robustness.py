@@ -133,7 +133,7 @@ async def test_a_second_ctrl_c_exits_at_once(make_fake: FakeFactory, tmp_path: P
     assert list(tmp_path.rglob("*.part")) == []
 
 
-async def test_kill_9_loses_nothing_recorded_and_a_rerun_redoes_only_what_was_in_flight(
+async def test_kill_9_loses_nothing_recorded_and_a_rerun_redoes_only_unrecorded_calls(
     make_fake: FakeFactory, tmp_path: Path
 ) -> None:
     fake = await make_fake(slow(24))
@@ -146,7 +146,9 @@ async def test_kill_9_loses_nothing_recorded_and_a_rerun_redoes_only_what_was_in
     assert list(tmp_path.glob("*.part"))  # a crash leaves them: the next run must clean up
     recorded = archived_in_state(tmp_path)
     assert_state_matches_disk(tmp_path)
-    in_flight_max = 4
+    # In flight (4 workers), plus those that finished within the last grouped commit
+    # (COMMIT_AFTER = 0.25 s; each download here takes about a second: at most 4 more).
+    redone_max = 4 + 4
 
     again = await osvi("run", "--out", str(tmp_path), env=env_for(fake), stdin=ids_of(fake))
     assert again.code == 0, again.stderr
@@ -156,7 +158,7 @@ async def test_kill_9_loses_nothing_recorded_and_a_rerun_redoes_only_what_was_in
     for call_id in recorded:
         assert requests[call_id] == 1  # recorded as archived: never downloaded again
     redone = [cid for cid, n in requests.items() if n > 1]
-    assert len(redone) <= in_flight_max
+    assert len(redone) <= redone_max
 
 
 async def test_manifest_is_valid_json_at_every_instant(
