@@ -191,7 +191,6 @@ class Pipeline:
             self.counts.add("already_archived", call_id, None)
             self._progress.advance("already_archived", 0)
             return
-        self._progress.started(call_id)
         async with self._in_flight:
             record = await self._archiver.archive(call_id, fields, started)
         self._in_flight.succeeded()

@@ -15,7 +15,6 @@ log = logging.getLogger("archiver.progress")
 
 
 class Progress(Protocol):
-    def started(self, call_id: str) -> None: ...
     def advance(self, status: str, size: int, call_id: str | None = None) -> None: ...
     def close(self) -> None: ...
 
@@ -42,9 +41,6 @@ class LiveBar:
         self._task: TaskID = self._bar.add_task("", total=total)
         self._bar.start()
 
-    def started(self, call_id: str) -> None:
-        pass
-
     def advance(self, status: str, size: int, call_id: str | None = None) -> None:
         self._counts[status] += 1
         self._bytes += size
@@ -66,9 +62,6 @@ class StatusLines:
         self._last = self._clock()
         self._counts: Counter[str] = Counter()
 
-    def started(self, call_id: str) -> None:
-        pass
-
     def advance(self, status: str, size: int, call_id: str | None = None) -> None:
         self._counts[status] += 1
         now = self._clock()
@@ -83,9 +76,6 @@ class StatusLines:
 
 
 class NoProgress:
-    def started(self, call_id: str) -> None:
-        pass
-
     def advance(self, status: str, size: int, call_id: str | None = None) -> None:
         pass
 

@@ -7,7 +7,6 @@ file > defaults. A bad value anywhere becomes a `UsageError` naming the key and 
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import math
 import re
 import stat
@@ -36,6 +35,7 @@ from pydantic_settings import (
 )
 
 from archiver.errors import UsageError
+from archiver.urls import is_loopback
 
 ENV_PREFIX = "OSVI_"
 LAYOUT_FIELDS = ("call_id", "ext", "yyyy", "mm", "dd", "agent_uuid")
@@ -109,13 +109,6 @@ def layout_needs_listing_fields(layout: str) -> bool:
     return not LISTING_FIELDS.isdisjoint(_layout_placeholders(layout))
 
 
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
 def _check_base_url(value: str) -> str:
     url = value.strip()
     parts = urlsplit(url)
@@ -183,7 +176,7 @@ class Settings(BaseSettings):
     def _token_stays_encrypted(cls, url: str, info: ValidationInfo) -> str:
         # The token travels to base_url in a header: plain http only where it cannot be sniffed.
         parts = urlsplit(url)
-        insecure = parts.scheme == "http" and not _is_loopback(parts.hostname or "")
+        insecure = parts.scheme == "http" and not is_loopback(parts.hostname or "")
         if insecure and not info.data.get("allow_insecure_urls", False):
             raise ValueError(
                 f"{url!r} would send the token unencrypted: use https "

@@ -25,14 +25,13 @@ from archiver.errors import ArchiveLocked, LocalError
 from archiver.storage import FOLDER_MODE, ensure_folder, local_error
 
 STATE_DIR = ".osvi-archiver"
-FINAL_STATUSES = ("archived", "pending", "not_available", "failed")
 # MIGRATIONS[n] takes a state from schema n to n + 1; a new schema is a new entry, never an
 # edit of an old one. Schema 0 is an empty file.
 _V1 = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS calls (
     call_id TEXT PRIMARY KEY,
-    status TEXT,              -- NULL while first in flight; else one of FINAL_STATUSES
+    status TEXT,              -- NULL while first in flight; else the outcome (manifest status)
     path TEXT, bytes INTEGER, sha256 TEXT, content_type TEXT, archived_at TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
     run_id TEXT,

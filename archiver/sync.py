@@ -85,7 +85,6 @@ class SyncSource:
         self._first_open = 0
         self._previous: Window | None = None
         self._lock = asyncio.Lock()
-        self.listed = 0
 
     async def next(self) -> Work | None:
         async with self._lock:
@@ -110,7 +109,6 @@ class SyncSource:
             self._buffer.append(
                 Listed(call_id, layout_fields_of(item), started_at_of(item), number)
             )
-        self.listed += len(calls)
         self._advance()
 
     def finished(self, item: Work) -> None:

@@ -6,7 +6,7 @@ Pure: `now` is passed in. Bare dates and `yesterday` are IST days, as the API re
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 
 from archiver.errors import UsageError
 
@@ -50,11 +50,3 @@ def _day_bound(day: date, *, end: bool) -> datetime:
 def api_time(moment: datetime) -> str:
     """The form sent as start_date/end_date: ISO-8601 in IST with an explicit offset."""
     return moment.astimezone(IST).isoformat()
-
-
-def to_epoch(moment: datetime) -> float:
-    return moment.timestamp()
-
-
-def from_epoch(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, UTC)
