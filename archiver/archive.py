@@ -58,6 +58,7 @@ class CallPolicy:
     allow_insecure_urls: bool
     with_metadata: bool = False
     with_transcript: bool = False
+    part_tag: str = ""  # storage.part_path: `.shard-K-of-N` for a shard's run
 
 
 class CallArchiver:
@@ -140,15 +141,19 @@ class CallArchiver:
             await transfer.discard()
             raise
 
-    async def _destination(self, call_id: str, ext: str, fields: Mapping[str, str] | None) -> Path:
+    async def _destination(
+        self, call_id: str, ext: str, fields: Mapping[str, str] | None
+    ) -> tuple[Path, Path]:
+        """The final path and its `.part`, the latter registered before it exists."""
         relative = render_layout(
             self._policy.layout, {**(fields or {}), "call_id": call_id, "ext": ext}
         )
         path = self._policy.out_dir / relative
         ensure_folder(path.parent)
+        part = part_path(Path(relative), self._policy.part_tag)
         if self._on_part is not None:
-            await self._on_part(call_id, part_path(Path(relative)).as_posix())
-        return path
+            await self._on_part(call_id, part.as_posix())
+        return path, self._policy.out_dir / part
 
     async def _not_available(
         self, call_id: str, attempts: int, exc: NotAvailable, started_at: float | None

@@ -138,14 +138,16 @@ def _sync(args: argparse.Namespace) -> int:
     _refuse_unsupported(settings)
     filters = _filters(args, ("picked",))
     since, until, now = _window(args)
-    if since is None and not _has_watermark(settings.out_dir):
+    shard = _shard(args.shard)
+    if since is None and not _has_watermark(settings.out_dir, shard):
+        whose = f" for shard {shard[0]}/{shard[1]}" if shard else ""
         raise UsageError(
-            f"{settings.out_dir} has no sync watermark yet: pass --since for the first sync "
-            "(e.g. --since 7d or --since 2026-06-01)"
+            f"{settings.out_dir} has no sync watermark{whose} yet: pass --since for the first "
+            "sync (e.g. --since 7d or --since 2026-06-01)"
         )
     setup_logging(settings.log_level, [settings.token_value() or ""])
     source = make_source(since, until, now, settings.sync_overlap, filters)
-    options = RunOptions(force=args.force, shard=_shard(args.shard))
+    options = RunOptions(force=args.force, shard=shard)
     result = asyncio.run(execute(settings, source, _progress(settings), options))
     print(
         render(result.counts, result.seconds, result.manifest, result.report, result.error),
@@ -154,13 +156,13 @@ def _sync(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-def _has_watermark(out_dir: Path) -> bool:
-    from archiver.state import STATE_DIR, State
+def _has_watermark(out_dir: Path, shard: tuple[int, int] | None) -> bool:
+    from archiver.state import STATE_FILE, State, state_folder
     from archiver.sync import read_watermark
 
-    if not (out_dir / STATE_DIR / "state.sqlite3").is_file():
+    if not (state_folder(out_dir, shard) / STATE_FILE).is_file():
         return False
-    with State(out_dir, readonly=True) as state:
+    with State(out_dir, readonly=True, shard=shard) as state:
         return read_watermark(state) is not None
 
 

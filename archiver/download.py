@@ -30,7 +30,7 @@ from archiver.errors import (
     UrlRefused,
 )
 from archiver.retrying import parse_retry_after
-from archiver.storage import PartFile, part_path, remove_quietly
+from archiver.storage import PartFile, remove_quietly
 from archiver.urls import without_query
 
 WRITE_SIZE = 1 << 20  # aggregate network chunks to this before each disk write
@@ -79,17 +79,18 @@ class Downloader:
         self._file_mode = file_mode
         self._clock = clock
 
-    def transfer(self, destination: Callable[[str], Awaitable[Path]]) -> Transfer:
+    def transfer(self, destination: Callable[[str], Awaitable[tuple[Path, Path]]]) -> Transfer:
         return Transfer(self._session, destination, self._file_mode, self._clock)
 
 
 class Transfer:
-    """The bytes of one call across its attempts. `destination(ext)` names the final file."""
+    """The bytes of one call across its attempts. `destination(ext)` names the final file
+    and the `.part` that receives it."""
 
     def __init__(
         self,
         session: aiohttp.ClientSession,
-        destination: Callable[[str], Awaitable[Path]],
+        destination: Callable[[str], Awaitable[tuple[Path, Path]]],
         file_mode: int,
         clock: Callable[[], float],
     ) -> None:
@@ -200,8 +201,8 @@ class Transfer:
                 f"not audio (starts with {head[:12]!r})"
             )
         ext = audio.extension(self.content_type, head, urlsplit(url).path)
-        self.final = await self._destination(ext)
-        self._part = await PartFile.open(part_path(self.final), self._file_mode, append=False)
+        self.final, part = await self._destination(ext)
+        self._part = await PartFile.open(part, self._file_mode, append=False)
 
     async def _write(self, data: bytes) -> None:
         assert self._part is not None

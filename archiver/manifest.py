@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from archiver import __version__
-from archiver.state import CallRecord, State, utc_now
+from archiver.state import CallRecord, Shard, State, shard_label, utc_now
 from archiver.storage import write_atomic
 
 MANIFEST_NAME = "manifest.json"
@@ -66,8 +66,17 @@ def manifest_chunks(records: Iterable[CallRecord], updated_at: str) -> Iterator[
     yield b"\n]}\n"
 
 
+def manifest_name(shard: Shard | None) -> str:
+    """`manifest.json`; a shard's is `manifest.shard-K-of-N.json` (the calls it archived)."""
+    return f"manifest.{shard_label(shard)}.json" if shard else MANIFEST_NAME
+
+
+def report_name(run_id: str, shard: Shard | None) -> str:
+    return f"{run_id}.{shard_label(shard)}.json" if shard else f"{run_id}.json"
+
+
 def write_manifest(state: State, out_dir: Path, file_mode: int) -> Path:
-    path = out_dir / MANIFEST_NAME
+    path = out_dir / manifest_name(state.shard)
     write_atomic(path, manifest_chunks(state.calls(), utc_now()), file_mode)
     return path
 
@@ -77,7 +86,7 @@ def write_run_report(
 ) -> Path:
     """The run's settings (no secrets), timing and counts, then its per-call outcomes and
     invalid rows, streamed from the state."""
-    path = out_dir / RUNS_DIR / f"{run_id}.json"
+    path = out_dir / RUNS_DIR / report_name(run_id, state.shard)
     invalid = (
         {"source": source, "line": line, "reason": reason, "value": value}
         for source, line, reason, value in state.invalid_rows(run_id)
@@ -94,9 +103,15 @@ def write_run_report(
     return path
 
 
-def prune_run_reports(out_dir: Path, keep: int) -> list[Path]:
-    """Delete the oldest run reports beyond `keep` (run ids sort by their start time)."""
-    reports = sorted((out_dir / RUNS_DIR).glob("*.json"))
+def prune_run_reports(out_dir: Path, keep: int, shard: Shard | None = None) -> list[Path]:
+    """Delete the oldest run reports beyond `keep` (run ids sort by their start time); each
+    shard sharing the folder keeps its own `keep` reports."""
+    label = f".{shard_label(shard)}.json" if shard else ".json"
+    reports = sorted(
+        path
+        for path in (out_dir / RUNS_DIR).glob("*.json")
+        if path.name.endswith(label) and (shard or ".shard-" not in path.name)
+    )
     doomed = reports[: max(0, len(reports) - keep)]
     for path in doomed:
         path.unlink(missing_ok=True)

@@ -29,7 +29,7 @@ from archiver.manifest import prune_run_reports, write_manifest, write_run_repor
 from archiver.pipeline import Pipeline, SharedInput, Source
 from archiver.progress import Progress
 from archiver.settings import Settings, require_token
-from archiver.state import ArchiveLock, State, utc_now
+from archiver.state import ArchiveLock, Shard, State, shard_label, states_in, utc_now
 from archiver.storage import ensure_folder
 from archiver.summary import Counts, exit_code
 
@@ -43,7 +43,7 @@ MANIFEST_INTERVAL = 60.0
 class RunOptions:
     force: bool = False
     retry_failed: bool = False
-    shard: tuple[int, int] | None = None  # --shard K/N: only the ids whose shard is K
+    shard: Shard | None = None  # --shard K/N: only the ids whose shard is K
     clock: Callable[[], float] = time.time  # wall clock: URL ages, Retry-After dates
     monotonic: Callable[[], float] = time.monotonic  # pacing: immune to wall-clock jumps
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
@@ -80,12 +80,13 @@ async def execute(
     require_token(settings)  # before anything else: a missing token is a usage error
     out_dir = settings.out_dir
     ensure_folder(out_dir)
-    lock = ArchiveLock(out_dir)
+    lock = ArchiveLock(out_dir, options.shard)
     lock.acquire()
     started, started_at = time.monotonic(), utc_now()
     result = RunResult(new_run_id(options.clock()), Counts(), 0.0)
     try:
-        with State(out_dir) as state:
+        _warn_other_sharding(out_dir, options.shard)
+        with State(out_dir, shard=options.shard) as state:
             _remove_stale_parts(state, out_dir)
             if options.retry_failed:
                 items = _from_state(state, ("failed", "pending"), "<retry-failed>")
@@ -108,6 +109,22 @@ async def execute(
             return result
     finally:
         lock.release()
+
+
+def _warn_other_sharding(out_dir: Path, shard: Shard | None) -> None:
+    """Shards of one N share a folder without overlap; a run split another way (or not at
+    all) has its own state, so it does not know what those archived and downloads it again."""
+    ways = shard[1] if shard else 1
+    others = [s for s in states_in(out_dir) if (s[1] if s else 1) != ways]
+    if others:
+        names = ", ".join(shard_label(s) or "the unsharded state" for s in others[:4])
+        more = f" and {len(others) - 4} more" if len(others) > 4 else ""
+        log.warning(
+            "this archive also holds runs split another way (%s%s): this run does not see "
+            "what they archived and downloads such calls again",
+            names,
+            more,
+        )
 
 
 def _remove_stale_parts(state: State, out_dir: Path) -> None:
@@ -168,6 +185,7 @@ async def _drive(
         allow_insecure_urls=settings.allow_insecure_urls,
         with_metadata=settings.with_metadata,
         with_transcript=settings.with_transcript,
+        part_tag=f".{shard_label(options.shard)}" if options.shard else "",
     )
     timeouts = (settings.connect_timeout, settings.read_timeout)
     async with (
@@ -259,12 +277,13 @@ def _write_manifest_and_report(
         "error": str(result.error) if result.error else None,
         "interrupted": isinstance(result.error, Interrupted),
         "settings": settings.redacted(),
+        "shard": shard_label(state.shard) or None,
         "counts": result.counts.to_json(),
     }
     result.report = write_run_report(
         state, settings.out_dir, result.run_id, summary, settings.file_mode
     )
-    prune_run_reports(settings.out_dir, settings.keep_run_reports)
+    prune_run_reports(settings.out_dir, settings.keep_run_reports, state.shard)
 
 
 @contextlib.asynccontextmanager

@@ -13,6 +13,7 @@ import fcntl
 import functools
 import json
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +26,9 @@ from archiver.errors import ArchiveLocked, LocalError
 from archiver.storage import FOLDER_MODE, ensure_folder, local_error
 
 STATE_DIR = ".osvi-archiver"
+STATE_FILE = "state.sqlite3"
+Shard = tuple[int, int]  # (K, N) of --shard K/N
+_SHARD_FOLDER = re.compile(r"shard-(\d+)-of-(\d+)")
 # MIGRATIONS[n] takes a state from schema n to n + 1; a new schema is a new entry, never an
 # edit of an old one. Schema 0 is an empty file.
 _V1 = """
@@ -110,12 +114,45 @@ _COLUMNS = (
 )
 
 
-class State:
-    """The SQLite state of one archive folder. Use as a context manager."""
+def shard_label(shard: Shard | None) -> str:
+    """`shard-K-of-N`, the name a shard's own files carry in a shared archive folder (its
+    state and lock folder, manifest, run reports and `.part` files); '' for a whole run."""
+    return f"shard-{shard[0]}-of-{shard[1]}" if shard else ""
 
-    def __init__(self, out_dir: Path, *, readonly: bool = False) -> None:
-        self.folder = out_dir / STATE_DIR
-        self.path = self.folder / "state.sqlite3"
+
+def state_folder(out_dir: Path, shard: Shard | None) -> Path:
+    """`.osvi-archiver/` for a whole run, `.osvi-archiver/shard-K-of-N/` for a shard: N shards
+    sharing one folder never touch each other's state or lock."""
+    return out_dir / STATE_DIR / shard_label(shard) if shard else out_dir / STATE_DIR
+
+
+def states_in(out_dir: Path) -> list[Shard | None]:
+    """Every state this folder holds: None for the whole-archive one, then each shard's."""
+    found: list[Shard | None] = []
+    if (out_dir / STATE_DIR / STATE_FILE).is_file():
+        found.append(None)
+    try:
+        names = sorted(p.name for p in (out_dir / STATE_DIR).iterdir())
+    except OSError:
+        return found
+    shards = []
+    for name in names:
+        match = _SHARD_FOLDER.fullmatch(name)
+        if match and (out_dir / STATE_DIR / name / STATE_FILE).is_file():
+            shards.append((int(match[1]), int(match[2])))
+    return found + sorted(shards, key=lambda s: (s[1], s[0]))
+
+
+class State:
+    """The SQLite state of one archive folder (or of one shard of it). Use as a context
+    manager."""
+
+    def __init__(
+        self, out_dir: Path, *, readonly: bool = False, shard: Shard | None = None
+    ) -> None:
+        self.shard = shard
+        self.folder = state_folder(out_dir, shard)
+        self.path = self.folder / STATE_FILE
         self.readonly = readonly
         self._uncommitted = 0
         self._committed_at = time.monotonic()
@@ -324,8 +361,8 @@ class ArchiveLock:
     """An exclusive `flock` on the archive. The kernel drops it when its process dies,
     so a lock left by kill -9 or a power cut never blocks the next run."""
 
-    def __init__(self, out_dir: Path) -> None:
-        self.path = out_dir / STATE_DIR / "lock"
+    def __init__(self, out_dir: Path, shard: Shard | None = None) -> None:
+        self.path = state_folder(out_dir, shard) / "lock"
         self._handle: IO[str] | None = None
 
     def acquire(self) -> None:

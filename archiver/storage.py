@@ -82,8 +82,10 @@ def fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def part_path(final: Path) -> Path:
-    return final.with_name(final.name + PART_SUFFIX)
+def part_path(final: Path, tag: str = "") -> Path:
+    """`<final>.part`; a shard's is `<final>.shard-K-of-N.part` (its `tag`), so that runs
+    sharded different ways on one folder can never write into the same `.part`."""
+    return final.with_name(f"{final.name}{tag}{PART_SUFFIX}")
 
 
 class PartFile:

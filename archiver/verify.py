@@ -2,14 +2,18 @@
 
 A recording that rots on disk (a bad sector, a copy cut short, someone's edit) is found only by
 reading it back. Checked against the state, not manifest.json: the manifest is rendered from
-the state and may lag it. Reads files and the state only: no network, nothing written.
+the state and may lag it. A folder shared by shards holds one state per shard: every one is
+checked, and a file is unexpected only when no state owns it. Reads files and the states only:
+no network, nothing written.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
+import re
 import stat
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -18,14 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from archiver.audio import AUDIO_SUFFIXES
+from archiver.errors import LocalError
 from archiver.manifest import MANIFEST_NAME, RUNS_DIR
-from archiver.state import STATE_DIR, CallRecord, State
+from archiver.state import STATE_DIR, STATE_FILE, CallRecord, State, shard_label, states_in
 from archiver.storage import PART_SUFFIX
 
 KINDS = ("missing", "truncated", "modified", "unexpected")
 MAX_PROBLEMS_SHOWN = 100
 _CHUNK = 1 << 20  # files are hashed 1 MiB at a time: a recording never sits in memory
 _TOP_LEVEL_OWN = frozenset({STATE_DIR, MANIFEST_NAME, RUNS_DIR})
+_SHARD_MANIFEST = re.compile(r"manifest\.shard-\d+-of-\d+\.json")
 _SIDECAR_SUFFIXES = (".call.json", ".transcript.json")
 # Every extension a recording can get (audio.extension), tried to find a sidecar's recording.
 _RECORDING_SUFFIXES = tuple(sorted({*AUDIO_SUFFIXES, ".bin"}))
@@ -43,6 +49,7 @@ class Problem:
 
 @dataclass
 class VerifyReport:
+    states: list[str] = field(default_factory=list)  # "whole archive" or shard-K-of-N
     checked: int = 0  # archived files re-hashed (or found missing)
     bytes_checked: int = 0  # bytes read back
     problems: list[Problem] = field(default_factory=list)
@@ -62,18 +69,26 @@ def verify_archive(out_dir: Path, *, progress: Callable[[int], None] | None = No
     `progress` gets the number of archived files checked so far, after each one. Raises
     LocalError when `out_dir` holds no readable state."""
     report = VerifyReport()
-    with State(out_dir, readonly=True) as state:
-        for record in state.calls():
-            if record.status != "archived":
-                continue
-            problem, read = check_file(out_dir, record)
-            report.checked += 1
-            report.bytes_checked += read
-            if problem is not None:
-                report.problems.append(problem)
-            if progress is not None:
-                progress(report.checked)
-        report.problems.extend(find_unexpected(out_dir, state))
+    shards = states_in(out_dir)
+    if not shards:
+        raise LocalError(
+            f"{out_dir} holds no osvi-archiver state (no {STATE_DIR}/{STATE_FILE}, no shard's)"
+        )
+    with contextlib.ExitStack() as stack:
+        states = [stack.enter_context(State(out_dir, readonly=True, shard=s)) for s in shards]
+        for state in states:
+            report.states.append(shard_label(state.shard) or "whole archive")
+            for record in state.calls():
+                if record.status != "archived":
+                    continue
+                problem, read = check_file(out_dir, record)
+                report.checked += 1
+                report.bytes_checked += read
+                if problem is not None:
+                    report.problems.append(problem)
+                if progress is not None:
+                    progress(report.checked)
+        report.problems.extend(find_unexpected(out_dir, states))
     return report
 
 
@@ -132,9 +147,9 @@ def _sha256(fd: int) -> tuple[str, int]:
     return digest.hexdigest(), read
 
 
-def find_unexpected(out_dir: Path, state: State) -> Iterator[Problem]:
+def find_unexpected(out_dir: Path, states: list[State]) -> Iterator[Problem]:
     """Every file or link under `out_dir` that is neither the tool's own nor an archived call's
-    (or its sidecar), in sorted order. Links are reported, never followed."""
+    (or its sidecar) in any of `states`, in sorted order. Links are reported, never followed."""
     stack = [iter(_entries(out_dir, ""))]
     while stack:
         item = next(stack[-1], None)
@@ -148,7 +163,7 @@ def find_unexpected(out_dir: Path, state: State) -> Iterator[Problem]:
             except OSError as exc:
                 detail = f"cannot be listed ({exc.strerror or exc}); its files were not checked"
                 yield Problem("unexpected", relative, None, detail)
-        elif not _owned(state, relative):
+        elif not any(_owned(state, relative) for state in states):
             yield Problem("unexpected", relative, None, _unexpected_detail(relative, kind))
 
 
@@ -168,7 +183,7 @@ def _entries(out_dir: Path, folder: str) -> list[tuple[str, str]]:
 def _tool_file(folder: str, name: str) -> bool:
     """The tool's own: state, manifest and reports, a `.part` of a run in flight, the temp
     file of an atomic write (storage.write_atomic)."""
-    if not folder and name in _TOP_LEVEL_OWN:
+    if not folder and (name in _TOP_LEVEL_OWN or _SHARD_MANIFEST.fullmatch(name)):
         return True
     return name.endswith(PART_SUFFIX) or (name.startswith(".") and name.endswith(".tmp"))
 
@@ -214,6 +229,7 @@ def render_text(report: VerifyReport, out_dir: Path) -> str:
     lines = [
         "── osvi-archiver verify ──",
         f"archive           {out_dir}",
+        f"states            {', '.join(report.states)}",
         f"files checked     {report.checked} ({report.bytes_checked} bytes, {mib:.1f} MiB read)",
     ]
     counts = report.counts()
@@ -231,6 +247,7 @@ def render_text(report: VerifyReport, out_dir: Path) -> str:
 def report_json(report: VerifyReport) -> dict[str, Any]:
     return {
         "ok": report.ok,
+        "states": report.states,
         "checked": report.checked,
         "bytes_checked": report.bytes_checked,
         "problems": [asdict(p) for p in report.problems],

@@ -16,6 +16,7 @@ from archiver.manifest import (
     entry,
     load_schema,
     manifest_chunks,
+    prune_run_reports,
     write_manifest,
     write_run_report,
 )
@@ -259,3 +260,35 @@ def test_write_run_report_holds_summary_calls_and_invalid_rows(
 def test_write_run_report_of_a_run_with_nothing_done(state: State, tmp_path: Path) -> None:
     path = write_run_report(state, tmp_path, "run-7", {"run_id": "run-7"}, 0o600)
     assert json.loads(path.read_text()) == {"run_id": "run-7", "calls": [], "invalid_rows": []}
+
+
+# shards sharing a folder
+
+
+def test_a_shard_writes_its_own_manifest_and_reports(tmp_path: Path) -> None:
+    with State(tmp_path, shard=(2, 5)) as state:
+        state.claim(A, "run-1")
+        state.record(CallRecord(A, "failed", attempts=1, run_id="run-1", error_kind="http"))
+        manifest = write_manifest(state, tmp_path, 0o600)
+        report = write_run_report(state, tmp_path, "run-1", {"run_id": "run-1"}, 0o600)
+    assert manifest == tmp_path / "manifest.shard-2-of-5.json"
+    assert report == tmp_path / RUNS_DIR / "run-1.shard-2-of-5.json"
+    assert not (tmp_path / MANIFEST_NAME).exists()
+    assert [c["call_id"] for c in json.loads(manifest.read_text())["calls"]] == [A]
+    assert (tmp_path / STATE_DIR / "shard-2-of-5" / "state.sqlite3").is_file()
+
+
+def test_each_shard_keeps_its_own_bound_of_run_reports(tmp_path: Path) -> None:
+    runs = tmp_path / RUNS_DIR
+    runs.mkdir()
+    names = [f"2026010{n}T000000.000Z-aaaaaa" for n in range(1, 5)]
+    for name in names:
+        (runs / f"{name}.json").write_text("{}")
+        (runs / f"{name}.shard-0-of-2.json").write_text("{}")
+        (runs / f"{name}.shard-1-of-2.json").write_text("{}")
+    pruned = prune_run_reports(tmp_path, 2, (0, 2))
+    assert sorted(p.name for p in pruned) == [f"{n}.shard-0-of-2.json" for n in names[:2]]
+    pruned = prune_run_reports(tmp_path, 3, None)
+    assert [p.name for p in pruned] == [f"{names[0]}.json"]
+    left = sorted(p.name for p in runs.iterdir())
+    assert len(left) == 3 + 2 + 4  # whole: 3 kept; shard 0: 2 kept; shard 1 untouched

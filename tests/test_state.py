@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from archiver.errors import ArchiveLocked, LocalError
-from archiver.state import STATE_DIR, ArchiveLock, CallRecord, State
+from archiver.state import STATE_DIR, ArchiveLock, CallRecord, State, state_folder, states_in
 
 A = "11111111-1111-4111-8111-111111111111"
 B = "22222222-2222-4222-8222-222222222222"
@@ -346,3 +346,37 @@ def test_a_schema_1_state_is_migrated_forward_keeping_its_calls(tmp_path: Path) 
     db = sqlite3.connect(folder / "state.sqlite3")
     assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     db.close()
+
+
+# shards sharing one archive folder
+
+
+def test_each_shard_has_its_own_state_and_states_in_lists_them(tmp_path: Path) -> None:
+    assert states_in(tmp_path) == []
+    for shard in ((1, 3), None, (0, 3), (10, 12)):
+        with State(tmp_path, shard=shard) as state:
+            state.claim(str(shard), "run")
+            state.record(CallRecord(str(shard), "failed", run_id="run"))
+    assert states_in(tmp_path) == [None, (0, 3), (1, 3), (10, 12)]
+    assert state_folder(tmp_path, (0, 3)) == tmp_path / STATE_DIR / "shard-0-of-3"
+    with State(tmp_path, readonly=True, shard=(0, 3)) as state:
+        assert [r.call_id for r in state.calls()] == ["(0, 3)"]
+    (tmp_path / STATE_DIR / "shard-4-of-5").mkdir()  # no state in it: not listed
+    (tmp_path / STATE_DIR / "shard-x-of-5").mkdir()
+    assert len(states_in(tmp_path)) == 4
+
+
+def test_shards_lock_independently_but_one_shard_only_once(tmp_path: Path) -> None:
+    whole, zero, one = (
+        ArchiveLock(tmp_path),
+        ArchiveLock(tmp_path, (0, 2)),
+        ArchiveLock(tmp_path, (1, 2)),
+    )
+    for lock in (whole, zero, one):
+        lock.acquire()
+    try:
+        with pytest.raises(ArchiveLocked, match="shard-1-of-2"):
+            ArchiveLock(tmp_path, (1, 2)).acquire()
+    finally:
+        for lock in (whole, zero, one):
+            lock.release()

@@ -13,6 +13,7 @@ import pytest
 from archiver.errors import LocalError, UsageError
 from archiver.storage import (
     FOLDER_MODE,
+    PART_SUFFIX,
     DiskFull,
     PartFile,
     ensure_folder,
@@ -345,3 +346,9 @@ async def test_remove_quietly_removes_a_part_and_ignores_a_missing_one(tmp_path:
     assert not part.exists()
     await remove_quietly(part)
     assert not part.exists()
+
+
+def test_a_shard_tags_its_part_files() -> None:
+    tagged = part_path(Path("/a/c.mp4"), ".shard-1-of-4")
+    assert tagged == Path("/a/c.mp4.shard-1-of-4.part")
+    assert tagged.name.endswith(PART_SUFFIX)  # still the tool's own for verify

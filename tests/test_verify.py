@@ -336,6 +336,7 @@ def some_problems(count: int) -> VerifyReport:
 
 def test_report_json_has_every_problem_and_counts_per_kind() -> None:
     report = VerifyReport(
+        states=["whole archive"],
         checked=3,
         bytes_checked=1234,
         problems=[
@@ -347,6 +348,7 @@ def test_report_json_has_every_problem_and_counts_per_kind() -> None:
     )
     assert report_json(report) == {
         "ok": False,
+        "states": ["whole archive"],
         "checked": 3,
         "bytes_checked": 1234,
         "problems": [
@@ -370,8 +372,10 @@ def test_report_json_has_every_problem_and_counts_per_kind() -> None:
 
 
 def test_report_json_of_a_clean_archive_is_ok() -> None:
-    assert report_json(VerifyReport(checked=2, bytes_checked=10, problems=[])) == {
+    report = VerifyReport(states=["shard-0-of-2", "shard-1-of-2"], checked=2, bytes_checked=10)
+    assert report_json(report) == {
         "ok": True,
+        "states": ["shard-0-of-2", "shard-1-of-2"],
         "checked": 2,
         "bytes_checked": 10,
         "problems": [],
