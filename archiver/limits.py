@@ -13,16 +13,24 @@ Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
 
+DECREASE = 0.7  # after a throttle, the API rate drops to this fraction of the rate that drew it
+
+
 class RateLimiter:
-    """At most `rate` acquisitions per second, spaced evenly, served in arrival order. The
-    rate halves when the server throttles (once a second at most, never below an eighth of the
-    ceiling) and grows back by a twentieth
-    of the ceiling (at least one request per second) each second, never above the ceiling."""
+    """At most `rate` acquisitions per second, spaced evenly, served in arrival order.
+
+    When the server throttles, the rate drops to DECREASE of what drew the throttle (once a
+    second at most, never below an eighth of the ceiling), then climbs back in CUBIC's shape:
+    quickly while far below the rate that was throttled (a quarter of the gap each second),
+    slowly near it, and past it faster and faster (the excess doubling each second) up to the
+    ceiling. So the rate settles just under a server's limit, where halving and a linear climb
+    would saw between half the limit and above it; and a one-off 429 costs only a few seconds."""
 
     def __init__(self, rate: float, clock: Clock, sleep: Sleep) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
         self.ceiling = self.rate = rate
+        self._throttled_at = 0.0  # the rate that drew the last throttle
         self._last_cut = -1e18
         self._interval = 1.0 / rate
         self._clock = clock
@@ -33,13 +41,18 @@ class RateLimiter:
         now = self._clock()
         if now - self._last_cut >= 1.0:
             self._last_cut = now
-            self._set(max(self.ceiling / 8, self.rate / 2))
+            self._throttled_at = self.rate
+            self._set(max(self.ceiling / 8, self.rate * DECREASE))
 
     def speed_up(self) -> None:
         if self.rate < self.ceiling:
-            # Each success adds step/rate: about `step` requests per second, each second.
-            step = max(1.0, self.ceiling / 20)
-            self._set(min(self.ceiling, self.rate + step / self.rate))
+            if self.rate < self._throttled_at:
+                per_second = max(0.5, (self._throttled_at - self.rate) / 4)
+            else:
+                per_second = max(1.0, self.rate - self._throttled_at)
+            # Each success adds per_second/rate: about `per_second` more requests per second,
+            # each second.
+            self._set(min(self.ceiling, self.rate + per_second / self.rate))
 
     def _set(self, rate: float) -> None:
         self.rate = rate

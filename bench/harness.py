@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from archiver.fake import FakeConfig, FakeOSVI
 
@@ -102,11 +103,11 @@ def mint_url(fake: FakeProcess, call_id: str) -> str:
         return str(json.load(response)["data"]["recording_url"])
 
 
-def archiver_argv(out: Path, *options: str) -> list[str]:
+def archiver_argv(out: Path, *options: str, module: str = "archiver") -> list[str]:
     return [
         sys.executable,
         "-m",
-        "archiver",
+        module,
         "run",
         "--out",
         str(out),
@@ -115,6 +116,12 @@ def archiver_argv(out: Path, *options: str) -> list[str]:
         "never",
         *options,
     ]
+
+
+def fake_stats(fake: FakeProcess) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{fake.base_url}/_fake/stats") as response:
+        stats: dict[str, Any] = json.load(response)
+    return stats
 
 
 def env_for(fake: FakeProcess) -> dict[str, str]:

@@ -15,6 +15,7 @@ from bench.harness import (
     calls_for,
     env_for,
     fake_server,
+    fake_stats,
     mint_url,
     recorded_ids,
     timed,
@@ -320,11 +321,63 @@ def memory(scale: float) -> list[Row]:
     return rows
 
 
+def throttled(scale: float) -> list[Row]:
+    """An API that answers 429 above 50 requests/s, a tool allowed 200: adaptive concurrency
+    (the tool as shipped) against the same run at a fixed rate (bench/fixed_rate.py)."""
+    count = max(300, int(1500 * scale))
+    limit = 50
+    rows: list[Row] = []
+    for variant, module in (("adaptive", "archiver"), ("fixed rate", "bench.fixed_rate")):
+        with (
+            fake_server(
+                "--calls", str(calls_for(count)), "--size-min", "4KiB", "--size-max", "4KiB",
+                "--api-rate-limit", str(limit),
+            ) as fake,
+            tempfile.TemporaryDirectory() as tmp,
+        ):  # fmt: skip
+            folder = Path(tmp)
+            ids = recorded_ids(count, calls=calls_for(count))
+            options = ("--concurrency", "32", "--max-rps", "200", "--max-attempts", "10")
+            run = timed(
+                archiver_argv(folder / "out", *options, str(_ids_file(folder, ids)), module=module),
+                env_for(fake),
+            )
+            statuses = fake_stats(fake)["statuses"]
+        asked = sum(n for key, n in statuses.items() if key.startswith("recording:"))
+        refused = statuses.get("recording:429", 0)
+        answered = asked - refused
+        name = f"throttled at {limit} req/s: {variant}"
+        rows += [
+            {
+                "scenario": name,
+                "figure": "API answers/s",
+                "value": round(answered / run.seconds, 1),
+                "reference": f"limit {limit}",
+                "ratio": round(answered / run.seconds / limit, 2),
+                "target": "near the limit",
+                "ok": None,
+                "exit": run.code,
+            },
+            {
+                "scenario": name,
+                "figure": "429 share",
+                "value": round(refused / asked, 3),
+                "reference": f"{refused} of {asked}",
+                "ratio": None,
+                "target": "few (adaptive)",
+                "ok": None,
+                "exit": run.code,
+            },
+        ]
+    return rows
+
+
 ALL = {
     "latency": latency_bound,
     "bandwidth": bandwidth_bound,
     "overhead": overhead_bound,
     "memory": memory,
+    "throttled": throttled,
 }
 
 

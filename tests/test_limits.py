@@ -156,20 +156,55 @@ async def _no_sleep(_: float) -> None:
     return None
 
 
-def test_rate_halves_once_a_second_and_grows_back_to_its_ceiling() -> None:
+def test_rate_drops_once_a_second_and_grows_back_to_its_ceiling() -> None:
     from archiver.limits import RateLimiter
 
     clock = _Clock()
     limiter = RateLimiter(100, clock, _no_sleep)
     limiter.slow_down()
     limiter.slow_down()  # the same burst of 429s: counted once
-    assert limiter.rate == 50
+    assert limiter.rate == pytest.approx(70)
     clock.now = 1.5
     limiter.slow_down()
-    assert limiter.rate == 25
+    assert limiter.rate == pytest.approx(49)
+    for _ in range(20):
+        limiter.slow_down()
+        clock.now += 1
+    assert limiter.rate == 100 / 8  # the floor
     for _ in range(10_000):
         limiter.speed_up()
     assert limiter.rate == 100
+
+
+def simulate(limit: float, ceiling: float, seconds: float) -> tuple[float, int]:
+    """A server that throttles above `limit` requests in the trailing second and asks for a
+    one-second pause (Retry-After: 1, as the fake does), and a client sending as fast as its
+    RateLimiter lets it: (requests answered per second, throttles)."""
+    from archiver.limits import RateLimiter
+
+    clock = _Clock()
+    limiter = RateLimiter(ceiling, clock, _no_sleep)
+    recent: list[float] = []
+    answered = throttled = 0
+    while clock.now < seconds:
+        clock.now += 1 / limiter.rate
+        recent = [t for t in recent if t > clock.now - 1] + [clock.now]
+        if len(recent) > limit:
+            recent.pop()
+            throttled += 1
+            limiter.slow_down()
+            clock.now += 1.0  # the pause the 429 asked for
+        else:
+            answered += 1
+            limiter.speed_up()
+    return answered / seconds, throttled
+
+
+def test_rate_settles_just_under_a_servers_limit_with_few_throttles() -> None:
+    # Halving and a linear climb gave 30 answers/s and 33 throttles here.
+    rate, throttled = simulate(limit=50, ceiling=200, seconds=120)
+    assert 0.8 * 50 <= rate <= 50
+    assert throttled <= 20
 
 
 async def test_in_flight_window_halves_on_throttling_and_recovers_additively() -> None:
