@@ -29,6 +29,7 @@ from archiver.errors import (
     UrlRefused,
 )
 from archiver.listing import layout_fields_of, started_at_of
+from archiver.progress import Receiving
 from archiver.retrying import call_retrying
 from archiver.settings import LISTING_FIELDS
 from archiver.state import CallRecord, utc_now
@@ -73,7 +74,9 @@ class CallArchiver:
         sleep: Callable[[float], Awaitable[None]],
         on_part: Callable[[str, str], Awaitable[None]] | None = None,
         on_throttled: Callable[[], None] | None = None,
+        downloads: dict[str, Receiving] | None = None,
     ) -> None:
+        self._downloads = downloads if downloads is not None else {}  # in flight, for displays
         self._on_throttled = on_throttled
         self._on_part = on_part  # awaited with (call id, .part path) before the .part exists
         self._policy = policy
@@ -107,6 +110,7 @@ class CallArchiver:
     ) -> CallRecord:
         attempts = Attempts(call_id, on_throttled=self._on_throttled)
         transfer = self._downloader.transfer(lambda ext: self._destination(call_id, ext, fields))
+        self._downloads[call_id] = transfer
         try:
             retrying = call_retrying(self._policy.max_attempts, self._sleep, attempts.retrying)
             async for attempt in retrying:
@@ -119,6 +123,7 @@ class CallArchiver:
             log.warning("call %s failed after %d attempts: %s", call_id, attempts.count, exc)
             return self._record(call_id, "failed", attempts.count, error=exc)
         finally:
+            self._downloads.pop(call_id, None)
             await transfer.discard()
         return self._archived(call_id, attempts.count, done)
 

@@ -16,6 +16,8 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from rich.console import Console
+
 from archiver import __version__
 from archiver.errors import ArchiverError, UsageError
 from archiver.fake import options as fake_options
@@ -23,13 +25,14 @@ from archiver.inputs import (
     InputItem,
     canonical_uuid,
     check_sources,
+    count_ids,
     read_sources,
     resolve_shard,
 )
 from archiver.listing import CALL_STATUSES, Filters
 from archiver.logs import setup_logging
 from archiver.options import NOT_SETTINGS, build_parser
-from archiver.progress import LiveBar, NoProgress, Progress, StatusLines
+from archiver.progress import LiveDisplay, NoProgress, Progress, StatusLines
 from archiver.settings import (
     Settings,
     choose_config_file,
@@ -68,11 +71,14 @@ def _refuse_unsupported(settings: Settings) -> None:
 
 
 def _progress(settings: Settings) -> Progress:
-    if settings.progress == "always" or (settings.progress == "auto" and sys.stderr.isatty()):
-        return LiveBar(None)
+    """auto: the live display on a terminal, status lines otherwise (cron, pipes)."""
+    if settings.progress == "always":
+        return LiveDisplay(Console(stderr=True, force_terminal=True))
+    if settings.progress == "auto" and sys.stderr.isatty():
+        return LiveDisplay()
     if settings.progress == "never":
         return NoProgress()
-    return StatusLines()
+    return StatusLines(settings.status_interval)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -89,8 +95,11 @@ def _run(args: argparse.Namespace) -> int:
             "with --with-metadata (or use `sync`, whose listing provides them)"
         )
     setup_logging(settings.log_level, [settings.token_value() or ""])
-    options = RunOptions(force=args.force, retry_failed=args.retry_failed, shard=_shard(args.shard))
     items = iter(()) if args.retry_failed else _inputs(args)
+    total = None if args.retry_failed else count_ids(list(args.inputs) or ["-"])
+    options = RunOptions(
+        force=args.force, retry_failed=args.retry_failed, shard=_shard(args.shard), total=total
+    )
     result = asyncio.run(execute(settings, items, _progress(settings), options))
     print(
         render(result.counts, result.seconds, result.manifest, result.report, result.error),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from archiver.fake import FakeConfig, FakeOSVI, Fault, FaultKind
 from archiver.inputs import read_ids
-from archiver.progress import LiveBar, Progress, StatusLines
+from archiver.progress import LiveDisplay, Progress, StatusLines
 from archiver.run import RunOptions, RunResult, execute
 from archiver.settings import load_settings
 from archiver.summary import render
@@ -58,8 +58,8 @@ async def run_demo(out_dir: Path = DEMO_DIR, *, live: bool | None = None) -> int
         csv = "call_id\n" + "".join(f"{c.call_id}\n" for c in fake.calls)
         items = read_ids(io.BytesIO(csv.encode()), "<demo calls>")
         show_bar = sys.stderr.isatty() if live is None else live
-        progress: Progress = LiveBar(len(fake.calls)) if show_bar else StatusLines(5.0)
-        result = await execute(settings, items, progress, RunOptions())
+        progress: Progress = LiveDisplay() if show_bar else StatusLines(5.0)
+        result = await execute(settings, items, progress, RunOptions(total=len(fake.calls)))
         leaks = len(fake.stats.leaks)
     print(
         render(result.counts, result.seconds, result.manifest, result.report, result.error),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TextIO
@@ -60,20 +60,31 @@ class Window:
 
 
 async def windows(
-    api: OsviApi, filters: Filters, start: datetime, end: datetime
+    api: OsviApi,
+    filters: Filters,
+    start: datetime,
+    end: datetime,
+    on_total: Callable[[int], None] | None = None,
 ) -> AsyncIterator[Window]:
-    """Every window of [start, end] with its calls, oldest window first."""
+    """Every window of [start, end] with its calls, oldest window first. `on_total` hears
+    the listing's `meta.total_count` for the whole of [start, end] (progress and ETA)."""
     if start > end:
         return
-    async for window in _walk(api, filters.params(), start, end):
+    async for window in _walk(api, filters.params(), start, end, on_total):
         yield window
 
 
 async def _walk(
-    api: OsviApi, base: Mapping[str, str], start: datetime, end: datetime
+    api: OsviApi,
+    base: Mapping[str, str],
+    start: datetime,
+    end: datetime,
+    on_total: Callable[[int], None] | None = None,
 ) -> AsyncIterator[Window]:
     params = {**base, "start_date": api_time(start), "end_date": api_time(end)}
     first = await api.list_page({**params, "page": "1", "per_page": str(PER_PAGE)})
+    if on_total is not None:
+        on_total(first.total_count)
     if first.total_count <= len(first.items):
         yield Window(start, end, first.items)
     elif end - start > _MIN_SPAN:

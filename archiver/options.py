@@ -102,7 +102,15 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
         "--progress",
         choices=("auto", "always", "never"),
         default=s,
-        help="live display: auto = on a terminal only (default: auto)",
+        help="live display on stderr: auto = on a terminal, else a status line every "
+        "--status-interval; always; never (default: auto)",
+    )
+    add(
+        "--status-interval",
+        dest="status_interval",
+        default=s,
+        metavar="DURATION",
+        help=f"between two status lines when not on a terminal {_default('status_interval')}",
     )
     add(
         "--keep-run-reports",

@@ -21,9 +21,8 @@ from typing import Protocol
 from archiver.archive import CallArchiver
 from archiver.inputs import InputItem, InvalidRow, shard_of
 from archiver.limits import InFlight
-from archiver.progress import Progress
+from archiver.progress import RunView
 from archiver.state import CallRecord, State
-from archiver.summary import Counts
 
 log = logging.getLogger("archiver.run")
 
@@ -129,7 +128,7 @@ class Pipeline:
         out_dir: Path,
         concurrency: int,
         force: bool,
-        progress: Progress,
+        view: RunView,
         shard: tuple[int, int] | None = None,
         in_flight: InFlight | None = None,
     ) -> None:
@@ -142,8 +141,7 @@ class Pipeline:
         self._out_dir = out_dir
         self._concurrency = concurrency
         self._force = force
-        self._progress = progress
-        self.counts = Counts()
+        self.counts = view.counts
         self._retried: set[str] = set()  # ids taken from the state (pending/failed), few
 
     async def run(self, source: Source) -> None:
@@ -189,7 +187,6 @@ class Pipeline:
             return
         if not self._force and self._still_archived(previous):
             self.counts.add("already_archived", call_id, None)
-            self._progress.advance("already_archived", 0)
             return
         async with self._in_flight:
             record = await self._archiver.archive(call_id, fields, started)
@@ -197,7 +194,6 @@ class Pipeline:
         self._state.record(record)
         status = record.status or "failed"
         self.counts.add(status, call_id, record.bytes)
-        self._progress.advance(status, record.bytes or 0, call_id)
 
     def _still_archived(self, previous: CallRecord | None) -> bool:
         """Archived before and still on disk with the right size: nothing to do."""

@@ -27,15 +27,16 @@ from archiver.inputs import CallId, InputItem
 from archiver.limits import InFlight, RateLimiter, ThrottleGate
 from archiver.manifest import prune_run_reports, write_manifest, write_run_report
 from archiver.pipeline import Pipeline, SharedInput, Source
-from archiver.progress import Progress
+from archiver.progress import Progress, RunView
 from archiver.settings import Settings, require_token
 from archiver.state import ArchiveLock, Shard, State, shard_label, states_in, utc_now
 from archiver.storage import ensure_folder
 from archiver.summary import Counts, exit_code
 
 log = logging.getLogger("archiver.run")
-# What `sync` passes instead of input: builds its listing source once the state and API exist.
-SourceFactory = Callable[[State, OsviApi], Source]
+# What `sync` passes instead of input: builds its listing source once the state and API exist
+# (and tells the view the listing's total).
+SourceFactory = Callable[[State, OsviApi, RunView], Source]
 MANIFEST_INTERVAL = 60.0
 
 
@@ -44,6 +45,7 @@ class RunOptions:
     force: bool = False
     retry_failed: bool = False
     shard: Shard | None = None  # --shard K/N: only the ids whose shard is K
+    total: int | None = None  # ids in the input, when counted (progress: done of total, ETA)
     clock: Callable[[], float] = time.time  # wall clock: URL ages, Retry-After dates
     monotonic: Callable[[], float] = time.monotonic  # pacing: immune to wall-clock jumps
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
@@ -88,11 +90,15 @@ async def execute(
         _warn_other_sharding(out_dir, options.shard)
         with State(out_dir, shard=options.shard) as state:
             _remove_stale_parts(state, out_dir)
+            view = RunView(result.counts, total=options.total)
             if options.retry_failed:
-                items = _from_state(state, ("failed", "pending"), "<retry-failed>")
+                items = _from_state(state, ("failed", "pending"), "<retry-failed>", view)
             elif not callable(items):  # §5.4: pending calls are tried again first, every run
-                items = itertools.chain(_from_state(state, ("pending",), "<pending>"), items)
-            drive = asyncio.create_task(_drive(settings, state, items, progress, options, result))
+                pending = _from_state(state, ("pending",), "<pending>", view)
+                items = itertools.chain(pending, items)
+            drive = asyncio.create_task(
+                _drive(settings, state, items, progress, view, options, result.run_id)
+            )
             with _stop_on_signals(drive) as stopped_by:
                 try:
                     await drive
@@ -134,9 +140,13 @@ def _remove_stale_parts(state: State, out_dir: Path) -> None:
     state.commit()
 
 
-def _from_state(state: State, statuses: tuple[str, ...], source: str) -> Iterator[InputItem]:
+def _from_state(
+    state: State, statuses: tuple[str, ...], source: str, view: RunView
+) -> Iterator[InputItem]:
     """The calls the archive lists with these statuses, read before the run changes them."""
     ids = list(state.ids_with_status(statuses))
+    if ids:
+        view.add_total(len(ids))
     return (CallId(call_id, source, number) for number, call_id in enumerate(ids, 1))
 
 
@@ -173,8 +183,9 @@ async def _drive(
     state: State,
     items: Iterator[InputItem] | SourceFactory,
     progress: Progress,
+    view: RunView,
     options: RunOptions,
-    result: RunResult,
+    run_id: str,
 ) -> None:
     policy = CallPolicy(
         out_dir=settings.out_dir,
@@ -199,25 +210,26 @@ async def _drive(
             policy,
             api,
             downloader,
-            run_id=result.run_id,
+            run_id=run_id,
             clock=options.clock,
             sleep=options.sleep,
             on_part=_part_noter(state),
             on_throttled=in_flight.throttled,
+            downloads=view.downloads,
         )
         pipeline = Pipeline(
             state,
             archiver,
-            run_id=result.run_id,
+            run_id=run_id,
             out_dir=settings.out_dir,
             concurrency=settings.concurrency,
             force=options.force,
-            progress=progress,
+            view=view,
             shard=options.shard,
             in_flight=in_flight,
         )
-        result.counts = pipeline.counts
-        source = items(state, api) if callable(items) else SharedInput(items)
+        source = items(state, api, view) if callable(items) else SharedInput(items)
+        progress.start(view)
         await pipeline.run(source)
 
 

@@ -164,6 +164,7 @@ class Settings(BaseSettings):
     sync_overlap: Seconds = 2 * 3600.0
     file_mode: Annotated[int, BeforeValidator(_file_mode)] = 0o600
     progress: Annotated[Literal["auto", "always", "never"], BeforeValidator(_lower)] = "auto"
+    status_interval: Annotated[Seconds, Field(gt=0)] = 30.0  # status lines when not on a terminal
     log_format: Annotated[Literal["text", "json"], BeforeValidator(_lower)] = "text"
     log_level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidator(_upper)] = (
         "INFO"

@@ -28,6 +28,7 @@ from archiver.listing import (
     without_repeats,
 )
 from archiver.pipeline import Listed, Work
+from archiver.progress import RunView
 from archiver.state import State
 
 log = logging.getLogger("archiver.sync")
@@ -74,11 +75,14 @@ def read_watermark(state: State) -> datetime | None:
 class SyncSource:
     """The pool's `Source` for sync: retries first, then the listing, window by window."""
 
-    def __init__(self, api: OsviApi, state: State, sync: SyncPlan) -> None:
+    def __init__(self, api: OsviApi, state: State, sync: SyncPlan, view: RunView) -> None:
         self._state = state
         self._plan = sync
         self._retries = deque(state.ids_with_status(("pending", "failed")))
-        self._windows: AsyncIterator[Window] = windows(api, sync.filters, sync.start, sync.end)
+        view.add_total(len(self._retries))
+        self._windows: AsyncIterator[Window] = windows(
+            api, sync.filters, sync.start, sync.end, on_total=view.add_total
+        )
         self._buffer: deque[Work] = deque()
         self._open: dict[int, tuple[Window, int]] = {}  # window number -> (window, calls left)
         self._next_window = 0
@@ -145,10 +149,10 @@ def make_source(
     now: datetime,
     overlap: float,
     filters: Filters,
-) -> Callable[[State, OsviApi], SyncSource]:
+) -> Callable[[State, OsviApi, RunView], SyncSource]:
     """The factory `run.execute` calls once the state is open (the plan needs the watermark)."""
 
-    def build(state: State, api: OsviApi) -> SyncSource:
-        return SyncSource(api, state, plan(state, since, until, now, overlap, filters))
+    def build(state: State, api: OsviApi, view: RunView) -> SyncSource:
+        return SyncSource(api, state, plan(state, since, until, now, overlap, filters), view)
 
     return build
