@@ -120,7 +120,19 @@ class CallArchiver:
         except NotAvailable as exc:
             return await self._not_available(call_id, attempts.count, exc, started_at)
         except CallError as exc:
-            log.warning("call %s failed after %d attempts: %s", call_id, attempts.count, exc)
+            log.error(
+                "call %s failed after %d attempts: %s",
+                call_id,
+                attempts.count,
+                exc,
+                extra={
+                    "event": "call_failed",
+                    "call_id": call_id,
+                    "attempt": attempts.count,
+                    "status": "failed",
+                    "error_kind": exc.kind,
+                },
+            )
             return self._record(call_id, "failed", attempts.count, error=exc)
         finally:
             self._downloads.pop(call_id, None)
@@ -272,7 +284,20 @@ class Attempts:
         if isinstance(exc, Throttled) and self.on_throttled is not None:
             self.on_throttled()  # fewer calls in flight while the server pushes back
         wait = state.next_action.sleep if state.next_action else 0.0
-        log.debug("call %s attempt %d: %s; retrying in %.1fs", self.call_id, self.count, exc, wait)
+        log.debug(
+            "call %s attempt %d: %s; retrying in %.1fs",
+            self.call_id,
+            self.count,
+            exc,
+            wait,
+            extra={
+                "event": "retry",
+                "call_id": self.call_id,
+                "attempt": self.count,
+                "error_kind": getattr(exc, "kind", type(exc).__name__),
+                "wait_seconds": round(wait, 3),
+            },
+        )
 
 
 def _uses_listing_fields(policy: CallPolicy) -> bool:

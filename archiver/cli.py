@@ -15,10 +15,10 @@ import sys
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from archiver import __version__
 from archiver.errors import ArchiverError, UsageError
 from archiver.fake import options as fake_options
 from archiver.inputs import (
@@ -30,7 +30,7 @@ from archiver.inputs import (
     resolve_shard,
 )
 from archiver.listing import CALL_STATUSES, Filters
-from archiver.logs import setup_logging
+from archiver.logs import json_mode, setup_logging
 from archiver.options import NOT_SETTINGS, build_parser
 from archiver.progress import LiveDisplay, NoProgress, Progress, StatusLines
 from archiver.settings import (
@@ -42,6 +42,9 @@ from archiver.settings import (
 )
 from archiver.times import parse_moment
 
+if TYPE_CHECKING:
+    from archiver.run import RunResult
+
 EXIT_USAGE = 2
 log = logging.getLogger("archiver.cli")
 
@@ -50,24 +53,46 @@ def _settings(args: argparse.Namespace) -> Settings:
     flags = {k: v for k, v in vars(args).items() if k not in NOT_SETTINGS}
     config = getattr(args, "config", None)
     settings = load_settings(flags, config_path=config, environ=os.environ)
+    # From here on, errors and warnings go out in the format asked for, redacted.
+    setup_logging(settings.log_level, [settings.token_value() or ""], settings.log_format)
     chosen = choose_config_file(config, os.environ)
     for warning in config_file_warnings(chosen) if chosen else []:
-        log.warning("%s", warning)
+        log.warning("%s", warning, extra={"event": "config_warning"})
     return settings
 
 
-# Settings declared in §3 whose behaviour this version does not have yet: refuse them clearly
-# rather than silently ignore them.
-_NOT_YET = {
-    "metrics_file": None,
-    "log_format": "text",
-}
+def _check_metrics_file(settings: Settings) -> None:
+    """Before anything is attempted: a metrics file that cannot be written at the end would
+    leave monitoring with stale figures."""
+    path = settings.metrics_file
+    if path is not None and not path.parent.is_dir():
+        raise UsageError(f"metrics_file {path}: the folder {path.parent} does not exist")
 
 
-def _refuse_unsupported(settings: Settings) -> None:
-    for name, default in _NOT_YET.items():
-        if getattr(settings, name) != default:
-            raise UsageError(f"{name} is not supported by osvi-archiver {__version__} yet")
+def _summary(result: RunResult) -> None:
+    """§6's summary block on stderr; with JSON logs, the same as one `run_finished` event, so
+    stderr stays JSON Lines."""
+    from archiver.summary import render
+
+    if not json_mode():
+        text = render(result.counts, result.seconds, result.manifest, result.report, result.error)
+        print(text, file=sys.stderr)
+        return
+    log.info(
+        "run %s finished with exit code %d",
+        result.run_id,
+        result.exit_code,
+        extra={
+            "event": "run_finished",
+            "run_id": result.run_id,
+            "exit_code": result.exit_code,
+            "seconds": round(result.seconds, 3),
+            "counts": result.counts.to_json(),
+            "error": str(result.error) if result.error else None,
+            "manifest": str(result.manifest) if result.manifest else None,
+            "report": str(result.report) if result.report else None,
+        },
+    )
 
 
 def _progress(settings: Settings) -> Progress:
@@ -83,28 +108,23 @@ def _progress(settings: Settings) -> Progress:
 
 def _run(args: argparse.Namespace) -> int:
     from archiver.run import RunOptions, execute
-    from archiver.summary import render
 
     if args.retry_failed and args.inputs:
         raise UsageError("--retry-failed takes its calls from the archive: give no INPUT")
     settings = _settings(args)
-    _refuse_unsupported(settings)
+    _check_metrics_file(settings)
     if layout_needs_listing_fields(settings.layout) and not settings.with_metadata:
         raise UsageError(
             f"layout {settings.layout!r} needs the call's date or agent: `run` knows them only "
             "with --with-metadata (or use `sync`, whose listing provides them)"
         )
-    setup_logging(settings.log_level, [settings.token_value() or ""])
     items = iter(()) if args.retry_failed else _inputs(args)
     total = None if args.retry_failed else count_ids(list(args.inputs) or ["-"])
     options = RunOptions(
         force=args.force, retry_failed=args.retry_failed, shard=_shard(args.shard), total=total
     )
     result = asyncio.run(execute(settings, items, _progress(settings), options))
-    print(
-        render(result.counts, result.seconds, result.manifest, result.report, result.error),
-        file=sys.stderr,
-    )
+    _summary(result)
     return result.exit_code
 
 
@@ -140,11 +160,10 @@ def _window(args: argparse.Namespace) -> tuple[datetime | None, datetime | None,
 
 def _sync(args: argparse.Namespace) -> int:
     from archiver.run import RunOptions, execute
-    from archiver.summary import render
     from archiver.sync import make_source
 
     settings = _settings(args)
-    _refuse_unsupported(settings)
+    _check_metrics_file(settings)
     filters = _filters(args, ("picked",))
     since, until, now = _window(args)
     shard = _shard(args.shard)
@@ -154,14 +173,10 @@ def _sync(args: argparse.Namespace) -> int:
             f"{settings.out_dir} has no sync watermark{whose} yet: pass --since for the first "
             "sync (e.g. --since 7d or --since 2026-06-01)"
         )
-    setup_logging(settings.log_level, [settings.token_value() or ""])
     source = make_source(since, until, now, settings.sync_overlap, filters)
-    options = RunOptions(force=args.force, shard=shard)
+    options = RunOptions(force=args.force, shard=shard, command="sync")
     result = asyncio.run(execute(settings, source, _progress(settings), options))
-    print(
-        render(result.counts, result.seconds, result.manifest, result.report, result.error),
-        file=sys.stderr,
-    )
+    _summary(result)
     return result.exit_code
 
 
@@ -182,7 +197,6 @@ def _list(args: argparse.Namespace) -> int:
     settings = _settings(args)
     filters = _filters(args, ())
     since, until, now = _window(args)
-    setup_logging(settings.log_level, [settings.token_value() or ""])
 
     async def listing() -> int:
         async with open_api(settings) as api:
@@ -201,7 +215,6 @@ def _verify(args: argparse.Namespace) -> int:
     from archiver.verify import render_text, report_json, verify_archive
 
     settings = _settings(args)
-    setup_logging(settings.log_level, [settings.token_value() or ""])
     report = verify_archive(settings.out_dir)
     if args.json:
         print(json.dumps(report_json(report), indent=2))
@@ -245,5 +258,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _dispatch(args)
     except ArchiverError as exc:
-        print(f"osvi-archiver: error: {exc}", file=sys.stderr)
+        if json_mode():
+            log.error("%s", exc, extra={"event": "fatal", "exit_code": exc.exit_code})
+        else:
+            print(f"osvi-archiver: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -1,21 +1,41 @@
 """Logging setup, and the redaction filter every handler carries (§8, defence in depth).
 
 Code never logs the token or a URL's query on purpose; the filter makes sure that a message
-built from an exception or a third-party string cannot either.
+built from an exception or a third-party string cannot either. It sits on the handler, not on
+a logger, so it sees every record whatever logger emitted it, and it redacts the fields a JSON
+line carries as well as the message.
+
+Levels: the default (INFO) shows run-level events and each call's final failure; `-v` (DEBUG)
+adds every retry; `-q` (ERROR) only errors (a call that failed after its retries is one).
+
+`--log-format json` writes JSON Lines on stderr: `time` (UTC, ISO 8601), `level`, `event`
+(a stable name: run_started, run_finished, retry, call_failed, invalid_row, progress, ...),
+`message`, and when they apply `call_id`, `attempt`, `status`, `error_kind` and the event's
+other fields (passed as `extra=` by the code that logs).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
-from typing import TextIO
+from datetime import UTC, datetime
+from typing import Any, TextIO
 
 _URL_QUERY = re.compile(r"(https?://[^\s?#\"'<>]+)\?[^\s\"'<>]*")
+# The attributes every LogRecord has; anything else on a record came from `extra=`.
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+_FIRST_FIELDS = ("event", "call_id", "attempt", "status", "error_kind")
 
 
 class Redactor(logging.Filter):
-    """Rewrites each record's final message: the token becomes ***, URL queries are dropped."""
+    """Rewrites each record's final message and its extra fields: the token becomes ***, URL
+    queries are dropped."""
 
     def __init__(self, secrets: list[str]) -> None:
         super().__init__()
@@ -26,13 +46,52 @@ class Redactor(logging.Filter):
             text = text.replace(secret, "***")
         return _URL_QUERY.sub(r"\1?<query hidden>", text)
 
+    def _redact_value(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.redact(value)
+        if isinstance(value, dict):
+            return {k: self._redact_value(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._redact_value(v) for v in value]
+        return value
+
     def filter(self, record: logging.LogRecord) -> bool:
         message = self.redact(record.getMessage())
         record.msg, record.args = message, None
         if record.exc_info:
             record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
+        for name, value in list(vars(record).items()):
+            if name not in _STANDARD:
+                setattr(record, name, self._redact_value(value))
         return True
+
+
+class JsonLines(logging.Formatter):
+    """One JSON object per record (see the module's docstring for the fields)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
+            "level": record.levelname,
+            "event": getattr(record, "event", None) or _default_event(record),
+            "message": record.getMessage(),
+        }  # fmt: skip
+        extra = {k: v for k, v in vars(record).items() if k not in _STANDARD}
+        for name in _FIRST_FIELDS[1:]:
+            if name in extra:
+                line[name] = extra.pop(name)
+        extra.pop("event", None)
+        line.update(extra)
+        if record.exc_text:
+            line["traceback"] = record.exc_text
+        return json.dumps(line, default=str, ensure_ascii=False)
+
+
+def _default_event(record: logging.LogRecord) -> str:
+    """Records without an event of their own (a library's warning): named by their logger."""
+    return "log" if record.name == "root" else f"log.{record.name}"
 
 
 class _CurrentStderr(logging.StreamHandler[TextIO]):
@@ -48,11 +107,26 @@ class _CurrentStderr(logging.StreamHandler[TextIO]):
         pass
 
 
-def setup_logging(level: str, secrets: list[str]) -> Redactor:
-    """Text logs on stderr at `level`, every record passed through the redactor."""
+_json_mode = False
+
+
+def json_mode() -> bool:
+    """Whether logs are JSON Lines (the CLI then reports a fatal error as one too)."""
+    return _json_mode
+
+
+def setup_logging(level: str, secrets: list[str], log_format: str = "text") -> Redactor:
+    """Logs on stderr at `level`, text or JSON Lines, every record through the redactor."""
+    global _json_mode
+    _json_mode = log_format == "json"
     redactor = Redactor(secrets)
     handler = _CurrentStderr()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
+    if _json_mode:
+        handler.setFormatter(JsonLines())
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S")
+        )
     handler.addFilter(redactor)
     root = logging.getLogger()
     for old in list(root.handlers):

@@ -47,6 +47,14 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         default=s,
         help="show errors only",
     )
+    parser.add_argument(
+        "--log-format",
+        dest="log_format",
+        choices=("text", "json"),
+        default=s,
+        help="log lines on stderr as text, or JSON Lines (time, level, event, call_id, attempt, "
+        "status, error_kind, ...) (default: text)",
+    )
 
 
 def _add_run_options(run: argparse.ArgumentParser) -> None:
@@ -134,6 +142,20 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
         const=True,
         default=s,
         help="also save the transcript as <stem>.transcript.json (default: no)",
+    )
+    add(
+        "--metrics-file",
+        dest="metrics_file",
+        default=s,
+        metavar="PATH",
+        help="write a Prometheus textfile here at the end of each run, atomically (for "
+        "node_exporter's textfile collector) (default: none)",
+    )
+    add(
+        "--dry-run",
+        action="store_true",
+        help="say what would be downloaded or skipped and why, on stdout; asks no recording "
+        "URL, downloads nothing, writes nothing",
     )
     add("--force", action="store_true", help="download again calls already archived")
     add(
@@ -295,5 +317,5 @@ def build_parser() -> argparse.ArgumentParser:
 NOT_SETTINGS = {
     "command", "config", "inputs", "force", "id_column", "retry_failed", "json", "status",
     "agent", "campaign", "campaign_upload", "phone", "call_type", "since", "until", "format",
-    "shard",
+    "shard", "dry_run",
 }  # fmt: skip

@@ -172,7 +172,14 @@ class Pipeline:
         return shard_of(call_id, count) == index
 
     def _invalid(self, row: InvalidRow) -> None:
-        log.warning("invalid row %s line %d: %s (%s)", row.source, row.line, row.reason, row.value)
+        log.warning(
+            "invalid row %s line %d: %s (%s)",
+            row.source,
+            row.line,
+            row.reason,
+            row.value,
+            extra={"event": "invalid_row", "source": row.source, "line": row.line},
+        )
         self._state.add_invalid_row(self._run_id, row.source, row.line, row.reason, row.value)
         self.counts.invalid_rows += 1
 

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from archiver import __version__
+from archiver import __version__, metrics
 from archiver.api import OsviApi, api_session
 from archiver.archive import CallArchiver, CallPolicy
 from archiver.download import Downloader, download_session
@@ -38,6 +38,7 @@ log = logging.getLogger("archiver.run")
 # (and tells the view the listing's total).
 SourceFactory = Callable[[State, OsviApi, RunView], Source]
 MANIFEST_INTERVAL = 60.0
+LAST_SUCCESS_KEY = "last_success_at"  # state meta: epoch seconds of the last run that exited 0
 
 
 @dataclass
@@ -46,6 +47,7 @@ class RunOptions:
     retry_failed: bool = False
     shard: Shard | None = None  # --shard K/N: only the ids whose shard is K
     total: int | None = None  # ids in the input, when counted (progress: done of total, ETA)
+    command: str = "run"  # run or sync: a label of the metrics
     clock: Callable[[], float] = time.time  # wall clock: URL ages, Retry-After dates
     monotonic: Callable[[], float] = time.monotonic  # pacing: immune to wall-clock jumps
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
@@ -86,6 +88,19 @@ async def execute(
     lock.acquire()
     started, started_at = time.monotonic(), utc_now()
     result = RunResult(new_run_id(options.clock()), Counts(), 0.0)
+    log.info(
+        "run %s started: archive %s%s",
+        result.run_id,
+        out_dir,
+        f", shard {shard_label(options.shard)}" if options.shard else "",
+        extra={
+            "event": "run_started",
+            "run_id": result.run_id,
+            "out_dir": str(out_dir),
+            "shard": shard_label(options.shard) or None,
+            "concurrency": settings.concurrency,
+        },
+    )
     try:
         _warn_other_sharding(out_dir, options.shard)
         with State(out_dir, shard=options.shard) as state:
@@ -112,6 +127,7 @@ async def execute(
                     progress.close()
                     result.seconds = time.monotonic() - started
                     _write_outputs(settings, state, result, started_at)
+                    _write_metrics(settings, state, result, options)
             return result
     finally:
         lock.release()
@@ -130,6 +146,7 @@ def _warn_other_sharding(out_dir: Path, shard: Shard | None) -> None:
             "what they archived and downloads such calls again",
             names,
             more,
+            extra={"event": "other_sharding"},
         )
 
 
@@ -163,7 +180,11 @@ def _stop_on_signals(drive: asyncio.Task[None]) -> Iterator[list[Interrupted]]:
             print(f"osvi-archiver: {name} again, exiting now", file=sys.stderr, flush=True)
             os._exit(128 + signum)
         stopped_by.append(Interrupted(signum, name))
-        log.warning("%s: stopping; in-flight downloads are cancelled (again to exit at once)", name)
+        log.warning(
+            "%s: stopping; in-flight downloads are cancelled (again to exit at once)",
+            name,
+            extra={"event": "signal", "signal": name},
+        )
         drive.cancel()
 
     installed = []
@@ -262,6 +283,37 @@ async def _manifest_every(interval: float, settings: Settings, state: State) -> 
             await task
 
 
+def _write_metrics(
+    settings: Settings, state: State, result: RunResult, options: RunOptions
+) -> None:
+    """The Prometheus textfile, when asked for, after the run's outcome is final. The last
+    success is kept in the state, so that a failed run still reports when one last worked."""
+    finished = options.clock()
+    try:
+        if result.exit_code == 0:
+            state.set_meta(LAST_SUCCESS_KEY, repr(finished))
+        if settings.metrics_file is None:
+            return
+        last = state.get_meta(LAST_SUCCESS_KEY)
+        metrics.write(
+            settings.metrics_file,
+            metrics.RunMetrics(
+                command=options.command,
+                counts=result.counts,
+                seconds=result.seconds,
+                exit_code=result.exit_code,
+                finished_at=finished,
+                last_success_at=float(last) if last else None,
+                shard=options.shard,
+            ),
+        )
+    except LocalError as exc:
+        log.error(
+            "could not write the metrics file: %s", exc, extra={"event": "metrics_not_written"}
+        )
+        result.error = result.error or exc
+
+
 def _write_outputs(settings: Settings, state: State, result: RunResult, started_at: str) -> None:
     """The manifest and the run report, even after a run-level error. When they cannot be
     written (the disk is full), the state still holds the truth and the next run rewrites
@@ -269,7 +321,11 @@ def _write_outputs(settings: Settings, state: State, result: RunResult, started_
     try:
         _write_manifest_and_report(settings, state, result, started_at)
     except LocalError as exc:
-        log.error("could not write the manifest or run report: %s", exc)
+        log.error(
+            "could not write the manifest or run report: %s",
+            exc,
+            extra={"event": "outputs_not_written"},
+        )
         result.error = result.error or exc
 
 

@@ -139,7 +139,11 @@ def _usable(item: dict[str, object]) -> bool:
     """A call_id that is not a UUID is never used in a URL or a path: logged and skipped."""
     if canonical_uuid(str(item.get("call_id", ""))) is not None:
         return True
-    log.warning("the listing gave a call_id that is not a UUID: %r; skipped", item.get("call_id"))
+    log.warning(
+        "the listing gave a call_id that is not a UUID: %r; skipped",
+        item.get("call_id"),
+        extra={"event": "listing_bad_id"},
+    )
     return False
 
 

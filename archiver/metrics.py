@@ -1,0 +1,110 @@
+"""`--metrics-file`: a Prometheus textfile written at the end of each run (issue 7).
+
+For node_exporter's textfile collector: the file is written to a temp name in the same folder
+(`.<name>.<random>.tmp`, which the collector ignores) and renamed over the old one, so a scrape
+never reads half a file. Mode 0644 whatever `file_mode` says: it holds counts and times, no
+personal data, and node_exporter usually runs as another user.
+
+Every series describes the last run, except `osvi_archiver_last_success_timestamp_seconds`,
+which is the end of the last run that exited 0 (kept in the archive's state, so a failed run
+still reports it). Sharded runs label every series with `shard="K/N"`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from archiver.state import Shard
+from archiver.storage import write_atomic
+from archiver.summary import Counts
+
+METRICS_MODE = 0o644
+FINAL_STATUSES = ("archived", "already_archived", "pending", "not_available", "failed")
+SKIPPED = (
+    ("duplicate", "duplicates"),
+    ("invalid", "invalid_rows"),
+    ("other_shard", "other_shards"),
+)
+
+
+@dataclass(frozen=True)
+class RunMetrics:
+    command: str  # run or sync
+    counts: Counts
+    seconds: float
+    exit_code: int
+    finished_at: float  # epoch seconds
+    last_success_at: float | None  # epoch seconds of the last run that exited 0
+    shard: Shard | None = None
+
+
+def _labels(base: dict[str, str], **more: str) -> str:
+    pairs = {**base, **more}
+    if not pairs:
+        return ""
+    inner = ",".join(f'{k}="{_escape(v)}"' for k, v in pairs.items())
+    return "{" + inner + "}"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def render(metrics: RunMetrics) -> str:
+    """The textfile's content (text exposition format 0.0.4)."""
+    base = {"command": metrics.command}
+    if metrics.shard:
+        base["shard"] = f"{metrics.shard[0]}/{metrics.shard[1]}"
+    lines: list[str] = []
+
+    def family(name: str, help_text: str, samples: Iterator[tuple[str, float]]) -> None:
+        lines.append(f"# HELP {name} {help_text}")
+        lines.append(f"# TYPE {name} gauge")
+        lines.extend(f"{name}{labels} {_number(value)}" for labels, value in samples)
+
+    counts = metrics.counts
+    family(
+        "osvi_archiver_calls",
+        "Calls of the last run by final status.",
+        ((_labels(base, status=s), getattr(counts, s)) for s in FINAL_STATUSES),
+    )
+    family(
+        "osvi_archiver_input_rows_skipped",
+        "Input rows of the last run that were not calls to archive, by reason.",
+        ((_labels(base, reason=r), getattr(counts, field)) for r, field in SKIPPED),
+    )
+    one = _labels(base)
+    family("osvi_archiver_bytes", "Bytes archived by the last run.", iter([(one, counts.bytes)]))
+    family(
+        "osvi_archiver_run_duration_seconds",
+        "How long the last run took.",
+        iter([(one, round(metrics.seconds, 3))]),
+    )
+    family(
+        "osvi_archiver_run_timestamp_seconds",
+        "When the last run ended (Unix time).",
+        iter([(one, round(metrics.finished_at, 3))]),
+    )
+    family(
+        "osvi_archiver_exit_code",
+        "Exit code of the last run (0 ok, 1 some calls failed, 3 token, 4 local, 130/143 signal).",
+        iter([(one, metrics.exit_code)]),
+    )
+    if metrics.last_success_at is not None:
+        family(
+            "osvi_archiver_last_success_timestamp_seconds",
+            "When the last run that exited 0 ended (Unix time).",
+            iter([(one, round(metrics.last_success_at, 3))]),
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def write(path: Path, metrics: RunMetrics) -> None:
+    """Atomically replace `path` (temp file in the same folder, fsync, rename)."""
+    write_atomic(path, [render(metrics).encode()], METRICS_MODE)
