@@ -44,6 +44,7 @@ from archiver.times import parse_moment
 
 if TYPE_CHECKING:
     from archiver.run import RunResult
+    from archiver.state import State
 
 EXIT_USAGE = 2
 log = logging.getLogger("archiver.cli")
@@ -119,6 +120,8 @@ def _run(args: argparse.Namespace) -> int:
             "with --with-metadata (or use `sync`, whose listing provides them)"
         )
     items = iter(()) if args.retry_failed else _inputs(args)
+    if args.dry_run:
+        return _dry_run_input(args, settings, items)
     total = None if args.retry_failed else count_ids(list(args.inputs) or ["-"])
     options = RunOptions(
         force=args.force, retry_failed=args.retry_failed, shard=_shard(args.shard), total=total
@@ -173,11 +176,53 @@ def _sync(args: argparse.Namespace) -> int:
             f"{settings.out_dir} has no sync watermark{whose} yet: pass --since for the first "
             "sync (e.g. --since 7d or --since 2026-06-01)"
         )
+    if args.dry_run:
+        return _dry_run_sync(args, settings, (since, until, now), filters, shard)
     source = make_source(since, until, now, settings.sync_overlap, filters)
     options = RunOptions(force=args.force, shard=shard, command="sync")
     result = asyncio.run(execute(settings, source, _progress(settings), options))
     _summary(result)
     return result.exit_code
+
+
+def _dry_run_input(args: argparse.Namespace, settings: Settings, items: Iterator[InputItem]) -> int:
+    """`run --dry-run`: the state read-only, the input read; no token needed, nothing asked."""
+    from archiver.dryrun import DryRun, existing_state, state_ids
+
+    shard = _shard(args.shard)
+    with existing_state(settings.out_dir, shard) as state:
+        dry = DryRun(state, settings.out_dir, sys.stdout, force=args.force, shard=shard)
+        statuses = ("failed", "pending") if args.retry_failed else ("pending",)
+        dry.retries(state_ids(state, statuses))
+        dry.items(items)
+    print(dry.counts.render(), file=sys.stderr)
+    return dry.counts.exit_code
+
+
+def _dry_run_sync(
+    args: argparse.Namespace,
+    settings: Settings,
+    window: tuple[datetime | None, datetime | None, datetime],
+    filters: Filters,
+    shard: tuple[int, int] | None,
+) -> int:
+    """`sync --dry-run`: lists calls through the API (no recording URL), state read-only."""
+    from archiver.dryrun import DryRun, existing_state, state_ids
+    from archiver.run import open_api
+    from archiver.sync import listed_ids, plan, read_watermark
+
+    async def go(dry: DryRun, state: State | None) -> None:
+        mark = read_watermark(state) if state else None
+        sync = plan(mark, *window, settings.sync_overlap, filters)
+        async with open_api(settings) as api:
+            await dry.listed(listed_ids(api, sync))
+
+    with existing_state(settings.out_dir, shard) as state:
+        dry = DryRun(state, settings.out_dir, sys.stdout, force=args.force, shard=shard)
+        dry.retries(state_ids(state, ("pending", "failed")))
+        asyncio.run(go(dry, state))
+    print(dry.counts.render(), file=sys.stderr)
+    return dry.counts.exit_code
 
 
 def _has_watermark(out_dir: Path, shard: tuple[int, int] | None) -> bool:

@@ -44,15 +44,14 @@ class SyncPlan:
 
 
 def plan(
-    state: State,
+    mark: datetime | None,
     since: datetime | None,
     until: datetime | None,
     now: datetime,
     overlap: float,
     filters: Filters,
 ) -> SyncPlan:
-    """The window a sync covers: explicit times, else [watermark - overlap, now]."""
-    mark = read_watermark(state)
+    """The window a sync covers: explicit times, else [`mark` (the watermark) - overlap, now]."""
     if since is None:
         if mark is None:
             raise UsageError(
@@ -135,6 +134,18 @@ class SyncSource:
         pass
 
 
+async def listed_ids(api: OsviApi, sync: SyncPlan) -> AsyncIterator[str]:
+    """The ids the listing gives for the plan's window, as SyncSource takes them (`--dry-run`)."""
+    previous = None
+    async for window in windows(api, sync.filters, sync.start, sync.end):
+        for item in without_repeats(previous, window):
+            if _usable(item):
+                call_id = canonical_uuid(str(item["call_id"]))
+                assert call_id is not None
+                yield call_id
+        previous = window
+
+
 def _usable(item: dict[str, object]) -> bool:
     """A call_id that is not a UUID is never used in a URL or a path: logged and skipped."""
     if canonical_uuid(str(item.get("call_id", ""))) is not None:
@@ -157,6 +168,8 @@ def make_source(
     """The factory `run.execute` calls once the state is open (the plan needs the watermark)."""
 
     def build(state: State, api: OsviApi, view: RunView) -> SyncSource:
-        return SyncSource(api, state, plan(state, since, until, now, overlap, filters), view)
+        return SyncSource(
+            api, state, plan(read_watermark(state), since, until, now, overlap, filters), view
+        )
 
     return build

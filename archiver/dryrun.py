@@ -1,0 +1,152 @@
+"""`--dry-run` on `run` and `sync` (SPEC §3): what a run would do, and why, doing none of it.
+
+Reads and validates the input (for `sync`, the API's listing: that needs the token), consults
+the archive's state read-only, and prints one line per call on stdout, tab-separated for
+`cut`/`grep`: `download` or `skip`, the call id, the reason. Invalid rows are printed as
+`invalid`, with their source and line. Ids of other shards are only counted (a `--shard 0/1000`
+dry run would otherwise print a million lines about other machines' work).
+
+Nothing is written: no lock, no state, no folder, no manifest, no report; no recording URL is
+asked for. The state is opened read-only when it exists (a run going on meanwhile is fine: the
+answer is then as of that moment). Duplicates are found with a set of the ids seen, in memory
+(about 100 bytes per id) since the state cannot be used for it without writing.
+Exit code 1 when the input has invalid rows (as the run would), else 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from archiver.inputs import InputItem, InvalidRow, shard_of
+from archiver.state import STATE_FILE, CallRecord, Shard, State, state_folder
+
+log = logging.getLogger("archiver.dryrun")
+
+
+@dataclass
+class DryRunCounts:
+    download: Counter[str] = field(default_factory=Counter)  # by reason
+    skip: Counter[str] = field(default_factory=Counter)
+    invalid_rows: int = 0
+    other_shards: int = 0
+
+    def render(self) -> str:
+        def listed(counts: Counter[str]) -> str:
+            return ", ".join(f"{n:,} {reason}" for reason, n in counts.most_common()) or "none"
+
+        lines = [
+            "── osvi-archiver dry run: nothing was downloaded or written ──",
+            f"would download    {sum(self.download.values()):,} ({listed(self.download)})",
+            f"would skip        {sum(self.skip.values()):,} ({listed(self.skip)})",
+            f"invalid rows      {self.invalid_rows:,}",
+        ]
+        if self.other_shards:
+            lines.append(f"other shards      {self.other_shards:,}")
+        return "\n".join(lines)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.invalid_rows else 0
+
+
+@contextlib.contextmanager
+def existing_state(out_dir: Path, shard: Shard | None) -> Iterator[State | None]:
+    """The archive's state opened read-only, or None when there is none yet."""
+    if not (state_folder(out_dir, shard) / STATE_FILE).is_file():
+        yield None
+        return
+    with State(out_dir, readonly=True, shard=shard) as state:
+        yield state
+
+
+class DryRun:
+    def __init__(
+        self,
+        state: State | None,
+        out_dir: Path,
+        out: TextIO,
+        *,
+        force: bool = False,
+        shard: Shard | None = None,
+    ) -> None:
+        self._state = state
+        self._out_dir = out_dir
+        self._out = out
+        self._force = force
+        self._shard = shard
+        self._seen: set[int] = set()
+        self._retried: set[int] = set()  # ids taken from the state first: no duplicates
+        self.counts = DryRunCounts()
+
+    def retries(self, state_ids: list[str]) -> None:
+        for call_id in state_ids:
+            self.call(call_id, retried=True)
+
+    def items(self, items: Iterator[InputItem]) -> None:
+        for item in items:
+            if isinstance(item, InvalidRow):
+                self.counts.invalid_rows += 1
+                print(
+                    f"invalid\t{item.source} line {item.line}\t{item.reason} ({item.value})",
+                    file=self._out,
+                )
+            else:
+                self.call(item.call_id)
+
+    async def listed(self, call_ids: AsyncIterator[str]) -> None:
+        async for call_id in call_ids:
+            self.call(call_id)
+
+    def call(self, call_id: str, *, retried: bool = False) -> None:
+        """One id; `retried` when the run takes it from the state (pending, failed) first."""
+        if self._shard and shard_of(call_id, self._shard[1]) != self._shard[0]:
+            self.counts.other_shards += 1
+            return
+        key = int(call_id.replace("-", ""), 16)
+        if key in self._seen:
+            if key not in self._retried:
+                self._say("skip", call_id, "duplicate in the input")
+            return
+        self._seen.add(key)
+        if retried:
+            self._retried.add(key)
+        action, reason = self._decide(self._state.get(call_id) if self._state else None)
+        self._say(action, call_id, reason)
+
+    def _decide(self, record: CallRecord | None) -> tuple[str, str]:
+        if record is None or record.status is None:
+            return "download", "new"
+        if record.status == "archived":
+            if self._force:
+                return "download", "archived, --force"
+            if self._still_there(record):
+                return "skip", "already archived"
+            return "download", "archived, but its file is missing or changed"
+        if record.status == "failed":
+            return "download", f"failed before ({record.error_kind or 'unknown'})"
+        if record.status == "pending":
+            return "download", "pending: asked again"
+        return "download", "not available before: asked again"
+
+    def _still_there(self, record: CallRecord) -> bool:
+        if record.path is None:
+            return False
+        try:
+            return (self._out_dir / record.path).stat().st_size == record.bytes
+        except OSError:
+            return False
+
+    def _say(self, action: str, call_id: str, reason: str) -> None:
+        (self.counts.download if action == "download" else self.counts.skip)[reason] += 1
+        print(f"{action}\t{call_id}\t{reason}", file=self._out)
+
+
+def state_ids(state: State | None, statuses: tuple[str, ...]) -> list[str]:
+    """The ids a run would take from the state first (pending; for sync also failed)."""
+    return list(state.ids_with_status(statuses)) if state else []
