@@ -132,6 +132,7 @@ def setup_logging(level: str, secrets: list[str], log_format: str = "text") -> R
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(level)
+    # -v is about this tool: other libraries (asyncio, aiohttp) keep to warnings and errors.
+    root.setLevel(level if level in ("WARNING", "ERROR") else "WARNING")
     logging.getLogger("archiver").setLevel(level)
     return redactor

@@ -290,28 +290,33 @@ def _write_metrics(
     success is kept in the state, so that a failed run still reports when one last worked."""
     finished = options.clock()
     try:
-        if result.exit_code == 0:
+        if settings.metrics_file is not None:
+            _metrics_file(settings.metrics_file, state, result, options, finished)
+        if result.exit_code == 0:  # only once the metrics say so too
             state.set_meta(LAST_SUCCESS_KEY, repr(finished))
-        if settings.metrics_file is None:
-            return
-        last = state.get_meta(LAST_SUCCESS_KEY)
-        metrics.write(
-            settings.metrics_file,
-            metrics.RunMetrics(
-                command=options.command,
-                counts=result.counts,
-                seconds=result.seconds,
-                exit_code=result.exit_code,
-                finished_at=finished,
-                last_success_at=float(last) if last else None,
-                shard=options.shard,
-            ),
-        )
     except LocalError as exc:
         log.error(
             "could not write the metrics file: %s", exc, extra={"event": "metrics_not_written"}
         )
         result.error = result.error or exc
+
+
+def _metrics_file(
+    path: Path, state: State, result: RunResult, options: RunOptions, finished: float
+) -> None:
+    last = repr(finished) if result.exit_code == 0 else state.get_meta(LAST_SUCCESS_KEY)
+    metrics.write(
+        path,
+        metrics.RunMetrics(
+            command=options.command,
+            counts=result.counts,
+            seconds=result.seconds,
+            exit_code=result.exit_code,
+            finished_at=finished,
+            last_success_at=float(last) if last else None,
+            shard=options.shard,
+        ),
+    )
 
 
 def _write_outputs(settings: Settings, state: State, result: RunResult, started_at: str) -> None:

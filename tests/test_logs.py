@@ -1,13 +1,16 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 
 import pytest
 
-from archiver.logs import Redactor, setup_logging
+from archiver.logs import Redactor, json_mode, setup_logging
 
 TOKEN = "osvi_live_9f8e7d6c5b4a"
 PRESIGNED = (
@@ -168,3 +171,157 @@ def test_setup_logging_replaces_earlier_handlers(capsys: pytest.CaptureFixture[s
     setup_logging("DEBUG", [TOKEN])
     logging.getLogger("archiver.x").debug("once")
     assert capsys.readouterr().err.count("once") == 1
+
+
+# setup_logging: JSON Lines, levels, json_mode
+
+JSON_TOKEN = "tok-SECRET-123"
+SIGNED_URL = "https://rec.example/a.mp4?X-Amz-Signature=abc"
+
+
+@pytest.fixture
+def reset_logging(restored_root_logging: None) -> Iterator[None]:
+    """Back to plain text logs (json_mode off) before the root's handlers are restored."""
+    yield
+    setup_logging("WARNING", [], "text")
+
+
+def json_lines(err: str) -> list[dict[str, object]]:
+    lines = [line for line in err.splitlines() if line.strip()]
+    parsed = [json.loads(line) for line in lines]
+    assert all(isinstance(p, dict) for p in parsed)
+    return parsed
+
+
+@pytest.mark.usefixtures("reset_logging")
+def test_json_lines_carry_the_fields_redacted(capsys: pytest.CaptureFixture[str]) -> None:
+    setup_logging("INFO", [JSON_TOKEN], "json")
+    assert json_mode()
+    logging.getLogger("archiver.archive").error(
+        "call %s failed with %s at %s",
+        "abc",
+        JSON_TOKEN,
+        SIGNED_URL,
+        extra={
+            "event": "call_failed",
+            "call_id": "abc",
+            "attempt": 3,
+            "status": "failed",
+            "error_kind": "http_500",
+            "detail": {"url": SIGNED_URL, "headers": {"API-Token": JSON_TOKEN}, "n": 7},
+            "seen": [JSON_TOKEN, "plain"],
+        },
+    )
+    err = capsys.readouterr().err
+    assert JSON_TOKEN not in err
+    assert "X-Amz-Signature" not in err
+    [line] = json_lines(err)
+    assert list(line)[:8] == [
+        "time",
+        "level",
+        "event",
+        "message",
+        "call_id",
+        "attempt",
+        "status",
+        "error_kind",
+    ]
+    time_text = line["time"]
+    assert isinstance(time_text, str)
+    assert time_text.endswith("Z")
+    assert datetime.fromisoformat(time_text.replace("Z", "+00:00")).tzinfo is not None
+    assert line["level"] == "ERROR"
+    assert line["event"] == "call_failed"
+    assert line["message"] == "call abc failed with *** at https://rec.example/a.mp4?<query hidden>"
+    assert (line["call_id"], line["attempt"], line["status"], line["error_kind"]) == (
+        "abc",
+        3,
+        "failed",
+        "http_500",
+    )
+    assert line["detail"] == {
+        "url": "https://rec.example/a.mp4?<query hidden>",
+        "headers": {"API-Token": "***"},
+        "n": 7,
+    }
+    assert line["seen"] == ["***", "plain"]
+
+
+@pytest.mark.usefixtures("reset_logging")
+def test_json_record_without_event_is_named_by_its_logger(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    setup_logging("INFO", [JSON_TOKEN], "json")
+    logging.getLogger("aiohttp.client").warning("connection to %s lost", SIGNED_URL)
+    logging.getLogger().warning("from the root")
+    first, second = json_lines(capsys.readouterr().err)
+    assert first["event"] == "log.aiohttp.client"
+    assert first["level"] == "WARNING"
+    assert first["message"] == "connection to https://rec.example/a.mp4?<query hidden> lost"
+    assert "call_id" not in first
+    assert second["event"] == "log"
+
+
+@pytest.mark.usefixtures("reset_logging")
+def test_json_traceback_is_a_redacted_field(capsys: pytest.CaptureFixture[str]) -> None:
+    setup_logging("INFO", [JSON_TOKEN], "json")
+    try:
+        raise RuntimeError(f"boom {JSON_TOKEN}")
+    except RuntimeError:
+        logging.getLogger("archiver.run").exception("failed", extra={"event": "x"})
+    err = capsys.readouterr().err
+    assert JSON_TOKEN not in err
+    [line] = json_lines(err)
+    traceback = line["traceback"]
+    assert isinstance(traceback, str)
+    assert "RuntimeError: boom ***" in traceback
+
+
+@pytest.mark.usefixtures("reset_logging")
+def test_text_at_the_default_level_hides_retries_and_shows_failures(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    setup_logging("INFO", [JSON_TOKEN], "text")
+    assert not json_mode()
+    log = logging.getLogger("archiver.archive")
+    log.debug("call abc attempt 1: boom; retrying", extra={"event": "retry", "call_id": "abc"})
+    log.info("run started", extra={"event": "run_started"})
+    log.error("call abc failed after 2 attempts", extra={"event": "call_failed"})
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2
+    assert re.fullmatch(r"\d\d:\d\d:\d\d INFO    run started", lines[0])
+    assert re.fullmatch(r"\d\d:\d\d:\d\d ERROR   call abc failed after 2 attempts", lines[1])
+
+
+@pytest.mark.usefixtures("reset_logging")
+def test_verbose_shows_retries(capsys: pytest.CaptureFixture[str]) -> None:
+    setup_logging("DEBUG", [], "text")
+    logging.getLogger("archiver.archive").debug("call abc attempt 1: boom; retrying")
+    assert "DEBUG   call abc attempt 1: boom; retrying" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("reset_logging")
+def test_quiet_shows_errors_only(capsys: pytest.CaptureFixture[str]) -> None:
+    setup_logging("ERROR", [], "text")
+    log = logging.getLogger("archiver.run")
+    log.info("an info")
+    log.warning("a warning")
+    log.error("an error")
+    logging.getLogger("aiohttp.client").warning("a library's warning")
+    err = capsys.readouterr().err
+    assert "an info" not in err
+    assert "warning" not in err
+    assert err.count("\n") == 1
+    assert "ERROR   an error" in err
+
+
+@pytest.mark.usefixtures("reset_logging")
+def test_json_mode_follows_the_last_setup() -> None:
+    setup_logging("INFO", [], "json")
+    assert json_mode()
+    setup_logging("INFO", [], "text")
+    assert not json_mode()
+    setup_logging("INFO", [])
+    assert not json_mode()
+    setup_logging("INFO", [], "json")
+    assert json_mode()
