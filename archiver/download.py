@@ -108,6 +108,7 @@ class Transfer:
         self.total: int | None = None
         self.etag: str | None = None
         self.content_type = ""
+        self._held = 0  # bytes received and not yet handed to a write
 
     def _reset_hashes(self) -> None:
         self._sha256 = hashlib.sha256()
@@ -116,6 +117,11 @@ class Transfer:
     @property
     def received(self) -> int:
         return self._part.size if self._part else 0
+
+    @property
+    def arrived(self) -> int:
+        """Bytes in the `.part` plus those held for its next write: what a display shows."""
+        return self.received + self._held
 
     async def fetch(self, url: str) -> None:
         """One attempt: resume when bytes are held and the host honours Range, else restart."""
@@ -180,6 +186,7 @@ class Transfer:
             async for chunk in response.content.iter_chunked(_READ_SIZE):
                 pending.append(chunk)
                 held += len(chunk)
+                self._held = held
                 if self._part is None and held < audio.SNIFF_LEN:
                     continue
                 if self._part is None:
@@ -188,10 +195,12 @@ class Transfer:
                     if writing is not None:
                         await writing
                     batch, pending, held = b"".join(pending), [], 0
+                    self._held = 0
                     writing = asyncio.ensure_future(self._write(batch))
             if self._part is None:
                 await self._open(b"".join(pending), url)
         finally:
+            self._held = 0
             # Keep what arrived before a fault: the next attempt resumes after it.
             if writing is not None:
                 await _settled(writing)

@@ -50,7 +50,7 @@ class Receiving(Protocol):
     """A download in flight, as a display sees it (download.Transfer)."""
 
     @property
-    def received(self) -> int: ...
+    def arrived(self) -> int: ...  # bytes received so far
 
     total: int | None
 
@@ -75,7 +75,7 @@ class RunView:
 
     def bytes_now(self) -> int:
         """Bytes archived plus those received so far by the downloads in flight."""
-        return self.counts.bytes + sum(d.received for d in self.downloads.values())
+        return self.counts.bytes + sum(d.arrived for d in self.downloads.values())
 
 
 class ByteRate:
@@ -273,7 +273,7 @@ class LiveDisplay(_Ticking):
 
 
 def _download_text(download: Receiving) -> str:
-    got = download.received
+    got = download.arrived
     if download.total:
         return (
             f"{size_text(got)} of {size_text(download.total)} ({100 * got / download.total:.0f}%)"

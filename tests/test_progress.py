@@ -32,7 +32,7 @@ MiB = 1024 * 1024
 class Receiving:
     """Stands in for a download in flight (download.Transfer)."""
 
-    received: int
+    arrived: int
     total: int | None = None
 
 
@@ -72,8 +72,8 @@ def test_add_total_starts_from_unknown() -> None:
 def test_bytes_now_adds_what_downloads_in_flight_received() -> None:
     view = RunView(Counts(bytes=1000))
     assert view.bytes_now() == 1000
-    view.downloads["a"] = Receiving(received=200, total=500)
-    view.downloads["b"] = Receiving(received=30)
+    view.downloads["a"] = Receiving(arrived=200, total=500)
+    view.downloads["b"] = Receiving(arrived=30)
     assert view.bytes_now() == 1230
 
 
@@ -161,7 +161,7 @@ def test_statuses_text_shows_archived_and_failed_always_the_others_once_seen() -
 
 def test_status_line_with_a_total() -> None:
     view = RunView(Counts(archived=10, failed=1, duplicates=1, bytes=2048), total=40, started=0.0)
-    view.downloads["x"] = Receiving(received=1024, total=4096)
+    view.downloads["x"] = Receiving(arrived=1024, total=4096)
     line = status_line(view, now=60.0, rate=1024.0)
     assert "12 of 40 ids (30%)" in line
     assert "archived 10, failed 1, duplicates 1" in line
@@ -198,9 +198,9 @@ def live_display(view: RunView, clock: Clock) -> LiveDisplay:
 def test_live_display_shows_counts_rate_and_downloads() -> None:
     clock = Clock(0.0)
     view = RunView(Counts(archived=5, pending=1), total=20, started=0.0)
-    view.downloads["call-half"] = Receiving(received=512 * 1024, total=MiB)
-    view.downloads["call-new"] = Receiving(received=0)
-    view.downloads["call-unsized"] = Receiving(received=3000)
+    view.downloads["call-half"] = Receiving(arrived=512 * 1024, total=MiB)
+    view.downloads["call-new"] = Receiving(arrived=0)
+    view.downloads["call-unsized"] = Receiving(arrived=3000)
     display = live_display(view, clock)
     display.rate()  # the first sample, as start() takes it
     clock.now = 10.0
@@ -232,7 +232,7 @@ def test_live_display_lists_a_few_downloads_and_counts_the_rest() -> None:
     view = RunView(Counts(), total=100, started=0.0)
     ids = [f"call-{n:02d}" for n in range(MAX_DOWNLOADS_SHOWN + 3)]
     for n, call_id in enumerate(ids):
-        view.downloads[call_id] = Receiving(received=n * 1024, total=100 * 1024)
+        view.downloads[call_id] = Receiving(arrived=n * 1024, total=100 * 1024)
     text = rendered(live_display(view, Clock(1.0)))
     for n, call_id in enumerate(ids[:MAX_DOWNLOADS_SHOWN]):
         assert f"{call_id}  {size_text(n * 1024)} of 100.0 KiB ({n}%)" in text
@@ -254,7 +254,7 @@ async def test_status_lines_log_progress_every_interval_until_closed(
 ) -> None:
     caplog.set_level(logging.INFO, logger="archiver.progress")
     view = RunView(Counts(archived=3, failed=1, bytes=4096), total=10)
-    view.downloads["abc"] = Receiving(received=100, total=1000)
+    view.downloads["abc"] = Receiving(arrived=100, total=1000)
     lines = StatusLines(interval=0.01)
     lines.start(view)
     try:

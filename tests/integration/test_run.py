@@ -287,3 +287,34 @@ async def test_old_run_reports_are_pruned_to_the_bound(
     runs = [await archive(fake, tmp_path, keep_run_reports=2) for _ in range(3)]
     kept = sorted(p.stem for p in (tmp_path / "runs").iterdir())
     assert kept == sorted(r.run_id for r in runs[1:])
+
+
+async def test_the_view_shows_bytes_of_a_download_before_its_first_write(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    """A display sees a small recording's bytes as they arrive, not only once written
+    (writes go in 1 MiB batches)."""
+    from archiver.progress import RunView
+
+    fake = await make_fake(
+        FakeConfig(calls=3, size_min=512 * 1024, size_max=512 * 1024, bandwidth=256 * 1024)
+    )
+    seen: list[int] = []
+
+    class Watch:
+        def start(self, view: RunView) -> None:
+            async def poll() -> None:
+                while True:
+                    seen.append(sum(d.arrived for d in view.downloads.values()))
+                    await asyncio.sleep(0.05)
+
+            self._task = asyncio.get_running_loop().create_task(poll())
+
+        def close(self) -> None:
+            self._task.cancel()
+
+    settings = settings_for(fake, tmp_path, concurrency=1)
+    items = read_ids(io.BytesIO(picked_ids(fake)[0].encode()), "<test>")
+    result = await execute(settings, items, Watch(), RunOptions())
+    assert result.exit_code == 0
+    assert any(0 < n < 512 * 1024 for n in seen), seen
