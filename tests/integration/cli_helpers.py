@@ -8,6 +8,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from archiver.fake import FakeOSVI
+
+
+def env_for(fake: FakeOSVI, **more: str) -> dict[str, str]:
+    """The environment that points the tool at `fake`, with its token."""
+    return {"OSVI_BASE_URL": fake.base_url, "OSVI_API_TOKEN": fake.token, **more}
+
 
 @dataclass
 class Finished:

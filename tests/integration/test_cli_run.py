@@ -16,11 +16,7 @@ from archiver.fake import FakeConfig, FakeOSVI
 from archiver.state import ArchiveLock
 from tests.conftest import FakeFactory
 from tests.integration.archive_helpers import assert_byte_exact, picked_ids
-from tests.integration.cli_helpers import osvi
-
-
-def env_for(fake: FakeOSVI, **more: str) -> dict[str, str]:
-    return {"OSVI_BASE_URL": fake.base_url, "OSVI_API_TOKEN": fake.token, **more}
+from tests.integration.cli_helpers import env_for, osvi
 
 
 def small(calls: int) -> FakeConfig:

@@ -25,14 +25,10 @@ from archiver.fake.config import Fault, FaultKind
 from archiver.inputs import shard_of
 from tests.conftest import FakeFactory
 from tests.integration.archive_helpers import assert_byte_exact, picked_ids
-from tests.integration.cli_helpers import osvi
+from tests.integration.cli_helpers import env_for, osvi
 
 KiB = 1024
 ANSI = "\x1b["
-
-
-def env_for(fake: FakeOSVI) -> dict[str, str]:
-    return {"OSVI_BASE_URL": fake.base_url, "OSVI_API_TOKEN": fake.token}
 
 
 async def fake_with_ids(

@@ -27,7 +27,7 @@ from tests.integration.archive_helpers import (
     manifest_of,
     picked_ids,
 )
-from tests.integration.cli_helpers import Finished, finish, osvi, start_osvi
+from tests.integration.cli_helpers import Finished, env_for, finish, osvi, start_osvi
 
 
 def slow(calls: int) -> FakeConfig:
@@ -36,10 +36,6 @@ def slow(calls: int) -> FakeConfig:
 
 
 Mount = Callable[..., Path]
-
-
-def env_for(fake: FakeOSVI) -> dict[str, str]:
-    return {"OSVI_BASE_URL": fake.base_url, "OSVI_API_TOKEN": fake.token}
 
 
 def ids_of(fake: FakeOSVI) -> bytes:

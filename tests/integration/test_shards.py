@@ -12,11 +12,7 @@ from archiver.fake import FakeConfig, FakeOSVI
 from archiver.inputs import shard_of
 from tests.conftest import FakeFactory
 from tests.integration.archive_helpers import picked_ids
-from tests.integration.cli_helpers import finish, osvi, start_osvi
-
-
-def env_for(fake: FakeOSVI, **more: str) -> dict[str, str]:
-    return {"OSVI_BASE_URL": fake.base_url, "OSVI_API_TOKEN": fake.token, **more}
+from tests.integration.cli_helpers import env_for, finish, osvi, start_osvi
 
 
 async def three_shards(fake: FakeOSVI, out: Path) -> list[int]:
