@@ -23,6 +23,7 @@ from archiver.errors import (
     ServerError,
     Throttled,
 )
+from archiver.http import client_session
 from archiver.limits import Clock, RateLimiter, ThrottleGate
 from archiver.retrying import parse_retry_after
 
@@ -70,16 +71,8 @@ def error_text(body: bytes) -> str:
 
 
 def api_session(connect_timeout: float, read_timeout: float, limit: int) -> aiohttp.ClientSession:
-    """The session for the API: no default headers, no cookies, proxies from the environment."""
-    timeout = aiohttp.ClientTimeout(
-        total=None, sock_connect=connect_timeout, sock_read=read_timeout
-    )
-    return aiohttp.ClientSession(
-        timeout=timeout,
-        connector=aiohttp.TCPConnector(limit=limit),
-        cookie_jar=aiohttp.DummyCookieJar(),
-        trust_env=True,
-    )
+    """The session for the API (the token is added per request, never to the session)."""
+    return client_session(connect_timeout, read_timeout, limit)
 
 
 class OsviApi:

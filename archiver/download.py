@@ -30,6 +30,7 @@ from archiver.errors import (
     Throttled,
     UrlRefused,
 )
+from archiver.http import client_session
 from archiver.retrying import parse_retry_after
 from archiver.storage import PartFile, remove_quietly
 from archiver.urls import without_query
@@ -46,22 +47,15 @@ _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 def download_session(
     connect_timeout: float, read_timeout: float, limit: int
 ) -> aiohttp.ClientSession:
-    """For presigned URLs: no headers, no cookies, bytes exactly as stored.
-
-    `total=None`: a long download must not die at a total deadline; `sock_read` bounds silence.
-    """
-    timeout = aiohttp.ClientTimeout(
-        total=None, sock_connect=connect_timeout, sock_read=read_timeout
-    )
-    return aiohttp.ClientSession(
-        timeout=timeout,
-        connector=aiohttp.TCPConnector(limit=limit),
-        cookie_jar=aiohttp.DummyCookieJar(),
+    """For presigned URLs: no credentials, bytes exactly as stored (no decompression)."""
+    return client_session(
+        connect_timeout,
+        read_timeout,
+        limit,
         auto_decompress=False,
         # aiohttp pauses the socket whenever this much is unread (64 KiB by default): large
         # reads keep a fast stream flowing instead of stopping every 64 KiB.
         read_bufsize=4 << 20,
-        trust_env=True,
     )
 
 

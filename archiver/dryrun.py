@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TextIO
 
 from archiver.inputs import InputItem, InvalidRow, shard_of
+from archiver.pipeline import still_archived
 from archiver.state import STATE_FILE, CallRecord, Shard, State, state_folder
 
 log = logging.getLogger("archiver.dryrun")
@@ -125,7 +126,7 @@ class DryRun:
         if record.status == "archived":
             if self._force:
                 return "download", "archived, --force"
-            if self._still_there(record):
+            if still_archived(self._out_dir, record):
                 return "skip", "already archived"
             return "download", "archived, but its file is missing or changed"
         if record.status == "failed":
@@ -133,14 +134,6 @@ class DryRun:
         if record.status == "pending":
             return "download", "pending: asked again"
         return "download", "not available before: asked again"
-
-    def _still_there(self, record: CallRecord) -> bool:
-        if record.path is None:
-            return False
-        try:
-            return (self._out_dir / record.path).stat().st_size == record.bytes
-        except OSError:
-            return False
 
     def _say(self, action: str, call_id: str, reason: str) -> None:
         (self.counts.download if action == "download" else self.counts.skip)[reason] += 1

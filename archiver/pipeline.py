@@ -203,10 +203,15 @@ class Pipeline:
         self.counts.add(status, call_id, record.bytes)
 
     def _still_archived(self, previous: CallRecord | None) -> bool:
-        """Archived before and still on disk with the right size: nothing to do."""
-        if previous is None or previous.status != "archived" or previous.path is None:
-            return False
-        try:
-            return (self._out_dir / previous.path).stat().st_size == previous.bytes
-        except OSError:
-            return False
+        return previous is not None and still_archived(self._out_dir, previous)
+
+
+def still_archived(out_dir: Path, record: CallRecord) -> bool:
+    """Archived before and still on disk with the right size: nothing to do (a full re-hash
+    is `verify`'s job)."""
+    if record.status != "archived" or record.path is None:
+        return False
+    try:
+        return (out_dir / record.path).stat().st_size == record.bytes
+    except OSError:
+        return False

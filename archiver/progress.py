@@ -28,7 +28,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from archiver.summary import Counts
+from archiver.summary import Counts, size_text
 
 log = logging.getLogger("archiver.progress")
 REFRESH = 0.25  # seconds between two frames of the live display
@@ -100,15 +100,6 @@ def eta(view: RunView, now: float) -> float | None:
         return None
     left = max(0, view.total - view.done)
     return left * (now - view.started) / view.done
-
-
-def size_text(count: float) -> str:
-    unit = "B"
-    for bigger in ("KiB", "MiB", "GiB", "TiB"):
-        if count < 1024:
-            break
-        count, unit = count / 1024, bigger
-    return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
 
 
 def duration_text(seconds: float) -> str:

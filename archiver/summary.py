@@ -48,12 +48,14 @@ def exit_code(counts: Counts, error: ArchiverError | None) -> int:
     return 1 if counts.failed or counts.invalid_rows else 0
 
 
-def _size(count: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if count < 1024 or unit == "GiB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
-    return f"{count:.1f} GiB"
+def size_text(count: float) -> str:
+    """Bytes for a person: `512 B`, `1.5 MiB`, up to TiB."""
+    unit = "B"
+    for bigger in ("KiB", "MiB", "GiB", "TiB"):
+        if count < 1024:
+            break
+        count, unit = count / 1024, bigger
+    return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
 
 
 def render(
@@ -76,8 +78,8 @@ def render(
         f"duplicates        {counts.duplicates}",
         f"invalid rows      {counts.invalid_rows}",
         *([f"other shards      {counts.other_shards}"] if counts.other_shards else []),
-        f"downloaded        {_size(counts.bytes)} in {seconds:.1f} s "
-        f"({_size(rate)}/s, {calls_rate:.1f} calls/s)",
+        f"downloaded        {size_text(counts.bytes)} in {seconds:.1f} s "
+        f"({size_text(rate)}/s, {calls_rate:.1f} calls/s)",
     ]
     if counts.failed_ids:
         more = counts.failed - len(counts.failed_ids)

@@ -19,11 +19,10 @@ from archiver.progress import (
     StatusLines,
     duration_text,
     eta,
-    size_text,
     status_line,
     statuses_text,
 )
-from archiver.summary import Counts
+from archiver.summary import Counts, size_text
 
 MiB = 1024 * 1024
 
