@@ -30,7 +30,7 @@ from archiver.inputs import (
     resolve_shard,
 )
 from archiver.listing import CALL_STATUSES, Filters
-from archiver.logs import json_mode, setup_logging
+from archiver.logs import forget_format, json_mode, setup_logging
 from archiver.options import NOT_SETTINGS, build_parser
 from archiver.progress import LiveDisplay, NoProgress, Progress, StatusLines
 from archiver.settings import (
@@ -39,6 +39,7 @@ from archiver.settings import (
     config_file_warnings,
     layout_needs_listing_fields,
     load_settings,
+    require_token,
 )
 from archiver.times import parse_moment
 
@@ -66,8 +67,14 @@ def _check_metrics_file(settings: Settings) -> None:
     """Before anything is attempted: a metrics file that cannot be written at the end would
     leave monitoring with stale figures."""
     path = settings.metrics_file
-    if path is not None and not path.parent.is_dir():
+    if path is None:
+        return
+    if not path.parent.is_dir():
         raise UsageError(f"metrics_file {path}: the folder {path.parent} does not exist")
+    if path.is_dir():
+        raise UsageError(f"metrics_file {path} is a folder: name the file to write")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise UsageError(f"metrics_file {path}: the folder {path.parent} is not writable")
 
 
 def _summary(result: RunResult) -> None:
@@ -97,10 +104,11 @@ def _summary(result: RunResult) -> None:
 
 
 def _progress(settings: Settings) -> Progress:
-    """auto: the live display on a terminal, status lines otherwise (cron, pipes)."""
+    """auto: the live display on a terminal, status lines otherwise (cron, pipes) and with
+    JSON logs (whose stderr is JSON Lines only, unless --progress always)."""
     if settings.progress == "always":
         return LiveDisplay(Console(stderr=True, force_terminal=True))
-    if settings.progress == "auto" and sys.stderr.isatty():
+    if settings.progress == "auto" and sys.stderr.isatty() and settings.log_format == "text":
         return LiveDisplay()
     if settings.progress == "never":
         return NoProgress()
@@ -122,11 +130,14 @@ def _run(args: argparse.Namespace) -> int:
     items = iter(()) if args.retry_failed else _inputs(args)
     if args.dry_run:
         return _dry_run_input(args, settings, items)
-    total = None if args.retry_failed else count_ids(list(args.inputs) or ["-"])
+    progress = _progress(settings)
+    # The total only serves a display: no extra read of the input when nobody watches.
+    counted = not args.retry_failed and not isinstance(progress, NoProgress)
+    total = count_ids(list(args.inputs) or ["-"]) if counted else None
     options = RunOptions(
         force=args.force, retry_failed=args.retry_failed, shard=_shard(args.shard), total=total
     )
-    result = asyncio.run(execute(settings, items, _progress(settings), options))
+    result = asyncio.run(execute(settings, items, progress, options))
     _summary(result)
     return result.exit_code
 
@@ -187,13 +198,15 @@ def _sync(args: argparse.Namespace) -> int:
 
 def _dry_run_input(args: argparse.Namespace, settings: Settings, items: Iterator[InputItem]) -> int:
     """`run --dry-run`: the state read-only, the input read; no token needed, nothing asked."""
-    from archiver.dryrun import DryRun, existing_state, state_ids
+    from archiver.dryrun import DryRun, retried_ids
+    from archiver.run import RETRIED_FIRST, RETRY_FAILED, warn_other_sharding
+    from archiver.state import existing_state
 
     shard = _shard(args.shard)
+    warn_other_sharding(settings.out_dir, shard)
     with existing_state(settings.out_dir, shard) as state:
         dry = DryRun(state, settings.out_dir, sys.stdout, force=args.force, shard=shard)
-        statuses = ("failed", "pending") if args.retry_failed else ("pending",)
-        dry.retries(state_ids(state, statuses))
+        dry.retries(retried_ids(state, RETRY_FAILED if args.retry_failed else RETRIED_FIRST))
         dry.items(items)
     print(dry.counts.render(), file=sys.stderr)
     return dry.counts.exit_code
@@ -207,9 +220,13 @@ def _dry_run_sync(
     shard: tuple[int, int] | None,
 ) -> int:
     """`sync --dry-run`: lists calls through the API (no recording URL), state read-only."""
-    from archiver.dryrun import DryRun, existing_state, state_ids
-    from archiver.run import open_api
-    from archiver.sync import listed_ids, plan, read_watermark
+    from archiver.dryrun import DryRun, retried_ids
+    from archiver.run import open_api, warn_other_sharding
+    from archiver.state import existing_state
+    from archiver.sync import RETRIED_FIRST, listed_ids, plan, read_watermark
+
+    require_token(settings)  # before a line is printed: the listing needs it
+    warn_other_sharding(settings.out_dir, shard)
 
     async def go(dry: DryRun, state: State | None) -> None:
         mark = read_watermark(state) if state else None
@@ -219,20 +236,18 @@ def _dry_run_sync(
 
     with existing_state(settings.out_dir, shard) as state:
         dry = DryRun(state, settings.out_dir, sys.stdout, force=args.force, shard=shard)
-        dry.retries(state_ids(state, ("pending", "failed")))
+        dry.retries(retried_ids(state, RETRIED_FIRST))
         asyncio.run(go(dry, state))
     print(dry.counts.render(), file=sys.stderr)
     return dry.counts.exit_code
 
 
 def _has_watermark(out_dir: Path, shard: tuple[int, int] | None) -> bool:
-    from archiver.state import STATE_FILE, State, state_folder
+    from archiver.state import existing_state
     from archiver.sync import read_watermark
 
-    if not (state_folder(out_dir, shard) / STATE_FILE).is_file():
-        return False
-    with State(out_dir, readonly=True, shard=shard) as state:
-        return read_watermark(state) is not None
+    with existing_state(out_dir, shard) as state:
+        return state is not None and read_watermark(state) is not None
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -276,6 +291,13 @@ def _inputs(args: argparse.Namespace) -> Iterator[InputItem]:
     return read_sources(paths, sys.stdin.buffer, args.id_column)
 
 
+def _wants_json(args: argparse.Namespace) -> bool:
+    """JSON logs asked for by flag or environment, read without the settings (which may be
+    what failed)."""
+    value = getattr(args, "log_format", None) or os.environ.get("OSVI_LOG_FORMAT", "")
+    return str(value).strip().lower() == "json"
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "fake-server":
         try:
@@ -300,10 +322,14 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    forget_format()
     try:
         return _dispatch(args)
     except ArchiverError as exc:
-        if json_mode():
+        if json_mode() or _wants_json(args):
+            if not json_mode():  # the settings failed before logging was set up
+                secrets = [os.environ.get("OSVI_API_TOKEN", "")]
+                setup_logging("ERROR", secrets, "json")
             log.error("%s", exc, extra={"event": "fatal", "exit_code": exc.exit_code})
         else:
             print(f"osvi-archiver: error: {exc}", file=sys.stderr)

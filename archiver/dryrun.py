@@ -15,7 +15,6 @@ Exit code 1 when the input has invalid rows (as the run would), else 0.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -25,7 +24,7 @@ from typing import TextIO
 
 from archiver.inputs import InputItem, InvalidRow, shard_of
 from archiver.pipeline import still_archived
-from archiver.state import STATE_FILE, CallRecord, Shard, State, state_folder
+from archiver.state import CallRecord, Shard, State
 
 log = logging.getLogger("archiver.dryrun")
 
@@ -54,16 +53,6 @@ class DryRunCounts:
     @property
     def exit_code(self) -> int:
         return 1 if self.invalid_rows else 0
-
-
-@contextlib.contextmanager
-def existing_state(out_dir: Path, shard: Shard | None) -> Iterator[State | None]:
-    """The archive's state opened read-only, or None when there is none yet."""
-    if not (state_folder(out_dir, shard) / STATE_FILE).is_file():
-        yield None
-        return
-    with State(out_dir, readonly=True, shard=shard) as state:
-        yield state
 
 
 class DryRun:
@@ -140,6 +129,6 @@ class DryRun:
         print(f"{action}\t{call_id}\t{reason}", file=self._out)
 
 
-def state_ids(state: State | None, statuses: tuple[str, ...]) -> list[str]:
-    """The ids a run would take from the state first (pending; for sync also failed)."""
+def retried_ids(state: State | None, statuses: tuple[str, ...]) -> list[str]:
+    """The ids a run takes from the state before its input (run.RETRIED_FIRST and friends)."""
     return list(state.ids_with_status(statuses)) if state else []

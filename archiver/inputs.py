@@ -325,4 +325,5 @@ def count_ids(paths: Sequence[str]) -> int | None:
 
 
 def _first_cell(line: bytes) -> str:
+    line = line.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 BOM, as the reader tolerates it
     return line.split(b",", 1)[0].strip().strip(b'"').decode("utf-8", "replace")

@@ -115,6 +115,12 @@ def json_mode() -> bool:
     return _json_mode
 
 
+def forget_format() -> None:
+    """Back to text until the next setup_logging (each CLI invocation starts here)."""
+    global _json_mode
+    _json_mode = False
+
+
 def setup_logging(level: str, secrets: list[str], log_format: str = "text") -> Redactor:
     """Logs on stderr at `level`, text or JSON Lines, every record through the redactor."""
     global _json_mode

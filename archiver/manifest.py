@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from archiver import __version__
-from archiver.state import CallRecord, Shard, State, shard_label, utc_now
+from archiver.state import CallRecord, Shard, State, shard_suffix, utc_now
 from archiver.storage import write_atomic
 
 MANIFEST_NAME = "manifest.json"
@@ -68,11 +68,11 @@ def manifest_chunks(records: Iterable[CallRecord], updated_at: str) -> Iterator[
 
 def manifest_name(shard: Shard | None) -> str:
     """`manifest.json`; a shard's is `manifest.shard-K-of-N.json` (the calls it archived)."""
-    return f"manifest.{shard_label(shard)}.json" if shard else MANIFEST_NAME
+    return f"manifest{shard_suffix(shard)}.json"
 
 
 def report_name(run_id: str, shard: Shard | None) -> str:
-    return f"{run_id}.{shard_label(shard)}.json" if shard else f"{run_id}.json"
+    return f"{run_id}{shard_suffix(shard)}.json"
 
 
 def write_manifest(state: State, out_dir: Path, file_mode: int) -> Path:
@@ -106,7 +106,7 @@ def write_run_report(
 def prune_run_reports(out_dir: Path, keep: int, shard: Shard | None = None) -> list[Path]:
     """Delete the oldest run reports beyond `keep` (run ids sort by their start time); each
     shard sharing the folder keeps its own `keep` reports."""
-    label = f".{shard_label(shard)}.json" if shard else ".json"
+    label = f"{shard_suffix(shard)}.json"
     reports = sorted(
         path
         for path in (out_dir / RUNS_DIR).glob("*.json")

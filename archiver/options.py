@@ -118,7 +118,7 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
         dest="status_interval",
         default=s,
         metavar="DURATION",
-        help=f"between two status lines when not on a terminal {_default('status_interval')}",
+        help="between two status lines when not on a terminal, or with JSON logs (default: 30s)",
     )
     add(
         "--keep-run-reports",
@@ -155,7 +155,7 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
         "--dry-run",
         action="store_true",
         help="say what would be downloaded or skipped and why, on stdout; asks no recording "
-        "URL, downloads nothing, writes nothing",
+        "URL, downloads nothing, writes nothing (sync still lists calls: it needs the token)",
     )
     add("--force", action="store_true", help="download again calls already archived")
     add(

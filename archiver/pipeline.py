@@ -142,6 +142,7 @@ class Pipeline:
         self._concurrency = concurrency
         self._force = force
         self.counts = view.counts
+        self._view = view
         self._retried: set[str] = set()  # ids taken from the state (pending/failed), few
 
     async def run(self, source: Source) -> None:
@@ -191,6 +192,8 @@ class Pipeline:
             # A call the archive retried first and the input names again is no duplicate row.
             if call_id not in self._retried:
                 self.counts.duplicates += 1
+            else:
+                self._view.retried_again += 1
             return
         if not self._force and self._still_archived(previous):
             self.counts.add("already_archived", call_id, None)

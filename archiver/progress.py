@@ -63,6 +63,9 @@ class RunView:
     total: int | None = None  # ids the input holds, when known cheaply
     downloads: dict[str, Receiving] = field(default_factory=dict)  # call id -> in flight
     started: float = field(default_factory=time.monotonic)
+    # Ids retried first from the state (they are in the total) that the input names again:
+    # done once, counted here so that `done` still reaches the total.
+    retried_again: int = 0
 
     def add_total(self, more: int) -> None:
         self.total = (self.total or 0) + more
@@ -71,7 +74,7 @@ class RunView:
     def done(self) -> int:
         """Ids taken from the input and dealt with, skipped ones included."""
         c = self.counts
-        return c.done + c.duplicates + c.invalid_rows + c.other_shards
+        return c.done + c.duplicates + c.invalid_rows + c.other_shards + self.retried_again
 
     def bytes_now(self) -> int:
         """Bytes archived plus those received so far by the downloads in flight."""

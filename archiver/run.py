@@ -29,7 +29,15 @@ from archiver.manifest import prune_run_reports, write_manifest, write_run_repor
 from archiver.pipeline import Pipeline, SharedInput, Source
 from archiver.progress import Progress, RunView
 from archiver.settings import Settings, require_token
-from archiver.state import ArchiveLock, Shard, State, shard_label, states_in, utc_now
+from archiver.state import (
+    ArchiveLock,
+    Shard,
+    State,
+    shard_label,
+    shard_suffix,
+    states_in,
+    utc_now,
+)
 from archiver.storage import ensure_folder
 from archiver.summary import Counts, exit_code
 
@@ -38,6 +46,8 @@ log = logging.getLogger("archiver.run")
 # (and tells the view the listing's total).
 SourceFactory = Callable[[State, OsviApi, RunView], Source]
 MANIFEST_INTERVAL = 60.0
+RETRIED_FIRST = ("pending",)  # what every run takes from the state before its input (§5.4)
+RETRY_FAILED = ("failed", "pending")  # what --retry-failed takes, instead of an input
 LAST_SUCCESS_KEY = "last_success_at"  # state meta: epoch seconds of the last run that exited 0
 
 
@@ -102,14 +112,14 @@ async def execute(
         },
     )
     try:
-        _warn_other_sharding(out_dir, options.shard)
+        warn_other_sharding(out_dir, options.shard)
         with State(out_dir, shard=options.shard) as state:
             _remove_stale_parts(state, out_dir)
             view = RunView(result.counts, total=options.total)
             if options.retry_failed:
-                items = _from_state(state, ("failed", "pending"), "<retry-failed>", view)
+                items = _from_state(state, RETRY_FAILED, "<retry-failed>", view)
             elif not callable(items):  # §5.4: pending calls are tried again first, every run
-                pending = _from_state(state, ("pending",), "<pending>", view)
+                pending = _from_state(state, RETRIED_FIRST, "<pending>", view)
                 items = itertools.chain(pending, items)
             drive = asyncio.create_task(
                 _drive(settings, state, items, progress, view, options, result.run_id)
@@ -133,7 +143,7 @@ async def execute(
         lock.release()
 
 
-def _warn_other_sharding(out_dir: Path, shard: Shard | None) -> None:
+def warn_other_sharding(out_dir: Path, shard: Shard | None) -> None:
     """Shards of one N share a folder without overlap; a run split another way (or not at
     all) has its own state, so it does not know what those archived and downloads it again."""
     ways = shard[1] if shard else 1
@@ -217,7 +227,7 @@ async def _drive(
         allow_insecure_urls=settings.allow_insecure_urls,
         with_metadata=settings.with_metadata,
         with_transcript=settings.with_transcript,
-        part_tag=f".{shard_label(options.shard)}" if options.shard else "",
+        part_tag=shard_suffix(options.shard),
     )
     timeouts = (settings.connect_timeout, settings.read_timeout)
     async with (

@@ -120,6 +120,12 @@ def shard_label(shard: Shard | None) -> str:
     return f"shard-{shard[0]}-of-{shard[1]}" if shard else ""
 
 
+def shard_suffix(shard: Shard | None) -> str:
+    """`.shard-K-of-N`, inserted before the extension of a shard's own file names (manifest,
+    reports, `.part` files); '' for a whole run."""
+    return f".{shard_label(shard)}" if shard else ""
+
+
 def state_folder(out_dir: Path, shard: Shard | None) -> Path:
     """`.osvi-archiver/` for a whole run, `.osvi-archiver/shard-K-of-N/` for a shard: N shards
     sharing one folder never touch each other's state or lock."""
@@ -355,6 +361,16 @@ class State:
         marks = ",".join("?" * len(statuses))
         query = f"SELECT call_id FROM calls WHERE status IN ({marks}) ORDER BY call_id"
         return (row[0] for row in self._rows(query, statuses))
+
+
+@contextlib.contextmanager
+def existing_state(out_dir: Path, shard: Shard | None) -> Iterator[State | None]:
+    """The archive's state opened read-only, or None when there is none yet."""
+    if not (state_folder(out_dir, shard) / STATE_FILE).is_file():
+        yield None
+        return
+    with State(out_dir, readonly=True, shard=shard) as state:
+        yield state
 
 
 class ArchiveLock:

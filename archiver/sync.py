@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from archiver.api import OsviApi
 from archiver.errors import UsageError
@@ -33,6 +34,7 @@ from archiver.state import State
 
 log = logging.getLogger("archiver.sync")
 WATERMARK_KEY = "sync_watermark"
+RETRIED_FIRST = ("pending", "failed")  # what every sync takes from the state before listing
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ class SyncSource:
     def __init__(self, api: OsviApi, state: State, sync: SyncPlan, view: RunView) -> None:
         self._state = state
         self._plan = sync
-        self._retries = deque(state.ids_with_status(("pending", "failed")))
+        self._retries = deque(state.ids_with_status(RETRIED_FIRST))
         view.add_total(len(self._retries))
         self._windows: AsyncIterator[Window] = windows(
             api, sync.filters, sync.start, sync.end, on_total=view.add_total
@@ -101,14 +103,12 @@ class SyncSource:
             return self._buffer.popleft()
 
     def _take(self, window: Window) -> None:
-        calls = [c for c in without_repeats(self._previous, window) if _usable(c)]
+        calls = list(new_calls(self._previous, window))
         self._previous = window
         number = self._next_window
         self._next_window += 1
         self._open[number] = (window, len(calls))
-        for item in calls:
-            call_id = canonical_uuid(str(item["call_id"]))
-            assert call_id is not None  # _usable checked it
+        for call_id, item in calls:
             self._buffer.append(
                 Listed(call_id, layout_fields_of(item), started_at_of(item), number)
             )
@@ -138,24 +138,24 @@ async def listed_ids(api: OsviApi, sync: SyncPlan) -> AsyncIterator[str]:
     """The ids the listing gives for the plan's window, as SyncSource takes them (`--dry-run`)."""
     previous = None
     async for window in windows(api, sync.filters, sync.start, sync.end):
-        for item in without_repeats(previous, window):
-            if _usable(item):
-                call_id = canonical_uuid(str(item["call_id"]))
-                assert call_id is not None
-                yield call_id
+        for call_id, _ in new_calls(previous, window):
+            yield call_id
         previous = window
 
 
-def _usable(item: dict[str, object]) -> bool:
-    """A call_id that is not a UUID is never used in a URL or a path: logged and skipped."""
-    if canonical_uuid(str(item.get("call_id", ""))) is not None:
-        return True
-    log.warning(
-        "the listing gave a call_id that is not a UUID: %r; skipped",
-        item.get("call_id"),
-        extra={"event": "listing_bad_id"},
-    )
-    return False
+def new_calls(previous: Window | None, window: Window) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The window's calls not already in the previous one, with their canonical ids. A call_id
+    that is not a UUID is never used in a URL or a path: logged and skipped."""
+    for item in without_repeats(previous, window):
+        call_id = canonical_uuid(str(item.get("call_id", "")))
+        if call_id is None:
+            log.warning(
+                "the listing gave a call_id that is not a UUID: %r; skipped",
+                item.get("call_id"),
+                extra={"event": "listing_bad_id"},
+            )
+            continue
+        yield call_id, item
 
 
 def make_source(

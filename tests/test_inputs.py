@@ -21,6 +21,7 @@ from archiver.inputs import (
     InvalidRow,
     canonical_uuid,
     check_sources,
+    count_ids,
     parse_shard,
     read_ids,
     read_sources,
@@ -611,3 +612,33 @@ def test_shard_auto_takes_its_index_from_the_job_environment() -> None:
         resolve_shard("auto/8", {})
     with pytest.raises(UsageError):
         resolve_shard("auto/8", {"JOB_COMPLETION_INDEX": "8"})
+
+
+# count_ids: the progress total, counted without parsing
+
+_U = "3f2a9c1e-7b4d-4e8a-9c2f-1a2b3c4d5e6f"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (f"{_U}\n{_U}\n", 2),  # plain text
+        (f"{_U}\n{_U}", 2),  # no final newline
+        (f"call_id\n{_U}\n{_U}\n", 2),  # a header is not an id
+        (f"call_id,name\n{_U},a\n{_U},b", 2),
+        (f"\ufeff{_U}\n{_U}\n", 2),  # a BOM before the first id
+        (f"\ufeffcall_id\n{_U}\n", 1),
+        (f"\n\n{_U}\n", 1),  # leading blank lines
+        ("", 0),
+        ("call_id\n", 0),
+    ],
+)
+def test_count_ids_counts_the_rows_a_file_holds(tmp_path: Path, text: str, expected: int) -> None:
+    path = tmp_path / "ids.csv"
+    path.write_text(text, encoding="utf-8")
+    assert count_ids([str(path), str(path)]) == 2 * expected
+
+
+def test_count_ids_is_unknown_for_stdin_and_missing_files(tmp_path: Path) -> None:
+    assert count_ids(["-"]) is None
+    assert count_ids([str(tmp_path / "missing.csv")]) is None

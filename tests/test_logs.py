@@ -325,3 +325,15 @@ def test_json_mode_follows_the_last_setup() -> None:
     assert not json_mode()
     setup_logging("INFO", [], "json")
     assert json_mode()
+
+
+@pytest.mark.usefixtures("reset_logging")
+def test_verbose_is_about_this_tool_not_other_libraries(capsys: pytest.CaptureFixture[str]) -> None:
+    setup_logging("DEBUG", [], "text")
+    logging.getLogger("archiver.call").debug("our retry")
+    logging.getLogger("asyncio").debug("Using selector: EpollSelector")
+    logging.getLogger("aiohttp.client").warning("a library warning")
+    err = capsys.readouterr().err
+    assert "our retry" in err
+    assert "EpollSelector" not in err
+    assert "a library warning" in err

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from archiver.fake import FakeConfig, FakeOSVI
@@ -313,3 +314,77 @@ async def test_metrics_file_of_a_shard_labels_every_sample(
     mine = sum(1 for i in ids if shard_of(i, 2) == 0)
     assert value(families, "osvi_archiver_calls", status="archived") == mine
     assert value(families, "osvi_archiver_input_rows_skipped", reason="other_shard") == 8 - mine
+
+
+# Review follow-ups: JSON before the settings, JSON on a terminal, bad metrics paths, dry run.
+
+
+async def test_a_settings_error_with_json_logs_asked_is_a_json_fatal_event(
+    tmp_path: Path,
+) -> None:
+    env = {
+        "OSVI_LOG_FORMAT": "json",
+        "OSVI_CONCURRENCY": "abc",
+        "OSVI_API_TOKEN": "tok-ABC-12345678",
+    }
+    done = await osvi("run", "--out", str(tmp_path), "-", env=env, stdin=b"")
+    assert done.code == 2
+    lines = [json.loads(line) for line in done.stderr.splitlines() if line.strip()]
+    assert [line["event"] for line in lines] == ["fatal"]
+    assert lines[0]["exit_code"] == 2
+    assert "concurrency" in lines[0]["message"]
+
+
+async def test_json_logs_on_a_terminal_get_status_lines_not_the_display(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    fake, ids = await fake_with_ids(
+        make_fake, 4, size_min=64 * KiB, size_max=64 * KiB, bandwidth=128 * KiB
+    )
+    done = await osvi_on_terminal(
+        "run", "--out", str(tmp_path / "a"), "--log-format", "json", "--status-interval", "0.2",
+        str(id_file(tmp_path, ids)), env=env_for(fake),
+    )  # fmt: skip
+    assert done.code == 0, done.terminal
+    lines = [json.loads(line) for line in done.terminal.splitlines() if line.strip()]
+    events = [line["event"] for line in lines]
+    assert "progress" in events
+    assert events[-1] == "run_finished"
+
+
+@pytest.mark.parametrize("problem", ["a folder", "not writable"])
+async def test_a_metrics_file_that_cannot_be_written_is_refused_before_anything(
+    make_fake: FakeFactory, tmp_path: Path, problem: str
+) -> None:
+    fake = await make_fake(FakeConfig(calls=2, size_min=1024, size_max=2048))
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    if problem == "a folder":
+        target = folder
+    else:
+        if os.geteuid() == 0:
+            pytest.skip("root writes into any folder")
+        folder.chmod(0o500)
+        target = folder / "osvi.prom"
+    out = tmp_path / "archive"
+    done = await osvi(
+        "run", "--out", str(out), "--metrics-file", str(target), "-", env=env_for(fake),
+        stdin=picked_ids(fake)[0].encode(),
+    )  # fmt: skip
+    folder.chmod(0o700)
+    assert done.code == 2
+    assert problem.split()[-1] in done.stderr
+    assert not out.exists()
+
+
+async def test_sync_dry_run_without_a_token_prints_nothing_and_exits_2(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    fake = await make_fake(FakeConfig(calls=2, size_min=1024, size_max=2048))
+    done = await osvi(
+        "sync", "--dry-run", "--since", "7d", "--out", str(tmp_path),
+        env={"OSVI_BASE_URL": fake.base_url},
+    )  # fmt: skip
+    assert done.code == 2
+    assert done.stdout == ""
+    assert "token" in done.stderr

@@ -14,7 +14,7 @@ import pytest
 
 from archiver.fake import FakeConfig, FakeOSVI, Fault, FaultKind
 from archiver.listing import Filters, print_listing
-from archiver.progress import NoProgress
+from archiver.progress import NoProgress, RunView
 from archiver.run import RunOptions, RunResult, execute, open_api
 from archiver.state import State
 from archiver.sync import make_source, read_watermark
@@ -383,3 +383,37 @@ async def _listed(http: Any, base_url: str, start: datetime, end: datetime) -> s
         if page >= body["meta"]["total_pages"]:
             return ids
         page += 1
+
+
+class Watch:
+    """A display that only keeps the run's view, to look at it afterwards."""
+
+    view: RunView | None = None
+
+    def start(self, view: RunView) -> None:
+        self.view = view
+
+    def close(self) -> None:
+        pass
+
+
+async def test_sync_total_comes_from_the_listing_and_done_reaches_it(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    """The total is meta.total_count plus the calls retried first; a retried call that the
+    listing names again is done once and still counted, so progress ends at 100%."""
+    faults = {FaultKind.PENDING: Fault(rate=0.5)}
+    fake = await make_fake(fake_config(40, days=1, pending_requests=1, faults=faults))
+    since = datetime.now(UTC) - timedelta(days=2)
+    settings = settings_for(fake, tmp_path)
+    for run in (1, 2):  # the second retries the pending calls first, then lists them again
+        watch = Watch()
+        source = make_source(since, None, datetime.now(UTC), settings.sync_overlap, PICKED)
+        result = await execute(settings, source, watch, RunOptions(sleep=quick_sleep))
+        assert result.exit_code == 0
+        assert watch.view is not None
+        picked = len(picked_between(fake, since, datetime.now(UTC)))
+        retried = 0 if run == 1 else watch.view.retried_again
+        assert watch.view.total == picked + retried
+        assert watch.view.done == watch.view.total
+    assert retried > 0
