@@ -2,77 +2,130 @@
 
 The token is sent per request to the `base_url` origin only, never as a session header (which
 aiohttp would carry across a cross-origin redirect): redirects are followed here, by hand, and
-only within that origin. aiohttp's exceptions are mapped into archiver.errors in `_send`.
+only within that origin. aiohttp's exceptions are mapped into archiver.errors in `_send`, the
+one place a request is made. Every request is bounded: `api_timeout` for the whole of it,
+MAX_BODY for its body (read in pieces, never more), and an unreachable API ends the run
+(reachability.py) instead of failing each call in turn. Any text the server sends is masked
+and escaped before it is shown (redaction.py).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
+from yarl import URL
 
+from archiver import redaction
 from archiver.errors import (
+    ApiBadResponse,
     ApiRejected,
     AuthError,
     ConnectionFault,
     NotAvailable,
     ServerError,
     Throttled,
+    UrlExpired,
 )
-from archiver.http import client_session
+from archiver.http import Proxies, client_session, no_answer_reason, proxy_refused
+from archiver.inputs import canonical_uuid
 from archiver.limits import Clock, RateLimiter, ThrottleGate
+from archiver.reachability import Reachability
 from archiver.retrying import parse_retry_after
 
 _MAX_REDIRECTS = 3
-_PERMANENT_CLIENT_ERRORS = (
-    aiohttp.ClientSSLError,
-    aiohttp.ServerFingerprintMismatch,
-    aiohttp.InvalidURL,
-    aiohttp.TooManyRedirects,
-)
+_REDIRECTS = (301, 302, 303, 307, 308)
+MAX_BODY = 8 << 20  # an answer is KiBs (a page of 100 calls ~60 KiB): past this, refused
+_READ = 64 << 10
+_SHOWN = 300  # characters of a server's error text shown in a message
+MAX_LIFETIME = 7 * 86400.0  # the longest an S3 presigned URL can live
+# A URL whose lifetime the API did not say is used at once: for its first request (and its
+# redirects) within this many seconds of its arrival, and never again (every try asks anew).
+UNKNOWN_LIFETIME_USE = 60.0
+DEFAULT_TIMEOUT = 60.0
+_TLS_ERRORS = (aiohttp.ClientSSLError, aiohttp.ServerFingerprintMismatch)
 
 
 @dataclass(frozen=True, slots=True)
 class RecordingUrl:
     call_id: str
     url: str
-    expires_in: float
+    expires_in: float | None  # seconds; None when the API did not say (lifetime_of)
     received_at: float  # clock() when the API answered
 
     def usable_until(self) -> float:
         """§5.1: never used once older than its lifetime minus min(60 s, lifetime / 4)."""
+        if self.expires_in is None:
+            return self.received_at + UNKNOWN_LIFETIME_USE
         return self.received_at + self.expires_in - min(60.0, self.expires_in / 4)
+
+
+def lifetime_of(value: object, url: str) -> float | None:
+    """`expires_in_seconds` as seconds, None when unknown. Missing or null: the URL's own
+    `X-Amz-Expires` if it has one, else unknown; NaN, a bool or text that is not a number:
+    unknown; 0 or less: already expired (UrlExpired: a fresh URL is asked); above 7 days (S3's
+    longest), 7 days."""
+    if value is None:
+        value = _amz_expires(url)
+        if value is None:
+            return None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        seconds = float(value)
+    except (ValueError, OverflowError):
+        return None
+    if math.isnan(seconds):
+        return None
+    if seconds <= 0:
+        raise UrlExpired(f"the API gave a URL that had already expired (expires_in {value!r})")
+    return min(seconds, MAX_LIFETIME)
+
+
+def _amz_expires(url: str) -> str | None:
+    for pair in urlsplit(url).query.split("&"):
+        name, _, value = pair.partition("=")
+        if name.lower() == "x-amz-expires" and value.isascii() and value.isdigit():
+            return value
+    return None
 
 
 @dataclass(frozen=True, slots=True)
 class ListPage:
-    items: list[dict[str, Any]]
+    items: list[dict[str, Any]]  # each with a canonical (lower-case UUID) call_id
     total_count: int
+    unusable: list[str] = field(
+        default_factory=list
+    )  # the call_id values that are not UUIDs (or items not objects), shown
 
 
 def error_text(body: bytes) -> str:
-    """The message of either documented error shape, else the raw body, cut short."""
+    """The message of either documented error shape, else the raw body (not yet masked or
+    cut: `OsviApi._text` does both, in that order)."""
     try:
         parsed = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         parsed = None
     if isinstance(parsed, dict):
         if isinstance(parsed.get("errors"), list):
-            return "; ".join(str(e) for e in parsed["errors"])[:300]
+            return "; ".join(str(e) for e in parsed["errors"])
         if parsed.get("error") is not None:
             details = parsed.get("details")
-            suffix = f" ({json.dumps(details)[:200]})" if details else ""
+            suffix = f" ({json.dumps(details, default=str)})" if details else ""
             return f"{parsed['error']}{suffix}"
-    return body[:300].decode("utf-8", "replace").strip() or "(empty body)"
+    return body.decode("utf-8", "replace").strip() or "(empty body)"
 
 
-def api_session(connect_timeout: float, read_timeout: float, limit: int) -> aiohttp.ClientSession:
+def api_session(
+    connect_timeout: float, read_timeout: float, limit: int, **options: Any
+) -> aiohttp.ClientSession:
     """The session for the API (the token is added per request, never to the session)."""
-    return client_session(connect_timeout, read_timeout, limit)
+    return client_session(connect_timeout, read_timeout, limit, **options)
 
 
 class OsviApi:
@@ -85,14 +138,21 @@ class OsviApi:
         limiter: RateLimiter,
         gate: ThrottleGate,
         clock: Clock,
+        reach: Reachability | None = None,
+        proxies: Proxies | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         self._session = session
         self._base = base_url.rstrip("/")
         self._origin = urlsplit(self._base)[:2]
         self._token = token
+        redaction.add_secret(token)  # whatever echoes it, it is never shown
         self._limiter = limiter
         self._gate = gate
         self._clock = clock
+        self._reach = reach  # None: every failure is the request's own (unit tests)
+        self._proxies = proxies or Proxies()
+        self._timeout = timeout
 
     def __repr__(self) -> str:
         return f"OsviApi(base_url={self._base!r}, token=***)"
@@ -103,29 +163,31 @@ class OsviApi:
         if status == 404:
             raise NotAvailable(f"no recording: {self._text(body)}")
         data = self._data(body)
-        try:
-            url = str(data["recording_url"])
-            expires_in = float(data.get("expires_in_seconds") or 900)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ApiRejected(f"unexpected recording response: {exc!r}") from exc
+        url = data.get("recording_url") if isinstance(data, dict) else None
+        if not isinstance(url, str) or not url:
+            raise ApiBadResponse(f"the recording response has no recording_url: {self._text(body)}")
+        expires_in = lifetime_of(data.get("expires_in_seconds"), url)
         return RecordingUrl(call_id, url, expires_in, self._clock())
 
     async def list_page(self, params: Mapping[str, str]) -> ListPage:
-        """One page of `GET /v1/calls`; every field but call_id may be missing or null."""
+        """One page of `GET /v1/calls`; every field but call_id may be missing or null, and
+        an item whose call_id is not a UUID is set aside (`unusable`), never used."""
         status, body = await self._get("/v1/calls", params)
         if status == 404:
             raise ApiRejected(f"the listing was refused: {self._text(body)}")
-        data = self._data(body)
-        parsed = json.loads(body)  # _data above proved it is a JSON envelope
-        meta = parsed.get("meta") if isinstance(parsed, dict) else None
+        envelope = self._envelope(body)
+        data, meta = envelope.get("data"), envelope.get("meta")
         if not isinstance(data, list) or not isinstance(meta, dict):
-            raise ApiRejected("unexpected listing response: no data list or meta")
-        items = [item for item in data if isinstance(item, dict) and item.get("call_id")]
-        try:
-            total = int(meta.get("total_count", len(items)))
-        except (TypeError, ValueError):
-            total = len(items)
-        return ListPage(items, total)
+            raise ApiBadResponse("unexpected listing response: no data list or meta")
+        items, unusable = [], []
+        for item in data:
+            raw = item.get("call_id") if isinstance(item, dict) else item
+            call_id = canonical_uuid(raw) if isinstance(raw, str) else None
+            if call_id is None or not isinstance(item, dict):
+                unusable.append(redaction.shorten(repr(raw), 80))
+            else:
+                items.append({**item, "call_id": call_id})
+        return ListPage(items, _count(meta.get("total_count"), len(data)), unusable)
 
     async def transcript(self, call_id: str) -> dict[str, Any] | None:
         """`GET /v1/call/{id}/transcript` (turns kept as the objects they are); None on 404."""
@@ -134,7 +196,7 @@ class OsviApi:
             return None
         data = self._data(body)
         if not isinstance(data, dict):
-            raise ApiRejected("unexpected transcript response: data is not an object")
+            raise ApiBadResponse("unexpected transcript response: data is not an object")
         return data
 
     async def call(self, call_id: str) -> dict[str, Any] | None:
@@ -144,7 +206,7 @@ class OsviApi:
             return None
         data = self._data(body)
         if not isinstance(data, dict):
-            raise ApiRejected("unexpected call response: data is not an object")
+            raise ApiBadResponse("unexpected call response: data is not an object")
         return data
 
     async def _get(self, path: str, params: Mapping[str, str] | None = None) -> tuple[int, bytes]:
@@ -157,8 +219,8 @@ class OsviApi:
             if status in (200, 404):
                 self._limiter.speed_up()
                 return status, body
-            if status in (301, 302, 303, 307, 308) and "Location" in headers:
-                url = self._same_origin(urljoin(url, headers["Location"]))
+            if status in _REDIRECTS and "Location" in headers:
+                url = self._same_origin(url, headers["Location"])
                 continue
             self._raise_for(status, headers, body)
         raise ApiRejected(f"too many redirects from the API for {path}")
@@ -166,38 +228,82 @@ class OsviApi:
     async def _send(
         self, url: str, params: Mapping[str, str] | None
     ) -> tuple[int, Mapping[str, str], bytes]:
+        began = self._reach.now() if self._reach else 0.0
+        answered = False
         try:
             async with self._session.get(
-                url, params=params, headers={"API-Token": self._token}, allow_redirects=False
+                url,
+                params=params,
+                headers={"API-Token": self._token},
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=self._timeout),
+                **self._proxies.for_url(URL(url)),
             ) as response:
-                return response.status, response.headers, await response.read()
-        except _PERMANENT_CLIENT_ERRORS as exc:
-            raise ApiRejected(f"cannot use the API at {self._base}: {type(exc).__name__}") from exc
+                answered = True
+                if self._reach:
+                    self._reach.answered()
+                if response.status == 407:
+                    raise proxy_refused(response.headers.get("Proxy-Authenticate"))
+                return response.status, response.headers, await _read_capped(response)
+        except aiohttp.ClientHttpProxyError as exc:  # 407 (or another refusal) to CONNECT
+            if exc.status == 407:
+                raise proxy_refused(None) from exc
+            raise ConnectionFault(f"the proxy refused the connection: {exc}") from exc
+        except _TLS_ERRORS as exc:
+            if self._reach:
+                self._reach.certificate_refused(str(exc))
+            raise ApiRejected(f"TLS with the API failed: {exc}") from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ConnectionFault(f"API request failed: {type(exc).__name__}: {exc}") from exc
+            raise await self._no_answer(exc, began, answered) from exc
 
-    def _data(self, body: bytes) -> Any:
+    async def _no_answer(
+        self, exc: BaseException, began: float, answered: bool
+    ) -> ConnectionFault | ApiRejected:
+        if isinstance(exc, aiohttp.InvalidURL):  # a redirect's Location, say
+            return ApiRejected(f"the API gave an unusable URL: {exc}")
+        reason = no_answer_reason(exc, f"api_timeout ({self._timeout:g} s)")
+        if answered:  # cut off while the body came: the API is up, this answer failed
+            return ConnectionFault(f"the API's answer broke off: {reason}")
+        if self._reach is None:
+            return ConnectionFault(f"no answer from the API: {reason}")
+        outage = await self._reach.no_answer(
+            began, reason, unresolved=isinstance(exc, aiohttp.ClientConnectorDNSError)
+        )
+        return ConnectionFault(f"no answer from the API: {reason}", outage=outage)
+
+    def _envelope(self, body: bytes) -> dict[str, Any]:
         try:
             parsed = json.loads(body)
-        except ValueError as exc:
-            raise ApiRejected(f"the API sent a body that is not JSON: {self._text(body)}") from exc
-        envelope_ok = isinstance(parsed, dict) and parsed.get("success") is True
-        if not envelope_ok or "data" not in parsed:
-            raise ApiRejected(f"unexpected API envelope: {self._text(body)}")
-        return parsed["data"]
+        except (ValueError, RecursionError) as exc:
+            raise ApiBadResponse(
+                f"the API sent a body that is not JSON: {self._text(body)}"
+            ) from exc
+        if not isinstance(parsed, dict) or parsed.get("success") is not True:
+            raise ApiBadResponse(f"unexpected API envelope: {self._text(body)}")
+        if "data" not in parsed:
+            raise ApiBadResponse(f"unexpected API envelope (no data): {self._text(body)}")
+        return parsed
+
+    def _data(self, body: bytes) -> Any:
+        return self._envelope(body)["data"]
 
     def _text(self, body: bytes) -> str:
-        """The error text of a body, with the token masked should the server echo it."""
-        text = error_text(body)
-        return text.replace(self._token, "***") if self._token else text
+        """The error text of a body, shown: the token masked (should the server echo it) and
+        control characters escaped before it is cut to _SHOWN characters."""
+        return redaction.shorten(error_text(body[: 64 << 10]), _SHOWN)
 
-    def _same_origin(self, url: str) -> str:
-        if urlsplit(url)[:2] != self._origin:
+    def _same_origin(self, url: str, location: str) -> str:
+        try:
+            target = urljoin(url, location)
+            origin = urlsplit(target)[:2]
+        except ValueError as exc:
+            raise ApiRejected(f"the API redirected to an unusable URL: {exc}") from exc
+        if origin != self._origin:
             raise ApiRejected(
-                f"the API redirected to another origin ({urlsplit(url).netloc}); "
+                f"the API redirected to another origin ({redaction.shorten(origin[1], 80)}); "
                 "not following it with the token"
             )
-        return url
+        return target
 
     def _raise_for(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
         message = f"API answered {status}: {self._text(body)}"
@@ -214,3 +320,29 @@ class OsviApi:
         if status >= 500:
             raise ServerError(message)
         raise ApiRejected(message)
+
+
+async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
+    """The body, refused (unread) past MAX_BODY: a hostile or broken server cannot make us
+    hold hundreds of MB (a gzip bomb included: the cap counts decoded bytes)."""
+    announced = response.content_length
+    if announced is not None and announced > MAX_BODY:
+        raise ApiBadResponse(
+            f"the API announced a {announced:,}-byte answer (at most {MAX_BODY:,})"
+        )
+    chunks, size = [], 0
+    async for chunk in response.content.iter_chunked(_READ):
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise ApiBadResponse(f"the API sent an answer of more than {MAX_BODY:,} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _count(value: object, fallback: int) -> int:
+    """meta.total_count as a count: anything else (null, text, NaN, negative) is `fallback`."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return fallback
+    if not math.isfinite(value) or value < 0:
+        return fallback
+    return min(int(value), 10**12)

@@ -1,8 +1,11 @@
 """Archiving one call (§5): fresh URL, download, verify, commit; retried as one unit.
 
 Every attempt asks the API for a new URL and uses it at once, so a retry never meets an
-expired URL; what the attempts end in is a `CallRecord`, never an exception, except for
-run-level failures (401, local disk errors) that must stop the whole run.
+expired URL. What the attempts end in is a `CallRecord`, never an exception: this is the
+error boundary of one call. A `CallError` becomes the call's outcome with its kind; any other
+exception (a bug, a library error nobody mapped) becomes `internal_error`, its traceback
+logged at -v. Only run-level errors (`RunError`: a 401, a full disk, an unreachable API) and
+cancellation pass through, to stop the whole run.
 """
 
 from __future__ import annotations
@@ -17,30 +20,25 @@ from typing import Any
 
 from tenacity import RetryCallState
 
+from archiver import layout as layouts
 from archiver.api import OsviApi
 from archiver.download import Downloaded, Downloader, Transfer
 from archiver.errors import (
     ApiRejected,
     CallError,
+    InternalCallError,
     NotAudio,
     NotAudioOnce,
     NotAvailable,
+    RunError,
     Throttled,
-    UrlRefused,
+    as_call_error,
 )
 from archiver.listing import layout_fields_of, started_at_of
 from archiver.progress import Receiving
 from archiver.retrying import call_retrying
-from archiver.settings import LISTING_FIELDS
 from archiver.state import CallRecord, utc_now
-from archiver.storage import (
-    ensure_folder,
-    layout_fields,
-    part_path,
-    render_layout,
-    write_atomic_json,
-)
-from archiver.urls import check_recording_url
+from archiver.storage import ensure_folder, part_path, write_atomic_json
 
 log = logging.getLogger("archiver.call")
 # Statuses of calls nobody answered: they never get a recording (osvi-api/README.md).
@@ -56,7 +54,6 @@ class CallPolicy:
     file_mode: int
     max_attempts: int
     pending_window: float
-    allow_insecure_urls: bool
     with_metadata: bool = False
     with_transcript: bool = False
     part_tag: str = ""  # storage.part_path: `.shard-K-of-N` for a shard's run
@@ -92,23 +89,42 @@ class CallArchiver:
         fields: Mapping[str, str] | None = None,
         started_at: float | None = None,
     ) -> CallRecord:
-        """Archive `call_id`. A listing tells its layout `fields` and when it started."""
+        """Archive `call_id`. A listing tells its layout `fields` and when it started.
+
+        Whatever fails in here is this call's outcome; only a `RunError` (and cancellation)
+        is raised."""
+        attempts = Attempts(call_id, on_throttled=self._on_throttled)
+        try:
+            return await self._archive(call_id, fields, started_at, attempts)
+        except RunError:
+            raise
+        except Exception as exc:  # the boundary: nothing of one call escapes but RunError
+            return self._failed(call_id, attempts.count, as_call_error(exc))
+
+    async def _archive(
+        self,
+        call_id: str,
+        fields: Mapping[str, str] | None,
+        started_at: float | None,
+        attempts: Attempts,
+    ) -> CallRecord:
         detail: dict[str, Any] | None = None
-        if fields is None and self._policy.with_metadata and _uses_listing_fields(self._policy):
-            try:  # the layout's date comes from the call's metadata, fetched first
-                detail = await self._fetch(call_id, self._api.call, "call")
-            except CallError as exc:
-                return self._record(call_id, "failed", 1, error=exc)
+        if fields is None and layouts.needs_listing_fields(self._policy.layout):
+            # The layout's date or agent comes from the call's metadata, fetched first.
+            detail = await self._fetch(call_id, self._api.call, "call")
             fields, started_at = layout_fields_of(detail), started_at_of(detail)
-        record = await self._recording(call_id, fields, started_at)
+        record = await self._recording(call_id, fields, started_at, attempts)
         if record.status != "archived" or record.path is None:
             return record
         return await self._sidecars(record, detail)
 
     async def _recording(
-        self, call_id: str, fields: Mapping[str, str] | None, started_at: float | None
+        self,
+        call_id: str,
+        fields: Mapping[str, str] | None,
+        started_at: float | None,
+        attempts: Attempts,
     ) -> CallRecord:
-        attempts = Attempts(call_id, on_throttled=self._on_throttled)
         transfer = self._downloader.transfer(lambda ext: self._destination(call_id, ext, fields))
         self._downloads[call_id] = transfer
         try:
@@ -119,34 +135,40 @@ class CallArchiver:
             done = await transfer.commit()
         except NotAvailable as exc:
             return await self._not_available(call_id, attempts.count, exc, started_at)
-        except CallError as exc:
-            log.error(
-                "call %s failed after %d attempts: %s",
-                call_id,
-                attempts.count,
-                exc,
-                extra={
-                    "event": "call_failed",
-                    "call_id": call_id,
-                    "attempt": attempts.count,
-                    "status": "failed",
-                    "error_kind": exc.kind,
-                },
-            )
-            return self._record(call_id, "failed", attempts.count, error=exc)
         finally:
             self._downloads.pop(call_id, None)
             await transfer.discard()
         return self._archived(call_id, attempts.count, done)
 
+    def _failed(self, call_id: str, attempts: int, error: CallError) -> CallRecord:
+        """The call's final failure: logged (an internal error's traceback at -v), recorded."""
+        log.error(
+            "call %s failed after %d attempts: %s",
+            call_id,
+            attempts,
+            error,
+            extra={
+                "event": "call_failed",
+                "call_id": call_id,
+                "attempt": attempts,
+                "status": "failed",
+                "error_kind": error.kind,
+            },
+        )
+        if isinstance(error, InternalCallError):
+            log.debug(
+                "call %s: traceback of its internal error",
+                call_id,
+                exc_info=error.__cause__ or error,
+                extra={"event": "internal_error", "call_id": call_id},
+            )
+        return self._record(call_id, "failed", attempts, error=error)
+
     async def _attempt(self, call_id: str, transfer: Transfer, attempts: Attempts) -> None:
         attempts.count += 1
         recording = await self._api.recording_url(call_id)
-        check_recording_url(recording.url, self._policy.allow_insecure_urls)
-        if self._clock() > recording.usable_until():
-            raise UrlRefused("the API was too slow: the URL was too old to use when it arrived")
         try:
-            await transfer.fetch(recording.url)
+            await transfer.fetch(recording.url, recording.usable_until())
         except NotAudioOnce as exc:
             if attempts.not_audio:
                 raise NotAudio(str(exc)) from exc
@@ -162,7 +184,7 @@ class CallArchiver:
         self, call_id: str, ext: str, fields: Mapping[str, str] | None
     ) -> tuple[Path, Path]:
         """The final path and its `.part`, the latter registered before it exists."""
-        relative = render_layout(
+        relative = layouts.render(
             self._policy.layout, {**(fields or {}), "call_id": call_id, "ext": ext}
         )
         path = self._policy.out_dir / relative
@@ -224,19 +246,16 @@ class CallArchiver:
             ("transcript_path", self._policy.with_transcript, ".transcript.json",
              self._api.transcript, "transcript"),
         )  # fmt: skip
-        try:
-            for key, enabled, suffix, get, what in wanted:
-                if not enabled:
-                    continue
-                data = detail if key == "metadata_path" and detail else None
-                data = data or await self._fetch(record.call_id, get, what)
-                relative = f"{stem}{suffix}"
-                await asyncio.to_thread(
-                    write_atomic_json, self._policy.out_dir / relative, data, self._policy.file_mode
-                )
-                saved[key] = relative
-        except CallError as exc:
-            return self._record(record.call_id, "failed", record.attempts, error=exc)
+        for key, enabled, suffix, get, what in wanted:
+            if not enabled:
+                continue
+            data = detail if key == "metadata_path" and detail else None
+            data = data or await self._fetch(record.call_id, get, what)
+            relative = f"{stem}{suffix}"
+            await asyncio.to_thread(
+                write_atomic_json, self._policy.out_dir / relative, data, self._policy.file_mode
+            )
+            saved[key] = relative
         return dataclasses.replace(
             record,
             metadata_path=saved.get("metadata_path"),
@@ -298,7 +317,3 @@ class Attempts:
                 "wait_seconds": round(wait, 3),
             },
         )
-
-
-def _uses_listing_fields(policy: CallPolicy) -> bool:
-    return bool(layout_fields(policy.layout) & LISTING_FIELDS)

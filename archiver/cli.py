@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -19,7 +20,8 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from archiver.errors import ArchiverError, UsageError
+from archiver import layout as layouts
+from archiver.errors import InternalError, RunError, UsageError
 from archiver.fake import options as fake_options
 from archiver.inputs import (
     InputItem,
@@ -33,11 +35,11 @@ from archiver.listing import CALL_STATUSES, Filters
 from archiver.logs import forget_format, json_mode, setup_logging
 from archiver.options import NOT_SETTINGS, build_parser
 from archiver.progress import LiveDisplay, NoProgress, Progress, StatusLines
+from archiver.redaction import scrub
 from archiver.settings import (
     Settings,
     choose_config_file,
     config_file_warnings,
-    layout_needs_listing_fields,
     load_settings,
     require_token,
 )
@@ -122,7 +124,7 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError("--retry-failed takes its calls from the archive: give no INPUT")
     settings = _settings(args)
     _check_metrics_file(settings)
-    if layout_needs_listing_fields(settings.layout) and not settings.with_metadata:
+    if layouts.needs_listing_fields(settings.layout) and not settings.with_metadata:
         raise UsageError(
             f"layout {settings.layout!r} needs the call's date or agent: `run` knows them only "
             "with --with-metadata (or use `sync`, whose listing provides them)"
@@ -262,11 +264,7 @@ def _list(args: argparse.Namespace) -> int:
         async with open_api(settings) as api:
             return await print_listing(api, filters, since, until, now, args.format, sys.stdout)
 
-    try:
-        count = asyncio.run(listing())
-    except BrokenPipeError:  # `list | head`: the reader has all it wanted
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+    count = asyncio.run(listing())
     log.info("listed %d calls", count)
     return 0
 
@@ -325,12 +323,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     forget_format()
     try:
         return _dispatch(args)
-    except ArchiverError as exc:
-        if json_mode() or _wants_json(args):
-            if not json_mode():  # the settings failed before logging was set up
-                secrets = [os.environ.get("OSVI_API_TOKEN", "")]
-                setup_logging("ERROR", secrets, "json")
-            log.error("%s", exc, extra={"event": "fatal", "exit_code": exc.exit_code})
-        else:
-            print(f"osvi-archiver: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    except RunError as exc:
+        return _fatal(args, exc)
+    except BrokenPipeError:  # `... | head`: the reader has all it wanted
+        _quiet_stdout()
+        return 0
+    except Exception as exc:  # a bug outside any run: one clear line, exit 70, not a traceback
+        log.debug("traceback of the internal error", exc_info=exc)
+        return _fatal(args, InternalError.of(exc))
+
+
+def _fatal(args: argparse.Namespace, exc: RunError) -> int:
+    """The error that ended the command, on stderr: a `fatal` JSON event with JSON logs."""
+    if json_mode() or _wants_json(args):
+        if not json_mode():  # the settings failed before logging was set up
+            setup_logging("ERROR", [os.environ.get("OSVI_API_TOKEN", "")], "json")
+        log.error("%s", exc, extra={"event": "fatal", "exit_code": exc.exit_code})
+    else:
+        print(f"osvi-archiver: error: {scrub(str(exc), keep_newlines=True)}", file=sys.stderr)
+    return exc.exit_code
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit meets no broken pipe again."""
+    with contextlib.suppress(OSError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

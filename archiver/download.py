@@ -2,38 +2,49 @@
 
 A `Transfer` keeps, between the attempts of one call, the `.part` file and the running sha256
 and MD5 of exactly the bytes in it, so a retry on a fresh URL can resume with `Range` and the
-hashes stay those of the whole body. aiohttp's exceptions are mapped in `_map_errors`.
+hashes stay those of the whole body. Redirects are followed here, by hand, each hop checked
+against the same URL rules as the first URL (urls.py). Every attempt is bounded: the answer
+must start within `answer_timeout`, the body must keep up `min_speed` over each
+`min_speed_time` (curl's --speed-limit/--speed-time) and stay under `max_size`. aiohttp's
+exceptions are mapped in `_get`, the one place a request is made.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import hashlib
+import math
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from archiver import audio
 from archiver.errors import (
-    ApiRejected,
     BodyIncomplete,
     ChecksumMismatch,
     ConnectionFault,
     NotAudioOnce,
-    ServerError,
+    RecordingRefused,
+    RecordingServerError,
     Throttled,
+    TooLarge,
+    TooSlow,
+    UnsafeUrl,
+    UrlExpired,
     UrlRefused,
 )
-from archiver.http import client_session
+from archiver.http import Proxies, client_session, no_answer_reason, proxy_refused
+from archiver.reachability import Hosts, Reachability
 from archiver.retrying import parse_retry_after
 from archiver.storage import PartFile, remove_quietly
-from archiver.urls import without_query
+from archiver.urls import UrlRules, check_recording_url, without_query
 
 WRITE_SIZE = 1 << 20  # aggregate network chunks to this before each disk write
 _READ_SIZE = 1 << 20
@@ -42,10 +53,14 @@ _READ_SIZE = 1 << 20
 _MD5_POOL = concurrent.futures.ThreadPoolExecutor(4, "osvi-md5")
 _PLAIN_MD5_ETAG = re.compile(r'^"?([0-9a-fA-F]{32})"?$')
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+MAX_REDIRECTS = 3  # S3 redirects once at most (a region); a chain longer than this is refused
+_REDIRECTS = (301, 302, 303, 307, 308)
+_TLS_ERRORS = (aiohttp.ClientSSLError, aiohttp.ServerFingerprintMismatch)
+DEFAULT_MAX_SIZE = 4 << 30  # a 10-hour call in WAV is ~1.2 GiB
 
 
 def download_session(
-    connect_timeout: float, read_timeout: float, limit: int
+    connect_timeout: float, read_timeout: float, limit: int, **options: Any
 ) -> aiohttp.ClientSession:
     """For presigned URLs: no credentials, bytes exactly as stored (no decompression)."""
     return client_session(
@@ -56,7 +71,20 @@ def download_session(
         # aiohttp pauses the socket whenever this much is unread (64 KiB by default): large
         # reads keep a fast stream flowing instead of stopping every 64 KiB.
         read_bufsize=4 << 20,
+        **options,
     )
+
+
+@dataclass(frozen=True)
+class DownloadPolicy:
+    """What every download of a run must respect."""
+
+    file_mode: int = 0o600
+    rules: UrlRules = field(default_factory=UrlRules)
+    max_size: int = DEFAULT_MAX_SIZE  # bytes; past this the call is `too_large`
+    min_speed: float = 1024.0  # bytes/s over each min_speed_time, else `too_slow`; 0: none
+    min_speed_time: float = 60.0
+    answer_timeout: float = 70.0  # seconds until the headers have come (connect + read)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,14 +99,24 @@ class Downloader:
     """Makes a `Transfer` per call, all sharing one credential-free session."""
 
     def __init__(
-        self, session: aiohttp.ClientSession, file_mode: int, clock: Callable[[], float]
+        self,
+        session: aiohttp.ClientSession,
+        policy: DownloadPolicy,
+        clock: Callable[[], float],
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        hosts: Hosts | None = None,
+        proxies: Proxies | None = None,
     ) -> None:
         self._session = session
-        self._file_mode = file_mode
+        self._policy = policy
         self._clock = clock
+        self._monotonic = monotonic
+        self._hosts = hosts or Hosts(monotonic, asyncio.sleep, max_outage=300.0)
+        self._proxies = proxies or Proxies()
 
     def transfer(self, destination: Callable[[str], Awaitable[tuple[Path, Path]]]) -> Transfer:
-        return Transfer(self._session, destination, self._file_mode, self._clock)
+        return Transfer(self, destination)
 
 
 class Transfer:
@@ -87,15 +125,12 @@ class Transfer:
 
     def __init__(
         self,
-        session: aiohttp.ClientSession,
+        downloader: Downloader,
         destination: Callable[[str], Awaitable[tuple[Path, Path]]],
-        file_mode: int,
-        clock: Callable[[], float],
     ) -> None:
-        self._session = session
+        self._of = downloader
+        self._policy = downloader._policy
         self._destination = destination
-        self._file_mode = file_mode
-        self._clock = clock
         self._part: PartFile | None = None
         self.final: Path | None = None
         self._reset_hashes()
@@ -103,6 +138,7 @@ class Transfer:
         self.etag: str | None = None
         self.content_type = ""
         self._held = 0  # bytes received and not yet handed to a write
+        self._answered = False  # whether the request in progress got its headers
 
     def _reset_hashes(self) -> None:
         self._sha256 = hashlib.sha256()
@@ -119,14 +155,69 @@ class Transfer:
         """Bytes in the `.part` plus those held for its next write: what a display shows."""
         return self.received + self._held
 
-    async def fetch(self, url: str) -> None:
-        """One attempt: resume when bytes are held and the host honours Range, else restart."""
-        headers = {"Range": f"bytes={self.received}-"} if self.received else {}
-        async with _map_errors(url), self._session.get(url, headers=headers) as response:
-            await self._accept(response, url)
-            await self._receive(response, url)
+    async def fetch(self, url: str, usable_until: float = math.inf) -> None:
+        """One attempt: resume when bytes are held and the host honours Range, else restart.
+        Redirects are followed, each hop passing the URL rules; none once the URL is too old
+        to use (`usable_until`, on the wall clock)."""
+        target = check_recording_url(url, self._policy.rules)
+        for _ in range(MAX_REDIRECTS + 1):
+            if self._of._clock() > usable_until:
+                raise UrlExpired(f"the URL for {without_query(url)} was too old to use")
+            location = await self._get(target)
+            if location is None:
+                return
+            target = _next_hop(target, location, self._policy.rules)
+        raise RecordingRefused(f"more than {MAX_REDIRECTS} redirects from {without_query(url)}")
 
-    async def _accept(self, response: aiohttp.ClientResponse, url: str) -> None:
+    async def _get(self, target: URL) -> str | None:
+        """One request: its body received into the `.part`, or the Location it redirects to.
+        Every failure is mapped here; one before any answer goes to the host's Reachability."""
+        host = self._of._hosts.of(target)
+        shown = without_query(str(target))
+        began, self._answered = host.now(), False
+        try:
+            return await self._request(target, host)
+        except aiohttp.ClientHttpProxyError as exc:
+            if exc.status == 407:
+                raise proxy_refused(None) from exc
+            raise ConnectionFault(f"the proxy refused to reach {shown}: {exc}") from exc
+        except _TLS_ERRORS as exc:
+            host.certificate_refused(str(exc))
+            raise RecordingRefused(f"TLS with {shown} failed: {exc}") from exc
+        except aiohttp.ClientPayloadError as exc:
+            raise BodyIncomplete(f"body cut short from {shown}: {exc}") from exc
+        except aiohttp.InvalidURL as exc:
+            raise UnsafeUrl(f"cannot fetch {shown}: {exc}") from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            deadline = f"answer_timeout ({self._policy.answer_timeout:g} s)"
+            reason = no_answer_reason(exc, deadline)
+            if self._answered:  # the host is up: this body stalled or broke off
+                raise ConnectionFault(f"download from {shown} broke off: {reason}") from exc
+            unresolved = isinstance(exc, aiohttp.ClientConnectorDNSError)
+            outage = await host.no_answer(began, reason, unresolved=unresolved)
+            raise ConnectionFault(f"no answer from {shown}: {reason}", outage=outage) from exc
+
+    async def _request(self, target: URL, host: Reachability) -> str | None:
+        headers = {"Accept-Encoding": "identity"}  # the bytes as stored, never re-encoded
+        if self.received:
+            headers["Range"] = f"bytes={self.received}-"
+        async with asyncio.timeout(self._policy.answer_timeout):  # headers trickled included
+            response = await self._of._session.get(
+                target, headers=headers, allow_redirects=False, **self._of._proxies.for_url(target)
+            )
+        async with response:
+            if response.status == 407:  # from a proxy, for a plain-http URL
+                raise proxy_refused(response.headers.get("Proxy-Authenticate"))
+            self._answered = True
+            host.answered()
+            if response.status in _REDIRECTS and "Location" in response.headers:
+                return response.headers["Location"]
+            shown = without_query(str(target))
+            await self._accept(response, shown)
+            await self._receive(response, target)
+            return None
+
+    async def _accept(self, response: aiohttp.ClientResponse, shown: str) -> None:
         status = response.status
         if status == 206 and self.received:
             await self._check_resume(response)
@@ -138,7 +229,12 @@ class Transfer:
                 self._md5 = hashlib.md5(usedforsecurity=False)
             self.content_type = audio.media_type(response.headers.get("Content-Type"))
         else:
-            await self._refuse(response, url)
+            await self._refuse(response, shown)
+        if self.total is not None and self.total > self._policy.max_size:
+            raise TooLarge(
+                f"{shown} holds {self.total:,} bytes, over max_recording_size "
+                f"({self._policy.max_size:,})"
+            )
 
     async def _check_resume(self, response: aiohttp.ClientResponse) -> None:
         match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
@@ -149,22 +245,22 @@ class Transfer:
         if match.group(3) != "*":
             self.total = int(match.group(3))
 
-    async def _refuse(self, response: aiohttp.ClientResponse, url: str) -> None:
+    async def _refuse(self, response: aiohttp.ClientResponse, shown: str) -> None:
         status = response.status
-        shown = f"recording host answered {status} for {without_query(url)}"
+        said = f"recording host answered {status} for {shown}"
         if status == 416:
             await self._restart()
-            raise BodyIncomplete(f"{shown}: range not satisfiable; starting over")
+            raise BodyIncomplete(f"{said}: range not satisfiable; starting over")
         if status == 206:
-            raise BodyIncomplete(f"{shown} without our Range request; starting over")
+            raise BodyIncomplete(f"{said} without our Range request; starting over")
         if status == 403:
-            raise UrlRefused(f"{shown} (expired or refused URL)")
+            raise UrlRefused(f"{said} (expired or refused URL)")
         if status in (429, 503):
-            retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock())
-            raise Throttled(shown, retry_after)
+            retry_after = parse_retry_after(response.headers.get("Retry-After"), self._of._clock())
+            raise Throttled(said, retry_after)
         if status >= 500 or status == 404:
-            raise ServerError(shown)
-        raise ApiRejected(shown)
+            raise RecordingServerError(said)
+        raise RecordingRefused(said)
 
     async def _restart(self) -> None:
         """Drop what is held: the next bytes are the body from its first byte."""
@@ -174,21 +270,24 @@ class Transfer:
             self._part = None
         self._reset_hashes()
 
-    async def _receive(self, response: aiohttp.ClientResponse, url: str) -> None:
+    async def _receive(self, response: aiohttp.ClientResponse, target: URL) -> None:
         """Read the body; each full buffer is written and hashed in a thread while the next
         one is read (one write in flight at a time, so the file stays in order)."""
+        shown = without_query(str(target))
         pending: list[bytes] = []
         held = 0
         writing: asyncio.Task[None] | None = None
+        pace = _Pace(self._policy, self._of._monotonic, shown)
         try:
             async for chunk in response.content.iter_chunked(_READ_SIZE):
                 pending.append(chunk)
                 held += len(chunk)
                 self._held = held
+                pace.received(len(chunk), self.received + held)
                 if self._part is None and held < audio.SNIFF_LEN:
                     continue
                 if self._part is None:
-                    await self._open(b"".join(pending)[: audio.SNIFF_LEN], url)
+                    await self._open(b"".join(pending)[: audio.SNIFF_LEN], target)
                 if held >= WRITE_SIZE:
                     if writing is not None:
                         await writing
@@ -196,7 +295,7 @@ class Transfer:
                     self._held = 0
                     writing = asyncio.ensure_future(self._write(batch))
             if self._part is None:
-                await self._open(b"".join(pending), url)
+                await self._open(b"".join(pending), target)
         finally:
             self._held = 0
             # Keep what arrived before a fault: the next attempt resumes after it.
@@ -205,15 +304,15 @@ class Transfer:
             if pending and self._part is not None:
                 await self._write(b"".join(pending))
 
-    async def _open(self, head: bytes, url: str) -> None:
+    async def _open(self, head: bytes, target: URL) -> None:
         if not audio.is_audio(head, self.content_type):
             raise NotAudioOnce(
-                f"{without_query(url)} sent {self.content_type or 'untyped'} bytes that are "
-                f"not audio (starts with {head[:12]!r})"
+                f"{without_query(str(target))} sent {self.content_type or 'untyped'} bytes "
+                f"that are not audio (starts with {head[:12]!r})"
             )
-        ext = audio.extension(self.content_type, head, urlsplit(url).path)
+        ext = audio.extension(self.content_type, head, target.path)
         self.final, part = await self._destination(ext)
-        self._part = await PartFile.open(part, self._file_mode, append=False)
+        self._part = await PartFile.create(part, self._policy.file_mode)
 
     async def _write(self, data: bytes) -> None:
         assert self._part is not None
@@ -260,16 +359,40 @@ async def _settled(task: asyncio.Task[None]) -> None:
         raise
 
 
-@contextlib.asynccontextmanager
-async def _map_errors(url: str) -> AsyncIterator[None]:
-    shown = without_query(url)
+class _Pace:
+    """The floor under one body's speed and the cap over its size, as bytes arrive: below
+    `min_speed` on average over a `min_speed_time` window, `too_slow` (a host trickling a
+    byte a second never trips `read_timeout`); past `max_size`, `too_large` (a body with no
+    Content-Length could fill the disk)."""
+
+    def __init__(self, policy: DownloadPolicy, clock: Callable[[], float], shown: str) -> None:
+        self._policy = policy
+        self._clock = clock
+        self._shown = shown
+        self._since = clock()
+        self._bytes = 0
+
+    def received(self, count: int, body_so_far: int) -> None:
+        if body_so_far > self._policy.max_size:
+            raise TooLarge(
+                f"{self._shown} sent more than max_recording_size ({self._policy.max_size:,} bytes)"
+            )
+        self._bytes += count
+        elapsed = self._clock() - self._since
+        if self._policy.min_speed <= 0 or elapsed < self._policy.min_speed_time:
+            return
+        if self._bytes < self._policy.min_speed * elapsed:
+            raise TooSlow(
+                f"{self._shown} sent {self._bytes:,} bytes in {elapsed:.0f} s, below min_speed "
+                f"({self._policy.min_speed:,.0f} bytes/s over min_speed_time)"
+            )
+        self._since, self._bytes = self._clock(), 0
+
+
+def _next_hop(current: URL, location: str, rules: UrlRules) -> URL:
+    """Where a redirect leads, checked like the first URL."""
     try:
-        yield
-    except aiohttp.ClientPayloadError as exc:
-        raise BodyIncomplete(f"body cut short from {shown}: {exc}") from exc
-    except (aiohttp.ClientSSLError, aiohttp.ServerFingerprintMismatch, aiohttp.InvalidURL) as exc:
-        raise ApiRejected(f"cannot fetch {shown}: {type(exc).__name__}") from exc
-    except TimeoutError as exc:
-        raise ConnectionFault(f"no data from {shown} within the read timeout") from exc
-    except aiohttp.ClientError as exc:
-        raise ConnectionFault(f"download from {shown} failed: {type(exc).__name__}") from exc
+        joined = current.join(URL(location))
+    except (ValueError, UnicodeError) as exc:
+        raise UnsafeUrl(f"the recording host redirected to a malformed URL: {exc}") from exc
+    return check_recording_url(joined, rules)

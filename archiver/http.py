@@ -1,26 +1,125 @@
-"""The one place aiohttp client sessions are built: the API's and the recording host's differ
-only in the options they add (see api.api_session and download.download_session)."""
+"""The one place aiohttp client sessions are built, and the proxy each request goes through.
+
+Sessions never `trust_env`: aiohttp would then read ~/.netrc too and send its `Authorization`
+to any host (a presigned S3 URL answers 400, and the password leaks to a third party), and it
+would send loopback traffic (the fake, a token in clear) through HTTP_PROXY. Instead the proxy
+variables are read once here, as urllib reads them (HTTP_PROXY, HTTPS_PROXY, NO_PROXY, lower
+case first), and each request is given its proxy: none for a loopback host or a host NO_PROXY
+names; the proxy's credentials travel in `Proxy-Authorization` to the proxy alone.
+"""
 
 from __future__ import annotations
 
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
+from yarl import URL
+
+from archiver import redaction
+from archiver.errors import Unavailable, UsageError
+from archiver.urls import is_loopback, without_query
+
+_PROXIED = ("http", "https")
+
+
+@dataclass(frozen=True)
+class Proxy:
+    url: URL  # without credentials
+    headers: Mapping[str, str] | None  # Proxy-Authorization, when the variable had user:password
+
+
+@dataclass(frozen=True)
+class Proxies:
+    """The proxy for each scheme, and the NO_PROXY list, as read from the environment."""
+
+    by_scheme: Mapping[str, Proxy] = field(default_factory=dict)
+    variables: Mapping[str, str] = field(default_factory=dict)  # as urllib.getproxies gives
+
+    @classmethod
+    def from_environment(cls) -> Proxies:
+        variables = urllib.request.getproxies_environment()
+        return cls({s: _proxy(s, variables[s]) for s in _PROXIED if variables.get(s)}, variables)
+
+    def for_url(self, url: URL) -> dict[str, Any]:
+        """The `proxy=`/`proxy_headers=` arguments of a request to `url` (none: direct)."""
+        host = url.host or ""
+        proxy = self.by_scheme.get(url.scheme)
+        if proxy is None or is_loopback(host):
+            return {}
+        bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+        if self.variables.get("no") and bypass(host, self.variables):
+            return {}
+        return {"proxy": proxy.url, "proxy_headers": proxy.headers}
+
+
+def _proxy(scheme: str, value: str) -> Proxy:
+    text = value.strip()
+    if "://" not in text:
+        text = f"http://{text}"  # `proxy:3128`, as curl reads it
+    try:
+        url = URL(text)
+        host = url.host
+    except ValueError:
+        host = None
+    name = f"{scheme}_proxy"
+    if host is None or url.scheme != "http":
+        raise UsageError(
+            f"{name.upper()}={without_query(text)!r}: use an http:// proxy URL such as "
+            "http://proxy.example:3128 (https:// and socks proxies are not supported)"
+        )
+    headers = None
+    if url.raw_user is not None:
+        auth = aiohttp.encode_basic_auth(url.user or "", url.password or "")
+        headers = {"Proxy-Authorization": auth}
+    return Proxy(url.with_user(None), headers)
 
 
 def client_session(
-    connect_timeout: float, read_timeout: float, limit: int, **options: Any
+    connect_timeout: float,
+    read_timeout: float,
+    limit: int,
+    *,
+    resolver: AbstractResolver | None = None,
+    **options: Any,
 ) -> aiohttp.ClientSession:
-    """No default headers (credentials go per request), no cookies, proxies from the standard
-    environment variables, at most `limit` connections. `total=None`: a long download must not
-    die at a total deadline; `sock_read` bounds the silence instead."""
+    """No default headers (credentials go per request), no cookies, no netrc, at most `limit`
+    connections. `total=None`: a long download must not die at a total deadline; `sock_read`
+    bounds the silence instead (and download.py the speed, api.py each API request). A
+    `resolver` is for tests (a name that does not resolve, without a real DNS look-up)."""
     timeout = aiohttp.ClientTimeout(
         total=None, sock_connect=connect_timeout, sock_read=read_timeout
     )
     return aiohttp.ClientSession(
         timeout=timeout,
-        connector=aiohttp.TCPConnector(limit=limit),
+        connector=aiohttp.TCPConnector(limit=limit, resolver=resolver),
         cookie_jar=aiohttp.DummyCookieJar(),
-        trust_env=True,
+        trust_env=False,
         **options,
     )
+
+
+def proxy_refused(challenge: str | None) -> Unavailable:
+    """A proxy's 407: wrong or missing credentials. Never retried (like a 401): a retry is
+    one more failed login, and a directory account behind the proxy locks after a few."""
+    how = f" (it asks for {redaction.shorten(challenge, 60)})" if challenge else ""
+    return Unavailable(
+        f"the proxy refused our credentials (407 Proxy Authentication Required{how}): check "
+        "the user and password in HTTPS_PROXY / HTTP_PROXY"
+    )
+
+
+def no_answer_reason(exc: BaseException, deadline: str) -> str:
+    """Why a request got no (whole) answer, in words, keeping the library's own reason (a
+    certificate's, a resolver's: it holds no secret). `deadline` names the total bound."""
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return "no connection within connect_timeout"
+    if isinstance(exc, aiohttp.SocketTimeoutError):
+        return "no data within read_timeout"
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {deadline}"
+    detail = str(exc)
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__

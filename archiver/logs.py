@@ -1,9 +1,10 @@
 """Logging setup, and the redaction filter every handler carries (§8, defence in depth).
 
 Code never logs the token or a URL's query on purpose; the filter makes sure that a message
-built from an exception or a third-party string cannot either. It sits on the handler, not on
-a logger, so it sees every record whatever logger emitted it, and it redacts the fields a JSON
-line carries as well as the message.
+built from an exception or a third-party string cannot either, and that control characters a
+server sent (ANSI escapes in an error body) reach no terminal: a record is one line. It sits
+on the handler, not on a logger, so it sees every record whatever logger emitted it, and it
+redacts the fields a JSON line carries as well as the message (archiver.redaction).
 
 Levels: the default (INFO) shows run-level events and each call's final failure; `-v` (DEBUG)
 adds every retry; `-q` (ERROR) only errors (a call that failed after its retries is one).
@@ -18,12 +19,12 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-_URL_QUERY = re.compile(r"(https?://[^\s?#\"'<>]+)\?[^\s\"'<>]*")
+from archiver import redaction
+
 # The attributes every LogRecord has; anything else on a record came from `extra=`.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
@@ -34,17 +35,16 @@ _FIRST_FIELDS = ("event", "call_id", "attempt", "status", "error_kind")
 
 
 class Redactor(logging.Filter):
-    """Rewrites each record's final message and its extra fields: the token becomes ***, URL
-    queries are dropped."""
+    """Rewrites each record's final message and its extra fields: secrets become ***, URL
+    queries are dropped, control characters escaped (a traceback keeps its line breaks)."""
 
     def __init__(self, secrets: list[str]) -> None:
         super().__init__()
-        self._secrets = [s for s in secrets if s]
+        for secret in secrets:
+            redaction.add_secret(secret)
 
     def redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return _URL_QUERY.sub(r"\1?<query hidden>", text)
+        return redaction.scrub(text)
 
     def _redact_value(self, value: Any) -> Any:
         if isinstance(value, str):
@@ -59,7 +59,8 @@ class Redactor(logging.Filter):
         message = self.redact(record.getMessage())
         record.msg, record.args = message, None
         if record.exc_info:
-            record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
+            text = logging.Formatter().formatException(record.exc_info)
+            record.exc_text = redaction.scrub(text, keep_newlines=True)
             record.exc_info = None
         for name, value in list(vars(record).items()):
             if name not in _STANDARD:

@@ -203,6 +203,11 @@ class Pipeline:
         self._in_flight.succeeded()
         self._state.record(record)
         status = record.status or "failed"
+        try:
+            await self._state.durable()  # on disk (fsynced) before it is counted anywhere
+        except asyncio.CancelledError:
+            self.counts.add(status, call_id, record.bytes)  # the run's last commit keeps it
+            raise
         self.counts.add(status, call_id, record.bytes)
 
     def _still_archived(self, previous: CallRecord | None) -> bool:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import email.utils
 from collections.abc import Awaitable, Callable
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 from tenacity.wait import wait_random_exponential
 
-from archiver.errors import Throttled, TransientError
+from archiver.errors import ConnectionFault, Throttled, TransientError
 
 # A server may ask for any wait; past this we try again anyway (a nightly job has a window).
 MAX_RETRY_AFTER = 900.0
@@ -31,13 +31,39 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     return min(max(0.0, moment.timestamp() - now), MAX_RETRY_AFTER)
 
 
-def wait_for(state: RetryCallState) -> float:
-    """What the server asked for when it said so, else full-jitter exponential backoff."""
+def _failure(state: RetryCallState) -> BaseException | None:
     outcome = state.outcome
-    exc = outcome.exception() if outcome else None
+    return outcome.exception() if outcome else None
+
+
+def during_outage(exc: BaseException | None) -> bool:
+    """A try that got no answer while its host answered nobody (reachability.py): it was
+    waited for already, and costs its call no attempt."""
+    return isinstance(exc, ConnectionFault) and exc.outage
+
+
+def wait_for(state: RetryCallState) -> float:
+    """What the server asked for when it said so, nothing after an outage's wait, else
+    full-jitter exponential backoff."""
+    exc = _failure(state)
     if isinstance(exc, Throttled) and exc.retry_after is not None:
         return exc.retry_after
+    if during_outage(exc):
+        return 0.0
     return float(_backoff(state))
+
+
+class _StopAfter:
+    """Stop once `attempts` tries have failed, tries during an outage not counted (their
+    number is bounded by the outage's own deadline instead: max_outage)."""
+
+    def __init__(self, attempts: int) -> None:
+        self._left = attempts
+
+    def __call__(self, state: RetryCallState) -> bool:
+        if not during_outage(_failure(state)):
+            self._left -= 1
+        return self._left <= 0
 
 
 def call_retrying(
@@ -50,7 +76,7 @@ def call_retrying(
     Only a positive predicate: a negative one would retry CancelledError (tenacity #529).
     """
     return AsyncRetrying(
-        stop=stop_after_attempt(max_attempts),
+        stop=_StopAfter(max_attempts),
         retry=retry_if_exception_type(TransientError),
         wait=wait_for,
         sleep=sleep,

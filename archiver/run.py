@@ -21,13 +21,16 @@ from typing import Any
 from archiver import __version__, metrics
 from archiver.api import OsviApi, api_session
 from archiver.archive import CallArchiver, CallPolicy
-from archiver.download import Downloader, download_session
-from archiver.errors import ArchiverError, Interrupted, LocalError
+from archiver.download import Downloader, DownloadPolicy, download_session
+from archiver.errors import InternalError, Interrupted, LocalError, RunError
+from archiver.http import Proxies
 from archiver.inputs import CallId, InputItem
 from archiver.limits import InFlight, RateLimiter, ThrottleGate
 from archiver.manifest import prune_run_reports, write_manifest, write_run_report
 from archiver.pipeline import Pipeline, SharedInput, Source
 from archiver.progress import Progress, RunView
+from archiver.reachability import Hosts, Reachability
+from archiver.redaction import scrub
 from archiver.settings import Settings, require_token
 from archiver.state import (
     ArchiveLock,
@@ -40,6 +43,7 @@ from archiver.state import (
 )
 from archiver.storage import ensure_folder
 from archiver.summary import Counts, exit_code
+from archiver.urls import UrlRules
 
 log = logging.getLogger("archiver.run")
 # What `sync` passes instead of input: builds its listing source once the state and API exist
@@ -61,6 +65,7 @@ class RunOptions:
     clock: Callable[[], float] = time.time  # wall clock: URL ages, Retry-After dates
     monotonic: Callable[[], float] = time.monotonic  # pacing: immune to wall-clock jumps
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    resolver: Any = None  # an aiohttp resolver for both sessions (tests: names without DNS)
 
 
 @dataclass
@@ -68,7 +73,8 @@ class RunResult:
     run_id: str
     counts: Counts
     seconds: float
-    error: ArchiverError | None = None
+    error: RunError | None = None
+    finished_at: float | None = None  # clock() when the metrics were written
     manifest: Path | None = None
     report: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -90,57 +96,90 @@ async def execute(
     progress: Progress,
     options: RunOptions,
 ) -> RunResult:
-    """Run the archive job; run-level errors (and signals) end up in the result, not raised."""
+    """Run the archive job. Errors before the archive is locked and its state open are raised
+    (nothing was done: no report); from then on every ending, signals and bugs included, is in
+    the result, and the manifest, report and metrics written say its exit code."""
     require_token(settings)  # before anything else: a missing token is a usage error
     out_dir = settings.out_dir
     ensure_folder(out_dir)
     lock = ArchiveLock(out_dir, options.shard)
     lock.acquire()
+    try:
+        warn_other_sharding(out_dir, options.shard)
+        with State(out_dir, shard=options.shard) as state:
+            return await _run(settings, state, items, progress, options)
+    finally:
+        lock.release()
+
+
+async def _run(
+    settings: Settings,
+    state: State,
+    items: Iterator[InputItem] | SourceFactory,
+    progress: Progress,
+    options: RunOptions,
+) -> RunResult:
     started, started_at = time.monotonic(), utc_now()
     result = RunResult(new_run_id(options.clock()), Counts(), 0.0)
     log.info(
         "run %s started: archive %s%s",
         result.run_id,
-        out_dir,
+        settings.out_dir,
         f", shard {shard_label(options.shard)}" if options.shard else "",
         extra={
             "event": "run_started",
             "run_id": result.run_id,
-            "out_dir": str(out_dir),
+            "out_dir": str(settings.out_dir),
             "shard": shard_label(options.shard) or None,
             "concurrency": settings.concurrency,
         },
     )
-    try:
-        warn_other_sharding(out_dir, options.shard)
-        with State(out_dir, shard=options.shard) as state:
-            _remove_stale_parts(state, out_dir)
-            view = RunView(result.counts, total=options.total)
-            if options.retry_failed:
-                items = _from_state(state, RETRY_FAILED, "<retry-failed>", view)
-            elif not callable(items):  # §5.4: pending calls are tried again first, every run
-                pending = _from_state(state, RETRIED_FIRST, "<pending>", view)
-                items = itertools.chain(pending, items)
-            drive = asyncio.create_task(
+    view = RunView(result.counts, total=options.total)
+    with _stop_on_signals() as signals:
+        drive = signals.stops(
+            asyncio.create_task(
                 _drive(settings, state, items, progress, view, options, result.run_id)
             )
-            with _stop_on_signals(drive) as stopped_by:
-                try:
-                    await drive
-                except* ArchiverError as group:
-                    result.error = group.exceptions[0]  # type: ignore[assignment]
-                except* asyncio.CancelledError:
-                    if not stopped_by:
-                        raise
-                    result.error = stopped_by[0]
-                finally:
-                    progress.close()
-                    result.seconds = time.monotonic() - started
-                    _write_outputs(settings, state, result, started_at)
-                    _write_metrics(settings, state, result, options)
-            return result
-    finally:
-        lock.release()
+        )
+        try:
+            await drive
+        except BaseException as exc:
+            result.error = _ending(exc, signals.received)
+        finally:
+            progress.close()
+            result.seconds = time.monotonic() - started
+            await _finish(settings, state, result, options, started_at, signals.received)
+    return result
+
+
+def _ending(exc: BaseException, signals: list[Interrupted]) -> RunError:
+    """The run-level error a stopped run ends with: the signal that stopped it, else the first
+    run-level error among what the workers raised, else a bug (exit 70). Anything that is not
+    an Exception (KeyboardInterrupt, a cancellation from outside) goes on up."""
+    if signals:
+        return signals[0]
+    leaves = list(_leaves(exc))
+    for leaf in leaves:
+        if isinstance(leaf, RunError):
+            return leaf
+    for leaf in leaves:
+        if isinstance(leaf, Exception):
+            log.debug(
+                "traceback of the internal error",
+                exc_info=leaf,
+                extra={"event": "internal_error"},
+            )
+            return InternalError.of(leaf)
+    raise exc
+
+
+def _leaves(exc: BaseException) -> Iterator[BaseException]:
+    """The exceptions inside (nested) exception groups, in order."""
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield exc
 
 
 def warn_other_sharding(out_dir: Path, shard: Shard | None) -> None:
@@ -177,33 +216,52 @@ def _from_state(
     return (CallId(call_id, source, number) for number, call_id in enumerate(ids, 1))
 
 
-@contextlib.contextmanager
-def _stop_on_signals(drive: asyncio.Task[None]) -> Iterator[list[Interrupted]]:
-    """First SIGINT/SIGTERM: cancel the run (in-flight downloads drop their .part files, then
-    the manifest and report are written). A second one: exit at once."""
-    loop = asyncio.get_running_loop()
-    stopped_by: list[Interrupted] = []
+STOP_SIGNALS = (signal.SIGHUP, signal.SIGINT, signal.SIGTERM)
 
-    def on_signal(signum: int) -> None:
+
+class _Signals:
+    """What the signal handlers saw, and the task the first one cancels."""
+
+    def __init__(self) -> None:
+        self.received: list[Interrupted] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def stops(self, task: asyncio.Task[None]) -> asyncio.Task[None]:
+        self._task = task
+        return task
+
+    def handle(self, signum: int) -> None:
         name = signal.Signals(signum).name
-        if stopped_by:
+        if self.received:
             print(f"osvi-archiver: {name} again, exiting now", file=sys.stderr, flush=True)
             os._exit(128 + signum)
-        stopped_by.append(Interrupted(signum, name))
+        self.received.append(Interrupted(signum, name))
         log.warning(
             "%s: stopping; in-flight downloads are cancelled (again to exit at once)",
             name,
             extra={"event": "signal", "signal": name},
         )
-        drive.cancel()
+        if self._task is not None:
+            self._task.cancel()  # a task already done (the outputs being written) ignores it
 
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[_Signals]:
+    """First SIGHUP/SIGINT/SIGTERM: cancel the run (in-flight downloads drop their .part
+    files, then the manifest and report are written). A second one: exit at once. SIGHUP (an
+    ssh session dropped during a backfill) is one too: the run stops cleanly, not killed.
+
+    The handlers stay until the outputs are written, so a signal that arrives meanwhile is not
+    lost: the run then ends interrupted, and the report and metrics are written again."""
+    loop = asyncio.get_running_loop()
+    signals = _Signals()
     installed = []
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in STOP_SIGNALS:
         with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # not main thread
-            loop.add_signal_handler(signum, on_signal, signum)
+            loop.add_signal_handler(signum, signals.handle, signum)
             installed.append(signum)
     try:
-        yield stopped_by
+        yield signals
     finally:
         for signum in installed:
             loop.remove_signal_handler(signum)
@@ -224,18 +282,30 @@ async def _drive(
         file_mode=settings.file_mode,
         max_attempts=settings.max_attempts,
         pending_window=settings.pending_window,
-        allow_insecure_urls=settings.allow_insecure_urls,
         with_metadata=settings.with_metadata,
         with_transcript=settings.with_transcript,
         part_tag=shard_suffix(options.shard),
     )
+    _remove_stale_parts(state, settings.out_dir)
+    if options.retry_failed:
+        items = _from_state(state, RETRY_FAILED, "<retry-failed>", view)
+    elif not callable(items):  # §5.4: pending calls are tried again first, every run
+        items = itertools.chain(_from_state(state, RETRIED_FIRST, "<pending>", view), items)
     timeouts = (settings.connect_timeout, settings.read_timeout)
+    session = download_session(*timeouts, limit=settings.concurrency, resolver=options.resolver)
     async with (
         open_api(settings, options, limit=settings.concurrency) as api,
-        download_session(*timeouts, limit=settings.concurrency) as download_http,
+        session as download_http,
         _manifest_every(MANIFEST_INTERVAL, settings, state),
     ):
-        downloader = Downloader(download_http, settings.file_mode, options.clock)
+        downloader = Downloader(
+            download_http,
+            download_policy(settings),
+            options.clock,
+            monotonic=options.monotonic,
+            hosts=Hosts(options.monotonic, options.sleep, max_outage=settings.max_outage),
+            proxies=Proxies.from_environment(),
+        )
         in_flight = InFlight(settings.concurrency, options.monotonic)
         archiver = CallArchiver(
             policy,
@@ -293,27 +363,68 @@ async def _manifest_every(interval: float, settings: Settings, state: State) -> 
             await task
 
 
-def _write_metrics(
-    settings: Settings, state: State, result: RunResult, options: RunOptions
+async def _finish(
+    settings: Settings,
+    state: State,
+    result: RunResult,
+    options: RunOptions,
+    started_at: str,
+    signals: list[Interrupted],
 ) -> None:
-    """The Prometheus textfile, when asked for, after the run's outcome is final. The last
-    success is kept in the state, so that a failed run still reports when one last worked."""
-    finished = options.clock()
-    try:
-        if settings.metrics_file is not None:
-            _metrics_file(settings.metrics_file, state, result, options, finished)
-        if result.exit_code == 0:  # only once the metrics say so too
-            state.set_meta(LAST_SUCCESS_KEY, repr(finished))
-    except LocalError as exc:
+    """The manifest, the run report and the metrics, each saying the exit code the process
+    ends with. Written off the event loop (a signal meanwhile is still seen); when the exit
+    code changes while they are written (a write fails, a signal arrives), the report and the
+    metrics are written again with the new one. The last success moves only on a real 0."""
+    for _ in range(3):  # the code changes at most twice: a failed write, then a signal
+        _take_signal(result, signals)
+        code = result.exit_code
+        await asyncio.to_thread(_write_outputs, settings, state, result, options, started_at)
+        _take_signal(result, signals)
+        if result.exit_code == code:
+            break
+    if result.error is not None and not isinstance(result.error, Interrupted):
         log.error(
-            "could not write the metrics file: %s", exc, extra={"event": "metrics_not_written"}
+            "%s",
+            result.error,
+            extra={"event": "fatal", "exit_code": result.exit_code, "run_id": result.run_id},
         )
-        result.error = result.error or exc
+    if result.exit_code == 0 and result.finished_at is not None:
+        try:
+            state.set_meta(LAST_SUCCESS_KEY, repr(result.finished_at))
+        except LocalError as exc:  # the run stays a success; the next one records its own
+            log.error("could not record the success: %s", exc, extra={"event": "state_error"})
 
 
-def _metrics_file(
-    path: Path, state: State, result: RunResult, options: RunOptions, finished: float
+def _take_signal(result: RunResult, signals: list[Interrupted]) -> None:
+    if signals and result.error is None:
+        result.error = signals[0]
+
+
+def _write_outputs(
+    settings: Settings, state: State, result: RunResult, options: RunOptions, started_at: str
 ) -> None:
+    """The manifest and the run report, then the metrics, even after a run-level error. When
+    one cannot be written (the disk is full), the state still holds the truth and the next run
+    rewrites them; the run then ends with that error unless it already had one."""
+    for write in (_write_manifest_and_report, _write_metrics):
+        try:
+            write(settings, state, result, options, started_at)
+        except LocalError as exc:
+            log.error("could not write %s: %s", write.__doc__, exc, extra={"event": "not_written"})
+            result.error = result.error or exc
+        except Exception as exc:
+            log.debug("traceback", exc_info=exc, extra={"event": "internal_error"})
+            result.error = result.error or InternalError.of(exc)
+
+
+def _write_metrics(
+    settings: Settings, state: State, result: RunResult, options: RunOptions, _started: str
+) -> None:
+    """the metrics file"""
+    result.finished_at = finished = options.clock()
+    path = settings.metrics_file
+    if path is None:
+        return
     last = repr(finished) if result.exit_code == 0 else state.get_meta(LAST_SUCCESS_KEY)
     metrics.write(
         path,
@@ -329,24 +440,10 @@ def _metrics_file(
     )
 
 
-def _write_outputs(settings: Settings, state: State, result: RunResult, started_at: str) -> None:
-    """The manifest and the run report, even after a run-level error. When they cannot be
-    written (the disk is full), the state still holds the truth and the next run rewrites
-    them; the run then ends with that local error unless it already had one."""
-    try:
-        _write_manifest_and_report(settings, state, result, started_at)
-    except LocalError as exc:
-        log.error(
-            "could not write the manifest or run report: %s",
-            exc,
-            extra={"event": "outputs_not_written"},
-        )
-        result.error = result.error or exc
-
-
 def _write_manifest_and_report(
-    settings: Settings, state: State, result: RunResult, started_at: str
+    settings: Settings, state: State, result: RunResult, _options: RunOptions, started_at: str
 ) -> None:
+    """the manifest or the run report"""
     state.commit()
     result.manifest = write_manifest(state, settings.out_dir, settings.file_mode)
     summary = {
@@ -357,7 +454,7 @@ def _write_manifest_and_report(
         "finished_at": utc_now(),
         "seconds": round(result.seconds, 3),
         "exit_code": result.exit_code,
-        "error": str(result.error) if result.error else None,
+        "error": scrub(str(result.error)) if result.error else None,
         "interrupted": isinstance(result.error, Interrupted),
         "settings": settings.redacted(),
         "shard": shard_label(state.shard) or None,
@@ -369,14 +466,28 @@ def _write_manifest_and_report(
     prune_run_reports(settings.out_dir, settings.keep_run_reports, state.shard)
 
 
+def download_policy(settings: Settings) -> DownloadPolicy:
+    return DownloadPolicy(
+        file_mode=settings.file_mode,
+        rules=UrlRules.for_api(settings.base_url, settings.allow_insecure_urls),
+        max_size=settings.max_recording_size,
+        min_speed=settings.min_speed,
+        min_speed_time=settings.min_speed_time,
+        answer_timeout=settings.connect_timeout + settings.read_timeout,
+    )
+
+
 @contextlib.asynccontextmanager
 async def open_api(
     settings: Settings, options: RunOptions | None = None, *, limit: int = 4
 ) -> AsyncIterator[OsviApi]:
-    """The API client with its own session (the token goes on no other), rate cap and gate."""
+    """The API client with its own session (the token goes on no other), rate cap and gate,
+    and the API's Reachability: an API that cannot be reached ends the run (exit 69)."""
     options = options or RunOptions()
     token = require_token(settings)
-    async with api_session(settings.connect_timeout, settings.read_timeout, limit=limit) as http:
+    proxies = Proxies.from_environment()
+    timeouts = (settings.connect_timeout, settings.read_timeout)
+    async with api_session(*timeouts, limit=limit, resolver=options.resolver) as http:
         yield OsviApi(
             http,
             settings.base_url,
@@ -384,4 +495,13 @@ async def open_api(
             limiter=RateLimiter(settings.max_requests_per_second, options.monotonic, options.sleep),
             gate=ThrottleGate(options.monotonic, options.sleep),
             clock=options.clock,
+            reach=Reachability(
+                f"the OSVI API at {settings.base_url}",
+                options.monotonic,
+                options.sleep,
+                max_outage=settings.max_outage,
+                essential=True,
+            ),
+            proxies=proxies,
+            timeout=settings.api_timeout,
         )

@@ -10,7 +10,6 @@ import difflib
 import math
 import re
 import stat
-import string
 import tomllib
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -34,12 +33,11 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from archiver import layout as layouts
 from archiver.errors import UsageError
 from archiver.urls import is_loopback
 
 ENV_PREFIX = "OSVI_"
-LAYOUT_FIELDS = ("call_id", "ext", "yyyy", "mm", "dd", "agent_uuid")
-LISTING_FIELDS = frozenset({"yyyy", "mm", "dd", "agent_uuid"})
 _PATH_KEYS = ("out_dir", "metrics_file")
 _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([smhd]?)", re.ASCII)
@@ -70,45 +68,6 @@ def _file_mode(value: object) -> int:
     return mode
 
 
-def _layout_placeholders(layout: str) -> list[str]:
-    try:
-        parsed = list(string.Formatter().parse(layout))
-    except ValueError as exc:
-        raise ValueError(f"layout {layout!r} has unbalanced braces ({exc})") from None
-    names = []
-    for _literal, name, spec, conversion in parsed:
-        if name is None:
-            continue
-        if name not in LAYOUT_FIELDS:
-            known = ", ".join(f"{{{f}}}" for f in LAYOUT_FIELDS)
-            raise ValueError(f"layout {layout!r}: unknown placeholder {{{name}}}; use {known}")
-        if spec or conversion:
-            raise ValueError(f"layout {layout!r}: {{{name}}} takes no format spec or conversion")
-        names.append(name)
-    return names
-
-
-def _check_layout(layout: str) -> str:
-    names = _layout_placeholders(layout)
-    if "call_id" not in names:
-        raise ValueError(f"layout {layout!r} must contain {{call_id}}, so every call has its file")
-    if not layout.endswith("{ext}") or names.count("ext") != 1:
-        raise ValueError(f"layout {layout!r} must end with {{ext}}, once")
-    parts = layout.split("/")
-    if "\\" in layout or "\0" in layout or parts[0] == "":
-        raise ValueError(f"layout {layout!r} must be a relative path with `/` separators")
-    if any(part in ("", ".", "..") for part in parts) or parts[-1] == "{ext}":
-        raise ValueError(
-            f"layout {layout!r} has an empty, `.` or `..` part: it must stay in out_dir"
-        )
-    return layout
-
-
-def layout_needs_listing_fields(layout: str) -> bool:
-    """Whether the layout uses fields known only from a listing or `GET /v1/call/{id}`."""
-    return not LISTING_FIELDS.isdisjoint(_layout_placeholders(layout))
-
-
 def _check_base_url(value: str) -> str:
     url = value.strip()
     parts = urlsplit(url)
@@ -120,8 +79,33 @@ def _check_base_url(value: str) -> str:
 
 
 def _token(value: object) -> object:
-    # A blank token (an empty env var or `api_token = ""`) means "not set", not a bad token.
-    return (value.strip() or None) if isinstance(value, str) else value
+    # A blank token (an empty env var or `api_token = ""`) means "not set", not a bad token;
+    # the line break a token file ends with (`$(cat file)` keeps none, a config may) is cut.
+    if not isinstance(value, str):
+        return value
+    token = value.strip()
+    if token and not all(" " < c < "\x7f" for c in token):
+        # It goes into a header: a line break there is refused by aiohttp on every request.
+        raise ValueError(
+            "the token holds a line break, a space or a character outside printable ASCII "
+            "(is the token file more than one line?); the value is not shown"
+        )
+    return token or None
+
+
+_SIZE = re.compile(r"(\d+(?:\.\d*)?)\s*(|b|k|kb|kib|m|mb|mib|g|gb|gib|t|tb|tib)", re.ASCII)
+_SIZE_UNITS = {"": 0, "b": 0, "k": 1, "m": 2, "g": 3, "t": 4}
+
+
+def parse_size(text: str | float | int) -> int:
+    """Bytes from a number or `512`, `64KiB`, `16M`, `4GiB` (every unit a power of 1024)."""
+    match = None if isinstance(text, bool) else _SIZE.fullmatch(str(text).strip().lower())
+    if match is None:
+        raise ValueError(f"{text!r} is not a size: use bytes or 64KiB, 16MiB, 4GiB")
+    size = float(match[1]) * 1024 ** _SIZE_UNITS[match[2][:1]]
+    if not math.isfinite(size) or size > 2**62:
+        raise ValueError(f"{text!r} is too large a size")
+    return int(size)
 
 
 def _lower(value: object) -> object:
@@ -133,6 +117,7 @@ def _upper(value: object) -> object:
 
 
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
+Size = Annotated[int, BeforeValidator(parse_size)]
 UserPath = Annotated[Path, AfterValidator(Path.expanduser)]
 
 
@@ -157,7 +142,12 @@ class Settings(BaseSettings):
     max_attempts: Annotated[int, Field(ge=1)] = 6
     connect_timeout: Annotated[Seconds, Field(gt=0)] = 10.0
     read_timeout: Annotated[Seconds, Field(gt=0)] = 60.0
-    layout: Annotated[str, AfterValidator(_check_layout)] = "{call_id}{ext}"
+    api_timeout: Annotated[Seconds, Field(gt=0)] = 60.0  # one API request, answer included
+    min_speed: Annotated[Size, Field(ge=0)] = 1024  # bytes/s over min_speed_time; 0: no floor
+    min_speed_time: Annotated[Seconds, Field(gt=0)] = 60.0
+    max_recording_size: Annotated[Size, Field(gt=0)] = 4 << 30
+    max_outage: Annotated[Seconds, Field(gt=0)] = 300.0  # API or recording host unreachable
+    layout: Annotated[str, AfterValidator(layouts.check)] = layouts.DEFAULT
     with_metadata: bool = False
     with_transcript: bool = False
     pending_window: Seconds = 48 * 3600.0

@@ -3,6 +3,14 @@
 The state, not the manifest, is the truth: an outcome is committed only after its file is
 fsynced and renamed, so after a crash every call marked archived is on disk and complete.
 De-duplication of the input goes through it too (`seen_run`), so memory stays flat.
+
+Durability: WAL with `synchronous=FULL`, so a commit is on disk (one fsync of the WAL) before
+the call it records is counted; commits are grouped (`durable`: the outcomes of the same few
+milliseconds share one). WAL is kept for good (a switch of journal mode opens a window where
+a power cut leaves a journal a read-only open cannot roll back); `close` checkpoints with
+TRUNCATE, leaving a small WAL. The state's own files are opened without following links.
+One thread at a time uses the connection: the loop's, or the thread that writes the final
+outputs once the workers are done.
 """
 
 from __future__ import annotations
@@ -15,15 +23,14 @@ import json
 import os
 import re
 import sqlite3
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, ParamSpec, TypeVar
 
-from archiver.errors import ArchiveLocked, LocalError
-from archiver.storage import FOLDER_MODE, ensure_folder, local_error
+from archiver.errors import ArchiveLocked, DiskFull, LocalError
+from archiver.storage import FOLDER_MODE, ensure_folder, local_error, refuse_link
 
 STATE_DIR = ".osvi-archiver"
 STATE_FILE = "state.sqlite3"
@@ -62,13 +69,42 @@ ALTER TABLE calls ADD COLUMN transcript_path TEXT;
 """
 MIGRATIONS = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)
-COMMIT_EVERY = 256  # outcomes per grouped commit, at most
-COMMIT_AFTER = 0.25  # seconds an outcome may wait for its commit, at most
 GROUP_WINDOW = 0.002  # how long a durable() waits to share its commit
 
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
+
+
+def state_error(exc: sqlite3.Error, path: Path, *, opening: bool = False) -> LocalError:
+    """What a SQLite error means for the user. `sqlite3.DatabaseError` covers a full disk as
+    well as corruption: the error code tells them apart, and only a state that is really
+    damaged gets the advice to move it aside (which means downloading everything again)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = None if code is None else code & 0xFF
+    if primary == sqlite3.SQLITE_FULL:
+        return DiskFull(
+            f"disk full while writing the archive state {path} (free some space, then rerun)"
+        )
+    if code == sqlite3.SQLITE_READONLY_ROLLBACK:
+        return LocalError(
+            f"the archive state {path} holds a write a crash interrupted, which only a "
+            "writing open can finish: run `osvi-archiver run` or `sync` on this archive once "
+            "(it recovers it; nothing is lost), then try again"
+        )
+    if primary in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB) or (
+        opening and primary is None and isinstance(exc, sqlite3.DatabaseError)
+    ):
+        return LocalError(
+            f"the archive state {path} is unreadable ({exc}); it was left untouched. "
+            "Move it aside to rebuild from scratch (every call is then downloaded again)."
+        )
+    if primary in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_CANTOPEN):
+        return LocalError(
+            f"cannot open the archive state {path}: {exc} (check the permissions of "
+            f"{path.parent} and the files in it)"
+        )
+    return LocalError(f"cannot use the archive state {path}: {exc}")
 
 
 def _mapped(method: Callable[_P, _R]) -> Callable[_P, _R]:
@@ -79,8 +115,7 @@ def _mapped(method: Callable[_P, _R]) -> Callable[_P, _R]:
         try:
             return method(*args, **kwargs)
         except sqlite3.Error as exc:
-            state = args[0]
-            raise LocalError(f"cannot use the archive state {state.path}: {exc}") from exc  # type: ignore[attr-defined]
+            raise state_error(exc, args[0].path) from exc  # type: ignore[attr-defined]
 
     return wrapper
 
@@ -160,35 +195,55 @@ class State:
         self.folder = state_folder(out_dir, shard)
         self.path = self.folder / STATE_FILE
         self.readonly = readonly
-        self._uncommitted = 0
-        self._committed_at = time.monotonic()
         self._group: asyncio.Future[None] | None = None
-        if readonly:
-            if not self.path.is_file():
-                raise LocalError(f"{out_dir} holds no osvi-archiver state ({self.path} is missing)")
-            self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
-        else:
-            ensure_folder(self.folder)
-            try:
-                # Created owner-only before SQLite opens it; its -wal/-shm files copy this mode.
-                os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
-            except OSError as exc:
-                raise local_error(exc, self.path) from exc
-            self._db = sqlite3.connect(self.path, isolation_level="DEFERRED")
+        try:
+            self._db = self._connect_readonly() if readonly else self._connect()
+        except sqlite3.Error as exc:
+            raise state_error(exc, self.path, opening=True) from exc
         try:
             self._prepare()
         except BaseException:
             self._db.close()
             raise
 
+    def _connect(self) -> sqlite3.Connection:
+        ensure_folder(self.folder)
+        refuse_link(self.folder)
+        for companion in ("-wal", "-shm", "-journal"):
+            refuse_link(self.path.with_name(self.path.name + companion))
+        try:
+            # Created owner-only before SQLite opens it (its -wal/-shm files copy this mode),
+            # and never through a link planted at its name.
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600))
+        except OSError as exc:
+            raise local_error(exc, self.path) from exc
+        return sqlite3.connect(self.path, isolation_level="DEFERRED", check_same_thread=False)
+
+    def _connect_readonly(self) -> sqlite3.Connection:
+        if not self.path.is_file():
+            raise LocalError(f"no osvi-archiver state here: {self.path} is missing")
+        uri = f"file:{self.path}?mode=ro"
+        try:
+            db = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            db.execute("PRAGMA user_version").fetchone()
+        except sqlite3.OperationalError as exc:
+            wal = self.path.with_name(self.path.name + "-wal")
+            unfinished = wal.exists() and wal.stat().st_size > 0
+            if (
+                getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_READONLY_DIRECTORY
+                or unfinished
+            ):
+                raise
+            # A WAL state in a folder this user cannot write (a backup, a read-only mount):
+            # no writer can be at work there, and no WAL holds anything, so it is read as is.
+            db = sqlite3.connect(f"{uri}&immutable=1", uri=True, check_same_thread=False)
+        return db
+
     def _prepare(self) -> None:
         try:
             self._migrate()
-        except sqlite3.DatabaseError as exc:
-            raise LocalError(
-                f"the archive state {self.path} is unreadable ({exc}); it was left untouched. "
-                "Move it aside to rebuild from scratch (every call is then downloaded again)."
-            ) from exc
+        except sqlite3.Error as exc:
+            raise state_error(exc, self.path, opening=True) from exc
 
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
@@ -201,23 +256,27 @@ class State:
             if version < 1:
                 raise LocalError(f"the archive state {self.path} is empty")
             return
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode survives a process crash; a power cut may lose the last commits,
-        # whose calls are then downloaded again (never marked archived without their file).
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA journal_mode=WAL")  # for good: never switched back
+        # FULL: a commit is fsynced (the WAL) before it returns, so a power cut loses no
+        # outcome the run has counted; NORMAL would lose everything since the last checkpoint.
+        self._db.execute("PRAGMA synchronous=FULL")
         for step in range(version, SCHEMA_VERSION):
             self._db.executescript(
                 f"BEGIN; {MIGRATIONS[step]} PRAGMA user_version={step + 1}; COMMIT;"
             )
 
     def close(self) -> None:
-        if not self.readonly:
-            self._db.commit()
-            # Leave a single self-contained file between runs: `verify` and backups then read
-            # it without creating -wal/-shm files (and it checkpoints the WAL).
-            with contextlib.suppress(sqlite3.Error):
-                self._db.execute("PRAGMA journal_mode=DELETE")
-        self._db.close()
+        try:
+            if not self.readonly:
+                self._db.commit()
+                # Fold the WAL into the database and leave it empty: a small, self-contained
+                # file between runs, in the same journal mode.
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            raise state_error(exc, self.path) from exc
+        finally:
+            self._db.close()
 
     def __enter__(self) -> State:
         return self
@@ -248,9 +307,9 @@ class State:
 
     @_mapped
     def record(self, record: CallRecord) -> None:
-        """Store a call's outcome. Commits are grouped (every COMMIT_EVERY outcomes or
-        COMMIT_AFTER seconds): a crash can lose the last fraction of a second of outcomes,
-        whose calls the next run then downloads again; never an outcome without its file."""
+        """Store a call's outcome; `await durable()` before counting it (a grouped commit,
+        fsynced). A crash before that commit loses the outcome, never its file: the call is
+        then downloaded again; never is an outcome recorded without its file."""
         self._db.execute(
             "UPDATE calls SET status=?, path=?, bytes=?, sha256=?, content_type=?, "
             "archived_at=?, attempts=?, run_id=?, error_kind=?, error_message=?, "
@@ -263,12 +322,6 @@ class State:
             ),
         )  # fmt: skip
         self._db.execute("DELETE FROM parts WHERE call_id = ?", (record.call_id,))
-        self._uncommitted += 1
-        if (
-            self._uncommitted >= COMMIT_EVERY
-            or time.monotonic() - self._committed_at > COMMIT_AFTER
-        ):
-            self.commit()
 
     @_mapped
     def get_meta(self, key: str) -> str | None:
@@ -330,8 +383,6 @@ class State:
     @_mapped
     def commit(self) -> None:
         self._db.commit()
-        self._uncommitted = 0
-        self._committed_at = time.monotonic()
 
     def _rows(self, query: str, params: tuple[object, ...] = ()) -> Iterator[tuple[Any, ...]]:
         """Stream a query's rows, SQLite errors met on the way mapped like everywhere else."""
@@ -383,8 +434,10 @@ class ArchiveLock:
 
     def acquire(self) -> None:
         ensure_folder(self.path.parent)
+        refuse_link(self.path.parent)
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, FOLDER_MODE & 0o600)
+            # Never through a link planted at its name (O_NOFOLLOW: ELOOP, a local error).
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, FOLDER_MODE & 0o600)
         except OSError as exc:
             raise local_error(exc, self.path) from exc
         handle = os.fdopen(fd, "r+")

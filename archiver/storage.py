@@ -1,4 +1,4 @@
-"""Files on disk: layout paths, `.part` files, atomic writes, fsync, permissions.
+"""Files on disk: `.part` files, atomic writes, fsync, permissions.
 
 A final name only ever holds a complete, verified file: bytes go to `<final>.part`, which is
 flushed, fsynced and renamed, and the folder is fsynced so the rename survives a power cut.
@@ -12,24 +12,21 @@ import contextlib
 import errno
 import json
 import os
-import string
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path, PurePosixPath
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any, BinaryIO
 
 import aiofiles.os
 
-from archiver.errors import LocalError, UsageError
+from archiver.errors import DiskFull, LocalError
 
 PART_SUFFIX = ".part"
+# New files of the tool's own: never through a symbolic link, never an existing file.
+CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 FOLDER_MODE = 0o700  # recordings are personal data: folders are owner-only
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
 _NOT_WRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS}
-
-
-class DiskFull(LocalError):
-    """No space left while writing; says where and how much was needed."""
 
 
 def local_error(exc: OSError, path: Path, needed: int | None = None) -> LocalError:
@@ -39,30 +36,18 @@ def local_error(exc: OSError, path: Path, needed: int | None = None) -> LocalErr
         return DiskFull(f"disk full while writing {path}{need} (free some space, then rerun)")
     if exc.errno in _NOT_WRITABLE:
         return LocalError(f"cannot write {path}: {exc.strerror} (check the folder's permissions)")
+    if exc.errno == errno.ELOOP:
+        return LocalError(
+            f"{path} is a symbolic link; the archive's own files are never written through "
+            "one (remove it, then rerun)"
+        )
     return LocalError(f"cannot write {path}: {exc.strerror or exc}")
-
-
-def render_layout(layout: str, fields: Mapping[str, str]) -> PurePosixPath:
-    """The relative path `layout` gives for one call; never outside the archive folder."""
-    try:
-        text = layout.format_map(dict(fields))
-    except KeyError as exc:
-        raise UsageError(
-            f"layout {layout!r} needs {{{exc.args[0]}}}, which is not known here"
-        ) from None
-    path = PurePosixPath(text)
-    if path.is_absolute() or not text or any(p in ("", ".", "..") for p in text.split("/")):
-        raise UsageError(f"layout {layout!r} gives {text!r}, which is not inside the archive")
-    return path
-
-
-def layout_fields(layout: str) -> set[str]:
-    return {name for _, name, _, _ in string.Formatter().parse(layout) if name}
 
 
 def ensure_folder(folder: Path) -> None:
     """Create `folder` and each missing parent owner-only (`mkdir(parents=True)` would give
-    the parents the umask's mode); folders that already exist are left as they are."""
+    the parents the umask's mode), fsyncing the parent of each one created so that the new
+    entry survives a power cut; folders that already exist are left as they are."""
     if folder.is_dir():
         return
     missing = [folder, *(p for p in folder.parents if not p.exists())]
@@ -70,8 +55,19 @@ def ensure_folder(folder: Path) -> None:
         for path in reversed(missing):
             path.mkdir(mode=FOLDER_MODE, exist_ok=True)
             path.chmod(FOLDER_MODE)  # mkdir's mode is masked by the umask
+            fsync_folder(path.parent)
     except OSError as exc:
         raise local_error(exc, folder) from exc
+
+
+def refuse_link(path: Path) -> None:
+    """LocalError when `path` is a symbolic link: the tool's own files (state, lock) are never
+    used through one, which could point anywhere."""
+    if path.is_symlink():
+        raise LocalError(
+            f"{path} is a symbolic link; the archive's own files are never used through one "
+            "(remove it, then rerun)"
+        )
 
 
 def fsync_folder(folder: Path) -> None:
@@ -102,26 +98,29 @@ class PartFile:
         self._handle = handle
 
     @classmethod
-    async def open(cls, path: Path, file_mode: int, *, append: bool) -> PartFile:
-        """Open for appending (resume) or truncate to empty, created with `file_mode`."""
+    async def create(cls, path: Path, file_mode: int) -> PartFile:
+        """A new, empty `.part`, with exactly `file_mode` whatever the umask. Whatever was
+        at `path` before (a stale `.part`, or a symbolic link planted there) is removed first,
+        never written through: the file is created with O_EXCL | O_NOFOLLOW."""
 
-        def opener(name: str | bytes, flags: int) -> int:
-            fd = os.open(name, flags, file_mode)
-            # Exactly file_mode, whatever the umask, and also for a .part left by an older run.
-            os.fchmod(fd, file_mode)
-            return fd
-
-        def open_file() -> tuple[BinaryIO, int]:
-            # Buffered: BufferedWriter.write writes all or raises, where a raw write may write
-            # part of the buffer (a full disk) and say so only in its return value.
-            handle = open(path, "ab" if append else "wb", opener=opener)  # noqa: SIM115
-            return handle, (os.fstat(handle.fileno()).st_size if append else 0)
+        def open_file() -> BinaryIO:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()  # a link itself, never what it points to
+            fd = os.open(path, CREATE_FLAGS, file_mode)
+            try:
+                os.fchmod(fd, file_mode)  # ours: created just now, not a stranger's file
+                # Buffered: BufferedWriter.write writes all or raises, where a raw write may
+                # write part of the buffer (a full disk) and say so only in its return value.
+                return os.fdopen(fd, "wb")
+            except BaseException:
+                os.close(fd)
+                raise
 
         try:
-            handle, size = await asyncio.to_thread(open_file)
+            handle = await asyncio.to_thread(open_file)
         except OSError as exc:
             raise local_error(exc, path) from exc
-        return cls(path, handle, size)
+        return cls(path, handle, 0)
 
     async def write(
         self,

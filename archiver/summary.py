@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from archiver.errors import ArchiverError
+from archiver.errors import RunError
 
 MAX_FAILED_SHOWN = 20
 
@@ -41,7 +41,7 @@ class Counts:
         return asdict(self)
 
 
-def exit_code(counts: Counts, error: ArchiverError | None) -> int:
+def exit_code(counts: Counts, error: RunError | None) -> int:
     """§6's table: a run-level error decides; else failures or invalid rows make it 1."""
     if error is not None:
         return error.exit_code
@@ -63,7 +63,7 @@ def render(
     seconds: float,
     manifest: Path | None,
     report: Path | None,
-    error: ArchiverError | None,
+    error: RunError | None,
 ) -> str:
     """The block printed on stderr at the end of a run."""
     rate = counts.bytes / seconds if seconds > 0 else 0.0

@@ -11,8 +11,18 @@ import pytest
 from aioresponses import aioresponses
 from yarl import URL
 
-from archiver.api import OsviApi, RecordingUrl, api_session, error_text
+from archiver.api import (
+    MAX_BODY,
+    MAX_LIFETIME,
+    UNKNOWN_LIFETIME_USE,
+    OsviApi,
+    RecordingUrl,
+    api_session,
+    error_text,
+    lifetime_of,
+)
 from archiver.errors import (
+    ApiBadResponse,
     ApiRejected,
     AuthError,
     CallError,
@@ -20,6 +30,7 @@ from archiver.errors import (
     NotAvailable,
     ServerError,
     Throttled,
+    UrlExpired,
 )
 from archiver.limits import RateLimiter, ThrottleGate
 
@@ -119,8 +130,32 @@ def test_error_text_falls_back_to_the_raw_body(body: bytes, expected: str) -> No
     assert error_text(body) == expected
 
 
-def test_error_text_cuts_a_long_body_short() -> None:
-    assert len(error_text(b"x" * 10_000)) == 300
+async def test_a_long_error_body_is_cut_short_in_the_message(harness: Harness) -> None:
+    harness.mocked.get(RECORDING, status=400, body=b"x" * 10_000)
+    with pytest.raises(ApiRejected) as caught:
+        await harness.api.recording_url(A)
+    assert "x" * 299 in str(caught.value)
+    assert "x" * 301 not in str(caught.value)
+
+
+async def test_the_token_is_masked_before_the_text_is_cut(harness: Harness) -> None:
+    """Cut first and mask after, and a token straddling the cut would leak its head."""
+    for lead in (280, 290, 295, 299):
+        harness.mocked.get(RECORDING, status=400, body=b"x" * lead + TOKEN.encode() + b" tail")
+        with pytest.raises(ApiRejected) as caught:
+            await harness.api.recording_url(A)
+        message = str(caught.value)
+        assert not any(TOKEN[:n] in message for n in range(4, len(TOKEN) + 1)), lead
+
+
+async def test_control_characters_of_an_error_body_are_escaped(harness: Harness) -> None:
+    body = {"success": False, "error": "bad\x1b[31m red \x1b]0;pwned\x07 \r\n\u202eevil"}
+    harness.mocked.get(RECORDING, status=422, payload=body)
+    with pytest.raises(ApiRejected) as caught:
+        await harness.api.recording_url(A)
+    message = str(caught.value)
+    assert not any(c in message for c in "\x1b\x07\r\n\u202e")
+    assert "\\x1b[31m red" in message
 
 
 # recording_url
@@ -159,15 +194,126 @@ def test_usable_until_margin_is_the_smaller_of_a_minute_and_a_quarter(
         {"call_id": A, "expires_in_seconds": 900},
         None,
         ["not", "an", "object"],
-        {"call_id": A, "recording_url": PRESIGNED, "expires_in_seconds": "soon"},
+        {"call_id": A, "recording_url": None},
+        {"call_id": A, "recording_url": 12345},
+        {"call_id": A, "recording_url": ["https://x/a.mp4"]},
+        {"call_id": A, "recording_url": ""},
     ],
 )
-async def test_recording_url_with_unexpected_data_is_rejected(
+async def test_recording_url_with_unexpected_data_is_a_bad_response(
     harness: Harness, data: object
 ) -> None:
     harness.mocked.get(RECORDING, payload=ok(data))
-    with pytest.raises(ApiRejected):
+    with pytest.raises(ApiBadResponse) as caught:
         await harness.api.recording_url(A)
+    assert caught.value.kind == "api_bad_response"
+
+
+# expires_in_seconds: every edge value has its decided meaning
+
+
+@pytest.mark.parametrize(
+    ("value", "lifetime"),
+    [
+        (900, 900.0),
+        ("900", 900.0),
+        (2.5, 2.5),
+        (None, None),  # missing or null: unknown (the URL's X-Amz-Expires if any, below)
+        (float("nan"), None),
+        ("NaN", None),
+        ("soon", None),
+        (True, None),
+        ({"s": 1}, None),
+        (10**12, MAX_LIFETIME),  # huge: S3's longest, 7 days
+        (float("inf"), MAX_LIFETIME),
+        ("1e999", MAX_LIFETIME),
+    ],
+)
+def test_lifetime_of_each_edge_value(value: object, lifetime: float | None) -> None:
+    assert lifetime_of(value, PRESIGNED) == lifetime
+
+
+@pytest.mark.parametrize("value", [0, -5, "0", float("-inf"), -1e-9])
+def test_a_lifetime_of_zero_or_less_is_an_expired_url(value: object) -> None:
+    with pytest.raises(UrlExpired, match="already expired"):
+        lifetime_of(value, PRESIGNED)
+
+
+def test_a_missing_lifetime_is_read_from_the_urls_own_x_amz_expires() -> None:
+    url = "https://b.s3.amazonaws.com/a.mp4?X-Amz-Date=20261201T000000Z&X-Amz-Expires=600&x=1"
+    assert lifetime_of(None, url) == 600.0
+    assert lifetime_of(None, url.replace("600", "abc")) is None
+
+
+async def test_a_url_of_unknown_lifetime_is_usable_only_at_once(harness: Harness) -> None:
+    harness.mocked.get(RECORDING, payload=ok({"call_id": A, "recording_url": PRESIGNED}))
+    got = await harness.api.recording_url(A)
+    assert got.expires_in is None
+    assert got.usable_until() == START + UNKNOWN_LIFETIME_USE
+
+
+async def test_a_zero_lifetime_is_not_read_as_900_seconds(harness: Harness) -> None:
+    harness.mocked.get(RECORDING, payload=recording(0))
+    with pytest.raises(UrlExpired):
+        await harness.api.recording_url(A)
+
+
+async def test_nan_in_the_json_body_is_an_unknown_lifetime(harness: Harness) -> None:
+    body = '{"success": true, "data": {"recording_url": "%s", "expires_in_seconds": NaN}}'
+    harness.mocked.get(RECORDING, body=body % PRESIGNED)
+    assert (await harness.api.recording_url(A)).expires_in is None
+
+
+# bodies are capped
+
+
+async def test_a_body_over_the_cap_is_refused_without_being_held(harness: Harness) -> None:
+    harness.mocked.get(RECORDING, body=b"x" * (MAX_BODY + 1))
+    with pytest.raises(ApiBadResponse, match="more than"):
+        await harness.api.recording_url(A)
+
+
+async def test_a_deeply_nested_json_body_is_a_bad_response_not_a_crash(harness: Harness) -> None:
+    harness.mocked.get(RECORDING, body="[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ApiBadResponse):
+        await harness.api.recording_url(A)
+
+
+# the listing's call ids
+
+
+async def test_listing_items_whose_call_id_is_not_a_uuid_string_are_set_aside(
+    harness: Harness,
+) -> None:
+    upper = A.upper()
+    data = [
+        {"call_id": upper},
+        {"call_id": 12345},
+        {"call_id": ["x"]},
+        {"call_id": {"a": 1}},
+        {"call_id": None},
+        {"call_id": "../../etc/passwd"},
+        "not an object",
+    ]
+    body = {"success": True, "data": data, "meta": {"total_count": 7}}
+    harness.mocked.get(f"{BASE}/v1/calls", payload=body)
+    page = await harness.api.list_page({})
+    assert [item["call_id"] for item in page.items] == [A]
+    assert len(page.unusable) == 6
+    assert "'../../etc/passwd'" in page.unusable
+
+
+@pytest.mark.parametrize(
+    ("total", "expected"), [(7, 7), (None, 2), ("7", 2), (-3, 2), (float("nan"), 2), (True, 2)]
+)
+async def test_listing_total_count_that_is_not_a_count_falls_back(
+    harness: Harness, total: object, expected: int
+) -> None:
+    body = {"success": True, "data": [{"call_id": A}, {"call_id": A}], "meta": {}}
+    if total is not None:
+        body["meta"] = {"total_count": total}
+    harness.mocked.get(f"{BASE}/v1/calls", body=json.dumps(body))
+    assert (await harness.api.list_page({})).total_count == expected
 
 
 async def test_recording_url_404_is_not_available(harness: Harness) -> None:
@@ -284,11 +430,11 @@ async def test_other_4xx_are_rejected_permanently(harness: Harness, status: int)
         "[1, 2, 3]",
     ],
 )
-async def test_a_200_that_is_not_a_json_success_envelope_is_rejected(
+async def test_a_200_that_is_not_a_json_success_envelope_is_a_bad_response(
     harness: Harness, body: str
 ) -> None:
     harness.mocked.get(RECORDING, status=200, body=body)
-    with pytest.raises(ApiRejected):
+    with pytest.raises(ApiBadResponse):
         await harness.api.recording_url(A)
 
 
@@ -400,9 +546,9 @@ async def test_call_returns_none_on_404(harness: Harness) -> None:
     assert await harness.api.call(A) is None
 
 
-async def test_call_whose_data_is_not_an_object_is_rejected(harness: Harness) -> None:
+async def test_call_whose_data_is_not_an_object_is_a_bad_response(harness: Harness) -> None:
     harness.mocked.get(CALL, payload=ok([A]))
-    with pytest.raises(ApiRejected, match="not an object"):
+    with pytest.raises(ApiBadResponse, match="not an object"):
         await harness.api.call(A)
 
 

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 from aioresponses import aioresponses
 
-from archiver.download import Downloader, Transfer
+from archiver.download import Downloader, DownloadPolicy, Transfer
 from archiver.errors import ChecksumMismatch
 
 URL = "https://rec.example/a.mp4?X-Amz-Signature=abc"
@@ -25,7 +25,7 @@ async def fetched(tmp_path: Path, etag: str | None) -> tuple[Transfer, Path]:
     async with aiohttp.ClientSession() as session:
         with aioresponses() as mocked:
             mocked.get(URL, body=BODY, headers=headers)
-            transfer = Downloader(session, 0o600, lambda: 0.0).transfer(destination)
+            transfer = Downloader(session, DownloadPolicy(), lambda: 0.0).transfer(destination)
             await transfer.fetch(URL)
     return transfer, tmp_path / "call.mp4"
 

@@ -13,11 +13,9 @@ import pytest
 from archiver.errors import UsageError
 from archiver.settings import (
     FLAG_NAMES,
-    LAYOUT_FIELDS,
     Settings,
     choose_config_file,
     config_file_warnings,
-    layout_needs_listing_fields,
     load_settings,
     parse_duration,
     require_token,
@@ -178,13 +176,6 @@ def test_unsafe_or_malformed_layouts_are_refused(layout: str, reason: str) -> No
     message = usage_message(flags={"layout": layout})
     assert "invalid layout from --layout" in message
     assert re.search(reason, message)
-
-
-def test_layout_fields_and_listing_needs() -> None:
-    assert set(LAYOUT_FIELDS) == {"call_id", "ext", "yyyy", "mm", "dd", "agent_uuid"}
-    assert not layout_needs_listing_fields("{call_id}{ext}")
-    assert layout_needs_listing_fields("{yyyy}/{call_id}{ext}")
-    assert layout_needs_listing_fields("{agent_uuid}/{call_id}{ext}")
 
 
 def test_token_is_masked_everywhere_it_could_be_shown() -> None:

@@ -6,28 +6,24 @@ import json
 import os
 import stat
 from collections.abc import Iterator
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import pytest
 
-from archiver.errors import LocalError, UsageError
+from archiver.errors import DiskFull, LocalError
 from archiver.storage import (
     FOLDER_MODE,
     PART_SUFFIX,
-    DiskFull,
     PartFile,
     ensure_folder,
-    layout_fields,
     local_error,
     part_path,
     remove_quietly,
-    render_layout,
     write_atomic,
     write_atomic_json,
 )
 
 A = "3f2a9c1e-7b4d-4e8a-9c2f-1a2b3c4d5e6f"
-FIELDS = {"call_id": A, "ext": ".mp4", "yyyy": "2026", "mm": "11", "dd": "05"}
 
 
 def mode_of(path: Path) -> int:
@@ -42,74 +38,6 @@ def strict_umask() -> Iterator[int]:
         yield 0o077
     finally:
         os.umask(old)
-
-
-# render_layout
-
-
-def test_render_layout_default_is_call_id_and_extension() -> None:
-    assert render_layout("{call_id}{ext}", FIELDS) == PurePosixPath(f"{A}.mp4")
-
-
-def test_render_layout_nested_by_year_and_month() -> None:
-    path = render_layout("{yyyy}/{mm}/{call_id}{ext}", FIELDS)
-    assert path == PurePosixPath(f"2026/11/{A}.mp4")
-    assert path.parts == ("2026", "11", f"{A}.mp4")
-
-
-@pytest.mark.parametrize(
-    "layout",
-    ["/{call_id}{ext}", "/tmp/{call_id}{ext}", "//{call_id}{ext}"],
-)
-def test_render_layout_refuses_absolute_paths(layout: str) -> None:
-    with pytest.raises(UsageError, match="not inside the archive"):
-        render_layout(layout, FIELDS)
-
-
-@pytest.mark.parametrize(
-    "layout",
-    [
-        "../{call_id}{ext}",
-        "{yyyy}/../../{call_id}{ext}",
-        "{yyyy}/../{call_id}{ext}",
-        "./{call_id}{ext}",
-        "{yyyy}/./{call_id}{ext}",
-    ],
-)
-def test_render_layout_refuses_dot_and_dot_dot_components(layout: str) -> None:
-    with pytest.raises(UsageError, match="not inside the archive"):
-        render_layout(layout, FIELDS)
-
-
-@pytest.mark.parametrize("layout", ["{yyyy}//{call_id}{ext}", "{call_id}{ext}/", "{yyyy}/"])
-def test_render_layout_refuses_empty_components(layout: str) -> None:
-    with pytest.raises(UsageError):
-        render_layout(layout, FIELDS)
-
-
-def test_render_layout_refuses_an_empty_field_that_leaves_an_empty_component() -> None:
-    with pytest.raises(UsageError):
-        render_layout("{yyyy}/{agent_uuid}/{call_id}{ext}", {**FIELDS, "agent_uuid": ""})
-
-
-def test_render_layout_refuses_a_field_value_that_climbs_out() -> None:
-    with pytest.raises(UsageError):
-        render_layout("{agent_uuid}/{call_id}{ext}", {**FIELDS, "agent_uuid": "../../etc"})
-
-
-def test_render_layout_refuses_an_empty_result() -> None:
-    with pytest.raises(UsageError):
-        render_layout("{ext}", {"ext": ""})
-
-
-def test_render_layout_refuses_unknown_placeholders_naming_them() -> None:
-    with pytest.raises(UsageError, match=r"\{agent_uuid\}"):
-        render_layout("{agent_uuid}/{call_id}{ext}", FIELDS)
-
-
-def test_layout_fields_lists_the_placeholders() -> None:
-    assert layout_fields("{yyyy}/{mm}/{call_id}{ext}") == {"yyyy", "mm", "call_id", "ext"}
-    assert layout_fields("recordings/{call_id}{ext}") == {"call_id", "ext"}
 
 
 def test_part_path_is_beside_the_final_name() -> None:
@@ -265,7 +193,7 @@ def test_write_atomic_json_round_trips(tmp_path: Path) -> None:
 
 async def test_part_file_commit_renames_and_removes_the_part(tmp_path: Path) -> None:
     final = tmp_path / f"{A}.mp4"
-    part = await PartFile.open(part_path(final), 0o600, append=False)
+    part = await PartFile.create(part_path(final), 0o600)
     await part.write(b"abc", expected_total=6)
     await part.write(b"def", expected_total=6)
     assert part.size == 6
@@ -281,54 +209,51 @@ async def test_part_file_creates_the_file_with_file_mode_whatever_the_umask(
     tmp_path: Path, file_mode: int
 ) -> None:
     final = tmp_path / f"{A}.mp4"
-    part = await PartFile.open(part_path(final), file_mode, append=False)
+    part = await PartFile.create(part_path(final), file_mode)
     await part.write(b"audio", expected_total=5)
     await part.commit(final)
     assert mode_of(final) == file_mode
 
 
-async def test_part_file_resume_appends_to_the_existing_part(tmp_path: Path) -> None:
-    final = tmp_path / f"{A}.mp4"
-    part_path(final).write_bytes(b"abc")
-    part = await PartFile.open(part_path(final), 0o600, append=True)
-    assert part.size == 3
-    await part.write(b"def", expected_total=6)
-    assert part.size == 6
-    await part.commit(final)
-    assert final.read_bytes() == b"abcdef"
-
-
-async def test_part_file_start_over_truncates_the_existing_part(tmp_path: Path) -> None:
+async def test_a_stale_part_is_replaced_by_a_new_empty_file(tmp_path: Path) -> None:
     final = tmp_path / f"{A}.mp4"
     part_path(final).write_bytes(b"stale bytes")
-    part = await PartFile.open(part_path(final), 0o600, append=False)
+    part_path(final).chmod(0o644)  # left by an earlier run with a looser file_mode
+    part = await PartFile.create(part_path(final), 0o600)
     assert part.size == 0
     await part.write(b"new", expected_total=3)
     await part.commit(final)
     assert final.read_bytes() == b"new"
-
-
-@pytest.mark.parametrize("append", [False, True])
-async def test_part_file_left_with_a_looser_mode_ends_with_file_mode(
-    tmp_path: Path, append: bool
-) -> None:
-    final = tmp_path / f"{A}.mp4"
-    part_path(final).write_bytes(b"abc")
-    part_path(final).chmod(0o644)  # left by an earlier run with a looser file_mode
-    part = await PartFile.open(part_path(final), 0o600, append=append)
-    await part.write(b"def", expected_total=None)
-    await part.commit(final)
     assert mode_of(final) == 0o600
 
 
-async def test_part_file_open_in_a_missing_folder_is_a_local_error(tmp_path: Path) -> None:
+async def test_a_symlink_at_the_part_path_is_never_written_through(tmp_path: Path) -> None:
+    """A link planted at `<final>.part` pointing outside the archive: the target stays as it
+    was (not truncated, filled or chmod'ed); the link is replaced by the tool's own file."""
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(b"precious")
+    outside.chmod(0o644)
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    final = archive / f"{A}.mp4"
+    part_path(final).symlink_to(outside)
+    part = await PartFile.create(part_path(final), 0o600)
+    await part.write(b"audio", expected_total=5)
+    await part.commit(final)
+    assert outside.read_bytes() == b"precious"
+    assert mode_of(outside) == 0o644
+    assert final.read_bytes() == b"audio"
+    assert not final.is_symlink()
+
+
+async def test_part_file_create_in_a_missing_folder_is_a_local_error(tmp_path: Path) -> None:
     with pytest.raises(LocalError, match="missing"):
-        await PartFile.open(tmp_path / "missing" / "x.mp4.part", 0o600, append=False)
+        await PartFile.create(tmp_path / "missing" / "x.mp4.part", 0o600)
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
 async def test_part_file_write_on_a_full_disk_is_disk_full_with_bytes_needed() -> None:
-    part = await PartFile.open(Path("/dev/full"), 0o600, append=False)
+    part = PartFile(Path("/dev/full"), open("/dev/full", "wb"), 0)  # noqa: SIM115, ASYNC230
     try:
         with pytest.raises(DiskFull) as caught:
             await part.write(b"\0" * (1 << 20), expected_total=5_000_000)

@@ -6,12 +6,15 @@ import pytest
 
 from archiver.errors import (
     ArchiveLocked,
-    ArchiverError,
     AuthError,
+    DiskFull,
+    InternalError,
+    Interrupted,
     LocalError,
+    RunError,
+    Unavailable,
     UsageError,
 )
-from archiver.storage import DiskFull
 from archiver.summary import MAX_FAILED_SHOWN, Counts, exit_code, render
 
 
@@ -99,12 +102,15 @@ def test_exit_code_is_one_with_failed_calls_or_invalid_rows(counts: Counts) -> N
         (LocalError("state unreadable"), 4),
         (DiskFull("disk full"), 4),
         (ArchiveLocked("held"), 75),
-        (ArchiverError("other"), 1),
+        (Unavailable("no answer"), 69),
+        (InternalError("bug"), 70),
+        (Interrupted(1, "SIGHUP"), 129),
+        (RunError("other"), 1),
     ],
 )
 @pytest.mark.parametrize("counts", [Counts(), Counts(archived=5, failed=3, invalid_rows=2)])
 def test_exit_code_of_a_run_level_error_wins(
-    error: ArchiverError, expected: int, counts: Counts
+    error: RunError, expected: int, counts: Counts
 ) -> None:
     assert exit_code(counts, error) == expected
 

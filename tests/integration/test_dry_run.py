@@ -13,11 +13,15 @@ from tests.integration.cli_helpers import osvi
 
 
 def tree(folder: Path) -> dict[str, tuple[int, int]]:
-    """Every file and folder under `folder` with its size and mtime: any write shows."""
+    """Every file and folder under `folder` with its size and mtime: any write shows. But
+    SQLite's -wal/-shm companions, which any reader of a WAL database opens, and so the state
+    folder that holds them."""
     found = {}
     for root, dirs, files in os.walk(folder):
         for name in dirs + files:
             path = Path(root) / name
+            if name.endswith(("-wal", "-shm")) or name == ".osvi-archiver":
+                continue
             info = path.lstat()
             found[str(path.relative_to(folder))] = (info.st_size, info.st_mtime_ns)
     return found

@@ -385,7 +385,10 @@ async def test_a_fault_that_never_clears_fails_and_retry_failed_takes_only_those
     assert first.code == 1
     failed = {c["call_id"]: c for c in manifest_of(tmp_path)["calls"] if c["status"] == "failed"}
     assert set(failed) == broken_ids
-    assert all(c["error"]["kind"] == "server_error" and c["attempts"] == 3 for c in failed.values())
+    assert all(
+        c["error"]["kind"] == "recording_server_error" and c["attempts"] == 3
+        for c in failed.values()
+    )
 
     retried = await osvi("run", "--out", str(tmp_path), "--retry-failed", env=env_for(healthy))
     assert retried.code == 0, retried.stderr

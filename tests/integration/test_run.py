@@ -132,7 +132,7 @@ async def test_a_url_too_old_on_arrival_is_not_used(make_fake: FakeFactory, tmp_
     assert fake.stats.requests["download"] == 0
     assert fake.stats.calls[call_id].requests["recording"] == 3
     entry = manifest_of(tmp_path)["calls"][0]
-    assert (entry["status"], entry["error"]["kind"]) == ("failed", "url_refused")
+    assert (entry["status"], entry["error"]["kind"]) == ("failed", "url_expired")
     assert result.exit_code == 1
 
 
@@ -276,7 +276,9 @@ async def test_failing_calls_end_failed_with_their_last_error_and_exit_1(
     assert result.exit_code == 1
     failed = [c for c in manifest_of(tmp_path)["calls"] if c["status"] == "failed"]
     assert len(failed) == len(picked_ids(fake))
-    assert all(c["attempts"] == 3 and c["error"]["kind"] == "server_error" for c in failed)
+    assert all(
+        c["attempts"] == 3 and c["error"]["kind"] == "recording_server_error" for c in failed
+    )
     assert set(result.counts.failed_ids) == set(picked_ids(fake))
 
 
