@@ -99,9 +99,13 @@ def _amz_expires(url: str) -> str | None:
 class ListPage:
     items: list[dict[str, Any]]  # each with a canonical (lower-case UUID) call_id
     total_count: int
-    unusable: list[str] = field(
-        default_factory=list
-    )  # the call_id values that are not UUIDs (or items not objects), shown
+    # The call_id values that are not UUIDs (or items that are not objects), as shown.
+    unusable: list[str] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        """Items on the page, usable or not (what the page holds of `total_count`)."""
+        return len(self.items) + len(self.unusable)
 
 
 def error_text(body: bytes) -> str:

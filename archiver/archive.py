@@ -10,8 +10,8 @@ cancellation pass through, to stop the whole run.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
+import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -36,11 +36,13 @@ from archiver.errors import (
 )
 from archiver.listing import layout_fields_of, started_at_of
 from archiver.progress import Receiving
+from archiver.redaction import shorten
 from archiver.retrying import call_retrying
 from archiver.state import CallRecord, utc_now
-from archiver.storage import ensure_folder, part_path, write_atomic_json
+from archiver.storage import PartFile, ensure_folder, part_path, remove_quietly
 
 log = logging.getLogger("archiver.call")
+MAX_MESSAGE = 1000  # characters of an error message kept in the manifest and reports
 # Statuses of calls nobody answered: they never get a recording (osvi-api/README.md).
 UNANSWERED = frozenset({"not_picked", "busy", "failed"})
 
@@ -252,15 +254,29 @@ class CallArchiver:
             data = detail if key == "metadata_path" and detail else None
             data = data or await self._fetch(record.call_id, get, what)
             relative = f"{stem}{suffix}"
-            await asyncio.to_thread(
-                write_atomic_json, self._policy.out_dir / relative, data, self._policy.file_mode
-            )
+            await self._save_json(record.call_id, relative, data)
             saved[key] = relative
         return dataclasses.replace(
             record,
             metadata_path=saved.get("metadata_path"),
             transcript_path=saved.get("transcript_path"),
         )
+
+    async def _save_json(self, call_id: str, relative: str, data: Any) -> None:
+        """A sidecar, written as recordings are: through a `.part` registered before it exists
+        (so that a crash leaves nothing the next run does not remove), then renamed."""
+        part = part_path(Path(relative), self._policy.part_tag)
+        if self._on_part is not None:
+            await self._on_part(call_id, part.as_posix())
+        body = json.dumps(data, indent=2).encode() + b"\n"
+        handle = await PartFile.create(self._policy.out_dir / part, self._policy.file_mode)
+        try:
+            await handle.write(body, len(body))
+            await handle.commit(self._policy.out_dir / relative)
+        except BaseException:
+            await handle.close()
+            await remove_quietly(handle.path)
+            raise
 
     def _archived(self, call_id: str, attempts: int, done: Downloaded) -> CallRecord:
         return CallRecord(
@@ -284,7 +300,7 @@ class CallArchiver:
             attempts=attempts,
             run_id=self._run_id,
             error_kind=kind or error.kind,
-            error_message=str(error),
+            error_message=shorten(str(error), MAX_MESSAGE),
         )
 
 

@@ -191,7 +191,7 @@ def _sync(args: argparse.Namespace) -> int:
         )
     if args.dry_run:
         return _dry_run_sync(args, settings, (since, until, now), filters, shard)
-    source = make_source(since, until, now, settings.sync_overlap, filters)
+    source = make_source(since, until, now, settings.sync_overlap, filters, settings.max_attempts)
     options = RunOptions(force=args.force, shard=shard, command="sync")
     result = asyncio.run(execute(settings, source, _progress(settings), options))
     _summary(result)
@@ -223,6 +223,7 @@ def _dry_run_sync(
 ) -> int:
     """`sync --dry-run`: lists calls through the API (no recording URL), state read-only."""
     from archiver.dryrun import DryRun, retried_ids
+    from archiver.listing import RetriedListing
     from archiver.run import open_api, warn_other_sharding
     from archiver.state import existing_state
     from archiver.sync import RETRIED_FIRST, listed_ids, plan, read_watermark
@@ -234,7 +235,7 @@ def _dry_run_sync(
         mark = read_watermark(state) if state else None
         sync = plan(mark, *window, settings.sync_overlap, filters)
         async with open_api(settings) as api:
-            await dry.listed(listed_ids(api, sync))
+            await dry.listed(listed_ids(RetriedListing(api, settings.max_attempts), sync))
 
     with existing_state(settings.out_dir, shard) as state:
         dry = DryRun(state, settings.out_dir, sys.stdout, force=args.force, shard=shard)
@@ -253,19 +254,30 @@ def _has_watermark(out_dir: Path, shard: tuple[int, int] | None) -> bool:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from archiver.listing import print_listing
+    from archiver.listing import RetriedListing, print_listing
     from archiver.run import open_api
 
     settings = _settings(args)
     filters = _filters(args, ())
     since, until, now = _window(args)
+    skipped: list[str] = []
 
     async def listing() -> int:
         async with open_api(settings) as api:
-            return await print_listing(api, filters, since, until, now, args.format, sys.stdout)
+            pages = RetriedListing(api, settings.max_attempts)
+            return await print_listing(
+                pages, filters, since, until, now, args.format, sys.stdout, skipped
+            )
 
     count = asyncio.run(listing())
     log.info("listed %d calls", count)
+    if skipped:  # as invalid input rows make a run's exit code 1
+        log.warning(
+            "%d listed items had a call_id that is not a UUID and were left out",
+            len(skipped),
+            extra={"event": "listing_bad_ids", "count": len(skipped)},
+        )
+        return 1
     return 0
 
 

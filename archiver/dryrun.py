@@ -81,17 +81,20 @@ class DryRun:
     def items(self, items: Iterator[InputItem]) -> None:
         for item in items:
             if isinstance(item, InvalidRow):
-                self.counts.invalid_rows += 1
-                print(
-                    f"invalid\t{item.source} line {item.line}\t{item.reason} ({item.value})",
-                    file=self._out,
-                )
+                self._invalid(item)
             else:
                 self.call(item.call_id)
 
-    async def listed(self, call_ids: AsyncIterator[str]) -> None:
-        async for call_id in call_ids:
-            self.call(call_id)
+    async def listed(self, listed: AsyncIterator[str | InvalidRow]) -> None:
+        async for item in listed:
+            if isinstance(item, InvalidRow):
+                self._invalid(item)
+            else:
+                self.call(item)
+
+    def _invalid(self, row: InvalidRow) -> None:
+        self.counts.invalid_rows += 1
+        print(f"invalid\t{row.source} line {row.line}\t{row.reason} ({row.value})", file=self._out)
 
     def call(self, call_id: str, *, retried: bool = False) -> None:
         """One id; `retried` when the run takes it from the state (pending, failed) first."""

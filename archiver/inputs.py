@@ -308,9 +308,10 @@ def count_ids(paths: Sequence[str]) -> int | None:
             return None
         try:
             with Path(path).open("rb") as stream:
-                first = stream.readline()
+                # Bounded: a file with no line break at all must not be read into memory whole.
+                first = stream.readline(MAX_LINE_CHARS + 1)
                 while first and not first.strip():
-                    first = stream.readline()
+                    first = stream.readline(MAX_LINE_CHARS + 1)
                 lines = 1 if first and canonical_uuid(_first_cell(first)) else 0
                 last = first
                 while block := stream.read(1 << 20):

@@ -5,20 +5,31 @@ walked as closed windows on `call_picked_at`, each small enough to come back in 
 window with more calls than a page is split in two, down to one second, below which it is
 paged with de-duplication. Windows come out oldest first and share their boundary instant, so
 a call exactly on it is listed twice: the consumer drops it by the previous window's ids.
+
+Each page is asked for through `RetriedListing`: retried like a call's requests, and a page
+that cannot be had ends the run (the walk cannot go on past it): a refusal of the query is a
+usage error (exit 2: a wrong --agent, say), anything else exit 69. An item whose `call_id` is
+not a UUID is never used: the windows carry it as `unusable`, for the run to report.
 """
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
-from collections.abc import AsyncIterator, Callable, Mapping
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
-from archiver.api import OsviApi
+from archiver.api import ListPage
+from archiver.errors import ApiRejected, CallError, Unavailable, UsageError
 from archiver.inputs import canonical_uuid
+from archiver.retrying import call_retrying
 from archiver.times import api_time
+
+log = logging.getLogger("archiver.listing")
 
 PER_PAGE = 100
 _MIN_SPAN = timedelta(seconds=1)
@@ -50,17 +61,54 @@ class Filters:
         return params
 
 
+class Pages(Protocol):
+    """What the walk asks pages of (OsviApi, or RetriedListing around it)."""
+
+    async def list_page(self, params: Mapping[str, str]) -> ListPage: ...
+
+
+class RetriedListing:
+    """Pages of `GET /v1/calls` for a run: each retried like a call's requests (backoff,
+    Retry-After, outages at no cost), then, when it still cannot be had, a run-level error."""
+
+    def __init__(
+        self,
+        api: Pages,
+        max_attempts: int,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._api = api
+        self._max_attempts = max_attempts
+        self._sleep = sleep
+
+    async def list_page(self, params: Mapping[str, str]) -> ListPage:
+        try:
+            async for attempt in call_retrying(self._max_attempts, self._sleep):
+                with attempt:
+                    return await self._api.list_page(params)
+        except ApiRejected as exc:
+            raise UsageError(
+                f"the API refused the listing ({exc}); check the filters (--agent, --status, "
+                "--campaign, ...)"
+            ) from exc
+        except CallError as exc:
+            raise Unavailable(f"the API's listing could not be read: {exc}") from exc
+        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+
 @dataclass
 class Window:
-    """[start, end] on call_picked_at, both inclusive, and the calls listed in it."""
+    """[start, end] on call_picked_at, both inclusive, and the calls listed in it (with the
+    call_id values of the items that could not be used)."""
 
     start: datetime
     end: datetime
     calls: list[dict[str, Any]] = field(default_factory=list)
+    unusable: list[str] = field(default_factory=list)
 
 
 async def windows(
-    api: OsviApi,
+    api: Pages,
     filters: Filters,
     start: datetime,
     end: datetime,
@@ -75,7 +123,7 @@ async def windows(
 
 
 async def _walk(
-    api: OsviApi,
+    api: Pages,
     base: Mapping[str, str],
     start: datetime,
     end: datetime,
@@ -85,8 +133,8 @@ async def _walk(
     first = await api.list_page({**params, "page": "1", "per_page": str(PER_PAGE)})
     if on_total is not None:
         on_total(first.total_count)
-    if first.total_count <= len(first.items):
-        yield Window(start, end, first.items)
+    if first.total_count <= first.size:
+        yield Window(start, end, first.items, first.unusable)
     elif end - start > _MIN_SPAN:
         middle = start + (end - start) / 2
         async for window in _walk(api, base, start, middle):
@@ -94,29 +142,33 @@ async def _walk(
         async for window in _walk(api, base, middle, end):
             yield window
     else:
-        yield Window(start, end, await _all_pages(api, params, first.items, first.total_count))
+        yield await _all_pages(api, params, Window(start, end), first)
 
 
 async def _all_pages(
-    api: OsviApi, params: Mapping[str, str], first: list[dict[str, Any]], total: int
-) -> list[dict[str, Any]]:
+    api: Pages, params: Mapping[str, str], window: Window, first: ListPage
+) -> Window:
     """A one-second window with more calls than a page: page through it, de-duplicating."""
-    seen = {item["call_id"] for item in first}
-    calls = list(first)
-    pages = -(-total // PER_PAGE)
-    for page in range(2, pages + 2):  # one page more: calls may arrive while we page
-        listed = await api.list_page({**params, "page": str(page), "per_page": str(PER_PAGE)})
+    seen: set[str] = set()
+    pages = -(-first.total_count // PER_PAGE)
+    listed = first
+    for page in range(2, pages + 3):  # one page more: calls may arrive while we page
         for item in listed.items:
             if item["call_id"] not in seen:
                 seen.add(item["call_id"])
-                calls.append(item)
-        if not listed.items:
+                window.calls.append(item)
+        window.unusable += listed.unusable
+        if not listed.size or page > pages + 1:
             break
-    return calls
+        listed = await api.list_page({**params, "page": str(page), "per_page": str(PER_PAGE)})
+    return window
 
 
 async def all_calls(
-    api: OsviApi, filters: Filters, until: datetime | None = None
+    api: Pages,
+    filters: Filters,
+    until: datetime | None = None,
+    skipped: list[str] | None = None,
 ) -> AsyncIterator[dict[str, Any]]:
     """With no start: page through everything, newest first. Arrivals push calls to later
     pages (repeats, never misses: calls are not deleted), so recent ids are remembered."""
@@ -126,6 +178,7 @@ async def all_calls(
     while True:
         params = {**filters.params(), **bound, "page": str(page), "per_page": str(PER_PAGE)}
         listed = await api.list_page(params)
+        _tell_unusable(listed.unusable, skipped)
         for item in listed.items:
             if item["call_id"] in recent:
                 continue
@@ -133,7 +186,7 @@ async def all_calls(
             if len(recent) > 10 * PER_PAGE:
                 del recent[next(iter(recent))]
             yield item
-        if not listed.items or page * PER_PAGE >= listed.total_count:
+        if not listed.size or page * PER_PAGE >= listed.total_count:
             return
         page += 1
 
@@ -189,35 +242,58 @@ CALL_FIELDS = (
 
 
 async def listed_calls(
-    api: OsviApi, filters: Filters, since: datetime | None, until: datetime | None, now: datetime
+    api: Pages,
+    filters: Filters,
+    since: datetime | None,
+    until: datetime | None,
+    now: datetime,
+    skipped: list[str] | None = None,
 ) -> AsyncIterator[dict[str, Any]]:
-    """Every listed call once: closed windows when there is a start, else plain paging."""
+    """Every listed call once: closed windows when there is a start, else plain paging. The
+    unusable call_id values are logged, and added to `skipped`."""
     if since is None:
-        async for item in all_calls(api, filters, until):
+        async for item in all_calls(api, filters, until, skipped):
             yield item
         return
     previous: Window | None = None
     async for window in windows(api, filters, since, until or now):
+        _tell_unusable(window.unusable, skipped)
         for item in without_repeats(previous, window):
             yield item
         previous = window
 
 
+UNUSABLE_EVENT = "listing_bad_id"
+
+
+def _tell_unusable(values: list[str], skipped: list[str] | None) -> None:
+    if skipped is not None:
+        skipped += values
+    for value in values:
+        log.warning(
+            "the listing gave a call_id that is not a UUID: %s; skipped",
+            value,
+            extra={"event": UNUSABLE_EVENT, "value": value},
+        )
+
+
 async def print_listing(
-    api: OsviApi,
+    api: Pages,
     filters: Filters,
     since: datetime | None,
     until: datetime | None,
     now: datetime,
     output_format: str,
     out: TextIO,
+    skipped: list[str] | None = None,
 ) -> int:
-    """Stream the listing to `out` as CSV (header: the call fields) or JSON Lines."""
+    """Stream the listing to `out` as CSV (header: the call fields) or JSON Lines; how many
+    calls it printed. Items with an unusable call_id are not printed: logged, in `skipped`."""
     writer = csv.writer(out, lineterminator="\n") if output_format == "csv" else None
     if writer:
         writer.writerow(CALL_FIELDS)
     count = 0
-    async for item in listed_calls(api, filters, since, until, now):
+    async for item in listed_calls(api, filters, since, until, now, skipped):
         if writer:
             writer.writerow([_cell(item.get(name)) for name in CALL_FIELDS])
         else:

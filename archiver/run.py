@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
+import glob
 import logging
 import os
 import secrets
@@ -26,7 +26,13 @@ from archiver.errors import InternalError, Interrupted, LocalError, RunError
 from archiver.http import Proxies
 from archiver.inputs import CallId, InputItem
 from archiver.limits import InFlight, RateLimiter, ThrottleGate
-from archiver.manifest import prune_run_reports, write_manifest, write_run_report
+from archiver.manifest import (
+    RUNS_DIR,
+    manifest_name,
+    prune_run_reports,
+    write_manifest,
+    write_run_report,
+)
 from archiver.pipeline import Pipeline, SharedInput, Source
 from archiver.progress import Progress, RunView
 from archiver.reachability import Hosts, Reachability
@@ -41,7 +47,7 @@ from archiver.state import (
     states_in,
     utc_now,
 )
-from archiver.storage import ensure_folder
+from archiver.storage import ensure_folder, remove_stale_temps
 from archiver.summary import Counts, exit_code
 from archiver.urls import UrlRules
 
@@ -206,6 +212,23 @@ def _remove_stale_parts(state: State, out_dir: Path) -> None:
     state.commit()
 
 
+METRICS_TEMP_AGE = 3600.0  # a metrics folder is shared: only temp files this old are stale
+
+
+def _remove_stale_temps(settings: Settings, shard: Shard | None) -> None:
+    """Temp files of atomic writes (manifest, run reports, metrics) a power cut left: only
+    this run's own names (shards share the folder), the metrics folder's only when old."""
+    out = settings.out_dir
+    removed = remove_stale_temps(out, glob.escape(manifest_name(shard)))
+    reports = "*" + glob.escape(f"{shard_suffix(shard)}.json")
+    removed += remove_stale_temps(out / RUNS_DIR, reports, unless=None if shard else ".shard-")
+    if settings.metrics_file is not None:
+        folder, name = settings.metrics_file.parent, glob.escape(settings.metrics_file.name)
+        removed += remove_stale_temps(folder, name, older_than=METRICS_TEMP_AGE)
+    if removed:
+        log.info("removed %d temp files a crash left", removed, extra={"event": "stale_temps"})
+
+
 def _from_state(
     state: State, statuses: tuple[str, ...], source: str, view: RunView
 ) -> Iterator[InputItem]:
@@ -287,10 +310,13 @@ async def _drive(
         part_tag=shard_suffix(options.shard),
     )
     _remove_stale_parts(state, settings.out_dir)
+    _remove_stale_temps(settings, options.shard)
+    given: _Counted | None = None
     if options.retry_failed:
         items = _from_state(state, RETRY_FAILED, "<retry-failed>", view)
     elif not callable(items):  # §5.4: pending calls are tried again first, every run
-        items = itertools.chain(_from_state(state, RETRIED_FIRST, "<pending>", view), items)
+        given = _Counted(items)
+        items = _then(_from_state(state, RETRIED_FIRST, "<pending>", view), given)
     timeouts = (settings.connect_timeout, settings.read_timeout)
     session = download_session(*timeouts, limit=settings.concurrency, resolver=options.resolver)
     async with (
@@ -332,6 +358,36 @@ async def _drive(
         source = items(state, api, view) if callable(items) else SharedInput(items)
         progress.start(view)
         await pipeline.run(source)
+    if given is not None and given.count == 0:
+        log.warning(
+            "the input held no call ids, so there was nothing to archive (an empty file, or "
+            "stdin from /dev/null under cron?)",
+            extra={"event": "empty_input"},
+        )
+
+
+def _then(first: Iterator[InputItem], rest: Iterator[InputItem]) -> Iterator[InputItem]:
+    """`first`, then `rest`: a generator, so that closing it closes the input too."""
+    yield from first
+    yield from rest
+
+
+class _Counted(Iterator[InputItem]):
+    """The input as given, counting its rows as they are read (in the input's thread)."""
+
+    def __init__(self, items: Iterator[InputItem]) -> None:
+        self._items = items
+        self.count = 0
+
+    def __next__(self) -> InputItem:
+        item = next(self._items)
+        self.count += 1
+        return item
+
+    def close(self) -> None:
+        close = getattr(self._items, "close", None)
+        if close is not None:
+            close()
 
 
 def _part_noter(state: State) -> Callable[[str, str], Awaitable[None]]:

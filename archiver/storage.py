@@ -13,6 +13,7 @@ import errno
 import json
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -166,6 +167,33 @@ async def remove_quietly(path: Path) -> None:
     """Delete a `.part` that will not be resumed; a missing file is fine."""
     with contextlib.suppress(FileNotFoundError):
         await aiofiles.os.remove(path)
+
+
+def remove_stale_temps(
+    folder: Path, name_glob: str, *, unless: str | None = None, older_than: float | None = None
+) -> int:
+    """Remove the temp files `write_atomic` left behind for files named like `name_glob` (a
+    crash or power cut between its mkstemp and its rename leaves `.<name>.<random>.tmp`), but
+    those whose name holds `unless`; with `older_than` (seconds), only those untouched that
+    long (a folder others write to too). How many were removed; a folder that cannot be
+    listed removes nothing."""
+    removed = 0
+    now = time.time()
+    try:
+        found = list(folder.glob(f".{name_glob}.*.tmp"))
+    except OSError:
+        return 0
+    for temp in found:
+        if unless is not None and unless in temp.name:
+            continue
+        try:
+            if older_than is not None and now - temp.lstat().st_mtime < older_than:
+                continue
+            temp.unlink()
+            removed += 1
+        except OSError:
+            continue
+    return removed
 
 
 def write_atomic(path: Path, chunks: Iterable[bytes], file_mode: int) -> None:

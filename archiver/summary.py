@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from archiver.errors import RunError
+from archiver.redaction import scrub
 
 MAX_FAILED_SHOWN = 20
 
@@ -87,7 +88,7 @@ def render(
         if more > 0:
             lines.append(f"                  … and {more} more (see the run report)")
     if error is not None:
-        lines.append(f"stopped           {error}")
+        lines.append(f"stopped           {scrub(str(error))}")
     if manifest is not None:
         lines.append(f"manifest          {manifest}")
     if report is not None:

@@ -12,16 +12,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from archiver.api import OsviApi
 from archiver.errors import UsageError
-from archiver.inputs import CallId, canonical_uuid
+from archiver.inputs import CallId, InvalidRow
 from archiver.listing import (
     Filters,
+    Pages,
+    RetriedListing,
     Window,
     layout_fields_of,
     started_at_of,
@@ -34,6 +36,7 @@ from archiver.state import State
 
 log = logging.getLogger("archiver.sync")
 WATERMARK_KEY = "sync_watermark"
+LISTING = "<listing>"  # the source named by invalid rows from the listing
 RETRIED_FIRST = ("pending", "failed")  # what every sync takes from the state before listing
 
 
@@ -76,14 +79,15 @@ def read_watermark(state: State) -> datetime | None:
 class SyncSource:
     """The pool's `Source` for sync: retries first, then the listing, window by window."""
 
-    def __init__(self, api: OsviApi, state: State, sync: SyncPlan, view: RunView) -> None:
+    def __init__(self, pages: Pages, state: State, sync: SyncPlan, view: RunView) -> None:
         self._state = state
         self._plan = sync
         self._retries = deque(state.ids_with_status(RETRIED_FIRST))
         view.add_total(len(self._retries))
         self._windows: AsyncIterator[Window] = windows(
-            api, sync.filters, sync.start, sync.end, on_total=view.add_total
+            pages, sync.filters, sync.start, sync.end, on_total=view.add_total
         )
+        self._unusable = 0  # listed items whose call_id is not a UUID, so far
         self._buffer: deque[Work] = deque()
         self._open: dict[int, tuple[Window, int]] = {}  # window number -> (window, calls left)
         self._next_window = 0
@@ -103,6 +107,9 @@ class SyncSource:
             return self._buffer.popleft()
 
     def _take(self, window: Window) -> None:
+        rows = unusable_rows(window, self._unusable)  # reported as invalid input rows are
+        self._unusable += len(rows)
+        self._buffer.extend(rows)
         calls = list(new_calls(self._previous, window))
         self._previous = window
         number = self._next_window
@@ -134,28 +141,34 @@ class SyncSource:
         pass
 
 
-async def listed_ids(api: OsviApi, sync: SyncPlan) -> AsyncIterator[str]:
-    """The ids the listing gives for the plan's window, as SyncSource takes them (`--dry-run`)."""
-    previous = None
-    async for window in windows(api, sync.filters, sync.start, sync.end):
+async def listed_ids(pages: Pages, sync: SyncPlan) -> AsyncIterator[str | InvalidRow]:
+    """The ids the listing gives for the plan's window, as SyncSource takes them (`--dry-run`),
+    and the unusable items as invalid rows."""
+    previous, unusable = None, 0
+    async for window in windows(pages, sync.filters, sync.start, sync.end):
+        rows = unusable_rows(window, unusable)
+        unusable += len(rows)
+        for row in rows:
+            yield row
         for call_id, _ in new_calls(previous, window):
             yield call_id
         previous = window
 
 
+def unusable_rows(window: Window, before: int) -> list[InvalidRow]:
+    """The window's items whose call_id is not a UUID, as invalid rows of the listing (their
+    line: the count of such items in this run's listing, `before` came earlier)."""
+    return [
+        InvalidRow(LISTING, before + n, "call_id is not a UUID", value)
+        for n, value in enumerate(window.unusable, 1)
+    ]
+
+
 def new_calls(previous: Window | None, window: Window) -> Iterator[tuple[str, dict[str, Any]]]:
-    """The window's calls not already in the previous one, with their canonical ids. A call_id
-    that is not a UUID is never used in a URL or a path: logged and skipped."""
+    """The window's calls not already in the previous one, with their ids (canonical: the API
+    client set aside every item whose call_id is not a UUID)."""
     for item in without_repeats(previous, window):
-        call_id = canonical_uuid(str(item.get("call_id", "")))
-        if call_id is None:
-            log.warning(
-                "the listing gave a call_id that is not a UUID: %r; skipped",
-                item.get("call_id"),
-                extra={"event": "listing_bad_id"},
-            )
-            continue
-        yield call_id, item
+        yield item["call_id"], item
 
 
 def make_source(
@@ -164,12 +177,15 @@ def make_source(
     now: datetime,
     overlap: float,
     filters: Filters,
+    max_attempts: int = 6,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> Callable[[State, OsviApi, RunView], SyncSource]:
     """The factory `run.execute` calls once the state is open (the plan needs the watermark)."""
 
     def build(state: State, api: OsviApi, view: RunView) -> SyncSource:
+        pages = RetriedListing(api, max_attempts, sleep)
         return SyncSource(
-            api, state, plan(read_watermark(state), since, until, now, overlap, filters), view
+            pages, state, plan(read_watermark(state), since, until, now, overlap, filters), view
         )
 
     return build
