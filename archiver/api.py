@@ -234,14 +234,20 @@ class OsviApi:
     ) -> tuple[int, Mapping[str, str], bytes]:
         began = self._reach.now() if self._reach else 0.0
         answered = False
+        proxy, proxy_headers = self._proxies.for_url(URL(url))
+        # The session's bounds on connecting and on silence, and a total for the request.
+        bounds = self._session.timeout
+        timeout = aiohttp.ClientTimeout(
+            total=self._timeout, sock_connect=bounds.sock_connect, sock_read=bounds.sock_read
+        )
         try:
             async with self._session.get(
                 url,
                 params=params,
-                headers={"API-Token": self._token},
+                headers={"API-Token": self._token, **proxy_headers},
                 allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=self._timeout),
-                **self._proxies.for_url(URL(url)),
+                timeout=timeout,
+                **proxy,
             ) as response:
                 answered = True
                 if self._reach:

@@ -145,9 +145,9 @@ class CallArchiver:
     def _failed(self, call_id: str, attempts: int, error: CallError) -> CallRecord:
         """The call's final failure: logged (an internal error's traceback at -v), recorded."""
         log.error(
-            "call %s failed after %d attempts: %s",
+            "call %s failed %s: %s",
             call_id,
-            attempts,
+            f"after {attempts} attempt{'' if attempts == 1 else 's'}" if attempts else "early",
             error,
             extra={
                 "event": "call_failed",

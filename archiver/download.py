@@ -201,9 +201,10 @@ class Transfer:
         headers = {"Accept-Encoding": "identity"}  # the bytes as stored, never re-encoded
         if self.received:
             headers["Range"] = f"bytes={self.received}-"
+        proxy, proxy_headers = self._of._proxies.for_url(target)
         async with asyncio.timeout(self._policy.answer_timeout):  # headers trickled included
             response = await self._of._session.get(
-                target, headers=headers, allow_redirects=False, **self._of._proxies.for_url(target)
+                target, headers={**headers, **proxy_headers}, allow_redirects=False, **proxy
             )
         async with response:
             if response.status == 407:  # from a proxy, for a plain-http URL
@@ -383,7 +384,7 @@ class _Pace:
             return
         if self._bytes < self._policy.min_speed * elapsed:
             raise TooSlow(
-                f"{self._shown} sent {self._bytes:,} bytes in {elapsed:.0f} s, below min_speed "
+                f"{self._shown} sent {self._bytes:,} bytes in {elapsed:.1f} s, below min_speed "
                 f"({self._policy.min_speed:,.0f} bytes/s over min_speed_time)"
             )
         self._since, self._bytes = self._clock(), 0

@@ -10,6 +10,8 @@ names; the proxy's credentials travel in `Proxy-Authorization` to the proxy alon
 
 from __future__ import annotations
 
+import re
+import ssl
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -44,16 +46,21 @@ class Proxies:
         variables = urllib.request.getproxies_environment()
         return cls({s: _proxy(s, variables[s]) for s in _PROXIED if variables.get(s)}, variables)
 
-    def for_url(self, url: URL) -> dict[str, Any]:
-        """The `proxy=`/`proxy_headers=` arguments of a request to `url` (none: direct)."""
+    def for_url(self, url: URL) -> tuple[dict[str, Any], dict[str, str]]:
+        """How a request to `url` goes: the `proxy=`/`proxy_headers=` arguments (none:
+        direct), and headers to add to the request itself. The proxy's credentials go in the
+        CONNECT of an https request; a plain-http request is sent to the proxy whole, so they
+        go in its own headers (aiohttp would take them only from its deprecated proxy_auth)."""
         host = url.host or ""
         proxy = self.by_scheme.get(url.scheme)
         if proxy is None or is_loopback(host):
-            return {}
+            return {}, {}
         bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
         if self.variables.get("no") and bypass(host, self.variables):
-            return {}
-        return {"proxy": proxy.url, "proxy_headers": proxy.headers}
+            return {}, {}
+        if url.scheme == "https":
+            return {"proxy": proxy.url, "proxy_headers": proxy.headers}, {}
+        return {"proxy": proxy.url}, dict(proxy.headers or {})
 
 
 def _proxy(scheme: str, value: str) -> Proxy:
@@ -65,10 +72,10 @@ def _proxy(scheme: str, value: str) -> Proxy:
         host = url.host
     except ValueError:
         host = None
-    name = f"{scheme}_proxy"
     if host is None or url.scheme != "http":
+        shown = re.sub(r"//[^/@]*@", "//***@", without_query(text))  # no password shown
         raise UsageError(
-            f"{name.upper()}={without_query(text)!r}: use an http:// proxy URL such as "
+            f"{scheme.upper()}_PROXY={shown!r}: use an http:// proxy URL such as "
             "http://proxy.example:3128 (https:// and socks proxies are not supported)"
         )
     headers = None
@@ -84,18 +91,22 @@ def client_session(
     limit: int,
     *,
     resolver: AbstractResolver | None = None,
+    ssl_context: ssl.SSLContext | None = None,
     **options: Any,
 ) -> aiohttp.ClientSession:
     """No default headers (credentials go per request), no cookies, no netrc, at most `limit`
     connections. `total=None`: a long download must not die at a total deadline; `sock_read`
     bounds the silence instead (and download.py the speed, api.py each API request). A
-    `resolver` is for tests (a name that does not resolve, without a real DNS look-up)."""
+    `resolver` and an `ssl_context` are for tests (names without a real DNS look-up, a test
+    CA); by default TLS is verified against the system's CAs (SSL_CERT_FILE, SSL_CERT_DIR)."""
     timeout = aiohttp.ClientTimeout(
         total=None, sock_connect=connect_timeout, sock_read=read_timeout
     )
     return aiohttp.ClientSession(
         timeout=timeout,
-        connector=aiohttp.TCPConnector(limit=limit, resolver=resolver),
+        connector=aiohttp.TCPConnector(
+            limit=limit, resolver=resolver, ssl=True if ssl_context is None else ssl_context
+        ),
         cookie_jar=aiohttp.DummyCookieJar(),
         trust_env=False,
         **options,

@@ -10,6 +10,7 @@ import logging
 import os
 import secrets
 import signal
+import ssl
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -71,7 +72,9 @@ class RunOptions:
     clock: Callable[[], float] = time.time  # wall clock: URL ages, Retry-After dates
     monotonic: Callable[[], float] = time.monotonic  # pacing: immune to wall-clock jumps
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
-    resolver: Any = None  # an aiohttp resolver for both sessions (tests: names without DNS)
+    # Test hooks for both sessions: an aiohttp resolver (names without DNS), a TLS context.
+    resolver: Any = None
+    ssl_context: ssl.SSLContext | None = None
 
 
 @dataclass
@@ -318,10 +321,15 @@ async def _drive(
         given = _Counted(items)
         items = _then(_from_state(state, RETRIED_FIRST, "<pending>", view), given)
     timeouts = (settings.connect_timeout, settings.read_timeout)
-    session = download_session(*timeouts, limit=settings.concurrency, resolver=options.resolver)
+    proxies = Proxies.from_environment()  # a bad proxy variable: exit 2 before any session
     async with (
         open_api(settings, options, limit=settings.concurrency) as api,
-        session as download_http,
+        download_session(
+            *timeouts,
+            limit=settings.concurrency,
+            resolver=options.resolver,
+            ssl_context=options.ssl_context,
+        ) as download_http,
         _manifest_every(MANIFEST_INTERVAL, settings, state),
     ):
         downloader = Downloader(
@@ -330,7 +338,7 @@ async def _drive(
             options.clock,
             monotonic=options.monotonic,
             hosts=Hosts(options.monotonic, options.sleep, max_outage=settings.max_outage),
-            proxies=Proxies.from_environment(),
+            proxies=proxies,
         )
         in_flight = InFlight(settings.concurrency, options.monotonic)
         archiver = CallArchiver(
@@ -459,49 +467,40 @@ def _take_signal(result: RunResult, signals: list[Interrupted]) -> None:
 def _write_outputs(
     settings: Settings, state: State, result: RunResult, options: RunOptions, started_at: str
 ) -> None:
-    """The manifest and the run report, then the metrics, even after a run-level error. When
-    one cannot be written (the disk is full), the state still holds the truth and the next run
-    rewrites them; the run then ends with that error unless it already had one."""
-    for write in (_write_manifest_and_report, _write_metrics):
+    """The manifest, the run report and the metrics, even after a run-level error, each
+    tried whatever became of the one before. When one cannot be written (the disk is full),
+    the state still holds the truth and the next run rewrites it; the run then ends with that
+    error unless it already had one (so the report and metrics written after say so). A
+    manifest written already is not written again when the report is."""
+    writes = (
+        ("the manifest", _write_manifest),
+        ("the run report", _write_report),
+        ("the metrics file", _write_metrics),
+    )
+    for what, write in writes:
+        if write is _write_manifest and result.manifest is not None:
+            continue
         try:
             write(settings, state, result, options, started_at)
         except LocalError as exc:
-            log.error("could not write %s: %s", write.__doc__, exc, extra={"event": "not_written"})
+            log.error("could not write %s: %s", what, exc, extra={"event": "not_written"})
             result.error = result.error or exc
         except Exception as exc:
             log.debug("traceback", exc_info=exc, extra={"event": "internal_error"})
+            log.error("could not write %s: %s", what, exc, extra={"event": "not_written"})
             result.error = result.error or InternalError.of(exc)
 
 
-def _write_metrics(
-    settings: Settings, state: State, result: RunResult, options: RunOptions, _started: str
+def _write_manifest(
+    settings: Settings, state: State, result: RunResult, _options: RunOptions, _started: str
 ) -> None:
-    """the metrics file"""
-    result.finished_at = finished = options.clock()
-    path = settings.metrics_file
-    if path is None:
-        return
-    last = repr(finished) if result.exit_code == 0 else state.get_meta(LAST_SUCCESS_KEY)
-    metrics.write(
-        path,
-        metrics.RunMetrics(
-            command=options.command,
-            counts=result.counts,
-            seconds=result.seconds,
-            exit_code=result.exit_code,
-            finished_at=finished,
-            last_success_at=float(last) if last else None,
-            shard=options.shard,
-        ),
-    )
-
-
-def _write_manifest_and_report(
-    settings: Settings, state: State, result: RunResult, _options: RunOptions, started_at: str
-) -> None:
-    """the manifest or the run report"""
     state.commit()
     result.manifest = write_manifest(state, settings.out_dir, settings.file_mode)
+
+
+def _write_report(
+    settings: Settings, state: State, result: RunResult, _options: RunOptions, started_at: str
+) -> None:
     summary = {
         "run_id": result.run_id,
         "tool": "osvi-archiver",
@@ -520,6 +519,28 @@ def _write_manifest_and_report(
         state, settings.out_dir, result.run_id, summary, settings.file_mode
     )
     prune_run_reports(settings.out_dir, settings.keep_run_reports, state.shard)
+
+
+def _write_metrics(
+    settings: Settings, state: State, result: RunResult, options: RunOptions, _started: str
+) -> None:
+    result.finished_at = finished = options.clock()
+    path = settings.metrics_file
+    if path is None:
+        return
+    last = repr(finished) if result.exit_code == 0 else state.get_meta(LAST_SUCCESS_KEY)
+    metrics.write(
+        path,
+        metrics.RunMetrics(
+            command=options.command,
+            counts=result.counts,
+            seconds=result.seconds,
+            exit_code=result.exit_code,
+            finished_at=finished,
+            last_success_at=float(last) if last else None,
+            shard=options.shard,
+        ),
+    )
 
 
 def download_policy(settings: Settings) -> DownloadPolicy:
@@ -541,9 +562,11 @@ async def open_api(
     and the API's Reachability: an API that cannot be reached ends the run (exit 69)."""
     options = options or RunOptions()
     token = require_token(settings)
-    proxies = Proxies.from_environment()
+    proxies = Proxies.from_environment()  # before the session: a bad variable is exit 2
     timeouts = (settings.connect_timeout, settings.read_timeout)
-    async with api_session(*timeouts, limit=limit, resolver=options.resolver) as http:
+    async with api_session(
+        *timeouts, limit=limit, resolver=options.resolver, ssl_context=options.ssl_context
+    ) as http:
         yield OsviApi(
             http,
             settings.base_url,

@@ -447,10 +447,15 @@ class ArchiveLock:
             holder = handle.read().strip() or "{}"
             handle.close()
             raise ArchiveLocked(_locked_message(self.path, holder)) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(json.dumps({"pid": os.getpid(), "started_at": utc_now()}))
-        handle.flush()
+        try:  # who holds it, for the message a second run shows
+            handle.seek(0)
+            handle.truncate()
+            handle.write(json.dumps({"pid": os.getpid(), "started_at": utc_now()}))
+            handle.flush()
+        except OSError as exc:  # a full disk, say
+            with contextlib.suppress(OSError):  # its flush at close fails the same way
+                handle.close()
+            raise local_error(exc, self.path) from exc
         self._handle = handle
 
     def release(self) -> None:

@@ -642,3 +642,18 @@ def test_count_ids_counts_the_rows_a_file_holds(tmp_path: Path, text: str, expec
 def test_count_ids_is_unknown_for_stdin_and_missing_files(tmp_path: Path) -> None:
     assert count_ids(["-"]) is None
     assert count_ids([str(tmp_path / "missing.csv")]) is None
+
+
+def test_count_ids_reads_a_file_without_line_breaks_in_bounded_memory(tmp_path: Path) -> None:
+    """A 300 MB file with no newline once took RSS to ~680 MB: its first line was read whole."""
+    path = tmp_path / "one-line.txt"
+    with path.open("wb") as handle:
+        for _ in range(32):
+            handle.write(b"x" * (1 << 20))
+    tracemalloc.start()
+    try:
+        assert count_ids([str(path)]) == 1
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20, peak

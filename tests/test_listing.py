@@ -55,7 +55,7 @@ def ids(count: int) -> list[str]:
 async def walk(api: StubApi, start: datetime, end: datetime) -> list[str]:
     seen: list[str] = []
     previous: Window | None = None
-    async for window in windows(api, Filters(), start, end):  # type: ignore[arg-type]
+    async for window in windows(api, Filters(), start, end):
         seen += [item["call_id"] for item in without_repeats(previous, window)]
         previous = window
     return seen

@@ -156,6 +156,25 @@ async def test_call_retrying_gives_up_after_max_attempts_and_reraises_the_last_e
     assert len(sleep.calls) == 2
 
 
+async def test_tries_during_an_outage_cost_no_attempt_and_no_backoff() -> None:
+    """The outage was waited for already (reachability.py): a try made during it neither
+    counts against max_attempts nor waits again; a try that fails on its own does both."""
+    sleep = SleepSpy()
+    outages = [ConnectionFault("no answer", outage=True) for _ in range(10)]
+    fn = Flaky(*outages, ServerError("1"), ServerError("2"))
+    assert await call_retrying(3, sleep)(fn) == "done"
+    assert fn.calls == 13
+    assert sleep.calls[:10] == [0.0] * 10
+    assert len(sleep.calls) == 12
+
+
+async def test_own_connection_faults_still_use_up_the_attempts() -> None:
+    fn = Flaky(*(ConnectionFault("reset") for _ in range(5)))
+    with pytest.raises(ConnectionFault):
+        await call_retrying(3, SleepSpy())(fn)
+    assert fn.calls == 3
+
+
 @pytest.mark.parametrize(
     "error",
     [

@@ -10,8 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from archiver.errors import ArchiveLocked, LocalError
-from archiver.state import STATE_DIR, ArchiveLock, CallRecord, State, state_folder, states_in
+from archiver.errors import ArchiveLocked, DiskFull, LocalError
+from archiver.state import (
+    STATE_DIR,
+    ArchiveLock,
+    CallRecord,
+    State,
+    state_error,
+    state_folder,
+    states_in,
+)
 
 A = "11111111-1111-4111-8111-111111111111"
 B = "22222222-2222-4222-8222-222222222222"
@@ -382,3 +390,65 @@ def test_shards_lock_independently_but_one_shard_only_once(tmp_path: Path) -> No
     finally:
         for lock in (whole, zero, one):
             lock.release()
+
+
+# what a SQLite error means for the user
+
+
+def sqlite_error(code: int, text: str = "boom") -> sqlite3.Error:
+    error = sqlite3.OperationalError(text)
+    error.sqlite_errorcode = code
+    return error
+
+
+def test_a_full_disk_is_disk_full_never_a_corrupt_state(tmp_path: Path) -> None:
+    error = state_error(sqlite_error(sqlite3.SQLITE_FULL, "database or disk is full"), tmp_path)
+    assert isinstance(error, DiskFull)
+    assert "disk full" in str(error)
+    assert "Move it aside" not in str(error)
+
+
+def test_an_interrupted_write_is_recoverable_and_said_so(tmp_path: Path) -> None:
+    """A hot journal that a read-only open cannot roll back: the state is fine."""
+    error = state_error(sqlite_error(sqlite3.SQLITE_READONLY_ROLLBACK), tmp_path, opening=True)
+    assert "recovers it" in str(error)
+    assert "Move it aside" not in str(error)
+
+
+@pytest.mark.parametrize("code", [sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB])
+def test_only_a_damaged_state_gets_the_advice_to_move_it_aside(tmp_path: Path, code: int) -> None:
+    assert "Move it aside" in str(state_error(sqlite_error(code), tmp_path, opening=True))
+
+
+@pytest.mark.parametrize(
+    "code", [sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM]
+)
+def test_a_state_that_cannot_be_opened_says_to_check_permissions(tmp_path: Path, code: int) -> None:
+    message = str(state_error(sqlite_error(code), tmp_path / "state.sqlite3", opening=True))
+    assert "permissions" in message
+    assert "Move it aside" not in message
+
+
+def planted_link(tmp_path: Path, name: str) -> Path:
+    """A symbolic link at the state folder's `name`, to a file outside the archive."""
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"precious")
+    folder = tmp_path / "archive" / STATE_DIR
+    folder.mkdir(parents=True, mode=0o700)
+    (folder / name).symlink_to(outside)
+    return outside
+
+
+@pytest.mark.parametrize("name", ["state.sqlite3", "state.sqlite3-wal", "state.sqlite3-shm"])
+def test_the_state_is_never_used_through_a_link(tmp_path: Path, name: str) -> None:
+    outside = planted_link(tmp_path, name)
+    with pytest.raises(LocalError, match="symbolic link"):
+        State(tmp_path / "archive")
+    assert outside.read_bytes() == b"precious"
+
+
+def test_the_lock_is_never_taken_through_a_link(tmp_path: Path) -> None:
+    outside = planted_link(tmp_path, "lock")
+    with pytest.raises(LocalError, match="symbolic link"):
+        ArchiveLock(tmp_path / "archive").acquire()
+    assert outside.read_bytes() == b"precious"

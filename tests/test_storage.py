@@ -277,3 +277,45 @@ def test_a_shard_tags_its_part_files() -> None:
     tagged = part_path(Path("/a/c.mp4"), ".shard-1-of-4")
     assert tagged == Path("/a/c.mp4.shard-1-of-4.part")
     assert tagged.name.endswith(PART_SUFFIX)  # still the tool's own for verify
+
+
+def test_each_new_folder_is_fsynced_in_its_parent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new folder's entry is in its parent: without the parent's fsync a power cut can
+    lose the folder and every file renamed into it since."""
+    from archiver import storage
+
+    synced: list[Path] = []
+    original = storage.fsync_folder
+
+    def fsync_folder(folder: Path) -> None:
+        synced.append(folder)
+        original(folder)
+
+    monkeypatch.setattr(storage, "fsync_folder", fsync_folder)
+    (tmp_path / "a").mkdir()
+    ensure_folder(tmp_path / "a" / "b" / "c")
+    assert synced == [tmp_path / "a", tmp_path / "a" / "b"]
+    synced.clear()
+    ensure_folder(tmp_path / "a" / "b" / "c")  # there already: nothing to do
+    assert synced == []
+
+
+def test_stale_temps_of_one_name_are_removed_and_others_kept(tmp_path: Path) -> None:
+    from archiver.storage import remove_stale_temps
+
+    ours = tmp_path / ".manifest.json.k3j4h5.tmp"
+    theirs = tmp_path / ".manifest.shard-1-of-2.json.a1b2c3.tmp"
+    other = tmp_path / ".other.json.zzz.tmp"
+    for path in (ours, theirs, other):
+        path.write_text("{")
+    assert remove_stale_temps(tmp_path, "manifest.json") == 1
+    assert not ours.exists()
+    assert theirs.exists()
+    assert other.exists()
+    assert remove_stale_temps(tmp_path, "*.json", unless=".shard-") == 1
+    assert theirs.exists()
+    assert not other.exists()
+    assert remove_stale_temps(tmp_path, "*.json", older_than=3600) == 0  # too recent
+    assert remove_stale_temps(tmp_path / "missing", "*") == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import re
@@ -14,7 +15,7 @@ from aiohttp import web
 
 from archiver.fake.account import FakeAccount
 from archiver.fake.calls import IST, STATUSES, FakeCall, agent_uuids
-from archiver.fake.config import FaultKind
+from archiver.fake.config import OMIT, FaultKind
 from archiver.fake.signing import presign
 from archiver.fake.stats import DETAIL, LIST, RECORDING_URL, TRANSCRIPT
 
@@ -58,10 +59,33 @@ async def _face(request: web.Request, handler: Handler) -> web.StreamResponse:
     endpoint, call_id = _endpoint_of(request)
     if account.config.api_latency:
         await asyncio.sleep(account.config.api_latency)
-    refusal = _refusal(request, account, call_id)
+    refusal = _refusal(request, account, call_id) or await _hostile(request, account, call_id)
     response = refusal if refusal is not None else await handler(request)
     account.stats.record(endpoint, response.status, _known(account, call_id))
     return response
+
+
+async def _hostile(
+    request: web.Request, account: FakeAccount, call_id: str | None
+) -> web.StreamResponse | None:
+    """A broken or hostile API: an error body echoing the token (with ANSI escapes meant for
+    a terminal), or a JSON answer of `huge_body` bytes, streamed."""
+    subject = call_id or f"list:{request.query_string}"
+    if account.fires(FaultKind.API_ECHO, subject):
+        token = request.headers.get("API-Token", "")
+        text = f"\x1b[31mbad request\x1b[0m for token {token} \x1b]0;pwned\x07 (token={token})"
+        return _error(400, text)
+    if account.fires(FaultKind.API_HUGE, subject):
+        response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        await response.write(b'{"success": true, "data": {"padding": "')
+        chunk = b"x" * (1 << 20)
+        with contextlib.suppress(ConnectionError):
+            for _ in range(account.config.huge_body >> 20):
+                await response.write(chunk)
+            await response.write(b'"}}')
+        return response
+    return None
 
 
 def _known(account: FakeAccount, call_id: str | None) -> str | None:
@@ -96,18 +120,24 @@ async def _recording(request: web.Request) -> web.Response:
         return _error(404, "recording_not_available")
     path = f"/recordings/{call.call_id}.mp4"
     lifetime = account.config.url_lifetime
-    url = presign(
-        request.app[SIGNING_KEY], request.app[RECORDING_ORIGIN](), path, account.clock(), lifetime
-    )
-    data = {"call_id": call.call_id, "recording_url": url, "expires_in_seconds": lifetime}
+    origin = request.app[RECORDING_ORIGIN]()
+    url = presign(request.app[SIGNING_KEY], origin, path, account.clock(), lifetime)
+    override = account.config.recording_urls.get(call.call_id)
+    if override is not None:
+        url = override.replace("{signed}", url).replace("{origin}", origin)
+    data: dict[str, object] = {"call_id": call.call_id, "recording_url": url}
+    expires = account.config.expires_in.get(call.call_id, lifetime)
+    if expires != OMIT:
+        data["expires_in_seconds"] = expires
     return web.json_response({"success": True, "data": data})
 
 
 async def _detail(request: web.Request) -> web.Response:
-    call = request.app[ACCOUNT].get(request.match_info["call_id"])
+    account = request.app[ACCOUNT]
+    call = account.get(request.match_info["call_id"])
     if call is None:
         return _error(404, "call_not_found")
-    return web.json_response({"success": True, "data": call.detail()})
+    return web.json_response({"success": True, "data": _shown(account, call, call.detail())})
 
 
 async def _transcript(request: web.Request) -> web.Response:
@@ -135,8 +165,21 @@ async def _list(request: web.Request) -> web.Response:
         "total_count": len(matching),
         "per_page": per_page,
     }
-    data = [call.list_item() for call in matching[start : start + per_page]]
+    data = [_listed(account, call) for call in matching[start : start + per_page]]
     return web.json_response({"success": True, "data": data, "meta": meta})
+
+
+def _shown(account: FakeAccount, call: FakeCall, fields: dict[str, Any]) -> dict[str, Any]:
+    """The call's fields with those the null_fields knob hides set to null."""
+    hidden = account.config.null_fields.get(call.call_id, frozenset())
+    return {k: (None if k in hidden else v) for k, v in fields.items()}
+
+
+def _listed(account: FakeAccount, call: FakeCall) -> dict[str, Any]:
+    item = _shown(account, call, call.list_item())
+    if call.call_id in account.config.listed_ids:
+        item["call_id"] = account.config.listed_ids[call.call_id]
+    return item
 
 
 def _int_param(query: Any, name: str, default: int | None) -> int | None:

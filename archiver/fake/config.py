@@ -27,12 +27,23 @@ class FaultKind(StrEnum):
     NOT_AUDIO = "not-audio"  # recording host answers 200 with an HTML page
     NOT_AVAILABLE = "not-available"  # a picked call whose recording never exists (404)
     PENDING = "pending"  # 404 for the first `pending_requests` asks, then available
+    # Hostile or broken, for robustness tests (not in --all-faults):
+    TRICKLE = "trickle"  # recording body: `trickle_rate` bytes a second, never silent for long
+    ENDLESS = "endless"  # recording body: no Content-Length, and no end
+    GZIP = "gzip"  # recording body gzip-encoded when the request accepts gzip
+    API_ECHO = "api-echo"  # API answers 400 echoing the request's token, with ANSI escapes
+    API_HUGE = "api-huge"  # API answers 200 with a JSON body of `huge_body` bytes
 
 
 MIN_SIZE = 64  # a recording holds at least its MP4 box headers and some payload
 
 # Faults that describe the call itself rather than one request: they ignore `times`.
 CALL_PROPERTIES = frozenset({FaultKind.NOT_AVAILABLE, FaultKind.PENDING})
+# What a hostile or broken host sends: never part of --all-faults, asked for by name.
+HOSTILE = frozenset(
+    {FaultKind.TRICKLE, FaultKind.ENDLESS, FaultKind.GZIP, FaultKind.API_ECHO, FaultKind.API_HUGE}
+)
+OMIT = "<omit>"  # in FakeConfig.expires_in: leave expires_in_seconds out of the answer
 
 
 @dataclass(frozen=True)
@@ -81,7 +92,20 @@ class FakeConfig:
     ignore_range: bool = False  # answer 200 with the whole body even when Range is sent
     content_type: str | None = "audio/mp4"  # None: send no Content-Type (client must sniff)
     multipart_etag: bool = False  # send an S3 multipart ETag ("<md5>-2"), not a plain MD5
+    trickle_rate: float = 1.0  # bytes/s of a trickle fault
+    huge_body: int = 300 << 20  # bytes of an api-huge answer
     faults: dict[FaultKind, Fault] = field(default_factory=dict)
+    # Per call, what a broken or hostile API or host sends (Python API only; tests):
+    # the recording_url the API gives ({signed}: the real, signed one; {origin}: the host's),
+    recording_urls: dict[str, str] = field(default_factory=dict)
+    # expires_in_seconds as sent, any JSON value (NaN included), or OMIT,
+    expires_in: dict[str, object] = field(default_factory=dict)
+    # the Location the recording host answers 302 with ({signed}: the call's signed URL),
+    redirects: dict[str, str] = field(default_factory=dict)
+    # the fields the listing and GET /v1/call/{id} show as null (filters see the real ones),
+    null_fields: dict[str, frozenset[str]] = field(default_factory=dict)
+    # and the value the listing shows as the call's call_id (a number, a list, not a UUID).
+    listed_ids: dict[str, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.calls < 0:

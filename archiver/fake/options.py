@@ -7,7 +7,14 @@ import asyncio
 import re
 import signal
 
-from archiver.fake.config import CALL_PROPERTIES, FakeConfig, Fault, FaultKind, parse_fault
+from archiver.fake.config import (
+    CALL_PROPERTIES,
+    HOSTILE,
+    FakeConfig,
+    Fault,
+    FaultKind,
+    parse_fault,
+)
 from archiver.fake.server import FakeOSVI
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
@@ -78,6 +85,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--ignore-range", action="store_true", help="answer 200 with the whole body to Range")
     add("--no-content-type", action="store_true", help="send recordings without Content-Type")
     add("--multipart-etag", action="store_true", help="send multipart ETags (not an MD5)")
+    add(
+        "--trickle-rate",
+        type=float,
+        default=d.trickle_rate,
+        metavar="BYTES_PER_S",
+        help="speed of a trickle fault's body",
+    )
+    add(
+        "--huge-body",
+        type=parse_size,
+        default=d.huge_body,
+        help="size of an api-huge fault's answer",
+    )
     kinds = ", ".join(k.value for k in FaultKind)
     add(
         "--fault",
@@ -93,14 +113,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=0.0,
         metavar="RATE",
-        help="every request fault (not not-available/pending) at RATE, once per call",
+        help="every request fault (not not-available/pending, nor the hostile ones: trickle, "
+        "endless, gzip, api-echo, api-huge) at RATE, once per call",
     )
 
 
 def config_from_args(args: argparse.Namespace) -> FakeConfig:
     faults: dict[FaultKind, Fault] = {}
     if args.all_faults:
-        faults = {k: Fault(rate=args.all_faults) for k in FaultKind if k not in CALL_PROPERTIES}
+        skipped = CALL_PROPERTIES | HOSTILE
+        faults = {k: Fault(rate=args.all_faults) for k in FaultKind if k not in skipped}
     faults.update(dict(args.fault))
     return FakeConfig(
         calls=args.calls,
@@ -120,6 +142,8 @@ def config_from_args(args: argparse.Namespace) -> FakeConfig:
         ignore_range=args.ignore_range,
         content_type=None if args.no_content_type else "audio/mp4",
         multipart_etag=args.multipart_etag,
+        trickle_rate=args.trickle_rate,
+        huge_body=args.huge_body,
         faults=faults,
     )
 

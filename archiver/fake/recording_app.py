@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import re
 import socket
 import struct
@@ -14,7 +15,7 @@ from aiohttp import hdrs, web
 from archiver.fake.account import FakeAccount
 from archiver.fake.calls import FakeCall
 from archiver.fake.config import FaultKind
-from archiver.fake.signing import UrlCheck, check
+from archiver.fake.signing import UrlCheck, check, presign
 from archiver.fake.stats import DOWNLOAD, Leak
 
 ACCOUNT: web.AppKey[FakeAccount] = web.AppKey("account", FakeAccount)
@@ -87,11 +88,67 @@ async def _download(request: web.Request) -> web.StreamResponse:
     assert call is not None  # refused above otherwise
     if account.config.download_latency:
         await asyncio.sleep(account.config.download_latency)
-    injected = _injected(account, call)
+    injected = _injected(account, call) or _redirect(request, account, call)
     if injected is not None:
         account.stats.record(DOWNLOAD, injected.status, call.call_id)
         return injected
+    if account.fires(FaultKind.ENDLESS, call.call_id):
+        return await _endless(request, account, call)
+    if account.fires(FaultKind.GZIP, call.call_id) and "gzip" in request.headers.get(
+        hdrs.ACCEPT_ENCODING, ""
+    ):
+        return await _gzipped(request, account, call)
     return await _stream(request, account, call)
+
+
+def _redirect(request: web.Request, account: FakeAccount, call: FakeCall) -> web.Response | None:
+    """The redirects knob: 302 to its Location, where `{signed}` is a fresh signed URL of
+    this call that is then served (it carries `hop=1`), `{again}` one that redirects again."""
+    location = account.config.redirects.get(call.call_id)
+    if location is None or "hop" in request.query:
+        return None
+    signed = presign(
+        request.app[SIGNING_KEY],
+        f"{request.scheme}://{request.host}",
+        request.path,
+        account.clock(),
+        account.config.url_lifetime,
+    )
+    location = location.replace("{signed}", f"{signed}&hop=1").replace("{again}", signed)
+    return web.Response(status=302, headers={"Location": location})
+
+
+async def _endless(
+    request: web.Request, account: FakeAccount, call: FakeCall
+) -> web.StreamResponse:
+    """200 with audio bytes, no Content-Length and no end: until the client gives up."""
+    response = web.StreamResponse(status=200)
+    response.content_type = "audio/mp4"
+    response.enable_chunked_encoding()
+    account.stats.record(DOWNLOAD, 200, call.call_id)
+    await response.prepare(request)
+    body = account.body(call)
+    block = body.read(0, min(body.size, _CHUNK))
+    stats = account.stats.call(call.call_id)
+    with contextlib.suppress(ConnectionError):
+        while True:
+            await response.write(block)
+            stats.bytes_sent += len(block)
+            await asyncio.sleep(0)
+    return response  # pragma: no cover (the loop ends with the connection)
+
+
+async def _gzipped(request: web.Request, account: FakeAccount, call: FakeCall) -> web.Response:
+    """The body gzip-encoded, as a host does for a client that says it accepts gzip."""
+    data = account.body(call).read(0, call.size)
+    encoded = await asyncio.to_thread(gzip.compress, data)
+    account.stats.record(DOWNLOAD, 200, call.call_id)
+    return web.Response(
+        status=200,
+        body=encoded,
+        content_type="audio/mp4",
+        headers={hdrs.CONTENT_ENCODING: "gzip"},
+    )
 
 
 def _requested_range(
@@ -139,7 +196,7 @@ async def _stream(request: web.Request, account: FakeAccount, call: FakeCall) ->
 
 
 def _body_fault(account: FakeAccount, call: FakeCall) -> FaultKind | None:
-    for kind in (FaultKind.RESET, FaultKind.CUT, FaultKind.STALL):
+    for kind in (FaultKind.RESET, FaultKind.CUT, FaultKind.STALL, FaultKind.TRICKLE):
         if account.fires(kind, call.call_id):
             return kind
     return None
@@ -157,9 +214,11 @@ async def _send(
     """Write [start, end), paced to the bandwidth knob, breaking halfway if a fault fired."""
     body = account.body(call)
     stats = account.stats.call(call.call_id)
-    bandwidth = account.config.bandwidth
-    chunk = _CHUNK if bandwidth is None else max(4096, min(_CHUNK, int(bandwidth / 20)))
-    halfway = start + (end - start) // 2
+    trickle = fault is FaultKind.TRICKLE  # the whole body, slowly: no break halfway
+    bandwidth = account.config.trickle_rate if trickle else account.config.bandwidth
+    smallest = 1 if trickle else 4096
+    chunk = _CHUNK if bandwidth is None else max(smallest, min(_CHUNK, int(bandwidth / 20)))
+    halfway = end if trickle else start + (end - start) // 2
     began = time.monotonic()
     sent = 0
     position = start
@@ -170,7 +229,7 @@ async def _send(
         position += len(data)
         sent += len(data)
         stats.bytes_sent += len(data)
-        if fault and position == halfway:
+        if fault and not trickle and position == halfway:
             if await _break(request, fault, account.config.stall_seconds):
                 return
             fault = None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -37,10 +38,16 @@ class FakeOSVI:
         host: str = "127.0.0.1",
         api_port: int = 0,
         recording_port: int = 0,
+        ssl_context: ssl.SSLContext | None = None,
+        url_host: str | None = None,
     ) -> None:
         self.config = config or FakeConfig()
         self.account = FakeAccount(self.config, clock)
         self.host = host
+        # TLS on both faces (tests of certificate checks), and the name URLs give the host
+        # (a certificate's name, such as `localhost`, rather than the address listened on).
+        self._ssl = ssl_context
+        self._url_host = url_host or host
         self._ports = (api_port, recording_port)
         self._signing_key = secrets.token_bytes(32)
         self._runners: list[web.AppRunner] = []
@@ -75,10 +82,11 @@ class FakeOSVI:
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
         await runner.setup()
         self._runners.append(runner)
-        site = web.TCPSite(runner, self.host, port)
+        site = web.TCPSite(runner, self.host, port, ssl_context=self._ssl)
         await site.start()
         bound = runner.addresses[0][1]
-        return f"http://{self.host}:{bound}"
+        scheme = "https" if self._ssl else "http"
+        return f"{scheme}://{self._url_host}:{bound}"
 
     async def stop(self) -> None:
         for runner in reversed(self._runners):

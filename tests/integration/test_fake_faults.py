@@ -416,3 +416,119 @@ async def test_download_latency_delays_the_recording_headers(
         assert time.monotonic() - began >= 0.19
         assert response.status == 200
         assert await response.read() == full_body(fake, call)
+
+
+# --- hostile and broken knobs (issue 11) ----------------------------------------------------
+
+
+async def test_trickle_sends_the_whole_body_at_the_trickle_rate(
+    make_fake: FakeFactory, http: aiohttp.ClientSession
+) -> None:
+    fake = await _faulty(make_fake, FaultKind.TRICKLE, size_min=64, size_max=64, trickle_rate=256)
+    call = recorded_calls(fake)[0]
+    began = time.monotonic()
+    answer = await _download(http, fake, call)
+    assert answer.body == full_body(fake, call)
+    assert time.monotonic() - began >= 64 / 256 * 0.8
+
+
+async def test_endless_has_no_length_and_no_end(
+    make_fake: FakeFactory, http: aiohttp.ClientSession
+) -> None:
+    fake = await _faulty(make_fake, FaultKind.ENDLESS)
+    call = recorded_calls(fake)[0]
+    url = await recording_url(http, fake, call.call_id)
+    async with http.get(url) as response:
+        assert response.status == 200
+        assert "Content-Length" not in response.headers
+        received = 0
+        async for chunk in response.content.iter_any():
+            received += len(chunk)
+            if received > 4 * SIZE:
+                break
+    assert received > 4 * SIZE
+
+
+async def test_gzip_answers_gzip_only_to_a_client_that_asks(
+    make_fake: FakeFactory, http: aiohttp.ClientSession
+) -> None:
+    fake = await _faulty(make_fake, FaultKind.GZIP, fault=Fault(rate=1.0, times=None))
+    call = recorded_calls(fake)[0]
+    url = await recording_url(http, fake, call.call_id)
+    async with http.get(url, headers={"Accept-Encoding": "gzip"}, auto_decompress=False) as r:
+        assert r.headers["Content-Encoding"] == "gzip"
+        assert await r.read() != full_body(fake, call)
+    plain = await get(http, url, headers={"Accept-Encoding": "identity"})
+    assert "Content-Encoding" not in plain.headers
+    assert plain.body == full_body(fake, call)
+
+
+async def test_api_echo_puts_the_token_and_escapes_in_an_error_body(
+    make_fake: FakeFactory, http: aiohttp.ClientSession
+) -> None:
+    fake = await _faulty(make_fake, FaultKind.API_ECHO)
+    call = recorded_calls(fake)[0]
+    answer = await api_get(http, fake, f"/v1/call/{call.call_id}/recording")
+    assert answer.status == 400
+    error = answer.json()["error"]
+    assert fake.token in error
+    assert "\x1b[31m" in error
+
+
+async def test_api_huge_answers_a_body_of_the_size_asked(
+    make_fake: FakeFactory, http: aiohttp.ClientSession
+) -> None:
+    fake = await _faulty(make_fake, FaultKind.API_HUGE, huge_body=3 << 20)
+    call = recorded_calls(fake)[0]
+    answer = await api_get(http, fake, f"/v1/call/{call.call_id}/recording")
+    assert answer.status == 200
+    assert len(answer.body) >= 3 << 20
+    assert answer.json()["success"] is True
+
+
+async def test_per_call_urls_lifetimes_and_redirects(
+    make_fake: FakeFactory, http: aiohttp.ClientSession
+) -> None:
+    probe = recorded_calls(FakeOSVI(FakeConfig(calls=6)))
+    a, b, c = (call.call_id for call in probe[:3])
+    config = FakeConfig(
+        calls=6,
+        recording_urls={a: "https://a..b/x.mp4", b: "{signed}&extra=1"},
+        expires_in={a: float("nan"), b: "<omit>"},
+        redirects={c: "{signed}"},
+    )
+    fake = await make_fake(config)
+    data_a = (await api_get(http, fake, f"/v1/call/{a}/recording")).body.decode()
+    assert '"recording_url": "https://a..b/x.mp4"' in data_a
+    assert "NaN" in data_a
+    data_b = (await api_get(http, fake, f"/v1/call/{b}/recording")).json()["data"]
+    assert "expires_in_seconds" not in data_b
+    assert data_b["recording_url"].endswith("&extra=1")
+    url = await recording_url(http, fake, c)
+    async with http.get(url, allow_redirects=False) as first:
+        assert first.status == 302
+        assert "hop=1" in first.headers["Location"]
+    followed = await get(http, url)
+    assert followed.status == 200
+    assert followed.body == full_body(fake, next(x for x in fake.calls if x.call_id == c))
+
+
+async def test_null_fields_and_listed_ids_change_what_is_shown_not_what_is_filtered(
+    make_fake: FakeFactory, http: aiohttp.ClientSession
+) -> None:
+    probe = [c for c in FakeOSVI(FakeConfig(calls=10)).calls if c.call_picked_at]
+    a, b = probe[0].call_id, probe[1].call_id
+    config = FakeConfig(
+        calls=10,
+        null_fields={a: frozenset({"agent_uuid", "created_at"})},
+        listed_ids={b: 12345},
+    )
+    fake = await make_fake(config)
+    detail = (await api_get(http, fake, f"/v1/call/{a}")).json()["data"]
+    assert detail["agent_uuid"] is None
+    assert detail["created_at"] is None
+    listed = (await api_get(http, fake, "/v1/calls", {"per_page": "100"})).json()["data"]
+    shown_ids = [item["call_id"] for item in listed]
+    assert 12345 in shown_ids
+    assert b not in shown_ids
+    assert next(i for i in listed if i["call_id"] == a)["agent_uuid"] is None

@@ -4,6 +4,7 @@ disks, a busy or broken state; each ends with a consistent archive and the docum
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import signal
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 
 from archiver.fake import FakeConfig, FakeOSVI, Fault, FaultKind
-from archiver.fake.config import CALL_PROPERTIES
+from archiver.fake.config import CALL_PROPERTIES, HOSTILE
 from tests.conftest import FakeFactory
 from tests.integration.archive_helpers import (
     archive,
@@ -235,6 +236,45 @@ async def test_disk_full_stops_cleanly_with_exit_4_and_says_where(
         )
 
 
+async def test_disk_full_while_the_state_is_opened_is_disk_full_not_corruption(
+    make_fake: FakeFactory,
+    tmp_path: Path,
+    tmpfs: Mount,
+) -> None:
+    """A full disk met by SQLite (SQLITE_FULL) was called a corrupt state, with the advice
+    to move it aside: every call downloaded again."""
+    out = tmpfs(tmp_path / "full", "256k")
+    (out / ".osvi-archiver").mkdir(mode=0o700)
+    (out / ".osvi-archiver" / "lock").write_bytes(b"{}" * 2048)  # its page, freed for the pid
+    with contextlib.suppress(OSError), (out / "filler").open("wb") as filler:
+        while True:
+            filler.write(b"\0" * 4096)
+            filler.flush()
+    fake = await make_fake(FakeConfig(calls=3, size_min=8192, size_max=16384))
+    done = await osvi("run", "--out", str(out), env=env_for(fake), stdin=ids_of(fake))
+    assert done.code == 4, done.stderr
+    assert "disk full" in done.stderr
+    assert "Move it aside" not in done.stderr
+    assert "unreadable" not in done.stderr
+    assert "state" in done.stderr  # it was SQLite that met the full disk
+
+
+async def test_disk_full_when_the_lock_is_taken_is_exit_4(
+    make_fake: FakeFactory,
+    tmp_path: Path,
+    tmpfs: Mount,
+) -> None:
+    out = tmpfs(tmp_path / "full", "256k")
+    with contextlib.suppress(OSError), (out / "filler").open("wb") as filler:
+        while True:
+            filler.write(b"\0" * 4096)
+            filler.flush()
+    fake = await make_fake(FakeConfig(calls=3, size_min=8192, size_max=16384))
+    done = await osvi("run", "--out", str(out), env=env_for(fake), stdin=ids_of(fake))
+    assert done.code == 4, done.stderr
+    assert "disk full" in done.stderr
+
+
 async def test_read_only_folder_stops_with_exit_4_and_a_clear_message(
     make_fake: FakeFactory,
     tmp_path: Path,
@@ -351,7 +391,7 @@ async def test_unreadable_state_exits_4_and_is_left_untouched(
 async def test_every_fault_at_30_percent_ends_byte_exact_and_counted_once(
     make_fake: FakeFactory, tmp_path: Path
 ) -> None:
-    faults = {k: Fault(rate=0.3) for k in FaultKind if k not in CALL_PROPERTIES}
+    faults = {k: Fault(rate=0.3) for k in FaultKind if k not in CALL_PROPERTIES | HOSTILE}
     config = FakeConfig(
         calls=80, size_min=8192, size_max=65536, retry_after="0", stall_seconds=2, faults=faults
     )

@@ -1,0 +1,436 @@
+"""The run never lies (issue 11): whatever happens, and wherever an unexpected exception
+comes from, process exit code = run report `exit_code` = `osvi_archiver_exit_code`, and the
+last success moves only on a real 0. One call's failure, expected or not, is that call's."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import signal
+import sqlite3
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from archiver import archive as archive_module
+from archiver import download as download_module
+from archiver import urls
+from archiver.api import OsviApi
+from archiver.download import Transfer
+from archiver.fake import FakeConfig, FakeOSVI, Fault, FaultKind
+from archiver.pipeline import Pipeline
+from archiver.run import RunOptions, RunResult
+from archiver.storage import PartFile
+from archiver.summary import Counts
+from tests.conftest import FakeFactory
+from tests.integration.archive_helpers import (
+    assert_byte_exact,
+    manifest_of,
+    picked_ids,
+    quick_sleep,
+)
+from tests.integration.cli_helpers import env_for, finish, osvi, start_osvi
+from tests.integration.wire_helpers import run_ids, settings_at
+
+Patch = Callable[[pytest.MonkeyPatch, str], None]
+
+
+def small(calls: int = 8, **more: Any) -> FakeConfig:
+    return FakeConfig(calls=calls, size_min=8192, size_max=16384, **more)
+
+
+def told(out: Path, metrics: Path) -> tuple[int, int | None]:
+    """(the run report's exit_code, the textfile's osvi_archiver_exit_code)."""
+    [report] = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
+    found = re.search(r"^osvi_archiver_exit_code\{[^}]*\} (\d+)$", metrics.read_text(), re.M)
+    return report["exit_code"], int(found[1]) if found else None
+
+
+def last_success_in(metrics: Path) -> bool:
+    return "osvi_archiver_last_success_timestamp_seconds" in metrics.read_text()
+
+
+async def run_fake(
+    fake: FakeOSVI, out: Path, metrics: Path, *, force: bool = False, **flags: Any
+) -> RunResult:
+    settings = settings_at(fake.base_url, out, fake.token, metrics_file=metrics, **flags)
+    return await run_ids(settings, picked_ids(fake), RunOptions(sleep=quick_sleep, force=force))
+
+
+def raise_for(target: str, where: Callable[..., Any], sees: Callable[..., str]) -> Any:
+    """`where`, raising an unexpected RuntimeError when `sees(args)` mentions `target`."""
+
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if target in sees(*args, **kwargs):
+            raise RuntimeError(f"boom in {where.__qualname__}")
+        return await where(*args, **kwargs)
+
+    return wrapper
+
+
+def at_url_request(monkeypatch: pytest.MonkeyPatch, target: str) -> None:
+    original = OsviApi.recording_url
+    monkeypatch.setattr(OsviApi, "recording_url", raise_for(target, original, lambda _s, c: c))
+
+
+def at_url_check(monkeypatch: pytest.MonkeyPatch, target: str) -> None:
+    original = urls.check_recording_url
+
+    def check(url: Any, rules: Any) -> Any:
+        if target in str(url):
+            raise ValueError("a URL parser's surprise")
+        return original(url, rules)
+
+    monkeypatch.setattr(download_module, "check_recording_url", check)
+
+
+def at_download_open(monkeypatch: pytest.MonkeyPatch, target: str) -> None:
+    original = PartFile.__dict__["create"]
+    wrapper = raise_for(target, original.__func__, lambda _cls, path, _mode: str(path))
+    monkeypatch.setattr(PartFile, "create", classmethod(wrapper))
+
+
+def at_body(monkeypatch: pytest.MonkeyPatch, target: str) -> None:
+    original = download_module._Pace.received
+
+    def received(self: Any, count: int, so_far: int) -> None:
+        if target in self._shown:
+            raise UnicodeError("a decoder's surprise")
+        original(self, count, so_far)
+
+    monkeypatch.setattr(download_module._Pace, "received", received)
+
+
+def at_verify(monkeypatch: pytest.MonkeyPatch, target: str) -> None:
+    original = Transfer.verify
+
+    def verify(self: Transfer) -> None:
+        if target in str(self.final):
+            raise KeyError("a bug in verify")
+        original(self)
+
+    monkeypatch.setattr(Transfer, "verify", verify)
+
+
+def at_commit(monkeypatch: pytest.MonkeyPatch, target: str) -> None:
+    original = PartFile.commit
+    monkeypatch.setattr(PartFile, "commit", raise_for(target, original, lambda s, f: str(f)))
+
+
+def at_sidecars(monkeypatch: pytest.MonkeyPatch, target: str) -> None:
+    original = archive_module.CallArchiver._save_json
+    monkeypatch.setattr(
+        archive_module.CallArchiver,
+        "_save_json",
+        raise_for(target, original, lambda _s, call_id, _r, _d: call_id),
+    )
+
+
+CALL_STAGES = {
+    "url request": at_url_request,
+    "url check": at_url_check,
+    "download open": at_download_open,
+    "body": at_body,
+    "verify": at_verify,
+    "commit": at_commit,
+    "sidecars": at_sidecars,
+}
+
+
+@pytest.mark.parametrize("stage", list(CALL_STAGES))
+async def test_an_unexpected_exception_in_a_call_fails_that_call_only(
+    make_fake: FakeFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stage: str
+) -> None:
+    fake = await make_fake(small())
+    bad = picked_ids(fake)[0]
+    CALL_STAGES[stage](monkeypatch, bad)
+    metrics = tmp_path / "osvi.prom"
+    result = await run_fake(fake, tmp_path / "out", metrics, with_metadata=True)
+    assert result.exit_code == 1, result.error
+    assert told(tmp_path / "out", metrics) == (1, 1)
+    assert not last_success_in(metrics)
+    entry = {c["call_id"]: c for c in manifest_of(tmp_path / "out")["calls"]}[bad]
+    assert entry["status"] == "failed"
+    assert entry["error"]["kind"] == "internal_error"
+    assert re.match(r"internal error: \w+: ", entry["error"]["message"])
+    assert_byte_exact(fake, tmp_path / "out", [c for c in picked_ids(fake) if c != bad])
+
+
+def in_the_input_reader(monkeypatch: pytest.MonkeyPatch) -> None:
+    from archiver import inputs
+
+    original = inputs._item
+
+    def item(source: str, number: int, value: str) -> Any:
+        if number == 4:
+            raise RuntimeError("a reader's surprise")
+        return original(source, number, value)
+
+    monkeypatch.setattr(inputs, "_item", item)
+
+
+def in_the_pipeline(monkeypatch: pytest.MonkeyPatch) -> None:
+    original = Pipeline._still_archived
+    calls = 0
+
+    def still(self: Pipeline, previous: Any) -> bool:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise AttributeError("a pipeline bug")
+        return original(self, previous)
+
+    monkeypatch.setattr(Pipeline, "_still_archived", still)
+
+
+def in_the_manifest(monkeypatch: pytest.MonkeyPatch) -> None:
+    from archiver import run
+
+    def broken(*_args: Any) -> Path:
+        raise TypeError("a manifest bug")
+
+    monkeypatch.setattr(run, "write_manifest", broken)
+
+
+RUN_STAGES = {
+    "input reader": in_the_input_reader,
+    "pipeline": in_the_pipeline,
+    "manifest writing": in_the_manifest,
+}
+
+
+@pytest.mark.parametrize("stage", list(RUN_STAGES))
+async def test_an_unexpected_exception_outside_any_call_is_exit_70_everywhere(
+    make_fake: FakeFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    stage: str,
+) -> None:
+    fake = await make_fake(small())
+    RUN_STAGES[stage](monkeypatch)
+    metrics = tmp_path / "osvi.prom"
+    with caplog.at_level(logging.INFO, logger="archiver"):
+        result = await run_fake(fake, tmp_path / "out", metrics)
+    assert result.exit_code == 70
+    assert told(tmp_path / "out", metrics) == (70, 70)
+    assert not last_success_in(metrics)
+    assert "internal error" in str(result.error)
+    fatal = [r for r in caplog.records if getattr(r, "event", None) == "fatal"]
+    assert len(fatal) == 1
+    assert getattr(fatal[0], "exit_code", None) == 70
+    assert list((tmp_path / "out").rglob("*.part")) == []
+
+
+async def test_the_last_success_moves_only_on_a_real_zero(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    metrics = tmp_path / "osvi.prom"
+    good = await make_fake(small())
+    assert (await run_fake(good, tmp_path / "out", metrics)).exit_code == 0
+    assert told(tmp_path / "out", metrics) == (0, 0)
+    first = re.search(r"last_success_timestamp_seconds\{[^}]*\} (\S+)", metrics.read_text())
+    assert first
+    for path in (tmp_path / "out" / "runs").glob("*.json"):
+        path.unlink()
+    faults = {FaultKind.REC_500: Fault(rate=1.0, times=None)}
+    bad = await make_fake(small(faults=faults))
+    assert (await run_fake(bad, tmp_path / "out", metrics, force=True, max_attempts=1)).exit_code
+    second = re.search(r"last_success_timestamp_seconds\{[^}]*\} (\S+)", metrics.read_text())
+    assert second
+    assert second[1] == first[1]
+
+
+async def test_a_signal_while_the_outputs_are_written_is_not_lost(
+    make_fake: FakeFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from archiver import manifest, run
+
+    fake = await make_fake(small())
+    original = manifest.write_run_report
+    sent = False
+
+    def report_then_signal(*args: Any) -> Path:
+        nonlocal sent
+        if not sent:
+            sent = True
+            os.kill(os.getpid(), signal.SIGTERM)  # mid-way through the outputs
+        return original(*args)
+
+    monkeypatch.setattr(run, "write_run_report", report_then_signal)
+    metrics = tmp_path / "osvi.prom"
+    result = await run_fake(fake, tmp_path / "out", metrics)
+    assert result.exit_code == 143
+    assert told(tmp_path / "out", metrics) == (143, 143)
+    assert not last_success_in(metrics)
+
+
+# one outcome is durable before it is counted
+
+
+async def test_an_outcome_is_committed_before_it_is_counted(
+    make_fake: FakeFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = await make_fake(small())
+    out = tmp_path / "out"
+    unseen: list[str] = []
+    original = Counts.add
+
+    def add(self: Counts, status: str, call_id: str, size: int | None) -> None:
+        if status != "already_archived":
+            reader = sqlite3.connect(f"file:{out}/.osvi-archiver/state.sqlite3?mode=ro", uri=True)
+            row = reader.execute("SELECT status FROM calls WHERE call_id = ?", (call_id,))
+            if row.fetchone() != (status,):
+                unseen.append(call_id)
+            reader.close()
+        original(self, status, call_id, size)
+
+    monkeypatch.setattr(Counts, "add", add)
+    result = await run_fake(fake, out, tmp_path / "m.prom")
+    assert result.exit_code == 0
+    assert unseen == []
+
+
+# signals, pipes, empty input: real processes
+
+
+def slow(calls: int) -> FakeConfig:
+    return FakeConfig(calls=calls, size_min=192 * 1024, size_max=256 * 1024, bandwidth=256 * 1024)
+
+
+async def test_sighup_stops_the_run_cleanly_like_sigterm(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    """An ssh session dropped during a backfill: stop, clean up, tell, exit 129."""
+    fake = await make_fake(slow(16))
+    ids = "\n".join(c.call_id for c in fake.calls).encode()
+    metrics = tmp_path / "osvi.prom"
+    out = tmp_path / "out"
+    run = await start_osvi(
+        "run", "--out", str(out), "--metrics-file", str(metrics), "--concurrency", "4",
+        env=env_for(fake), stdin=ids,
+    )  # fmt: skip
+    for _ in range(200):
+        if list(out.glob("*.part")):
+            break
+        await asyncio.sleep(0.05)
+    run.send_signal(signal.SIGHUP)
+    done = await finish(run)
+    assert done.code == 129, done.stderr
+    assert "interrupted by SIGHUP" in done.stderr
+    assert told(out, metrics) == (129, 129)
+    assert list(out.rglob("*.part")) == []
+    again = await osvi("run", "--out", str(out), env=env_for(fake), stdin=ids)
+    assert again.code == 0, again.stderr
+
+
+@pytest.mark.parametrize("command", ["run --dry-run", "verify --json"])
+async def test_a_closed_pipe_on_stdout_ends_quietly(
+    make_fake: FakeFactory, tmp_path: Path, command: str
+) -> None:
+    fake = await make_fake(small(40))
+    ids = "\n".join(c.call_id for c in fake.calls)
+    out = tmp_path / "out"
+    assert (await osvi("run", "--out", str(out), env=env_for(fake), stdin=ids.encode())).code == 0
+    (tmp_path / "ids.txt").write_text(ids * 50)
+    shell = (
+        f"{sys.executable} -m archiver {command} --out {out} "
+        + (str(tmp_path / "ids.txt") if "run" in command else "")
+        + " | head -1; exit ${PIPESTATUS[0]}"
+    )
+    process = await asyncio.create_subprocess_exec(
+        "bash", "-c", shell, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )  # fmt: skip
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert len(stdout.splitlines()) == 1
+    assert b"Traceback" not in stderr, stderr
+    assert b"BrokenPipe" not in stderr, stderr
+    assert process.returncode == 0
+
+
+async def test_an_empty_input_says_so_and_exits_0(make_fake: FakeFactory, tmp_path: Path) -> None:
+    fake = await make_fake(small())
+    done = await osvi("run", "--out", str(tmp_path), "-", env=env_for(fake), stdin=b"")
+    assert done.code == 0, done.stderr
+    assert "held no call ids" in done.stderr
+
+
+async def test_a_token_of_two_lines_is_a_usage_error_not_a_traceback(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    fake = await make_fake(small())
+    env = env_for(fake, OSVI_API_TOKEN=f"{fake.token}\nsecond-line-0002", OSVI_LOG_FORMAT="json")
+    done = await osvi("run", "--out", str(tmp_path), env=env, stdin=b"")
+    assert done.code == 2
+    [line] = done.stderr.splitlines()
+    event = json.loads(line)
+    assert event["event"] == "fatal"
+    assert "line break" in event["message"]
+    assert fake.token not in done.stderr
+
+
+async def test_escapes_from_a_server_never_reach_the_terminal(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    faults = {FaultKind.API_ECHO: Fault(rate=1.0, times=None)}
+    fake = await make_fake(small(faults=faults))
+    ids = "\n".join(picked_ids(fake)).encode()
+    done = await osvi("run", "--out", str(tmp_path), env=env_for(fake), stdin=ids)
+    assert done.code == 1
+    assert "\x1b" not in done.stderr
+    assert "\x07" not in done.stderr
+    assert "\\x1b[31m" in done.stderr
+    assert fake.token not in done.stderr
+
+
+# the archive folder after a cut, or with a trap in it
+
+
+async def test_temp_files_a_power_cut_left_are_removed_at_the_start(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    fake = await make_fake(small())
+    out = tmp_path / "out"
+    (out / "runs").mkdir(parents=True)
+    stale = [
+        out / ".manifest.json.x1y2z3.tmp",
+        out / "runs" / ".20260101T000000.000Z-aaaaaa.json.q9.tmp",
+    ]
+    others = [
+        out / ".manifest.shard-0-of-2.json.k.tmp",
+        out / "runs" / ".r.shard-0-of-2.json.k.tmp",
+    ]
+    for path in stale + others:
+        path.write_text("{")
+    metrics = tmp_path / "osvi.prom"
+    old_metrics_temp = tmp_path / ".osvi.prom.abc.tmp"
+    old_metrics_temp.write_text("# half")
+    os.utime(old_metrics_temp, (1, 1))
+    result = await run_fake(fake, out, metrics)
+    assert result.exit_code == 0
+    assert not any(path.exists() for path in stale)
+    assert all(path.exists() for path in others)  # a shard's own: not this run's to remove
+    assert not old_metrics_temp.exists()
+
+
+async def test_a_symlink_planted_at_a_part_path_is_not_written_through(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    fake = await make_fake(small())
+    out = tmp_path / "out"
+    out.mkdir()
+    victim = tmp_path / "victim.conf"
+    victim.write_text("keep me\n")
+    target = picked_ids(fake)[0]
+    (out / f"{target}.mp4.part").symlink_to(victim)
+    result = await run_fake(fake, out, tmp_path / "m.prom")
+    assert result.exit_code == 0
+    assert victim.read_text() == "keep me\n"
+    assert_byte_exact(fake, out, picked_ids(fake))
