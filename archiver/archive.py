@@ -10,6 +10,7 @@ cancellation pass through, to stop the whole run.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import logging
@@ -74,7 +75,10 @@ class CallArchiver:
         on_part: Callable[[str, str], Awaitable[None]] | None = None,
         on_throttled: Callable[[], None] | None = None,
         downloads: dict[str, Receiving] | None = None,
+        on_late: Callable[[CallRecord], None] | None = None,
     ) -> None:
+        # Told an outcome that came as the run was cancelled: a file already in place.
+        self._on_late = on_late
         self._downloads = downloads if downloads is not None else {}  # in flight, for displays
         self._on_throttled = on_throttled
         self._on_part = on_part  # awaited with (call id, .part path) before the .part exists
@@ -134,13 +138,27 @@ class CallArchiver:
             async for attempt in retrying:
                 with attempt:
                     await self._attempt(call_id, transfer, attempts)
-            done = await transfer.commit()
+            done = await self._commit(call_id, transfer, attempts)
         except NotAvailable as exc:
             return await self._not_available(call_id, attempts.count, exc, started_at)
         finally:
             self._downloads.pop(call_id, None)
             await transfer.discard()
         return self._archived(call_id, attempts.count, done)
+
+    async def _commit(self, call_id: str, transfer: Transfer, attempts: Attempts) -> Downloaded:
+        """fsync and rename into place, carried to its end even when the run is cancelled
+        meanwhile (the rename runs in a thread, which a cancellation does not stop): a file
+        put in place is then recorded (`on_late`) before the cancellation goes on, so the
+        state never misses a recording that is on disk."""
+        task = asyncio.ensure_future(transfer.commit())
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            await asyncio.wait([task])
+            if not task.cancelled() and task.exception() is None and self._on_late:
+                self._on_late(self._archived(call_id, attempts.count, task.result()))
+            raise
 
     def _failed(self, call_id: str, attempts: int, error: CallError) -> CallRecord:
         """The call's final failure: logged (an internal error's traceback at -v), recorded."""

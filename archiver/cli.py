@@ -46,7 +46,7 @@ from archiver.settings import (
 from archiver.times import parse_moment
 
 if TYPE_CHECKING:
-    from archiver.run import RunResult
+    from archiver.outputs import RunResult
     from archiver.state import State
 
 EXIT_USAGE = 2

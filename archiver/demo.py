@@ -13,8 +13,9 @@ from pathlib import Path
 
 from archiver.fake import FakeConfig, FakeOSVI, Fault, FaultKind
 from archiver.inputs import read_ids
+from archiver.outputs import RunResult
 from archiver.progress import LiveDisplay, Progress, StatusLines
-from archiver.run import RunOptions, RunResult, execute
+from archiver.run import RunOptions, execute
 from archiver.settings import load_settings
 from archiver.summary import render
 

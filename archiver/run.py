@@ -1,46 +1,38 @@
 """One `run`: lock the archive, open the state and both sessions, drive the pipeline, and
-whatever happens, leave a manifest and a run report that tell the truth about it."""
+whatever happens, leave a manifest, a run report and metrics that tell the truth about it
+(outputs.py); signals stop it cleanly (signals.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import glob
 import logging
-import os
 import secrets
-import signal
 import ssl
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from archiver import __version__, metrics
 from archiver.api import OsviApi, api_session
 from archiver.archive import CallArchiver, CallPolicy
 from archiver.download import Downloader, DownloadPolicy, download_session
-from archiver.errors import InternalError, Interrupted, LocalError, RunError
+from archiver.errors import InternalError, Interrupted, RunError
 from archiver.http import Proxies
 from archiver.inputs import CallId, InputItem
 from archiver.limits import InFlight, RateLimiter, ThrottleGate
-from archiver.manifest import (
-    RUNS_DIR,
-    manifest_name,
-    prune_run_reports,
-    write_manifest,
-    write_run_report,
-)
+from archiver.manifest import write_manifest
+from archiver.outputs import Described, RunResult, finish, remove_stale_temps_of
 from archiver.pipeline import Pipeline, SharedInput, Source
 from archiver.progress import Progress, RunView
 from archiver.reachability import Hosts, Reachability
-from archiver.redaction import scrub
 from archiver.settings import Settings, require_token
+from archiver.signals import stop_on_signals
 from archiver.state import (
     ArchiveLock,
+    CallRecord,
     Shard,
     State,
     shard_label,
@@ -48,8 +40,8 @@ from archiver.state import (
     states_in,
     utc_now,
 )
-from archiver.storage import ensure_folder, remove_stale_temps
-from archiver.summary import Counts, exit_code
+from archiver.storage import ensure_folder
+from archiver.summary import Counts
 from archiver.urls import UrlRules
 
 log = logging.getLogger("archiver.run")
@@ -59,7 +51,6 @@ SourceFactory = Callable[[State, OsviApi, RunView], Source]
 MANIFEST_INTERVAL = 60.0
 RETRIED_FIRST = ("pending",)  # what every run takes from the state before its input (§5.4)
 RETRY_FAILED = ("failed", "pending")  # what --retry-failed takes, instead of an input
-LAST_SUCCESS_KEY = "last_success_at"  # state meta: epoch seconds of the last run that exited 0
 
 
 @dataclass
@@ -75,22 +66,6 @@ class RunOptions:
     # Test hooks for both sessions: an aiohttp resolver (names without DNS), a TLS context.
     resolver: Any = None
     ssl_context: ssl.SSLContext | None = None
-
-
-@dataclass
-class RunResult:
-    run_id: str
-    counts: Counts
-    seconds: float
-    error: RunError | None = None
-    finished_at: float | None = None  # clock() when the metrics were written
-    manifest: Path | None = None
-    report: Path | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def exit_code(self) -> int:
-        return exit_code(self.counts, self.error)
 
 
 def new_run_id(now: float) -> str:
@@ -144,7 +119,8 @@ async def _run(
         },
     )
     view = RunView(result.counts, total=options.total)
-    with _stop_on_signals() as signals:
+    described = Described(started_at, options.command, options.shard, options.clock)
+    with stop_on_signals() as signals:
         drive = signals.stops(
             asyncio.create_task(
                 _drive(settings, state, items, progress, view, options, result.run_id)
@@ -157,7 +133,7 @@ async def _run(
         finally:
             progress.close()
             result.seconds = time.monotonic() - started
-            await _finish(settings, state, result, options, started_at, signals.received)
+            await finish(settings, state, result, described, signals.received)
     return result
 
 
@@ -215,23 +191,6 @@ def _remove_stale_parts(state: State, out_dir: Path) -> None:
     state.commit()
 
 
-METRICS_TEMP_AGE = 3600.0  # a metrics folder is shared: only temp files this old are stale
-
-
-def _remove_stale_temps(settings: Settings, shard: Shard | None) -> None:
-    """Temp files of atomic writes (manifest, run reports, metrics) a power cut left: only
-    this run's own names (shards share the folder), the metrics folder's only when old."""
-    out = settings.out_dir
-    removed = remove_stale_temps(out, glob.escape(manifest_name(shard)))
-    reports = "*" + glob.escape(f"{shard_suffix(shard)}.json")
-    removed += remove_stale_temps(out / RUNS_DIR, reports, unless=None if shard else ".shard-")
-    if settings.metrics_file is not None:
-        folder, name = settings.metrics_file.parent, glob.escape(settings.metrics_file.name)
-        removed += remove_stale_temps(folder, name, older_than=METRICS_TEMP_AGE)
-    if removed:
-        log.info("removed %d temp files a crash left", removed, extra={"event": "stale_temps"})
-
-
 def _from_state(
     state: State, statuses: tuple[str, ...], source: str, view: RunView
 ) -> Iterator[InputItem]:
@@ -240,57 +199,6 @@ def _from_state(
     if ids:
         view.add_total(len(ids))
     return (CallId(call_id, source, number) for number, call_id in enumerate(ids, 1))
-
-
-STOP_SIGNALS = (signal.SIGHUP, signal.SIGINT, signal.SIGTERM)
-
-
-class _Signals:
-    """What the signal handlers saw, and the task the first one cancels."""
-
-    def __init__(self) -> None:
-        self.received: list[Interrupted] = []
-        self._task: asyncio.Task[None] | None = None
-
-    def stops(self, task: asyncio.Task[None]) -> asyncio.Task[None]:
-        self._task = task
-        return task
-
-    def handle(self, signum: int) -> None:
-        name = signal.Signals(signum).name
-        if self.received:
-            print(f"osvi-archiver: {name} again, exiting now", file=sys.stderr, flush=True)
-            os._exit(128 + signum)
-        self.received.append(Interrupted(signum, name))
-        log.warning(
-            "%s: stopping; in-flight downloads are cancelled (again to exit at once)",
-            name,
-            extra={"event": "signal", "signal": name},
-        )
-        if self._task is not None:
-            self._task.cancel()  # a task already done (the outputs being written) ignores it
-
-
-@contextlib.contextmanager
-def _stop_on_signals() -> Iterator[_Signals]:
-    """First SIGHUP/SIGINT/SIGTERM: cancel the run (in-flight downloads drop their .part
-    files, then the manifest and report are written). A second one: exit at once. SIGHUP (an
-    ssh session dropped during a backfill) is one too: the run stops cleanly, not killed.
-
-    The handlers stay until the outputs are written, so a signal that arrives meanwhile is not
-    lost: the run then ends interrupted, and the report and metrics are written again."""
-    loop = asyncio.get_running_loop()
-    signals = _Signals()
-    installed = []
-    for signum in STOP_SIGNALS:
-        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # not main thread
-            loop.add_signal_handler(signum, signals.handle, signum)
-            installed.append(signum)
-    try:
-        yield signals
-    finally:
-        for signum in installed:
-            loop.remove_signal_handler(signum)
 
 
 async def _drive(
@@ -313,7 +221,7 @@ async def _drive(
         part_tag=shard_suffix(options.shard),
     )
     _remove_stale_parts(state, settings.out_dir)
-    _remove_stale_temps(settings, options.shard)
+    remove_stale_temps_of(settings, options.shard)
     given: _Counted | None = None
     if options.retry_failed:
         items = _from_state(state, RETRY_FAILED, "<retry-failed>", view)
@@ -349,6 +257,7 @@ async def _drive(
             clock=options.clock,
             sleep=options.sleep,
             on_part=_part_noter(state),
+            on_late=_late_noter(state, view),
             on_throttled=in_flight.throttled,
             downloads=view.downloads,
         )
@@ -408,6 +317,17 @@ def _part_noter(state: State) -> Callable[[str, str], Awaitable[None]]:
     return note
 
 
+def _late_noter(state: State, view: RunView) -> Callable[[CallRecord], None]:
+    """Record and count a call whose file was put in place as the run was being cancelled
+    (the run's last commit keeps it)."""
+
+    def note(record: CallRecord) -> None:
+        state.record(record)
+        view.counts.add(record.status or "archived", record.call_id, record.bytes)
+
+    return note
+
+
 @contextlib.asynccontextmanager
 async def _manifest_every(interval: float, settings: Settings, state: State) -> AsyncIterator[None]:
     """Rewrite manifest.json every `interval` seconds while the run goes (§7)."""
@@ -425,122 +345,6 @@ async def _manifest_every(interval: float, settings: Settings, state: State) -> 
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-
-
-async def _finish(
-    settings: Settings,
-    state: State,
-    result: RunResult,
-    options: RunOptions,
-    started_at: str,
-    signals: list[Interrupted],
-) -> None:
-    """The manifest, the run report and the metrics, each saying the exit code the process
-    ends with. Written off the event loop (a signal meanwhile is still seen); when the exit
-    code changes while they are written (a write fails, a signal arrives), the report and the
-    metrics are written again with the new one. The last success moves only on a real 0."""
-    for _ in range(3):  # the code changes at most twice: a failed write, then a signal
-        _take_signal(result, signals)
-        code = result.exit_code
-        await asyncio.to_thread(_write_outputs, settings, state, result, options, started_at)
-        _take_signal(result, signals)
-        if result.exit_code == code:
-            break
-    if result.error is not None and not isinstance(result.error, Interrupted):
-        log.error(
-            "%s",
-            result.error,
-            extra={"event": "fatal", "exit_code": result.exit_code, "run_id": result.run_id},
-        )
-    if result.exit_code == 0 and result.finished_at is not None:
-        try:
-            state.set_meta(LAST_SUCCESS_KEY, repr(result.finished_at))
-        except LocalError as exc:  # the run stays a success; the next one records its own
-            log.error("could not record the success: %s", exc, extra={"event": "state_error"})
-
-
-def _take_signal(result: RunResult, signals: list[Interrupted]) -> None:
-    if signals and result.error is None:
-        result.error = signals[0]
-
-
-def _write_outputs(
-    settings: Settings, state: State, result: RunResult, options: RunOptions, started_at: str
-) -> None:
-    """The manifest, the run report and the metrics, even after a run-level error, each
-    tried whatever became of the one before. When one cannot be written (the disk is full),
-    the state still holds the truth and the next run rewrites it; the run then ends with that
-    error unless it already had one (so the report and metrics written after say so). A
-    manifest written already is not written again when the report is."""
-    writes = (
-        ("the manifest", _write_manifest),
-        ("the run report", _write_report),
-        ("the metrics file", _write_metrics),
-    )
-    for what, write in writes:
-        if write is _write_manifest and result.manifest is not None:
-            continue
-        try:
-            write(settings, state, result, options, started_at)
-        except LocalError as exc:
-            log.error("could not write %s: %s", what, exc, extra={"event": "not_written"})
-            result.error = result.error or exc
-        except Exception as exc:
-            log.debug("traceback", exc_info=exc, extra={"event": "internal_error"})
-            log.error("could not write %s: %s", what, exc, extra={"event": "not_written"})
-            result.error = result.error or InternalError.of(exc)
-
-
-def _write_manifest(
-    settings: Settings, state: State, result: RunResult, _options: RunOptions, _started: str
-) -> None:
-    state.commit()
-    result.manifest = write_manifest(state, settings.out_dir, settings.file_mode)
-
-
-def _write_report(
-    settings: Settings, state: State, result: RunResult, _options: RunOptions, started_at: str
-) -> None:
-    summary = {
-        "run_id": result.run_id,
-        "tool": "osvi-archiver",
-        "tool_version": __version__,
-        "started_at": started_at,
-        "finished_at": utc_now(),
-        "seconds": round(result.seconds, 3),
-        "exit_code": result.exit_code,
-        "error": scrub(str(result.error)) if result.error else None,
-        "interrupted": isinstance(result.error, Interrupted),
-        "settings": settings.redacted(),
-        "shard": shard_label(state.shard) or None,
-        "counts": result.counts.to_json(),
-    }
-    result.report = write_run_report(
-        state, settings.out_dir, result.run_id, summary, settings.file_mode
-    )
-    prune_run_reports(settings.out_dir, settings.keep_run_reports, state.shard)
-
-
-def _write_metrics(
-    settings: Settings, state: State, result: RunResult, options: RunOptions, _started: str
-) -> None:
-    result.finished_at = finished = options.clock()
-    path = settings.metrics_file
-    if path is None:
-        return
-    last = repr(finished) if result.exit_code == 0 else state.get_meta(LAST_SUCCESS_KEY)
-    metrics.write(
-        path,
-        metrics.RunMetrics(
-            command=options.command,
-            counts=result.counts,
-            seconds=result.seconds,
-            exit_code=result.exit_code,
-            finished_at=finished,
-            last_success_at=float(last) if last else None,
-            shard=options.shard,
-        ),
-    )
 
 
 def download_policy(settings: Settings) -> DownloadPolicy:

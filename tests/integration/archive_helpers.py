@@ -15,8 +15,9 @@ import jsonschema
 from archiver.fake import FakeOSVI
 from archiver.inputs import read_ids
 from archiver.manifest import load_schema
+from archiver.outputs import RunResult
 from archiver.progress import NoProgress
-from archiver.run import RunOptions, RunResult, execute
+from archiver.run import RunOptions, execute
 from archiver.settings import Settings, load_settings
 
 

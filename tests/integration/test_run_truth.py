@@ -24,8 +24,9 @@ from archiver import urls
 from archiver.api import OsviApi
 from archiver.download import Transfer
 from archiver.fake import FakeConfig, FakeOSVI, Fault, FaultKind
+from archiver.outputs import RunResult
 from archiver.pipeline import Pipeline
-from archiver.run import RunOptions, RunResult
+from archiver.run import RunOptions
 from archiver.storage import PartFile
 from archiver.summary import Counts
 from tests.conftest import FakeFactory
@@ -190,12 +191,12 @@ def in_the_pipeline(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def in_the_manifest(monkeypatch: pytest.MonkeyPatch) -> None:
-    from archiver import run
+    from archiver import outputs
 
     def broken(*_args: Any) -> Path:
         raise TypeError("a manifest bug")
 
-    monkeypatch.setattr(run, "write_manifest", broken)
+    monkeypatch.setattr(outputs, "write_manifest", broken)
 
 
 RUN_STAGES = {
@@ -250,7 +251,7 @@ async def test_the_last_success_moves_only_on_a_real_zero(
 async def test_a_signal_while_the_outputs_are_written_is_not_lost(
     make_fake: FakeFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from archiver import manifest, run
+    from archiver import manifest, outputs
 
     fake = await make_fake(small())
     original = manifest.write_run_report
@@ -263,7 +264,7 @@ async def test_a_signal_while_the_outputs_are_written_is_not_lost(
             os.kill(os.getpid(), signal.SIGTERM)  # mid-way through the outputs
         return original(*args)
 
-    monkeypatch.setattr(run, "write_run_report", report_then_signal)
+    monkeypatch.setattr(outputs, "write_run_report", report_then_signal)
     metrics = tmp_path / "osvi.prom"
     result = await run_fake(fake, tmp_path / "out", metrics)
     assert result.exit_code == 143
@@ -434,3 +435,33 @@ async def test_a_symlink_planted_at_a_part_path_is_not_written_through(
     assert result.exit_code == 0
     assert victim.read_text() == "keep me\n"
     assert_byte_exact(fake, out, picked_ids(fake))
+
+
+async def test_a_file_put_in_place_as_the_run_is_cancelled_is_recorded(
+    make_fake: FakeFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rename runs in a thread, which a cancellation does not stop: a SIGTERM during the
+    commit must not leave a final file the state does not know."""
+    import time as clock
+
+    from archiver import storage
+
+    fake = await make_fake(small(4))
+    target = picked_ids(fake)[0]
+    original = storage.fsync_folder
+
+    def fsync_then_signal(folder: Path) -> None:
+        if (folder / f"{target}.mp4").exists() and not getattr(fsync_then_signal, "sent", 0):
+            fsync_then_signal.sent = 1  # type: ignore[attr-defined]
+            os.kill(os.getpid(), signal.SIGTERM)  # after the rename, before its fsync ends
+            clock.sleep(0.3)
+        original(folder)
+
+    monkeypatch.setattr(storage, "fsync_folder", fsync_then_signal)
+    out = tmp_path / "out"
+    result = await run_fake(fake, out, tmp_path / "m.prom")
+    assert result.exit_code == 143
+    assert (out / f"{target}.mp4").is_file()
+    entry = {c["call_id"]: c for c in manifest_of(out)["calls"]}[target]
+    assert entry["status"] == "archived"
+    assert result.counts.archived >= 1

@@ -14,8 +14,9 @@ import pytest
 
 from archiver.fake import FakeConfig, FakeOSVI, Fault, FaultKind
 from archiver.listing import Filters, print_listing
+from archiver.outputs import RunResult
 from archiver.progress import NoProgress, RunView
-from archiver.run import RunOptions, RunResult, execute, open_api
+from archiver.run import RunOptions, execute, open_api
 from archiver.state import State
 from archiver.sync import make_source, read_watermark
 from archiver.times import IST

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from archiver.fake import FakeConfig, FakeOSVI
-from archiver.run import RunOptions, RunResult
+from archiver.outputs import RunResult
+from archiver.run import RunOptions
 from tests.conftest import FakeFactory
 from tests.integration.archive_helpers import assert_byte_exact, manifest_of, picked_ids
 from tests.integration.cli_helpers import osvi

@@ -19,8 +19,9 @@ import trustme
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from archiver.inputs import read_ids
+from archiver.outputs import RunResult
 from archiver.progress import NoProgress
-from archiver.run import RunOptions, RunResult, execute
+from archiver.run import RunOptions, execute
 from archiver.settings import Settings, load_settings
 
 

@@ -1,0 +1,181 @@
+"""What a run leaves behind, whatever happened: the manifest, its run report and the metrics
+textfile, all three saying the exit code the process ends with (§6, §7); and the temp files
+of atomic writes a power cut left, removed when the next run starts."""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from archiver import __version__, metrics
+from archiver.errors import InternalError, Interrupted, LocalError, RunError
+from archiver.manifest import (
+    RUNS_DIR,
+    manifest_name,
+    prune_run_reports,
+    write_manifest,
+    write_run_report,
+)
+from archiver.redaction import scrub
+from archiver.settings import Settings
+from archiver.state import Shard, State, shard_label, shard_suffix, utc_now
+from archiver.storage import remove_stale_temps
+from archiver.summary import Counts, exit_code
+
+log = logging.getLogger("archiver.run")
+LAST_SUCCESS_KEY = "last_success_at"  # state meta: epoch seconds of the last run that exited 0
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    counts: Counts
+    seconds: float
+    error: RunError | None = None
+    finished_at: float | None = None  # clock() when the metrics were written
+    manifest: Path | None = None
+    report: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        return exit_code(self.counts, self.error)
+
+
+@dataclass(frozen=True)
+class Described:
+    """What the outputs say of a run besides its result."""
+
+    started_at: str  # UTC, ISO 8601
+    command: str  # run or sync: a label of the metrics
+    shard: Shard | None
+    clock: Callable[[], float]  # wall clock: when the metrics say the run ended
+
+
+async def finish(
+    settings: Settings,
+    state: State,
+    result: RunResult,
+    run: Described,
+    signals: list[Interrupted],
+) -> None:
+    """The manifest, the run report and the metrics, each saying the exit code the process
+    ends with. Written off the event loop (a signal meanwhile is still seen); when the exit
+    code changes while they are written (a write fails, a signal arrives), the report and the
+    metrics are written again with the new one. The last success moves only on a real 0."""
+    for _ in range(3):  # the code changes at most twice: a failed write, then a signal
+        _take_signal(result, signals)
+        code = result.exit_code
+        await asyncio.to_thread(_write_outputs, settings, state, result, run)
+        _take_signal(result, signals)
+        if result.exit_code == code:
+            break
+    if result.error is not None and not isinstance(result.error, Interrupted):
+        log.error(
+            "%s",
+            result.error,
+            extra={"event": "fatal", "exit_code": result.exit_code, "run_id": result.run_id},
+        )
+    if result.exit_code == 0 and result.finished_at is not None:
+        try:
+            state.set_meta(LAST_SUCCESS_KEY, repr(result.finished_at))
+        except LocalError as exc:  # the run stays a success; the next one records its own
+            log.error("could not record the success: %s", exc, extra={"event": "state_error"})
+
+
+def _take_signal(result: RunResult, signals: list[Interrupted]) -> None:
+    if signals and result.error is None:
+        result.error = signals[0]
+
+
+def _write_outputs(settings: Settings, state: State, result: RunResult, run: Described) -> None:
+    """The manifest, the run report and the metrics, even after a run-level error, each
+    tried whatever became of the one before. When one cannot be written (the disk is full),
+    the state still holds the truth and the next run rewrites it; the run then ends with that
+    error unless it already had one (so the report and metrics written after say so). A
+    manifest written already is not written again when the report is."""
+    writes = (
+        ("the manifest", _write_manifest),
+        ("the run report", _write_report),
+        ("the metrics file", _write_metrics),
+    )
+    for what, write in writes:
+        if write is _write_manifest and result.manifest is not None:
+            continue
+        try:
+            write(settings, state, result, run)
+        except LocalError as exc:
+            log.error("could not write %s: %s", what, exc, extra={"event": "not_written"})
+            result.error = result.error or exc
+        except Exception as exc:
+            log.debug("traceback", exc_info=exc, extra={"event": "internal_error"})
+            log.error("could not write %s: %s", what, exc, extra={"event": "not_written"})
+            result.error = result.error or InternalError.of(exc)
+
+
+def _write_manifest(settings: Settings, state: State, result: RunResult, _: Described) -> None:
+    state.commit()
+    result.manifest = write_manifest(state, settings.out_dir, settings.file_mode)
+
+
+def _write_report(settings: Settings, state: State, result: RunResult, run: Described) -> None:
+    summary = {
+        "run_id": result.run_id,
+        "tool": "osvi-archiver",
+        "tool_version": __version__,
+        "started_at": run.started_at,
+        "finished_at": utc_now(),
+        "seconds": round(result.seconds, 3),
+        "exit_code": result.exit_code,
+        "error": scrub(str(result.error)) if result.error else None,
+        "interrupted": isinstance(result.error, Interrupted),
+        "settings": settings.redacted(),
+        "shard": shard_label(state.shard) or None,
+        "counts": result.counts.to_json(),
+    }
+    result.report = write_run_report(
+        state, settings.out_dir, result.run_id, summary, settings.file_mode
+    )
+    prune_run_reports(settings.out_dir, settings.keep_run_reports, state.shard)
+
+
+def _write_metrics(settings: Settings, state: State, result: RunResult, run: Described) -> None:
+    result.finished_at = finished = run.clock()
+    path = settings.metrics_file
+    if path is None:
+        return
+    last = repr(finished) if result.exit_code == 0 else state.get_meta(LAST_SUCCESS_KEY)
+    metrics.write(
+        path,
+        metrics.RunMetrics(
+            command=run.command,
+            counts=result.counts,
+            seconds=result.seconds,
+            exit_code=result.exit_code,
+            finished_at=finished,
+            last_success_at=float(last) if last else None,
+            shard=run.shard,
+        ),
+    )
+
+
+METRICS_TEMP_AGE = 3600.0  # a metrics folder is shared: only temp files this old are stale
+
+
+def remove_stale_temps_of(settings: Settings, shard: Shard | None) -> None:
+    """Temp files of atomic writes (manifest, run reports, metrics) a power cut left: only
+    this run's own names (shards share the folder), the metrics folder's only when old."""
+    out = settings.out_dir
+    removed = remove_stale_temps(out, glob.escape(manifest_name(shard)))
+    reports = "*" + glob.escape(f"{shard_suffix(shard)}.json")
+    removed += remove_stale_temps(out / RUNS_DIR, reports, unless=None if shard else ".shard-")
+    if settings.metrics_file is not None:
+        folder, name = settings.metrics_file.parent, glob.escape(settings.metrics_file.name)
+        removed += remove_stale_temps(folder, name, older_than=METRICS_TEMP_AGE)
+    if removed:
+        log.info("removed %d temp files a crash left", removed, extra={"event": "stale_temps"})

@@ -1,0 +1,68 @@
+"""How a run is stopped by a signal (§6): the first SIGHUP, SIGINT or SIGTERM cancels it (its
+downloads in flight drop their `.part` files, then the outputs are written); a second one
+exits at once. SIGHUP is one of them: an ssh session dropped during a backfill stops the run
+cleanly instead of killing it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterator
+
+from archiver.errors import Interrupted
+
+log = logging.getLogger("archiver.run")
+
+STOP_SIGNALS = (signal.SIGHUP, signal.SIGINT, signal.SIGTERM)
+
+
+class Signals:
+    """What the signal handlers saw, and the task the first one cancels."""
+
+    def __init__(self) -> None:
+        self.received: list[Interrupted] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def stops(self, task: asyncio.Task[None]) -> asyncio.Task[None]:
+        self._task = task
+        return task
+
+    def handle(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        if self.received:
+            print(f"osvi-archiver: {name} again, exiting now", file=sys.stderr, flush=True)
+            os._exit(128 + signum)
+        self.received.append(Interrupted(signum, name))
+        log.warning(
+            "%s: stopping; in-flight downloads are cancelled (again to exit at once)",
+            name,
+            extra={"event": "signal", "signal": name},
+        )
+        if self._task is not None:
+            self._task.cancel()  # a task already done (the outputs being written) ignores it
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[Signals]:
+    """First SIGHUP/SIGINT/SIGTERM: cancel the run (in-flight downloads drop their .part
+    files, then the manifest and report are written). A second one: exit at once. SIGHUP (an
+    ssh session dropped during a backfill) is one too: the run stops cleanly, not killed.
+
+    The handlers stay until the outputs are written, so a signal that arrives meanwhile is not
+    lost: the run then ends interrupted, and the report and metrics are written again."""
+    loop = asyncio.get_running_loop()
+    signals = Signals()
+    installed = []
+    for signum in STOP_SIGNALS:
+        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # not main thread
+            loop.add_signal_handler(signum, signals.handle, signum)
+            installed.append(signum)
+    try:
+        yield signals
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
