@@ -89,7 +89,8 @@ def render(metrics: RunMetrics) -> str:
     )
     family(
         "osvi_archiver_exit_code",
-        "Exit code of the last run (0 ok, 1 some calls failed, 3 token, 4 local, 130/143 signal).",
+        "Exit code of the last run (0 ok, 1 some calls failed, 3 token, 4 local, 69 unreachable, "
+        "70 internal error, 129/130/143 signal).",
         iter([(one, metrics.exit_code)]),
     )
     if metrics.last_success_at is not None:

@@ -89,6 +89,46 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
         default=s,
         help="longest silence while receiving (default: 60s)",
     )
+    add(
+        "--api-timeout",
+        dest="api_timeout",
+        default=s,
+        metavar="DURATION",
+        help="longest one API request may take, its answer included (default: 60s)",
+    )
+    add(
+        "--min-speed",
+        dest="min_speed",
+        default=s,
+        metavar="SIZE",
+        help="a download slower than this many bytes/s (1024, 16KiB) on average over "
+        "--min-speed-time is stopped and retried, as curl's --speed-limit; 0: no floor "
+        "(default: 1024)",
+    )
+    add(
+        "--min-speed-time",
+        dest="min_speed_time",
+        default=s,
+        metavar="DURATION",
+        help="the window of --min-speed (default: 60s)",
+    )
+    add(
+        "--max-recording-size",
+        dest="max_recording_size",
+        default=s,
+        metavar="SIZE",
+        help="a recording larger than this fails as too_large instead of filling the disk "
+        "(default: 4GiB)",
+    )
+    add(
+        "--max-outage",
+        dest="max_outage",
+        default=s,
+        metavar="DURATION",
+        help="how long an API or recording host that does not answer is waited for (calls lose "
+        "no attempt meanwhile) before the run stops with exit 69; a host that never answered "
+        "in this run is waited for 60 s at most (default: 5m)",
+    )
     add("--layout", default=s, help=f"path of each recording in the archive {_default('layout')}")
     add(
         "--pending-window",
@@ -104,7 +144,8 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
         action="store_const",
         const=True,
         default=s,
-        help="accept plain-http recording URLs to non-loopback hosts (default: no)",
+        help="accept plain-http recording URLs to non-loopback hosts, and recording URLs that "
+        "point at this machine while the API is elsewhere (default: no)",
     )
     add(
         "--progress",
@@ -232,7 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Archive the recordings of the calls named in INPUT files or on stdin. "
         "Exit codes: 0 all done (archived, already archived, pending or not available), "
         "1 some calls failed or rows were invalid, 2 usage error, 3 token rejected, "
-        "4 local error (disk, permissions, state), 75 archive busy.",
+        "4 local error (disk, permissions, state), 69 the API or recording host unreachable for "
+        "--max-outage (or its TLS certificate or the proxy's login refused), 70 internal error, "
+        "75 archive busy, 129/130/143 interrupted by SIGHUP/SIGINT/SIGTERM.",
     )
     _add_common(run)
     _add_input_options(run)

@@ -372,12 +372,50 @@ def throttled(scale: float) -> list[Row]:
     return rows
 
 
+def durability(scale: float) -> list[Row]:
+    """The cost of fsyncing every commit of the state (synchronous=FULL, each outcome on disk
+    before it is counted) against the same runs at synchronous=NORMAL (bench/normal_sync.py):
+    4 KiB calls with no latency, where bookkeeping weighs most; runs alternate, so a drift of
+    the machine's speed falls on both."""
+    count = max(1000, int(5000 * scale))
+    rounds = 3
+    seconds: dict[str, list[float]] = {"FULL": [], "NORMAL": []}
+    with (
+        fake_server(
+            "--calls", str(calls_for(count)), "--size-min", "4KiB", "--size-max", "4KiB"
+        ) as fake,
+        tempfile.TemporaryDirectory() as tmp,
+    ):  # fmt: skip
+        folder = Path(tmp)
+        ids = _ids_file(folder, recorded_ids(count, calls=calls_for(count)))
+        options = ("--concurrency", "32", "--max-rps", "100000", str(ids))
+        for n in range(rounds):
+            for variant, module in (("FULL", "archiver"), ("NORMAL", "bench.normal_sync")):
+                out = folder / f"{variant}-{n}"
+                run = timed(archiver_argv(out, *options, module=module), env_for(fake))
+                seconds[variant].append(run.seconds)
+    full, normal = sorted(seconds["FULL"])[rounds // 2], sorted(seconds["NORMAL"])[rounds // 2]
+    return [
+        {
+            "scenario": f"durability {count} x 4 KiB, c=32: FULL",
+            "figure": "calls/s",
+            "value": round(count / full, 1),
+            "reference": f"NORMAL {count / normal:.1f}",
+            "ratio": round(normal / full, 2),
+            "target": "report (cost of fsync)",
+            "ok": None,
+            "exit": run.code,
+        }
+    ]
+
+
 ALL = {
     "latency": latency_bound,
     "bandwidth": bandwidth_bound,
     "overhead": overhead_bound,
     "memory": memory,
     "throttled": throttled,
+    "durability": durability,
 }
 
 

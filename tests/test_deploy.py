@@ -180,8 +180,8 @@ def test_service_failed_calls_fail_the_unit() -> None:
     success = _unit_settings(SERVICE).get("SuccessExitStatus", [])
     codes = {code for value in success for code in value.split()}
     assert codes, "SuccessExitStatus= is expected (75, 143)"
-    # 1 (some calls failed) must show as a failed unit, and so must 2, 3 and 4.
-    assert not codes & {"1", "2", "3", "4"}, codes
+    # 1 (some calls failed) must show as a failed unit, and so must 2, 3, 4, 69 and 70.
+    assert not codes & {"1", "2", "3", "4", "69", "70"}, codes
 
 
 def test_service_takes_the_token_from_a_file_never_a_literal() -> None:
@@ -238,7 +238,7 @@ def test_crontab_runs_the_nightly_sync_at_0230() -> None:
 def test_crontab_explains_exit_codes_mail_and_first_run() -> None:
     text = CRONTAB.read_text()
     comments = "\n".join(line for line in text.splitlines() if line.startswith("#"))
-    for code in ("0", "1", "2", "3", "4", "75", "130", "143"):
+    for code in ("0", "1", "2", "3", "4", "69", "70", "75", "129", "130", "143"):
         assert re.search(rf"^#\s+{code}\s", comments, re.MULTILINE), f"exit code {code}"
     assert re.search(r"^MAILTO=", text, re.MULTILINE)
     assert "--since" in comments

@@ -348,3 +348,49 @@ def test_example_config_documents_every_setting_at_its_default() -> None:
         assert getattr(Settings(**{key: value}), key) == getattr(defaults, key), key
     for key in commented:
         assert getattr(defaults, key) is None, key
+
+
+def test_the_bounds_of_each_attempt_are_settings_with_flags() -> None:
+    from archiver.options import NOT_SETTINGS, build_parser
+
+    args = build_parser().parse_args(
+        ["run", "--api-timeout", "5s", "--min-speed", "16KiB", "--min-speed-time", "20s",
+         "--max-recording-size", "1GiB", "--max-outage", "2m"]
+    )  # fmt: skip
+    flags = {k: v for k, v in vars(args).items() if k not in NOT_SETTINGS}
+    settings = load(flags)
+    assert settings.api_timeout == 5.0
+    assert settings.min_speed == 16 * 1024
+    assert settings.min_speed_time == 20.0
+    assert settings.max_recording_size == 1 << 30
+    assert settings.max_outage == 120.0
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("1024", 1024), ("64KiB", 65536), ("16M", 16 << 20), ("4GiB", 4 << 30), ("1.5k", 1536)],
+)
+def test_sizes_take_bytes_or_binary_units(text: str, size: int) -> None:
+    assert load({"max_recording_size": text}).max_recording_size == size
+
+
+@pytest.mark.parametrize("text", ["-1", "lots", "1e9", "4 parsecs", "1" * 40])
+def test_a_size_that_is_not_one_names_the_setting(text: str) -> None:
+    assert "invalid max_recording_size from --max-recording-size" in usage_message(
+        flags={"max_recording_size": text}
+    )
+
+
+@pytest.mark.parametrize(
+    "token", ["Qz9w\nDf8v-ghij-klmn", "Qz9w Df8v-01234567", "Qz9wö-01234567ab"]
+)
+def test_a_token_that_cannot_go_in_a_header_is_refused_without_showing_it(token: str) -> None:
+    message = usage_message(environ={"OSVI_API_TOKEN": token})
+    assert "api_token" in message
+    assert "line break" in message
+    assert "Qz9w" not in message
+    assert "Df8v" not in message
+
+
+def test_a_token_file_s_trailing_newline_is_cut() -> None:
+    assert load(environ={"OSVI_API_TOKEN": TOKEN + "\n"}).token_value() == TOKEN

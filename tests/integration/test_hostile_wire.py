@@ -320,3 +320,23 @@ async def test_loopback_is_never_sent_through_a_proxy(
     result = await archive(fake, tmp_path)
     assert result.exit_code == 0
     assert_byte_exact(fake, tmp_path, picked_ids(fake))
+
+
+async def test_listed_items_whose_call_id_is_no_uuid_are_invalid_rows_of_the_listing(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    """A number, a list or a path as call_id once crashed the sync: now each is an invalid
+    row (the run exits 1), never used, and every other call is archived."""
+    probe = [c for c in FakeOSVI(small(12, days=1)).calls if c.status == "picked"]
+    junk: dict[str, object] = {probe[0].call_id: 12345, probe[1].call_id: ["x"]}
+    junk[probe[2].call_id] = "../../etc/passwd"
+    fake = await make_fake(small(12, days=1, listed_ids=junk))
+    result = await sync(fake, tmp_path, datetime.now(UTC) - timedelta(days=2))
+    assert result.exit_code == 1
+    assert result.counts.invalid_rows == 3
+    rows = report_of(tmp_path)["invalid_rows"]
+    assert {row["source"] for row in rows} == {"<listing>"}
+    assert {row["value"] for row in rows} == {"12345", "['x']", "'../../etc/passwd'"}
+    good = [c.call_id for c in probe[3:]]
+    assert_byte_exact(fake, tmp_path, good)
+    assert not (tmp_path / "etc").exists()

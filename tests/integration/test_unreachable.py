@@ -291,3 +291,16 @@ async def test_an_https_proxy_url_is_a_clear_usage_error(
     assert result.exit_code == 2
     assert "HTTPS_PROXY" in str(result.error)
     assert "http://" in str(result.error)
+
+
+async def test_an_api_that_never_finishes_an_answer_is_bounded_by_api_timeout(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    fake = await make_fake(FakeConfig(calls=4, api_latency=5.0))
+    _, options = clocked()
+    settings = settings_at(fake.base_url, tmp_path, fake.token, api_timeout="0.2s")
+    started = time.monotonic()
+    result = await run_ids(settings, ids(4), options)
+    assert_said(result, 69, tmp_path)
+    assert "no answer within api_timeout (0.2 s)" in str(result.error)
+    assert time.monotonic() - started < 20
