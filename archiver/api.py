@@ -32,7 +32,14 @@ from archiver.errors import (
     Throttled,
     UrlExpired,
 )
-from archiver.http import Proxies, client_session, no_answer_reason, proxy_refused
+from archiver.http import (
+    CERTIFICATE_ERRORS,
+    Proxies,
+    client_session,
+    no_answer_reason,
+    proxy_refused,
+    unresolved,
+)
 from archiver.inputs import canonical_uuid
 from archiver.limits import Clock, RateLimiter, ThrottleGate
 from archiver.reachability import Reachability
@@ -48,7 +55,6 @@ MAX_LIFETIME = 7 * 86400.0  # the longest an S3 presigned URL can live
 # redirects) within this many seconds of its arrival, and never again (every try asks anew).
 UNKNOWN_LIFETIME_USE = 60.0
 DEFAULT_TIMEOUT = 60.0
-_TLS_ERRORS = (aiohttp.ClientSSLError, aiohttp.ServerFingerprintMismatch)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +184,7 @@ class OsviApi:
         an item whose call_id is not a UUID is set aside (`unusable`), never used."""
         status, body = await self._get("/v1/calls", params)
         if status == 404:
-            raise ApiRejected(f"the listing was refused: {self._text(body)}")
+            raise ApiRejected(f"the listing was refused: {self._text(body)}", 404)
         envelope = self._envelope(body)
         data, meta = envelope.get("data"), envelope.get("meta")
         if not isinstance(data, list) or not isinstance(meta, dict):
@@ -255,14 +261,15 @@ class OsviApi:
                 if response.status == 407:
                     raise proxy_refused(response.headers.get("Proxy-Authenticate"))
                 return response.status, response.headers, await _read_capped(response)
-        except aiohttp.ClientHttpProxyError as exc:  # 407 (or another refusal) to CONNECT
+        except aiohttp.ClientHttpProxyError as exc:  # the proxy's answer to CONNECT
             if exc.status == 407:
                 raise proxy_refused(None) from exc
-            raise ConnectionFault(f"the proxy refused the connection: {exc}") from exc
-        except _TLS_ERRORS as exc:
+            reason = f"the proxy could not reach it ({exc.status} {exc.message})"
+            raise await self._no_answer_for(reason, began) from exc
+        except CERTIFICATE_ERRORS as exc:
             if self._reach:
                 self._reach.certificate_refused(str(exc))
-            raise ApiRejected(f"TLS with the API failed: {exc}") from exc
+            raise ApiRejected(f"TLS with the API refused: {exc}") from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise await self._no_answer(exc, began, answered) from exc
 
@@ -274,11 +281,14 @@ class OsviApi:
         reason = no_answer_reason(exc, f"api_timeout ({self._timeout:g} s)")
         if answered:  # cut off while the body came: the API is up, this answer failed
             return ConnectionFault(f"the API's answer broke off: {reason}")
+        return await self._no_answer_for(reason, began, unresolved(exc))
+
+    async def _no_answer_for(
+        self, reason: str, began: float, unresolved: bool = False
+    ) -> ConnectionFault:
         if self._reach is None:
             return ConnectionFault(f"no answer from the API: {reason}")
-        outage = await self._reach.no_answer(
-            began, reason, unresolved=isinstance(exc, aiohttp.ClientConnectorDNSError)
-        )
+        outage = await self._reach.no_answer(began, reason, unresolved=unresolved)
         return ConnectionFault(f"no answer from the API: {reason}", outage=outage)
 
     def _envelope(self, body: bytes) -> dict[str, Any]:
@@ -329,7 +339,7 @@ class OsviApi:
             raise Throttled(message, retry_after)
         if status >= 500:
             raise ServerError(message)
-        raise ApiRejected(message)
+        raise ApiRejected(message, status)
 
 
 async def _read_capped(response: aiohttp.ClientResponse) -> bytes:

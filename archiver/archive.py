@@ -131,7 +131,9 @@ class CallArchiver:
         started_at: float | None,
         attempts: Attempts,
     ) -> CallRecord:
-        transfer = self._downloader.transfer(lambda ext: self._destination(call_id, ext, fields))
+        transfer = self._downloader.transfer(
+            lambda ext: self._destination(call_id, ext, fields), call_id
+        )
         self._downloads[call_id] = transfer
         try:
             retrying = call_retrying(self._policy.max_attempts, self._sleep, attempts.retrying)

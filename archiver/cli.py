@@ -86,7 +86,10 @@ def _summary(result: RunResult) -> None:
 
     if not json_mode():
         text = render(result.counts, result.seconds, result.manifest, result.report, result.error)
-        print(text, file=sys.stderr)
+        # A stderr that went away (`2>&1 | head`) must not change the exit code: the run
+        # report and the metrics already say it.
+        with contextlib.suppress(OSError):
+            print(text, file=sys.stderr)
         return
     log.info(
         "run %s finished with exit code %d",

@@ -40,7 +40,15 @@ from archiver.errors import (
     UrlExpired,
     UrlRefused,
 )
-from archiver.http import Proxies, client_session, no_answer_reason, proxy_refused
+from archiver.http import (
+    CERTIFICATE_ERRORS,
+    LocalTarget,
+    Proxies,
+    client_session,
+    no_answer_reason,
+    proxy_refused,
+    unresolved,
+)
 from archiver.reachability import Hosts, Reachability
 from archiver.retrying import parse_retry_after
 from archiver.storage import PartFile, remove_quietly
@@ -55,7 +63,6 @@ _PLAIN_MD5_ETAG = re.compile(r'^"?([0-9a-fA-F]{32})"?$')
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 MAX_REDIRECTS = 3  # S3 redirects once at most (a region); a chain longer than this is refused
 _REDIRECTS = (301, 302, 303, 307, 308)
-_TLS_ERRORS = (aiohttp.ClientSSLError, aiohttp.ServerFingerprintMismatch)
 DEFAULT_MAX_SIZE = 4 << 30  # a 10-hour call in WAV is ~1.2 GiB
 
 
@@ -115,8 +122,11 @@ class Downloader:
         self._hosts = hosts or Hosts(monotonic, asyncio.sleep, max_outage=300.0)
         self._proxies = proxies or Proxies()
 
-    def transfer(self, destination: Callable[[str], Awaitable[tuple[Path, Path]]]) -> Transfer:
-        return Transfer(self, destination)
+    def transfer(
+        self, destination: Callable[[str], Awaitable[tuple[Path, Path]]], who: str = ""
+    ) -> Transfer:
+        """The transfer of call `who` (named to the hosts' Reachability)."""
+        return Transfer(self, destination, who)
 
 
 class Transfer:
@@ -127,8 +137,10 @@ class Transfer:
         self,
         downloader: Downloader,
         destination: Callable[[str], Awaitable[tuple[Path, Path]]],
+        who: str = "",
     ) -> None:
         self._of = downloader
+        self._who = who
         self._policy = downloader._policy
         self._destination = destination
         self._part: PartFile | None = None
@@ -171,31 +183,47 @@ class Transfer:
 
     async def _get(self, target: URL) -> str | None:
         """One request: its body received into the `.part`, or the Location it redirects to.
-        Every failure is mapped here; one before any answer goes to the host's Reachability."""
+        Every failure is mapped here, and each one that may be the network's rather than this
+        request's goes to the host's Reachability: an outage costs the call no attempt."""
         host = self._of._hosts.of(target)
         shown = without_query(str(target))
         began, self._answered = host.now(), False
         try:
             return await self._request(target, host)
-        except aiohttp.ClientHttpProxyError as exc:
+        except aiohttp.ClientHttpProxyError as exc:  # the proxy's answer to CONNECT
             if exc.status == 407:
                 raise proxy_refused(None) from exc
-            raise ConnectionFault(f"the proxy refused to reach {shown}: {exc}") from exc
-        except _TLS_ERRORS as exc:
-            host.certificate_refused(str(exc))
-            raise RecordingRefused(f"TLS with {shown} failed: {exc}") from exc
-        except aiohttp.ClientPayloadError as exc:
-            raise BodyIncomplete(f"body cut short from {shown}: {exc}") from exc
+            reason = f"the proxy could not reach it ({exc.status} {exc.message})"
+            raise await self._no_answer(host, began, reason, shown) from exc
+        except CERTIFICATE_ERRORS as exc:
+            host.certificate_refused(str(exc), who=self._who)
+            raise RecordingRefused(f"TLS with {shown} refused: {exc}") from exc
+        except aiohttp.ClientConnectorDNSError as exc:
+            if isinstance(exc.os_error, LocalTarget):
+                raise UnsafeUrl(
+                    f"refusing recording URL {shown!r}: {exc.os_error} while the API is "
+                    "elsewhere (set allow_insecure_urls to allow it)"
+                ) from exc
+            reason = no_answer_reason(exc, "answer_timeout")
+            raise await self._no_answer(host, began, reason, shown, unresolved(exc)) from exc
         except aiohttp.InvalidURL as exc:
             raise UnsafeUrl(f"cannot fetch {shown}: {exc}") from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
             deadline = f"answer_timeout ({self._policy.answer_timeout:g} s)"
             reason = no_answer_reason(exc, deadline)
-            if self._answered:  # the host is up: this body stalled or broke off
-                raise ConnectionFault(f"download from {shown} broke off: {reason}") from exc
-            unresolved = isinstance(exc, aiohttp.ClientConnectorDNSError)
-            outage = await host.no_answer(began, reason, unresolved=unresolved)
-            raise ConnectionFault(f"no answer from {shown}: {reason}", outage=outage) from exc
+            if not self._answered:
+                raise await self._no_answer(host, began, reason, shown) from exc
+            # The host answered, then the body stalled or broke off: one attempt of this call
+            # (were it the network, the retry's request for a fresh URL waits it out, free).
+            if isinstance(exc, aiohttp.ClientPayloadError):
+                raise BodyIncomplete(f"body cut short from {shown}: {exc}") from exc
+            raise ConnectionFault(f"download from {shown} broke off: {reason}") from exc
+
+    async def _no_answer(
+        self, host: Reachability, began: float, reason: str, shown: str, unresolved: bool = False
+    ) -> ConnectionFault:
+        outage = await host.no_answer(began, reason, unresolved=unresolved, who=self._who)
+        return ConnectionFault(f"no answer from {shown}: {reason}", outage=outage)
 
     async def _request(self, target: URL, host: Reachability) -> str | None:
         headers = {"Accept-Encoding": "identity"}  # the bytes as stored, never re-encoded
@@ -278,13 +306,13 @@ class Transfer:
         pending: list[bytes] = []
         held = 0
         writing: asyncio.Task[None] | None = None
-        pace = _Pace(self._policy, self._of._monotonic, shown)
+        pace = _Pace(self._policy, self._of._monotonic, shown, self.received)
         try:
             async for chunk in response.content.iter_chunked(_READ_SIZE):
                 pending.append(chunk)
                 held += len(chunk)
                 self._held = held
-                pace.received(len(chunk), self.received + held)
+                pace.received(len(chunk))
                 if self._part is None and held < audio.SNIFF_LEN:
                     continue
                 if self._part is None:
@@ -366,20 +394,26 @@ class _Pace:
     byte a second never trips `read_timeout`); past `max_size`, `too_large` (a body with no
     Content-Length could fill the disk)."""
 
-    def __init__(self, policy: DownloadPolicy, clock: Callable[[], float], shown: str) -> None:
+    def __init__(
+        self, policy: DownloadPolicy, clock: Callable[[], float], shown: str, already: int
+    ) -> None:
         self._policy = policy
         self._clock = clock
         self._shown = shown
-        self._since = clock()
-        self._bytes = 0
+        self._since = clock()  # when the window began
+        self._bytes = 0  # in this window
+        self._body = already  # of the whole body (a resumed one counts what came before)
 
-    def received(self, count: int, body_so_far: int) -> None:
-        if body_so_far > self._policy.max_size:
+    def received(self, count: int) -> None:
+        self._body += count
+        if self._body > self._policy.max_size:
             raise TooLarge(
-                f"{self._shown} sent more than max_recording_size ({self._policy.max_size:,} bytes)"
+                f"{self._shown} sent more than max_recording_size ({self._policy.max_size:,} "
+                "bytes)"
             )
         self._bytes += count
-        elapsed = self._clock() - self._since
+        now = self._clock()
+        elapsed = now - self._since
         if self._policy.min_speed <= 0 or elapsed < self._policy.min_speed_time:
             return
         if self._bytes < self._policy.min_speed * elapsed:
@@ -387,7 +421,7 @@ class _Pace:
                 f"{self._shown} sent {self._bytes:,} bytes in {elapsed:.1f} s, below min_speed "
                 f"({self._policy.min_speed:,.0f} bytes/s over min_speed_time)"
             )
-        self._since, self._bytes = self._clock(), 0
+        self._since, self._bytes = now, 0
 
 
 def _next_hop(current: URL, location: str, rules: UrlRules) -> URL:

@@ -164,7 +164,13 @@ class PermanentError(CallError):
 
 
 class ApiRejected(PermanentError):
+    """`status`: the API's HTTP status, when it was an answer (None: a refused redirect)."""
+
     kind = "api_rejected"
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class ApiBadResponse(PermanentError):

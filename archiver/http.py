@@ -10,7 +10,7 @@ names; the proxy's credentials travel in `Proxy-Authorization` to the proxy alon
 
 from __future__ import annotations
 
-import re
+import socket
 import ssl
 import urllib.request
 from collections.abc import Mapping
@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-from aiohttp.abc import AbstractResolver
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
 from archiver import redaction
 from archiver.errors import Unavailable, UsageError
-from archiver.urls import is_loopback, without_query
+from archiver.urls import is_loopback, is_this_machine, without_query
 
 _PROXIED = ("http", "https")
 
@@ -73,16 +74,71 @@ def _proxy(scheme: str, value: str) -> Proxy:
     except ValueError:
         host = None
     if host is None or url.scheme != "http":
-        shown = re.sub(r"//[^/@]*@", "//***@", without_query(text))  # no password shown
+        head, at, tail = text.rpartition("@")
+        shown = f"{head.split('//', 1)[0]}//***@{tail}" if at else text  # no password shown
+        shown = without_query(shown)
         raise UsageError(
             f"{scheme.upper()}_PROXY={shown!r}: use an http:// proxy URL such as "
             "http://proxy.example:3128 (https:// and socks proxies are not supported)"
         )
     headers = None
     if url.raw_user is not None:
+        redaction.add_secret(url.password)
         auth = aiohttp.encode_basic_auth(url.user or "", url.password or "")
         headers = {"Proxy-Authorization": auth}
     return Proxy(url.with_user(None), headers)
+
+
+class LocalTarget(OSError):
+    """A recording host's name leads to this machine while the API is elsewhere."""
+
+
+class LocalGuard(AbstractResolver):
+    """Resolves as `inner` does, and refuses a name that leads to this machine (a DNS name
+    for 127.0.0.1, 169.254.169.254 or 0.0.0.0: a literal address is refused by the URL rules
+    already) unless the API's own host leads there too (the fake service) or local targets
+    are allowed (allow_insecure_urls). The check is on the addresses connected to, so a name
+    that resolves elsewhere the first time and here the next cannot slip through. aiohttp
+    reports the refusal as a DNS error whose `os_error` is a LocalTarget."""
+
+    def __init__(self, inner: AbstractResolver, api_host: str, *, allow: bool) -> None:
+        self._inner = inner
+        self._api_host = api_host
+        self._allow = allow
+        self._api_local: bool | None = None
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        found = await self._inner.resolve(host, port, family)
+        if self._allow:
+            return found
+        local = [r["host"] for r in found if is_this_machine(r["host"])]
+        if local and not await self._api_is_local():
+            raise LocalTarget(f"{host} leads to this machine ({local[0]})")
+        return found
+
+    async def _api_is_local(self) -> bool:
+        if self._api_local is None:
+            try:
+                answers = await self._inner.resolve(self._api_host, 443)
+            except OSError:
+                answers = []
+            is_local = is_loopback(self._api_host) or (
+                bool(answers) and all(is_this_machine(r["host"]) for r in answers)
+            )
+            self._api_local = is_local
+        return self._api_local
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+def guarded_resolver(
+    inner: AbstractResolver | None, api_url: str, *, allow: bool
+) -> LocalGuard:
+    """The recording session's resolver: `inner` (the system's by default) behind LocalGuard."""
+    return LocalGuard(inner or DefaultResolver(), URL(api_url).host or "", allow=allow)
 
 
 def client_session(
@@ -113,6 +169,21 @@ def client_session(
     )
 
 
+# Errors that will not clear by waiting: the certificate (or its host name) was refused. Other
+# TLS errors (an EOF in the handshake from a load balancer or a proxy) are transient.
+CERTIFICATE_ERRORS = (aiohttp.ClientConnectorCertificateError, aiohttp.ServerFingerprintMismatch)
+_NO_SUCH_NAME = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
+
+
+def unresolved(exc: BaseException) -> bool:
+    """A DNS answer that the name does not exist (a typo), not a resolver that is down
+    (EAI_AGAIN: the network is, say, not up yet after boot)."""
+    if not isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return False
+    cause = exc.os_error
+    return not isinstance(cause, socket.gaierror) or cause.errno in _NO_SUCH_NAME
+
+
 def proxy_refused(challenge: str | None) -> Unavailable:
     """A proxy's 407: wrong or missing credentials. Never retried (like a 401): a retry is
     one more failed login, and a directory account behind the proxy locks after a few."""
@@ -127,7 +198,7 @@ def no_answer_reason(exc: BaseException, deadline: str) -> str:
     """Why a request got no (whole) answer, in words, keeping the library's own reason (a
     certificate's, a resolver's: it holds no secret). `deadline` names the total bound."""
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return "no connection within connect_timeout"
+        return f"no connection in time (connect_timeout, or {deadline})"
     if isinstance(exc, aiohttp.SocketTimeoutError):
         return "no data within read_timeout"
     if isinstance(exc, TimeoutError):

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol, TextIO
 
 from archiver.api import ListPage
-from archiver.errors import ApiRejected, CallError, Unavailable, UsageError
+from archiver.errors import ApiRejected, AuthError, CallError, Unavailable, UsageError
 from archiver.inputs import canonical_uuid
 from archiver.retrying import call_retrying
 from archiver.times import api_time
@@ -87,6 +87,8 @@ class RetriedListing:
                 with attempt:
                     return await self._api.list_page(params)
         except ApiRejected as exc:
+            if exc.status == 403:
+                raise AuthError(f"the API refused the listing to this token ({exc})") from exc
             raise UsageError(
                 f"the API refused the listing ({exc}); check the filters (--agent, --status, "
                 "--campaign, ...)"

@@ -2,7 +2,8 @@
 
 One `Reachability` per host the run talks to (the API; each recording host). A request that
 gets no answer at all (connection refused, a DNS failure, a connect or first-byte timeout,
-network unreachable, a proxy that is down) is told here, with when it began:
+network unreachable, a proxy that cannot reach it, a body that stalls) is told here, with
+when it began and on behalf of which call:
 
 - if some request to the host got an answer since it began, the host is up and the failure
   is the request's own: a transient error of its call, which costs an attempt;
@@ -12,11 +13,15 @@ network unreachable, a proxy that is down) is told here, with when it began:
 - an outage ends the run (`Unavailable`, exit 69) once it has lasted `max_outage`, or
   `FIRST_CONTACT` when the host has not answered once in this run (a mistyped or firewalled
   host: a million calls must not each wait it out), and at once for a name that does not
-  resolve before the host ever answered (a typo in `--base-url`).
+  exist before the host ever answered (a typo in `--base-url`).
 
-A refused TLS certificate is no outage: it will not clear by waiting. For an essential host
-(the API) or one that never answered, it stops the run at once; from a recording host that
-did answer before, it is that one call's failure. Pure policy: the clock and sleep injected.
+A refused TLS certificate is no outage: waiting will not fix it. It stops the run at once.
+
+Which hosts speak for the run: the API always (every call needs it). A recording host only
+once it has answered in this run, or once it failed for SHARED_BY different calls: a presigned
+URL that one call alone was given (a broken or hostile one) is that call's failure, never the
+run's, while S3 being unreachable, or its certificate refused, concerns every call.
+Pure policy: the clock and sleep injected.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from archiver.errors import Unavailable
 FIRST_CONTACT = 60.0  # seconds a host that never answered in this run is waited for
 FIRST_PROBE = 1.0
 LAST_PROBE = 15.0  # the longest wait between two tries during an outage
+SHARED_BY = 3  # calls a recording host must fail for before its failures are the run's
 
 
 class Reachability:
@@ -53,6 +59,7 @@ class Reachability:
         self._down_since: float | None = None
         self._next_probe = float("-inf")
         self._probe_delay = FIRST_PROBE
+        self._failed_for: set[str] = set()  # calls it failed, before it ever answered
 
     def now(self) -> float:
         """When a request begins: pass it to `no_answer` should it fail."""
@@ -65,11 +72,20 @@ class Reachability:
         self._down_since = None
         self._probe_delay = FIRST_PROBE
 
-    async def no_answer(self, began: float, reason: str, *, unresolved: bool = False) -> bool:
-        """A request begun at `began` got no answer. False: the host answers others, the failure
-        is the request's own. True: an outage, waited until the next probe, try again free.
-        Raises Unavailable once the outage is too long (or the name never resolved)."""
-        if self._last_answer > began:
+    def _speaks_for_the_run(self, who: str) -> bool:
+        if self.essential or self.ever_answered:
+            return True
+        self._failed_for.add(who)
+        return len(self._failed_for) >= SHARED_BY
+
+    async def no_answer(
+        self, began: float, reason: str, *, unresolved: bool = False, who: str = ""
+    ) -> bool:
+        """A request begun at `began`, for call `who`, got no answer. False: the failure is
+        the request's own (the host answers others, or it is one call's host only). True: an
+        outage, waited until the next probe: try again, free. Raises Unavailable once the
+        outage is too long, or the name does not exist."""
+        if self._last_answer > began or not self._speaks_for_the_run(who):
             return False
         if unresolved and not self.ever_answered:
             raise Unavailable(f"{self.what} cannot be reached: {reason} (is the host name right?)")
@@ -90,10 +106,10 @@ class Reachability:
         await self._sleep(max(0.0, min(self._next_probe, deadline) - now))
         return True
 
-    def certificate_refused(self, reason: str) -> None:
-        """A TLS certificate (or host name) check failed: raises Unavailable unless this is a
-        recording host that answered before (then it is the one call's failure)."""
-        if self.essential or not self.ever_answered:
+    def certificate_refused(self, reason: str, *, who: str = "") -> None:
+        """A TLS certificate (or its host name) was refused: raises Unavailable when this host
+        speaks for the run; else it is call `who`'s failure (the caller's to raise)."""
+        if self.essential or self.ever_answered or self._speaks_for_the_run(who):
             raise Unavailable(
                 f"{self.what}: its TLS certificate was refused ({reason}). If a proxy or "
                 "firewall inspects TLS, trust its CA with SSL_CERT_FILE or SSL_CERT_DIR"
@@ -122,7 +138,7 @@ class Hosts:
         key = (url.scheme, url.host or "", url.port)
         found = self._known.get(key)
         if found is None:
-            what = f"the recording host {url.scheme}://{url.raw_authority}"
+            what = f"the recording host {url.scheme}://{url.raw_host}:{url.port}"
             found = Reachability(
                 what, self._clock, self._sleep, max_outage=self._max_outage, essential=False
             )

@@ -20,7 +20,7 @@ from archiver.api import OsviApi, api_session
 from archiver.archive import CallArchiver, CallPolicy
 from archiver.download import Downloader, DownloadPolicy, download_session
 from archiver.errors import InternalError, Interrupted, RunError
-from archiver.http import Proxies
+from archiver.http import Proxies, guarded_resolver
 from archiver.inputs import CallId, InputItem
 from archiver.limits import InFlight, RateLimiter, ThrottleGate
 from archiver.manifest import write_manifest
@@ -131,8 +131,10 @@ async def _run(
         except BaseException as exc:
             result.error = _ending(exc, signals.received)
         finally:
+            signals.finishing = True
             progress.close()
             result.seconds = time.monotonic() - started
+            await state.settled()
             await finish(settings, state, result, described, signals.received)
     return result
 
@@ -235,7 +237,9 @@ async def _drive(
         download_session(
             *timeouts,
             limit=settings.concurrency,
-            resolver=options.resolver,
+            resolver=guarded_resolver(
+                options.resolver, settings.base_url, allow=settings.allow_insecure_urls
+            ),
             ssl_context=options.ssl_context,
         ) as download_http,
         _manifest_every(MANIFEST_INTERVAL, settings, state),

@@ -26,6 +26,9 @@ class Signals:
     def __init__(self) -> None:
         self.received: list[Interrupted] = []
         self._task: asyncio.Task[None] | None = None
+        # Set while the outputs are written: a second signal then waits for them (a few
+        # seconds), so that the exit code, the report and the metrics still agree.
+        self.finishing = False
 
     def stops(self, task: asyncio.Task[None]) -> asyncio.Task[None]:
         self._task = task
@@ -33,6 +36,14 @@ class Signals:
 
     def handle(self, signum: int) -> None:
         name = signal.Signals(signum).name
+        if self.received and self.finishing:
+            print(
+                f"osvi-archiver: {name} again; exiting as soon as the manifest, run report "
+                "and metrics are written",
+                file=sys.stderr,
+                flush=True,
+            )
+            return
         if self.received:
             print(f"osvi-archiver: {name} again, exiting now", file=sys.stderr, flush=True)
             os._exit(128 + signum)
@@ -58,6 +69,8 @@ def stop_on_signals() -> Iterator[Signals]:
     signals = Signals()
     installed = []
     for signum in STOP_SIGNALS:
+        if signal.getsignal(signum) is signal.SIG_IGN:
+            continue  # ignored on purpose: `nohup` (SIGHUP), a background job (SIGINT)
         with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # not main thread
             loop.add_signal_handler(signum, signals.handle, signum)
             installed.append(signum)

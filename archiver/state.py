@@ -23,6 +23,7 @@ import json
 import os
 import re
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -196,6 +197,9 @@ class State:
         self.path = self.folder / STATE_FILE
         self.readonly = readonly
         self._group: asyncio.Future[None] | None = None
+        self._committing: set[asyncio.Task[None]] = set()  # grouped commits under way
+        self._commit_lock = asyncio.Lock()
+        self._commit_guard = threading.Lock()
         try:
             self._db = self._connect_readonly() if readonly else self._connect()
         except sqlite3.Error as exc:
@@ -342,22 +346,39 @@ class State:
 
     async def durable(self) -> None:
         """Commit what was written so far, one commit shared by every caller of the moment:
-        the workers that open a `.part` within the same few milliseconds wait for one fsync."""
+        the workers that open a `.part` or finish a call within the same few milliseconds
+        wait for one commit. It runs in a thread, one at a time: its fsync (synchronous=FULL)
+        can take a while behind other writes, and the event loop must not wait for it."""
         if self._group is None:
             loop = asyncio.get_running_loop()
             self._group = loop.create_future()
-            loop.call_later(GROUP_WINDOW, self._commit_group)
+            loop.call_later(GROUP_WINDOW, self._start_group)
         await asyncio.shield(self._group)
 
-    def _commit_group(self) -> None:
+    async def settled(self) -> None:
+        """Wait for the grouped commits under way (before the state is used off the loop or
+        closed: a worker cancelled meanwhile leaves its commit running)."""
+        if self._committing:
+            await asyncio.wait(list(self._committing))
+
+    def _start_group(self) -> None:
         group, self._group = self._group, None
         assert group is not None
-        try:
-            self.commit()
-        except LocalError as exc:
-            group.set_exception(exc)
-        else:
-            group.set_result(None)
+        task = asyncio.get_running_loop().create_task(self._commit_group(group))
+        self._committing.add(task)
+        task.add_done_callback(self._committing.discard)
+
+    async def _commit_group(self, group: asyncio.Future[None]) -> None:
+        async with self._commit_lock:
+            try:
+                # The connection is shared with the loop's thread meanwhile: SQLite serialises
+                # each call on it (sqlite3.threadsafety 3), and statements made meanwhile join
+                # this commit or the next.
+                await asyncio.to_thread(self.commit)
+            except LocalError as exc:
+                group.set_exception(exc)
+            else:
+                group.set_result(None)
 
     @_mapped
     def take_stale_parts(self) -> list[str]:
@@ -382,7 +403,11 @@ class State:
 
     @_mapped
     def commit(self) -> None:
-        self._db.commit()
+        """Commit, from whichever thread: one at a time (two at once would both see the
+        transaction open, and the second find it gone: "no transaction is active")."""
+        with self._commit_guard:
+            if self._db.in_transaction:
+                self._db.commit()
 
     def _rows(self, query: str, params: tuple[object, ...] = ()) -> Iterator[tuple[Any, ...]]:
         """Stream a query's rows, SQLite errors met on the way mapped like everywhere else."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from dataclasses import dataclass
 
 from yarl import URL
@@ -27,18 +28,41 @@ _SCHEMES = ("http", "https")
 
 def without_query(url: str) -> str:
     """A presigned URL is a credential for its lifetime: show it only without its query (or
-    fragment). Plain string work: it never fails, whatever the text."""
-    return url.split("#", 1)[0].split("?", 1)[0]
+    fragment), and without any `user:password@`. Plain string work: it never fails, whatever
+    the text."""
+    shown = url.split("#", 1)[0].split("?", 1)[0]
+    scheme, sep, rest = shown.partition("//")
+    authority, slash, path = rest.partition("/")
+    if sep and "@" in authority:
+        shown = f"{scheme}//***@{authority.rpartition('@')[2]}{slash}{path}"
+    return shown
 
 
 def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    text = host.strip("[]")
     try:
-        address = ipaddress.ip_address(host.strip("[]"))
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(text)
     except ValueError:
-        return None
+        return _ipv4_shorthand(text)
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped
     return address
+
+
+def _numeric_tail(host: str) -> bool:
+    last = host.rstrip(".").rsplit(".", 1)[-1].lower()
+    return last.isdigit() or (last.startswith("0x") and len(last) > 2)
+
+
+def _ipv4_shorthand(text: str) -> ipaddress.IPv4Address | None:
+    """`127.1`, `2130706433`, `0x7f000001`, `0177.0.0.1`: no dotted quad, but what inet_aton,
+    and so the system's resolver, reads as an IPv4 address (and a way around the rules)."""
+    if not _numeric_tail(text):
+        return None
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(text))
+    except OSError:
+        return None
 
 
 def is_loopback(host: str) -> bool:
@@ -65,6 +89,8 @@ def _valid_host(host: str) -> bool:
     if _address(host) is not None:
         return True
     name = host.lower().removesuffix(".")
+    if _numeric_tail(name):  # no top-level domain is a number: a malformed address
+        return False
     return 0 < len(name) <= 253 and all(_LABEL.fullmatch(label) for label in name.split("."))
 
 

@@ -88,7 +88,10 @@ def test_an_https_proxy_error_hides_its_credentials(monkeypatch: pytest.MonkeyPa
 @pytest.mark.parametrize(
     ("exc", "said"),
     [
-        (aiohttp.ConnectionTimeoutError(), "no connection within connect_timeout"),
+        (
+            aiohttp.ConnectionTimeoutError(),
+            "no connection in time (connect_timeout, or api_timeout (60 s))",
+        ),
         (aiohttp.SocketTimeoutError(), "no data within read_timeout"),
         (TimeoutError(), "no answer within api_timeout (60 s)"),
         (aiohttp.ServerDisconnectedError(), "ServerDisconnectedError: Server disconnected"),
@@ -96,3 +99,60 @@ def test_an_https_proxy_error_hides_its_credentials(monkeypatch: pytest.MonkeyPa
 )
 def test_the_reason_of_a_failure_is_said_in_words(exc: BaseException, said: str) -> None:
     assert no_answer_reason(exc, "api_timeout (60 s)") == said
+
+
+def test_a_malformed_proxy_url_never_shows_its_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unencoded `/` in a generated password makes the URL unparsable."""
+    with pytest.raises(UsageError) as caught:
+        proxies(monkeypatch, HTTPS_PROXY="https://user:pa/ss#x@proxy:3128")
+    assert "pa/ss" not in str(caught.value)
+    assert "***@proxy:3128" in str(caught.value)
+
+
+def test_a_name_that_does_not_exist_is_told_from_a_resolver_that_is_down() -> None:
+    import socket
+
+    from archiver.http import unresolved
+
+    key = aiohttp.client_reqrep.ConnectionKey("h", 443, True, True, None, None, None)
+    missing = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    down = socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+    assert unresolved(aiohttp.ClientConnectorDNSError(key, missing))
+    assert not unresolved(aiohttp.ClientConnectorDNSError(key, down))
+    assert not unresolved(aiohttp.ClientConnectorError(key, OSError(111, "refused")))
+
+
+class MapResolver:
+    """Names to addresses, as a resolver would give them; no look-up."""
+
+    def __init__(self, names: dict[str, str]) -> None:
+        self.names = names
+
+    async def resolve(self, host: str, port: int = 0, family: int = 0) -> list[dict[str, object]]:
+        return [{"hostname": host, "host": self.names[host], "port": port, "family": 2,
+                 "proto": 0, "flags": 0}]  # fmt: skip
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_a_name_leading_to_this_machine_is_refused_while_the_api_is_elsewhere() -> None:
+    from archiver.http import LocalGuard, LocalTarget
+
+    names = {"api.osvi.ai": "203.0.113.5", "evil.test": "127.0.0.1", "meta.test": "169.254.169.254",
+             "s3.test": "198.51.100.1"}  # fmt: skip
+    guard = LocalGuard(MapResolver(names), "api.osvi.ai", allow=False)  # type: ignore[arg-type]
+    for name in ("evil.test", "meta.test"):
+        with pytest.raises(LocalTarget, match=name):
+            await guard.resolve(name, 443)
+    assert (await guard.resolve("s3.test", 443))[0]["host"] == "198.51.100.1"
+    allowed = LocalGuard(MapResolver(names), "api.osvi.ai", allow=True)  # type: ignore[arg-type]
+    assert (await allowed.resolve("evil.test", 443))[0]["host"] == "127.0.0.1"
+
+
+async def test_local_names_are_fine_when_the_api_itself_is_on_this_machine() -> None:
+    from archiver.http import LocalGuard
+
+    names = {"api.local.test": "127.0.0.1", "rec.local.test": "127.0.0.1"}
+    guard = LocalGuard(MapResolver(names), "api.local.test", allow=False)  # type: ignore[arg-type]
+    assert (await guard.resolve("rec.local.test", 443))[0]["host"] == "127.0.0.1"

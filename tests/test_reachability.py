@@ -6,7 +6,7 @@ import pytest
 from yarl import URL
 
 from archiver.errors import Unavailable
-from archiver.reachability import FIRST_CONTACT, LAST_PROBE, Hosts, Reachability
+from archiver.reachability import FIRST_CONTACT, LAST_PROBE, SHARED_BY, Hosts, Reachability
 
 
 class Clock:
@@ -146,12 +146,38 @@ def test_a_refused_certificate_of_the_api_ends_the_run_at_once() -> None:
         api.certificate_refused("certificate verify failed: self-signed certificate")
 
 
-def test_a_refused_certificate_of_a_recording_host_that_answered_is_one_calls() -> None:
+def test_a_recording_host_of_one_call_only_never_stops_the_run() -> None:
+    """A presigned URL one call alone was given (broken or hostile): that call's failure."""
     host = reach(Clock(), essential=False)
-    with pytest.raises(Unavailable):
-        host.certificate_refused("hostname mismatch")  # never answered: the run stops
+    host.certificate_refused("hostname mismatch", who="call-a")
+    host.certificate_refused("hostname mismatch", who="call-a")  # the same call, retried
+    host.certificate_refused("hostname mismatch", who="call-b")
+
+
+def test_a_recording_host_that_fails_several_calls_speaks_for_the_run() -> None:
+    host = reach(Clock(), essential=False)
+    for who in ("a", "b"):
+        host.certificate_refused("self-signed", who=who)
+    with pytest.raises(Unavailable, match="certificate"):
+        host.certificate_refused("self-signed", who=f"c{SHARED_BY}")
+
+
+async def test_a_never_answered_recording_host_is_each_calls_until_it_is_shared() -> None:
+    clock = Clock()
+    host = reach(clock, essential=False)
+    for who in ("a", "b"):
+        assert await host.no_answer(host.now(), "refused", who=who) is False
+    assert await host.no_answer(host.now(), "refused", who="c") is True  # shared: an outage
+    with pytest.raises(Unavailable, match="host name"):
+        await host.no_answer(host.now(), "no such name", unresolved=True, who="d")
+
+
+async def test_a_recording_host_that_answered_rides_out_an_outage_for_any_call() -> None:
+    clock = Clock()
+    host = reach(clock, essential=False)
     host.answered()
-    host.certificate_refused("hostname mismatch")  # no raise: that one call fails
+    clock.now += 1
+    assert await host.no_answer(host.now(), "refused", who="only-one") is True
 
 
 def test_hosts_keeps_one_reachability_per_origin_and_forgets_the_oldest() -> None:

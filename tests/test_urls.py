@@ -145,3 +145,32 @@ def test_an_internationalised_host_is_accepted_in_its_ascii_form() -> None:
 def test_rules_for_an_api_on_loopback_allow_local_http() -> None:
     assert UrlRules.for_api("http://127.0.0.1:8080", False).api_on_this_machine
     assert not UrlRules.for_api("https://api.osvi.ai", False).api_on_this_machine
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://2130706433/x.mp4",
+        "https://127.1/x.mp4",
+        "https://0x7f000001/x.mp4",
+        "https://0177.0.0.1/x.mp4",
+        "https://017700000001/x.mp4",
+        "https://0/x.mp4",
+        "https://169.254.43518/latest/meta-data",
+    ],
+)
+def test_numeric_forms_of_local_addresses_are_seen_through(url: str) -> None:
+    """inet_aton, and so the system's resolver, reads each of these as 127.0.0.1, 0.0.0.0 or
+    169.254.169.254: the rules must too."""
+    with pytest.raises(UnsafeUrl, match="points at this machine"):
+        check_recording_url(url, REAL_API)
+
+
+def test_a_numeric_top_level_label_that_is_no_address_is_malformed() -> None:
+    with pytest.raises(UnsafeUrl, match="valid host"):
+        check_recording_url("https://999.999/x.mp4", REAL_API)
+
+
+def test_without_query_hides_credentials_too() -> None:
+    assert without_query("https://me:s3cr3t@h.example/a.mp4?sig=1") == "https://***@h.example/a.mp4"
+    assert without_query("https://a:b/c@h/x") == "https://a:b/c@h/x"  # an @ in the path only

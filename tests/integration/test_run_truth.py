@@ -12,6 +12,7 @@ import re
 import signal
 import sqlite3
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -100,10 +101,10 @@ def at_download_open(monkeypatch: pytest.MonkeyPatch, target: str) -> None:
 def at_body(monkeypatch: pytest.MonkeyPatch, target: str) -> None:
     original = download_module._Pace.received
 
-    def received(self: Any, count: int, so_far: int) -> None:
+    def received(self: Any, count: int) -> None:
         if target in self._shown:
             raise UnicodeError("a decoder's surprise")
-        original(self, count, so_far)
+        original(self, count)
 
     monkeypatch.setattr(download_module._Pace, "received", received)
 
@@ -465,3 +466,76 @@ async def test_a_file_put_in_place_as_the_run_is_cancelled_is_recorded(
     entry = {c["call_id"]: c for c in manifest_of(out)["calls"]}[target]
     assert entry["status"] == "archived"
     assert result.counts.archived >= 1
+
+
+async def test_a_second_signal_while_the_outputs_are_written_waits_for_them(
+    make_fake: FakeFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`os._exit` then would leave a report and metrics that say another exit code."""
+    from archiver import manifest, outputs
+
+    fake = await make_fake(small())
+    original = manifest.write_run_report
+    sent = 0
+
+    def report_then_two_signals(*args: Any) -> Path:
+        nonlocal sent
+        if not sent:
+            sent = 2
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.3)  # taken first (pending together, SIGINT would be delivered first)
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(*args)
+
+    monkeypatch.setattr(outputs, "write_run_report", report_then_two_signals)
+    metrics = tmp_path / "osvi.prom"
+    result = await run_fake(fake, tmp_path / "out", metrics)
+    assert result.exit_code == 143
+    assert told(tmp_path / "out", metrics) == (143, 143)
+
+
+async def test_sighup_ignored_by_nohup_stays_ignored(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    fake = await make_fake(slow(8))
+    ids = "\n".join(c.call_id for c in fake.calls).encode()
+    out = tmp_path / "out"
+    process = await asyncio.create_subprocess_exec(
+        "nohup", sys.executable, "-m", "archiver", "run", "--out", str(out),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("OSVI_")}, **env_for(fake)},
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert process.stdin is not None
+    process.stdin.write(ids)
+    process.stdin.close()
+    for _ in range(200):
+        if list(out.glob("*.part")):
+            break
+        await asyncio.sleep(0.05)
+    process.send_signal(signal.SIGHUP)
+    _, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, stderr.decode()
+    assert b"SIGHUP" not in stderr
+
+
+async def test_a_closed_stderr_never_changes_the_exit_code(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    faults = {FaultKind.REC_500: Fault(rate=1.0, times=None)}
+    fake = await make_fake(small(faults=faults))
+    ids = tmp_path / "ids.txt"
+    ids.write_text("\n".join(picked_ids(fake)))
+    out = tmp_path / "out"
+    shell = (
+        f"{sys.executable} -m archiver run --out {out} --max-attempts 1 {ids} 2>&1 | head -c 1; "
+        "exit ${PIPESTATUS[0]}"
+    )
+    env = {**os.environ, **env_for(fake)}
+    process = await asyncio.create_subprocess_exec(
+        "bash", "-c", shell, stdout=asyncio.subprocess.PIPE, env=env
+    )
+    await asyncio.wait_for(process.communicate(), 60)
+    [report] = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
+    assert process.returncode == report["exit_code"] == 1

@@ -5,10 +5,13 @@ relay taken down, an injected resolver, a test CA."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import json
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -304,3 +307,67 @@ async def test_an_api_that_never_finishes_an_answer_is_bounded_by_api_timeout(
     assert_said(result, 69, tmp_path)
     assert "no answer within api_timeout (0.2 s)" in str(result.error)
     assert time.monotonic() - started < 20
+
+
+# a recording host: one call's, or everyone's
+
+
+async def test_one_calls_recording_host_that_does_not_resolve_fails_that_call_only(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    probe = FakeOSVI(small())
+    bad = picked_ids(probe)[0]
+    config = small()
+    config.recording_urls = {bad: "https://nowhere.invalid/x.mp4"}
+    fake = await make_fake(config)
+    options = RunOptions(resolver=NamesResolver(), sleep=TestClock().sleep)
+    settings = settings_at(fake.base_url, tmp_path, fake.token, max_attempts=2)
+    result = await run_ids(settings, picked_ids(fake), options)
+    assert result.exit_code == 1, result.error
+    entries = {c["call_id"]: c for c in manifest_of(tmp_path)["calls"]}
+    assert entries[bad]["error"]["kind"] == "connection"
+    assert_byte_exact(fake, tmp_path, [c for c in picked_ids(fake) if c != bad])
+
+
+async def test_a_recording_host_every_call_needs_that_does_not_resolve_stops_the_run(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    config = small()
+    config.recording_urls = {c: "https://s3.nowhere.invalid/x.mp4" for c in ids()}
+    fake = await make_fake(config)
+    options = RunOptions(resolver=NamesResolver(), sleep=TestClock().sleep)
+    result = await run_ids(settings_at(fake.base_url, tmp_path, fake.token), ids(), options)
+    assert_said(result, 69, tmp_path)
+    assert "s3.nowhere.invalid" in str(result.error)
+
+
+@contextlib.asynccontextmanager
+async def proxy_answering_connect(status: bytes) -> AsyncIterator[int]:
+    """An HTTP proxy that answers every CONNECT with `status` (a 502: it cannot reach the host)."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 " + status + b"\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+
+
+async def test_a_proxy_that_cannot_reach_the_api_is_an_outage_not_failed_calls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with proxy_answering_connect(b"502 Bad Gateway") as port:
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port}")
+        _clock, options = clocked(resolver=NamesResolver("api.osvi.test"))
+        result = await run_ids(
+            settings_at("https://api.osvi.test", tmp_path, TOKEN), ids(), options
+        )
+    assert_said(result, 69, tmp_path)
+    assert "the proxy could not reach it (502" in str(result.error)
+    assert result.counts.failed == 0
