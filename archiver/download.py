@@ -408,8 +408,7 @@ class _Pace:
         self._body += count
         if self._body > self._policy.max_size:
             raise TooLarge(
-                f"{self._shown} sent more than max_recording_size ({self._policy.max_size:,} "
-                "bytes)"
+                f"{self._shown} sent more than max_recording_size ({self._policy.max_size:,} bytes)"
             )
         self._bytes += count
         now = self._clock()

@@ -134,9 +134,7 @@ class LocalGuard(AbstractResolver):
         await self._inner.close()
 
 
-def guarded_resolver(
-    inner: AbstractResolver | None, api_url: str, *, allow: bool
-) -> LocalGuard:
+def guarded_resolver(inner: AbstractResolver | None, api_url: str, *, allow: bool) -> LocalGuard:
     """The recording session's resolver: `inner` (the system's by default) behind LocalGuard."""
     return LocalGuard(inner or DefaultResolver(), URL(api_url).host or "", allow=allow)
 
