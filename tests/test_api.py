@@ -33,6 +33,7 @@ from archiver.errors import (
     UrlExpired,
 )
 from archiver.limits import RateLimiter, ThrottleGate
+from tests.clocks import SteppedClock
 
 BASE = "https://api.osvi.test"
 TOKEN = "osvi_live_tok_5f4e3d2c1b0a"
@@ -43,26 +44,11 @@ PRESIGNED = "https://bucket.s3.amazonaws.com/rec/a.mp4?X-Amz-Signature=abc"
 START = 1_700_000_000.0
 
 
-class FakeClock:
-    """Wall-clock stand-in: time moves only when something sleeps."""
-
-    def __init__(self, start: float = START) -> None:
-        self.now = start
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
 @dataclass
 class Harness:
     session: aiohttp.ClientSession
     mocked: Any
-    clock: FakeClock
+    clock: SteppedClock
     gate: ThrottleGate
     api: OsviApi
 
@@ -81,7 +67,7 @@ class Harness:
 
 @pytest.fixture
 async def harness() -> AsyncIterator[Harness]:
-    clock = FakeClock()
+    clock = SteppedClock(START)
     gate = ThrottleGate(clock, clock.sleep)
     limiter = RateLimiter(1_000_000, clock, clock.sleep)
     async with aiohttp.ClientSession() as session:
@@ -564,7 +550,7 @@ async def test_every_request_goes_through_the_rate_limiter(harness: Harness) -> 
 
 
 def test_repr_does_not_show_the_token() -> None:
-    clock = FakeClock()
+    clock = SteppedClock(START)
     api = OsviApi(
         session=None,  # type: ignore[arg-type]
         base_url=BASE,

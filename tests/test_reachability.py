@@ -7,21 +7,7 @@ from yarl import URL
 
 from archiver.errors import Unavailable
 from archiver.reachability import FIRST_CONTACT, LAST_PROBE, SHARED_BY, Hosts, Reachability
-
-
-class Clock:
-    """Time that moves only when someone sleeps (or a test moves it)."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
+from tests.clocks import SteppedClock
 
 
 async def until_it_stops(api: Reachability, reason: str) -> Unavailable:
@@ -34,7 +20,9 @@ async def until_it_stops(api: Reachability, reason: str) -> Unavailable:
             return stopped
 
 
-def reach(clock: Clock, *, max_outage: float = 300.0, essential: bool = True) -> Reachability:
+def reach(
+    clock: SteppedClock, *, max_outage: float = 300.0, essential: bool = True
+) -> Reachability:
     return Reachability(
         "the OSVI API at https://api.test", clock, clock.sleep, max_outage=max_outage,
         essential=essential,
@@ -42,7 +30,7 @@ def reach(clock: Clock, *, max_outage: float = 300.0, essential: bool = True) ->
 
 
 async def test_a_failure_while_the_host_answers_others_is_the_requests_own() -> None:
-    clock = Clock()
+    clock = SteppedClock()
     api = reach(clock)
     began = api.now()
     clock.now += 1
@@ -52,7 +40,7 @@ async def test_a_failure_while_the_host_answers_others_is_the_requests_own() -> 
 
 
 async def test_an_outage_waits_for_the_next_probe_doubling_to_fifteen_seconds() -> None:
-    clock = Clock()
+    clock = SteppedClock()
     api = reach(clock)
     api.answered()
     clock.now += 1
@@ -64,7 +52,7 @@ async def test_an_outage_waits_for_the_next_probe_doubling_to_fifteen_seconds() 
 
 
 async def test_every_waiting_request_tries_again_at_the_same_probe() -> None:
-    clock = Clock()
+    clock = SteppedClock()
     api = reach(clock)
     api.answered()
     clock.now += 1
@@ -76,7 +64,7 @@ async def test_every_waiting_request_tries_again_at_the_same_probe() -> None:
 
 
 async def test_an_outage_past_max_outage_ends_the_run_naming_host_and_reason() -> None:
-    clock = Clock()
+    clock = SteppedClock()
     api = reach(clock, max_outage=30)
     api.answered()
     clock.now += 1
@@ -90,7 +78,7 @@ async def test_an_outage_past_max_outage_ends_the_run_naming_host_and_reason() -
 
 
 async def test_a_host_that_never_answered_is_waited_for_a_minute_at_most() -> None:
-    clock = Clock()
+    clock = SteppedClock()
     api = reach(clock, max_outage=3600)
     began = api.now()
     assert "never answered" in str(await until_it_stops(api, "refused"))
@@ -100,7 +88,7 @@ async def test_a_host_that_never_answered_is_waited_for_a_minute_at_most() -> No
 async def test_a_request_that_waited_a_whole_timeout_counts_from_its_start() -> None:
     """A port that accepts and never answers: the first failure comes after read_timeout
     (60 s), which is already the whole first-contact allowance."""
-    clock = Clock()
+    clock = SteppedClock()
     api = reach(clock)
     began = api.now()
     clock.now += FIRST_CONTACT
@@ -109,7 +97,7 @@ async def test_a_request_that_waited_a_whole_timeout_counts_from_its_start() -> 
 
 
 async def test_a_name_that_does_not_resolve_on_first_contact_stops_at_once() -> None:
-    clock = Clock()
+    clock = SteppedClock()
     api = reach(clock)
     with pytest.raises(Unavailable, match="host name"):
         await api.no_answer(api.now(), "Name or service not known", unresolved=True)
@@ -117,7 +105,7 @@ async def test_a_name_that_does_not_resolve_on_first_contact_stops_at_once() -> 
 
 
 async def test_a_resolver_failure_after_answers_is_ridden_out_like_any_outage() -> None:
-    clock = Clock()
+    clock = SteppedClock()
     api = reach(clock)
     api.answered()
     clock.now += 1
@@ -125,7 +113,7 @@ async def test_a_resolver_failure_after_answers_is_ridden_out_like_any_outage() 
 
 
 async def test_an_answer_ends_the_outage_and_resets_the_probe_interval() -> None:
-    clock = Clock()
+    clock = SteppedClock()
     api = reach(clock, max_outage=20)
     api.answered()
     clock.now += 1
@@ -140,7 +128,7 @@ async def test_an_answer_ends_the_outage_and_resets_the_probe_interval() -> None
 
 
 def test_a_refused_certificate_of_the_api_ends_the_run_at_once() -> None:
-    api = reach(Clock())
+    api = reach(SteppedClock())
     api.answered()
     with pytest.raises(Unavailable, match=r"certificate verify failed.*SSL_CERT_FILE"):
         api.certificate_refused("certificate verify failed: self-signed certificate")
@@ -148,14 +136,14 @@ def test_a_refused_certificate_of_the_api_ends_the_run_at_once() -> None:
 
 def test_a_recording_host_of_one_call_only_never_stops_the_run() -> None:
     """A presigned URL one call alone was given (broken or hostile): that call's failure."""
-    host = reach(Clock(), essential=False)
+    host = reach(SteppedClock(), essential=False)
     host.certificate_refused("hostname mismatch", who="call-a")
     host.certificate_refused("hostname mismatch", who="call-a")  # the same call, retried
     host.certificate_refused("hostname mismatch", who="call-b")
 
 
 def test_a_recording_host_that_fails_several_calls_speaks_for_the_run() -> None:
-    host = reach(Clock(), essential=False)
+    host = reach(SteppedClock(), essential=False)
     for who in ("a", "b"):
         host.certificate_refused("self-signed", who=who)
     with pytest.raises(Unavailable, match="certificate"):
@@ -163,7 +151,7 @@ def test_a_recording_host_that_fails_several_calls_speaks_for_the_run() -> None:
 
 
 async def test_a_never_answered_recording_host_is_each_calls_until_it_is_shared() -> None:
-    clock = Clock()
+    clock = SteppedClock()
     host = reach(clock, essential=False)
     for who in ("a", "b"):
         assert await host.no_answer(host.now(), "refused", who=who) is False
@@ -173,7 +161,7 @@ async def test_a_never_answered_recording_host_is_each_calls_until_it_is_shared(
 
 
 async def test_a_recording_host_that_answered_rides_out_an_outage_for_any_call() -> None:
-    clock = Clock()
+    clock = SteppedClock()
     host = reach(clock, essential=False)
     host.answered()
     clock.now += 1
@@ -181,7 +169,7 @@ async def test_a_recording_host_that_answered_rides_out_an_outage_for_any_call()
 
 
 def test_hosts_keeps_one_reachability_per_origin_and_forgets_the_oldest() -> None:
-    clock = Clock()
+    clock = SteppedClock()
     hosts = Hosts(clock, clock.sleep, max_outage=60)
     a = hosts.of(URL("https://a.example/x?sig=1"))
     assert hosts.of(URL("https://a.example/y")) is a

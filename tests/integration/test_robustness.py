@@ -236,6 +236,14 @@ async def test_disk_full_stops_cleanly_with_exit_4_and_says_where(
         )
 
 
+def fill(folder: Path) -> None:
+    """Leave no free byte on the file system of `folder`."""
+    with contextlib.suppress(OSError), (folder / "filler").open("wb") as filler:
+        while True:
+            filler.write(b"\0" * 4096)
+            filler.flush()
+
+
 async def test_disk_full_while_the_state_is_opened_is_disk_full_not_corruption(
     make_fake: FakeFactory,
     tmp_path: Path,
@@ -246,10 +254,7 @@ async def test_disk_full_while_the_state_is_opened_is_disk_full_not_corruption(
     out = tmpfs(tmp_path / "full", "256k")
     (out / ".osvi-archiver").mkdir(mode=0o700)
     (out / ".osvi-archiver" / "lock").write_bytes(b"{}" * 2048)  # its page, freed for the pid
-    with contextlib.suppress(OSError), (out / "filler").open("wb") as filler:
-        while True:
-            filler.write(b"\0" * 4096)
-            filler.flush()
+    fill(out)
     fake = await make_fake(FakeConfig(calls=3, size_min=8192, size_max=16384))
     done = await osvi("run", "--out", str(out), env=env_for(fake), stdin=ids_of(fake))
     assert done.code == 4, done.stderr
@@ -265,10 +270,7 @@ async def test_disk_full_when_the_lock_is_taken_is_exit_4(
     tmpfs: Mount,
 ) -> None:
     out = tmpfs(tmp_path / "full", "256k")
-    with contextlib.suppress(OSError), (out / "filler").open("wb") as filler:
-        while True:
-            filler.write(b"\0" * 4096)
-            filler.flush()
+    fill(out)
     fake = await make_fake(FakeConfig(calls=3, size_min=8192, size_max=16384))
     done = await osvi("run", "--out", str(out), env=env_for(fake), stdin=ids_of(fake))
     assert done.code == 4, done.stderr

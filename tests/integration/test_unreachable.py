@@ -20,13 +20,13 @@ import pytest
 from archiver.fake import FakeConfig, FakeOSVI
 from archiver.outputs import RunResult
 from archiver.run import RunOptions
+from tests.clocks import SteppedClock
 from tests.conftest import FakeFactory
 from tests.integration.archive_helpers import assert_byte_exact, manifest_of, picked_ids
 from tests.integration.cli_helpers import osvi
 from tests.integration.wire_helpers import (
     NamesResolver,
     Relay,
-    TestClock,
     closed_port,
     proxy_asking_credentials,
     run_ids,
@@ -46,8 +46,8 @@ def ids(count: int = 8) -> list[str]:
     return picked_ids(FakeOSVI(small(count)))
 
 
-def clocked(**more: Any) -> tuple[TestClock, RunOptions]:
-    clock = TestClock()
+def clocked(**more: Any) -> tuple[SteppedClock, RunOptions]:
+    clock = SteppedClock()
     return clock, RunOptions(monotonic=clock, sleep=clock.sleep, **more)
 
 
@@ -320,7 +320,7 @@ async def test_one_calls_recording_host_that_does_not_resolve_fails_that_call_on
     config = small()
     config.recording_urls = {bad: "https://nowhere.invalid/x.mp4"}
     fake = await make_fake(config)
-    options = RunOptions(resolver=NamesResolver(), sleep=TestClock().sleep)
+    options = RunOptions(resolver=NamesResolver(), sleep=SteppedClock().sleep)
     settings = settings_at(fake.base_url, tmp_path, fake.token, max_attempts=2)
     result = await run_ids(settings, picked_ids(fake), options)
     assert result.exit_code == 1, result.error
@@ -335,7 +335,7 @@ async def test_a_recording_host_every_call_needs_that_does_not_resolve_stops_the
     config = small()
     config.recording_urls = {c: "https://s3.nowhere.invalid/x.mp4" for c in ids()}
     fake = await make_fake(config)
-    options = RunOptions(resolver=NamesResolver(), sleep=TestClock().sleep)
+    options = RunOptions(resolver=NamesResolver(), sleep=SteppedClock().sleep)
     result = await run_ids(settings_at(fake.base_url, tmp_path, fake.token), ids(), options)
     assert_said(result, 69, tmp_path)
     assert "s3.nowhere.invalid" in str(result.error)

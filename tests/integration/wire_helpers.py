@@ -1,7 +1,6 @@
 """What a broken or hostile network looks like, on loopback only: names that resolve without
 DNS (or do not), TLS with a test CA, a port that accepts and never answers, a TCP relay that
-can be taken down and brought back, a proxy that asks for credentials, and a clock that moves
-only when the tool sleeps (so a minute of outage takes no minute)."""
+can be taken down and brought back, and a proxy that asks for credentials."""
 
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ import contextlib
 import io
 import socket
 import ssl
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,30 +22,6 @@ from archiver.outputs import RunResult
 from archiver.progress import NoProgress
 from archiver.run import RunOptions, execute
 from archiver.settings import Settings, load_settings
-
-
-class TestClock:
-    """Monotonic time that moves when the tool sleeps; events fire when their time comes."""
-
-    __test__ = False
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self._events: list[tuple[float, Callable[[], None]]] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def at(self, delay: float, action: Callable[[], None]) -> None:
-        self._events.append((self.now + delay, action))
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += max(0.0, seconds)
-        due = [event for event in self._events if event[0] <= self.now]
-        self._events = [event for event in self._events if event[0] > self.now]
-        for _, action in due:
-            action()
-        await asyncio.sleep(0)
 
 
 class NamesResolver(AbstractResolver):
