@@ -296,6 +296,16 @@ def _verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _manifest(args: argparse.Namespace) -> int:
+    from archiver.export import export
+
+    settings = _settings(args)
+    count = export(settings.out_dir, _shard(args.shard), args.format, sys.stdout)
+    sys.stdout.flush()
+    log.info("%d calls in the manifest", count, extra={"event": "manifest_exported"})
+    return 0
+
+
 def _inputs(args: argparse.Namespace) -> Iterator[InputItem]:
     paths = list(args.inputs) or ["-"]
     if paths == ["-"] and sys.stdin.isatty():
@@ -325,6 +335,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _list(args)
     if args.command == "verify":
         return _verify(args)
+    if args.command == "manifest":
+        return _manifest(args)
     if args.command == "demo":
         from archiver.demo import run_demo
 

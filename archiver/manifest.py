@@ -1,27 +1,47 @@
-"""`manifest.json` and `runs/<run_id>.json`, rendered from the state, streamed, atomic (§7)."""
+"""The manifest (schema 2) and the run reports, rendered from the state, streamed, atomic (§7).
+
+`manifest.json` is a small index: the tool, the counts per status, and the list of the
+manifest's parts, each with its path, call count and sha256. The calls are in the parts,
+`manifest/part-NNNNNN.json`, each holding the calls `seq` PART_CALLS*N to PART_CALLS*(N+1) - 1
+in the order they were first recorded (segments of first-recorded order rather than parts by
+date: a nightly's new calls all land in the last part or two, `run` knows no date without
+--with-metadata, and every part has the same bound). A write rewrites only the parts with a
+call changed since the last one, each atomically, from a read snapshot of the state, then the
+index, last; every file is valid JSON at every instant. An archive of schema 1 has every part
+written on its first run, and its single manifest.json replaced by the index.
+
+Writes happen in a worker thread (the run's outputs, the periodic write): never on the loop.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Iterable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from archiver import __version__
+from archiver import __version__, catalog
+from archiver.catalog import PartInfo, Snapshot, snapshot, store
 from archiver.state import CallRecord, Shard, State, shard_suffix, utc_now
 from archiver.storage import write_atomic
 
 MANIFEST_NAME = "manifest.json"
+PARTS_DIR = "manifest"
 RUNS_DIR = "runs"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+STATUSES = ("archived", "pending", "not_available", "failed")
 
 
-def load_schema() -> dict[str, Any]:
-    """The JSON Schema of manifest.json, shipped in the package."""
+def load_schema(document: str = "index") -> dict[str, Any]:
+    """The JSON Schema shipped in the package (archiver/manifest.schema.json) for one of its
+    documents: `index` (manifest.json), `part` (a part) or `export` (what `osvi-archiver
+    manifest --format json` prints)."""
     text = resources.files("archiver").joinpath("manifest.schema.json").read_text("utf-8")
     schema: dict[str, Any] = json.loads(text)
-    return schema
+    return {**schema, "$ref": f"#/$defs/{document}"}
 
 
 def entry(record: CallRecord) -> dict[str, Any]:
@@ -46,24 +66,12 @@ def entry(record: CallRecord) -> dict[str, Any]:
     }
 
 
-def _json_list(items: Iterable[Any]) -> Iterator[bytes]:
-    """A JSON array, one item per line, produced item by item."""
+def json_list(items: Iterable[Any]) -> Iterator[bytes]:
+    """A JSON array's items, one a line, produced item by item."""
     separator = b"\n  "
     for item in items:
         yield separator + json.dumps(item, separators=(",", ":")).encode()
         separator = b",\n  "
-
-
-def manifest_chunks(records: Iterable[CallRecord], updated_at: str) -> Iterator[bytes]:
-    head = {
-        "schema_version": SCHEMA_VERSION,
-        "tool": "osvi-archiver",
-        "tool_version": __version__,
-        "updated_at": updated_at,
-    }
-    yield json.dumps(head)[:-1].encode() + b', "calls": ['
-    yield from _json_list(entry(r) for r in records)
-    yield b"\n]}\n"
 
 
 def manifest_name(shard: Shard | None) -> str:
@@ -71,21 +79,120 @@ def manifest_name(shard: Shard | None) -> str:
     return f"manifest{shard_suffix(shard)}.json"
 
 
+def parts_dir(shard: Shard | None) -> str:
+    """`manifest/`; a shard's parts are in `manifest.shard-K-of-N/`."""
+    return f"{PARTS_DIR}{shard_suffix(shard)}"
+
+
+def part_name(part: int, shard: Shard | None) -> str:
+    return f"{parts_dir(shard)}/part-{part:06d}.json"
+
+
 def report_name(run_id: str, shard: Shard | None) -> str:
     return f"{run_id}{shard_suffix(shard)}.json"
 
 
-def write_manifest(state: State, out_dir: Path, file_mode: int) -> Path:
-    path = out_dir / manifest_name(state.shard)
-    write_atomic(path, manifest_chunks(state.calls(), utc_now()), file_mode)
-    return path
+def write_manifest(
+    state: State, out_dir: Path, file_mode: int, stop: Callable[[], bool] | None = None
+) -> Path:
+    """Bring the manifest up to date with what the state has committed: the parts changed
+    since the last write, then the index. In a worker thread; returns the index's path.
+
+    `stop` is asked before each part: once it says so, the parts not written yet are left for
+    the next write (the index then lists them as they were, and the state still marks them to
+    do), so that a run asked to stop is not held up by a large first write."""
+    index = out_dir / manifest_name(state.shard)
+    state.commit()  # what the run recorded so far, for the snapshot to see
+    with snapshot(state) as snap:
+        upto, known = snap.upto(), snap.parts()
+        if _is_index(index):
+            todo = snap.changed_parts(snap.written_upto())
+            todo |= {p for p in known if not (out_dir / part_name(p, state.shard)).is_file()}
+        else:  # no index yet, or a schema-1 manifest: every part
+            todo = snap.every_part() | set(known)
+        written: list[PartInfo] = []
+        for part in sorted(todo):
+            if stop is not None and stop():
+                break
+            written.append(_write_part(snap, out_dir, part, state.shard, file_mode))
+    complete = len(written) == len(todo)
+    emptied = {info.part for info in written if not info.calls}
+    for part in emptied:
+        (out_dir / part_name(part, state.shard)).unlink(missing_ok=True)
+        known.pop(part, None)
+    known.update((info.part, info) for info in written if info.calls)
+    if complete or _is_index(index):
+        write_atomic(index, [_index_document(known, state.shard)], file_mode)
+    # Only a write that did every part moves the mark: an interrupted one is done again.
+    store(state, [info for info in written if info.calls], emptied, upto if complete else None)
+    state.commit()
+    return index
+
+
+def _is_index(path: Path) -> bool:
+    """Whether `path` is a schema-2 index (not missing, not a schema-1 manifest)."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(256)
+    except OSError:
+        return False
+    return b'"schema_version": 2' in head
+
+
+def _write_part(
+    snap: Snapshot, out_dir: Path, part: int, shard: Shard | None, file_mode: int
+) -> PartInfo:
+    digest = hashlib.sha256()
+    counts: Counter[str] = Counter()
+
+    def chunks() -> Iterator[bytes]:
+        head = {"schema_version": SCHEMA_VERSION, "tool": "osvi-archiver", "part": part}
+        for chunk in (
+            json.dumps(head)[:-1].encode() + b', "calls": [',
+            *json_list(_counted(snap.part(part), counts)),
+            b"\n]}\n",
+        ):
+            digest.update(chunk)
+            yield chunk
+
+    path = out_dir / part_name(part, shard)
+    body = list(chunks())  # one part: a bounded number of calls
+    if counts.total():
+        write_atomic(path, body, file_mode)
+    return PartInfo(part, counts.total(), digest.hexdigest(), dict(counts))
+
+
+def _counted(records: Iterator[CallRecord], counts: Counter[str]) -> Iterator[dict[str, Any]]:
+    for record in records:
+        counts[record.status or "unknown"] += 1
+        yield entry(record)
+
+
+def _index_document(parts: dict[int, PartInfo], shard: Shard | None) -> bytes:
+    counts: Counter[str] = Counter({status: 0 for status in STATUSES})
+    for info in parts.values():
+        counts.update(info.counts)
+    document = {
+        "schema_version": SCHEMA_VERSION,
+        "tool": "osvi-archiver",
+        "tool_version": __version__,
+        "updated_at": utc_now(),
+        "total": sum(info.calls for info in parts.values()),
+        "counts": dict(counts),
+        "part_calls": catalog.PART_CALLS,
+        "parts": [
+            {"path": part_name(p, shard), "calls": info.calls, "sha256": info.sha256}
+            for p, info in sorted(parts.items())
+        ],
+    }
+    return json.dumps(document, indent=1).encode() + b"\n"
 
 
 def write_run_report(
     state: State, out_dir: Path, run_id: str, summary: dict[str, Any], file_mode: int
 ) -> Path:
     """The run's settings (no secrets), timing and counts, then its per-call outcomes and
-    invalid rows, streamed from the state."""
+    invalid rows, streamed from the state: bounded by the run's own calls."""
     path = out_dir / RUNS_DIR / report_name(run_id, state.shard)
     invalid = (
         {"source": source, "line": line, "reason": reason, "value": value}
@@ -94,9 +201,9 @@ def write_run_report(
 
     def chunks() -> Iterator[bytes]:
         yield json.dumps(summary, indent=2)[:-2].encode() + b',\n  "calls": ['
-        yield from _json_list(entry(r) for r in state.run_outcomes(run_id))
+        yield from json_list(entry(r) for r in state.run_outcomes(run_id))
         yield b'\n],\n  "invalid_rows": ['
-        yield from _json_list(invalid)
+        yield from json_list(invalid)
         yield b"\n]}\n"
 
     write_atomic(path, chunks(), file_mode)

@@ -339,6 +339,35 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"archive folder {_default('out_dir')}",
     )
     verify.add_argument("--json", action="store_true", help="print a JSON report on stdout")
+    manifest = commands.add_parser(
+        "manifest",
+        help="print the whole manifest as one JSON, JSON Lines or CSV document",
+        description="Stream the archive's manifest (the index manifest.json and its parts) "
+        "to stdout as one document: json has the shape of a schema-1 manifest.json, with "
+        "`calls` in the order they were first recorded; jsonl is one call a line; csv a header "
+        "and one call a line. Reads files only: no lock, no state, nothing written. Exit 4 "
+        "when there is no readable manifest.",
+    )
+    _add_common(manifest)
+    manifest.add_argument(
+        "--out",
+        dest="out_dir",
+        default=argparse.SUPPRESS,
+        help=f"archive folder {_default('out_dir')}",
+    )
+    manifest.add_argument(
+        "--shard",
+        default=None,
+        metavar="K/N",
+        help="that shard's manifest (default: the whole archive's, or, where only shards "
+        "archived, every shard's one after the other)",
+    )
+    manifest.add_argument(
+        "--format",
+        choices=("json", "jsonl", "csv"),
+        default="json",
+        help="output format (default: json)",
+    )
     demo = commands.add_parser(
         "demo",
         help="run the whole product against the embedded fake OSVI service",

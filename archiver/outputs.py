@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import glob
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,7 @@ class RunResult:
     seconds: float
     error: RunError | None = None
     finished_at: float | None = None  # clock() when the metrics were written
+    max_loop_lag_ms: float | None = None  # the event loop's longest stall (lag.py)
     manifest: Path | None = None
     report: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -118,9 +120,17 @@ def _write_outputs(settings: Settings, state: State, result: RunResult, run: Des
             result.error = result.error or InternalError.of(exc)
 
 
+# A run that was asked to stop writes the manifest parts for this long at most: what is left
+# (a large first write, say) is for the next run; the report and metrics still come.
+STOPPING_BUDGET = 2.0
+
+
 def _write_manifest(settings: Settings, state: State, result: RunResult, _: Described) -> None:
-    state.commit()
-    result.manifest = write_manifest(state, settings.out_dir, settings.file_mode)
+    stop = None
+    if isinstance(result.error, Interrupted):
+        deadline = time.monotonic() + STOPPING_BUDGET
+        stop = lambda: time.monotonic() > deadline  # noqa: E731
+    result.manifest = write_manifest(state, settings.out_dir, settings.file_mode, stop)
 
 
 def _write_report(settings: Settings, state: State, result: RunResult, run: Described) -> None:
@@ -137,6 +147,7 @@ def _write_report(settings: Settings, state: State, result: RunResult, run: Desc
         "settings": settings.redacted(),
         "shard": shard_label(state.shard) or None,
         "counts": result.counts.to_json(),
+        "max_loop_lag_ms": result.max_loop_lag_ms,
     }
     result.report = write_run_report(
         state, settings.out_dir, result.run_id, summary, settings.file_mode

@@ -1,98 +1,32 @@
-"""The run (§6): a bounded pool of workers pulling ids as they free up, one outcome per id.
+"""The run (§6): a feeder settles the input in blocks, a bounded pool of workers archives what
+is left, one outcome per id.
 
-The input iterator is advanced only by a worker that is free, in a thread (stdin may block),
-so at most `concurrency` calls are in flight and the input is read no faster than that.
-De-duplication and "already archived" go through the state, not through memory.
+The source hands over blocks of items (the run's input through feed.BlockInput, the listing
+window by window). What needs no worker is settled there and then, in bulk: invalid rows,
+other shards, ids this run already took, calls archived before whose file is still there (one
+claim of the whole block in the state, a stat per file). The rest goes to a queue of
+`concurrency` places, so at most `concurrency` calls are in flight and the input is read no
+faster than the workers free up. De-duplication and "already archived" go through the state,
+not through memory.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import queue
-import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from archiver.archive import CallArchiver
-from archiver.inputs import InputItem, InvalidRow, shard_of
+from archiver.inputs import CallId, InputItem, InvalidRow, shard_index
 from archiver.limits import InFlight
 from archiver.progress import RunView
 from archiver.state import CallRecord, State
 
 log = logging.getLogger("archiver.run")
-
-
-_Request = tuple[asyncio.AbstractEventLoop, "asyncio.Future[InputItem | None]"]
-
-
-class SharedInput:
-    """A `Source` over one input iterator shared by all workers, one item per request.
-
-    Reads happen in a daemon thread of its own, not asyncio's default executor: a read blocked
-    on a quiet stdin must not keep the process from exiting after Ctrl-C.
-    """
-
-    def __init__(self, items: Iterator[InputItem]) -> None:
-        self._items = items
-        self._lock = asyncio.Lock()
-        self._done = False
-        self._requests: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._serve, name="osvi-input", daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        try:
-            self._answer()
-        finally:
-            # Close the input here, in the only thread that advances it, so a run that stops
-            # early releases its files at once rather than whenever it is collected.
-            close = getattr(self._items, "close", None)
-            if close is not None:
-                with contextlib.suppress(Exception):
-                    close()
-
-    def _answer(self) -> None:
-        while (request := self._requests.get()) is not None:
-            loop, future = request
-            try:
-                item, error = next(self._items, None), None
-            except BaseException as exc:  # handed to the worker that asked, not lost here
-                item, error = None, exc
-            with contextlib.suppress(RuntimeError):  # the loop may be gone after a signal
-                loop.call_soon_threadsafe(_settle, future, item, error)
-
-    async def next(self) -> InputItem | None:
-        async with self._lock:
-            if self._done:
-                return None
-            loop = asyncio.get_running_loop()
-            future: asyncio.Future[InputItem | None] = loop.create_future()
-            self._requests.put((loop, future))
-            item = await future
-            self._done = item is None
-            return item
-
-    def finished(self, item: Work) -> None:
-        pass
-
-    def close(self) -> None:
-        self._requests.put(None)
-
-
-def _settle(
-    future: asyncio.Future[InputItem | None], item: InputItem | None, error: BaseException | None
-) -> None:
-    if future.done():  # its worker was cancelled meanwhile
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(item)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,16 +40,21 @@ class Listed:
 
 
 Work = InputItem | Listed
+Call = CallId | Listed  # what a worker archives
 # Sources of ids the run takes from the archive's own state rather than from its input.
 STATE_SOURCES = frozenset({"<pending>", "<retry-failed>", "<pending or failed>"})
 
 
 class Source(Protocol):
-    """Where workers take calls from; told when each is done (sync moves its watermark)."""
+    """Where the run takes calls from, a block at a time; told when each is done (sync moves
+    its watermark)."""
 
-    async def next(self) -> Work | None: ...
+    async def next_block(self) -> Sequence[Work] | None: ...
     def finished(self, item: Work) -> None: ...
     def close(self) -> None: ...
+
+
+Claimed = tuple[Call, "CallRecord | None"]
 
 
 class Pipeline:
@@ -146,31 +85,68 @@ class Pipeline:
         self._retried: set[str] = set()  # ids taken from the state (pending/failed), few
 
     async def run(self, source: Source) -> None:
+        work: asyncio.Queue[Claimed | None] = asyncio.Queue(maxsize=self._concurrency)
         try:
-            async with asyncio.TaskGroup() as workers:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._feed(source, work))
                 for _ in range(self._concurrency):
-                    workers.create_task(self._work(source))
+                    tasks.create_task(self._work(source, work))
         finally:
             source.close()
 
-    async def _work(self, source: Source) -> None:
-        while (item := await source.next()) is not None:
-            if self._shard and not isinstance(item, InvalidRow) and not self._mine(item.call_id):
-                self.counts.other_shards += 1
-            elif isinstance(item, InvalidRow):
-                self._invalid(item)
-            elif isinstance(item, Listed):
-                await self._one(item.call_id, item.fields, item.started_at)
+    async def _feed(self, source: Source, work: asyncio.Queue[Claimed | None]) -> None:
+        while (block := await source.next_block()) is not None:
+            for claimed in self.settle(block, source):
+                await work.put(claimed)
+        for _ in range(self._concurrency):
+            await work.put(None)
+
+    async def _work(self, source: Source, work: asyncio.Queue[Claimed | None]) -> None:
+        while (claimed := await work.get()) is not None:
+            item, _previous = claimed
+            if isinstance(item, Listed):
+                await self._archive(item.call_id, item.fields, item.started_at)
             else:
-                if item.source in STATE_SOURCES:
-                    self._retried.add(item.call_id)
-                await self._one(item.call_id)
+                await self._archive(item.call_id)
             source.finished(item)
 
-    def _mine(self, call_id: str) -> bool:
-        assert self._shard is not None
-        index, count = self._shard
-        return shard_of(call_id, count) == index
+    def settle(self, block: Sequence[Work], source: Source) -> list[Claimed]:
+        """Settle what needs no worker; the claimed calls that do, with their previous record."""
+        calls: list[Call] = []
+        for item in block:
+            if isinstance(item, InvalidRow):
+                self._invalid(item)
+            elif self._shard and shard_index(item.call_id, self._shard[1]) != self._shard[0]:
+                self.counts.other_shards += 1
+            else:
+                calls.append(item)
+                continue
+            source.finished(item)
+        if not calls:
+            return []
+        claims = self._state.claim_block([item.call_id for item in calls], self._run_id)
+        todo: list[Claimed] = []
+        for item, (previous, repeat) in zip(calls, claims, strict=True):
+            if self._skip(item, previous, repeat):
+                source.finished(item)
+            else:
+                todo.append((item, previous))
+        return todo
+
+    def _skip(self, item: Call, previous: CallRecord | None, repeat: bool) -> bool:
+        if isinstance(item, CallId) and item.source in STATE_SOURCES:
+            self._retried.add(item.call_id)
+        if repeat:
+            # A call the archive retried first and the input names again is no duplicate row.
+            if item.call_id in self._retried:
+                self._view.retried_again += 1
+            else:
+                self.counts.duplicates += 1
+            return True
+        if not self._force and previous is not None and still_archived(self._out_dir, previous):
+            self.counts.add("already_archived", item.call_id, None)
+            return True
+        return False
 
     def _invalid(self, row: InvalidRow) -> None:
         log.warning(
@@ -184,20 +160,9 @@ class Pipeline:
         self._state.add_invalid_row(self._run_id, row.source, row.line, row.reason, row.value)
         self.counts.invalid_rows += 1
 
-    async def _one(
+    async def _archive(
         self, call_id: str, fields: Mapping[str, str] | None = None, started: float | None = None
     ) -> None:
-        previous, repeat = self._state.claim(call_id, self._run_id)
-        if repeat:
-            # A call the archive retried first and the input names again is no duplicate row.
-            if call_id not in self._retried:
-                self.counts.duplicates += 1
-            else:
-                self._view.retried_again += 1
-            return
-        if not self._force and self._still_archived(previous):
-            self.counts.add("already_archived", call_id, None)
-            return
         async with self._in_flight:
             record = await self._archiver.archive(call_id, fields, started)
         self._in_flight.succeeded()
@@ -209,9 +174,6 @@ class Pipeline:
             self.counts.add(status, call_id, record.bytes)  # the run's last commit keeps it
             raise
         self.counts.add(status, call_id, record.bytes)
-
-    def _still_archived(self, previous: CallRecord | None) -> bool:
-        return previous is not None and still_archived(self._out_dir, previous)
 
 
 def still_archived(out_dir: Path, record: CallRecord) -> bool:

@@ -9,6 +9,7 @@ import contextlib
 import logging
 import secrets
 import ssl
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -20,18 +21,20 @@ from archiver.api import OsviApi, api_session
 from archiver.archive import CallArchiver, CallPolicy
 from archiver.download import Downloader, DownloadPolicy, download_session
 from archiver.errors import InternalError, Interrupted, RunError
+from archiver.feed import BlockInput
 from archiver.http import Proxies, guarded_resolver
 from archiver.inputs import CallId, InputItem
+from archiver.lag import watched
 from archiver.limits import InFlight, RateLimiter, ThrottleGate
+from archiver.lock import ArchiveLock
 from archiver.manifest import write_manifest
 from archiver.outputs import Described, RunResult, finish, remove_stale_temps_of
-from archiver.pipeline import Pipeline, SharedInput, Source
+from archiver.pipeline import Pipeline, Source
 from archiver.progress import Progress, RunView
 from archiver.reachability import Hosts, Reachability
 from archiver.settings import Settings, require_token
 from archiver.signals import stop_on_signals
 from archiver.state import (
-    ArchiveLock,
     CallRecord,
     Shard,
     State,
@@ -127,13 +130,20 @@ async def _run(
             )
         )
         try:
-            await drive
+            async with watched() as lag:
+                await drive
         except BaseException as exc:
             result.error = _ending(exc, signals.received)
         finally:
             signals.finishing = True
             progress.close()
             result.seconds = time.monotonic() - started
+            result.max_loop_lag_ms = lag.worst_ms
+            log.debug(
+                "the event loop stalled %.1f ms at most",
+                lag.worst_ms,
+                extra={"event": "loop_lag", "max_loop_lag_ms": lag.worst_ms},
+            )
             await state.settled()
             await finish(settings, state, result, described, signals.received)
     return result
@@ -276,7 +286,7 @@ async def _drive(
             shard=options.shard,
             in_flight=in_flight,
         )
-        source = items(state, api, view) if callable(items) else SharedInput(items)
+        source = items(state, api, view) if callable(items) else BlockInput(items)
         progress.start(view)
         await pipeline.run(source)
     if given is not None and given.count == 0:
@@ -334,21 +344,35 @@ def _late_noter(state: State, view: RunView) -> Callable[[CallRecord], None]:
 
 @contextlib.asynccontextmanager
 async def _manifest_every(interval: float, settings: Settings, state: State) -> AsyncIterator[None]:
-    """Rewrite manifest.json every `interval` seconds while the run goes (§7)."""
+    """Bring the manifest up to date every `interval` seconds while the run goes (§7), in a
+    worker thread from a snapshot of the state (never on the event loop). When the run ends,
+    a write under way stops at its next part (what is left, the run's last write does)."""
+    stop = threading.Event()
+
+    async def write() -> None:
+        await asyncio.to_thread(
+            write_manifest, state, settings.out_dir, settings.file_mode, stop.is_set
+        )
+
+    writing: list[asyncio.Future[None]] = []
 
     async def loop() -> None:
-        while True:
+        while not stop.is_set():
             await asyncio.sleep(interval)
-            state.commit()
-            write_manifest(state, settings.out_dir, settings.file_mode)
+            writing[:] = [asyncio.ensure_future(write())]
+            await asyncio.shield(writing[0])
 
     task = asyncio.create_task(loop())
     try:
         yield
     finally:
+        stop.set()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        for future in writing:  # a write the cancellation left running: it stops soon
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await future
 
 
 def download_policy(settings: Settings) -> DownloadPolicy:

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import functools
-import json
 import os
 import re
 import sqlite3
@@ -28,49 +26,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
-from archiver.errors import ArchiveLocked, DiskFull, LocalError
-from archiver.storage import FOLDER_MODE, ensure_folder, local_error, refuse_link
+from archiver.errors import DiskFull, LocalError
+from archiver.schema import MIGRATIONS, SCHEMA_VERSION
+from archiver.storage import ensure_folder, local_error, refuse_link
 
 STATE_DIR = ".osvi-archiver"
 STATE_FILE = "state.sqlite3"
 Shard = tuple[int, int]  # (K, N) of --shard K/N
 _SHARD_FOLDER = re.compile(r"shard-(\d+)-of-(\d+)")
-# MIGRATIONS[n] takes a state from schema n to n + 1; a new schema is a new entry, never an
-# edit of an old one. Schema 0 is an empty file.
-_V1 = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS calls (
-    call_id TEXT PRIMARY KEY,
-    status TEXT,              -- NULL while first in flight; else the outcome (manifest status)
-    path TEXT, bytes INTEGER, sha256 TEXT, content_type TEXT, archived_at TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    run_id TEXT,
-    error_kind TEXT, error_message TEXT,
-    seen_run TEXT             -- the last run that took this id from its input
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS calls_by_run ON calls (run_id);
-CREATE TABLE IF NOT EXISTS invalid_rows (
-    run_id TEXT NOT NULL, source TEXT NOT NULL, line INTEGER NOT NULL,
-    reason TEXT NOT NULL, value TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS invalid_by_run ON invalid_rows (run_id);
-"""
-_V2 = """
--- .part files of calls in flight, so a run after a crash removes exactly those.
-CREATE TABLE IF NOT EXISTS parts (call_id TEXT PRIMARY KEY, path TEXT NOT NULL) WITHOUT ROWID;
--- verify looks files up by path.
-CREATE INDEX IF NOT EXISTS calls_by_path ON calls (path);
-"""
-_V3 = """
--- sidecars saved beside the recording (--with-metadata, --with-transcript).
-ALTER TABLE calls ADD COLUMN metadata_path TEXT;
-ALTER TABLE calls ADD COLUMN transcript_path TEXT;
-"""
-MIGRATIONS = (_V1, _V2, _V3)
-SCHEMA_VERSION = len(MIGRATIONS)
 GROUP_WINDOW = 0.002  # how long a durable() waits to share its commit
+_CLAIM_CHUNK = 900  # ids per IN (...) of a block claim: under any SQLite's variable limit
+MANIFEST_CHANGE_KEY = "manifest_change"  # meta: the change number the manifest is written to
 
 
 _P = ParamSpec("_P")
@@ -144,7 +112,7 @@ class CallRecord:
     transcript_path: str | None = None
 
 
-_COLUMNS = (
+COLUMNS = (
     "call_id, status, path, bytes, sha256, content_type, archived_at, attempts, run_id, "
     "error_kind, error_message, metadata_path, transcript_path"
 )
@@ -268,6 +236,9 @@ class State:
             self._db.executescript(
                 f"BEGIN; {MIGRATIONS[step]} PRAGMA user_version={step + 1}; COMMIT;"
             )
+        found = self._db.execute("SELECT max(seq), max(changed) FROM calls").fetchone()
+        self._next_seq = (found[0] + 1) if found[0] is not None else 0
+        self._next_change = max(found[1] or 0, int(self.get_meta(MANIFEST_CHANGE_KEY) or 0)) + 1
 
     def close(self) -> None:
         try:
@@ -290,24 +261,49 @@ class State:
 
     @_mapped
     def get(self, call_id: str) -> CallRecord | None:
-        row = self._db.execute(f"SELECT {_COLUMNS} FROM calls WHERE call_id = ?", (call_id,))
+        row = self._db.execute(f"SELECT {COLUMNS} FROM calls WHERE call_id = ?", (call_id,))
         found = row.fetchone()
         return CallRecord(*found) if found else None
 
-    @_mapped
     def claim(self, call_id: str, run_id: str) -> tuple[CallRecord | None, bool]:
         """Mark `call_id` as taken by this run: (its previous record, whether it is a repeat)."""
-        previous = self._db.execute(
-            f"SELECT {_COLUMNS}, seen_run FROM calls WHERE call_id = ?", (call_id,)
-        ).fetchone()
-        if previous is not None and previous[-1] == run_id:
-            return CallRecord(*previous[:-1]), True
-        self._db.execute(
-            "INSERT INTO calls (call_id, seen_run) VALUES (?, ?) "
-            "ON CONFLICT (call_id) DO UPDATE SET seen_run = excluded.seen_run",
-            (call_id, run_id),
-        )
-        return (CallRecord(*previous[:-1]) if previous else None), False
+        return self.claim_block([call_id], run_id)[0]
+
+    @_mapped
+    def claim_block(self, call_ids: list[str], run_id: str) -> list[tuple[CallRecord | None, bool]]:
+        """Mark each of `call_ids` as taken by this run, in few statements whatever their
+        number (one read, one write of each kind): for each, in order, its previous record
+        and whether it is a repeat (taken by this run already, or earlier in the block). A new
+        call gets the next `seq`: the order the manifest's parts follow."""
+        found: dict[str, tuple[Any, ...]] = {}
+        for start in range(0, len(call_ids), _CLAIM_CHUNK):
+            chunk = call_ids[start : start + _CLAIM_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT {COLUMNS}, seen_run FROM calls WHERE call_id IN ({marks})"
+            found.update((row[0], row) for row in self._db.execute(query, chunk))
+        answers: list[tuple[CallRecord | None, bool]] = []
+        taken: set[str] = set()
+        seen, fresh = [], []
+        for call_id in call_ids:
+            row = found.get(call_id)
+            previous = CallRecord(*row[:-1]) if row is not None else None
+            repeat = call_id in taken or (row is not None and row[-1] == run_id)
+            answers.append((previous, repeat))
+            if repeat:
+                continue
+            taken.add(call_id)
+            if row is not None:
+                seen.append((run_id, call_id))
+            else:
+                fresh.append((call_id, run_id, self._next_seq))
+                self._next_seq += 1
+        if seen:
+            self._db.executemany("UPDATE calls SET seen_run = ? WHERE call_id = ?", seen)
+        if fresh:
+            self._db.executemany(
+                "INSERT INTO calls (call_id, seen_run, seq) VALUES (?, ?, ?)", fresh
+            )
+        return answers
 
     @_mapped
     def record(self, record: CallRecord) -> None:
@@ -317,15 +313,30 @@ class State:
         self._db.execute(
             "UPDATE calls SET status=?, path=?, bytes=?, sha256=?, content_type=?, "
             "archived_at=?, attempts=?, run_id=?, error_kind=?, error_message=?, "
-            "metadata_path=?, transcript_path=? WHERE call_id=?",
+            "metadata_path=?, transcript_path=?, changed=? WHERE call_id=?",
             (
                 record.status, record.path, record.bytes, record.sha256, record.content_type,
                 record.archived_at, record.attempts, record.run_id, record.error_kind,
                 record.error_message, record.metadata_path, record.transcript_path,
-                record.call_id,
+                self._next_change, record.call_id,
             ),
         )  # fmt: skip
+        self._next_change += 1
         self._db.execute("DELETE FROM parts WHERE call_id = ?", (record.call_id,))
+
+    @_mapped
+    def store_parts(
+        self, written: list[tuple[int, int, str, str]], emptied: set[int], upto: int | None
+    ) -> None:
+        """The manifest's catalog after a write: parts (part, calls, sha256, counts JSON)
+        written, parts now empty, and the change number it is complete to (None: unchanged)."""
+        self._db.executemany("INSERT OR REPLACE INTO manifest_parts VALUES (?, ?, ?, ?)", written)
+        self._db.executemany("DELETE FROM manifest_parts WHERE part = ?", [(p,) for p in emptied])
+        if upto is not None:
+            self._db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                (MANIFEST_CHANGE_KEY, str(upto)),
+            )
 
     @_mapped
     def get_meta(self, key: str) -> str | None:
@@ -390,7 +401,7 @@ class State:
     @_mapped
     def find_path(self, relative_path: str) -> CallRecord | None:
         row = self._db.execute(
-            f"SELECT {_COLUMNS} FROM calls WHERE path = ? AND status = 'archived'",
+            f"SELECT {COLUMNS} FROM calls WHERE path = ? AND status = 'archived'",
             (relative_path,),
         ).fetchone()
         return CallRecord(*row) if row else None
@@ -418,12 +429,12 @@ class State:
 
     def calls(self) -> Iterator[CallRecord]:
         """Every call with an outcome, sorted by call_id, streamed."""
-        query = f"SELECT {_COLUMNS} FROM calls WHERE status IS NOT NULL ORDER BY call_id"
+        query = f"SELECT {COLUMNS} FROM calls WHERE status IS NOT NULL ORDER BY call_id"
         return (CallRecord(*row) for row in self._rows(query))
 
     def run_outcomes(self, run_id: str) -> Iterator[CallRecord]:
         query = (
-            f"SELECT {_COLUMNS} FROM calls WHERE run_id = ? AND status IS NOT NULL ORDER BY call_id"
+            f"SELECT {COLUMNS} FROM calls WHERE run_id = ? AND status IS NOT NULL ORDER BY call_id"
         )
         return (CallRecord(*row) for row in self._rows(query, (run_id,)))
 
@@ -434,8 +445,12 @@ class State:
         return self._rows(query, (run_id,))
 
     def ids_with_status(self, statuses: tuple[str, ...]) -> Iterator[str]:
+        """The ids of the calls in these statuses, sorted; pending and failed ones through
+        their own small index (every run takes them first), not a scan of every call."""
         marks = ",".join("?" * len(statuses))
-        query = f"SELECT call_id FROM calls WHERE status IN ({marks}) ORDER BY call_id"
+        retried = set(statuses) <= {"pending", "failed"}
+        narrow = "status IN ('pending', 'failed') AND " if retried else ""  # as calls_to_retry
+        query = f"SELECT call_id FROM calls WHERE {narrow}status IN ({marks}) ORDER BY call_id"
         return (row[0] for row in self._rows(query, statuses))
 
 
@@ -447,54 +462,3 @@ def existing_state(out_dir: Path, shard: Shard | None) -> Iterator[State | None]
         return
     with State(out_dir, readonly=True, shard=shard) as state:
         yield state
-
-
-class ArchiveLock:
-    """An exclusive `flock` on the archive. The kernel drops it when its process dies,
-    so a lock left by kill -9 or a power cut never blocks the next run."""
-
-    def __init__(self, out_dir: Path, shard: Shard | None = None) -> None:
-        self.path = state_folder(out_dir, shard) / "lock"
-        self._handle: IO[str] | None = None
-
-    def acquire(self) -> None:
-        ensure_folder(self.path.parent)
-        refuse_link(self.path.parent)
-        try:
-            # Never through a link planted at its name (O_NOFOLLOW: ELOOP, a local error).
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, FOLDER_MODE & 0o600)
-        except OSError as exc:
-            raise local_error(exc, self.path) from exc
-        handle = os.fdopen(fd, "r+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = handle.read().strip() or "{}"
-            handle.close()
-            raise ArchiveLocked(_locked_message(self.path, holder)) from None
-        try:  # who holds it, for the message a second run shows
-            handle.seek(0)
-            handle.truncate()
-            handle.write(json.dumps({"pid": os.getpid(), "started_at": utc_now()}))
-            handle.flush()
-        except OSError as exc:  # a full disk, say
-            with contextlib.suppress(OSError):  # its flush at close fails the same way
-                handle.close()
-            raise local_error(exc, self.path) from exc
-        self._handle = handle
-
-    def release(self) -> None:
-        if self._handle is not None:
-            with contextlib.suppress(OSError):
-                self._handle.truncate(0)
-            self._handle.close()
-            self._handle = None
-
-
-def _locked_message(path: Path, holder_text: str) -> str:
-    try:
-        holder = json.loads(holder_text)
-    except json.JSONDecodeError:
-        holder = {}
-    who = f"pid {holder.get('pid', '?')}, started {holder.get('started_at', '?')}"
-    return f"another osvi-archiver run holds this archive ({who}; lock {path}); try again later"

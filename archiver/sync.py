@@ -19,6 +19,7 @@ from typing import Any
 
 from archiver.api import OsviApi
 from archiver.errors import UsageError
+from archiver.feed import BLOCK
 from archiver.inputs import CallId, InvalidRow
 from archiver.listing import (
     Filters,
@@ -93,18 +94,21 @@ class SyncSource:
         self._next_window = 0
         self._first_open = 0
         self._previous: Window | None = None
-        self._lock = asyncio.Lock()
 
-    async def next(self) -> Work | None:
-        async with self._lock:
-            if self._retries:
-                return CallId(self._retries.popleft(), "<pending or failed>", 0)
-            while not self._buffer:
-                window = await anext(self._windows, None)
-                if window is None:
-                    return None
-                self._take(window)
-            return self._buffer.popleft()
+    async def next_block(self) -> list[Work] | None:
+        """The calls retried first, in blocks; then each listing window's calls (and its
+        unusable items, as invalid rows)."""
+        if self._retries:
+            count = min(len(self._retries), BLOCK)
+            return [CallId(self._retries.popleft(), "<pending or failed>", 0) for _ in range(count)]
+        while not self._buffer:
+            window = await anext(self._windows, None)
+            if window is None:
+                return None
+            self._take(window)
+        block = list(self._buffer)
+        self._buffer.clear()
+        return block
 
     def _take(self, window: Window) -> None:
         rows = unusable_rows(window, self._unusable)  # reported as invalid input rows are

@@ -23,15 +23,15 @@ from typing import Any
 
 from archiver.audio import AUDIO_SUFFIXES
 from archiver.errors import LocalError
-from archiver.manifest import MANIFEST_NAME, RUNS_DIR
+from archiver.manifest import MANIFEST_NAME, PARTS_DIR, RUNS_DIR
 from archiver.state import STATE_DIR, STATE_FILE, CallRecord, State, shard_label, states_in
 from archiver.storage import PART_SUFFIX
 
 KINDS = ("missing", "truncated", "modified", "unexpected")
 MAX_PROBLEMS_SHOWN = 100
 _CHUNK = 1 << 20  # files are hashed 1 MiB at a time: a recording never sits in memory
-_TOP_LEVEL_OWN = frozenset({STATE_DIR, MANIFEST_NAME, RUNS_DIR})
-_SHARD_MANIFEST = re.compile(r"manifest\.shard-\d+-of-\d+\.json")
+_TOP_LEVEL_OWN = frozenset({STATE_DIR, MANIFEST_NAME, PARTS_DIR, RUNS_DIR})
+_SHARD_MANIFEST = re.compile(r"manifest\.shard-\d+-of-\d+(\.json)?")  # its index, its parts
 _SIDECAR_SUFFIXES = (".call.json", ".transcript.json")
 # Every extension a recording can get (audio.extension), tried to find a sidecar's recording.
 _RECORDING_SUFFIXES = tuple(sorted({*AUDIO_SUFFIXES, ".bin"}))

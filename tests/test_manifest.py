@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import json
 import stat
 from collections.abc import Iterator
@@ -12,10 +13,10 @@ from jsonschema import Draft202012Validator
 from archiver import __version__
 from archiver.manifest import (
     MANIFEST_NAME,
+    PARTS_DIR,
     RUNS_DIR,
     entry,
     load_schema,
-    manifest_chunks,
     prune_run_reports,
     write_manifest,
     write_run_report,
@@ -69,19 +70,18 @@ MIX = [ARCHIVED, FAILED, PENDING, NOT_AVAILABLE]
 
 @pytest.fixture(scope="module")
 def validator() -> Draft202012Validator:
-    schema = load_schema()
-    Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema)
+    return Draft202012Validator(load_schema("index"))
+
+
+@pytest.fixture(scope="module")
+def part_validator() -> Draft202012Validator:
+    return Draft202012Validator(load_schema("part"))
 
 
 @pytest.fixture
 def state(tmp_path: Path) -> Iterator[State]:
     with State(tmp_path) as opened:
         yield opened
-
-
-def parse(chunks: Iterator[bytes]) -> Any:
-    return json.loads(b"".join(chunks))
 
 
 def store(state: State, *records: CallRecord) -> None:
@@ -136,45 +136,21 @@ def test_entry_without_a_stored_error_still_has_a_non_empty_kind() -> None:
     assert entry(NOT_AVAILABLE)["error"] == {"kind": "unknown", "message": ""}
 
 
-# manifest_chunks
+# the schema
 
 
-def test_manifest_chunks_parse_as_json_and_validate_for_a_mix_of_statuses(
-    validator: Draft202012Validator,
-) -> None:
-    manifest = parse(manifest_chunks(MIX, UPDATED))
-    assert sorted(validator.iter_errors(manifest), key=str) == []
-    assert manifest["schema_version"] == 1
-    assert manifest["tool"] == "osvi-archiver"
-    assert manifest["tool_version"] == __version__
-    assert manifest["updated_at"] == UPDATED
-    assert manifest["calls"] == [entry(r) for r in MIX]
+def part_document(*records: CallRecord) -> dict[str, Any]:
+    return {"schema_version": 2, "tool": "osvi-archiver", "part": 0,
+            "calls": [entry(r) for r in records]}  # fmt: skip
 
 
-def test_manifest_chunks_of_an_empty_archive_validate(validator: Draft202012Validator) -> None:
-    manifest = parse(manifest_chunks([], UPDATED))
-    assert manifest["calls"] == []
-    assert validator.is_valid(manifest)
+def test_the_shipped_schema_is_valid_for_each_document() -> None:
+    for document in ("index", "part", "export"):
+        Draft202012Validator.check_schema(load_schema(document))
 
 
-def test_manifest_chunks_of_one_call_validate(validator: Draft202012Validator) -> None:
-    manifest = parse(manifest_chunks([ARCHIVED], UPDATED))
-    assert [c["call_id"] for c in manifest["calls"]] == [A]
-    assert validator.is_valid(manifest)
-
-
-def test_manifest_chunks_are_streamed_per_call() -> None:
-    consumed: list[str] = []
-
-    def records() -> Iterator[CallRecord]:
-        for record in MIX:
-            consumed.append(record.call_id)
-            yield record
-
-    chunks = manifest_chunks(records(), UPDATED)
-    next(chunks)
-    next(chunks)
-    assert consumed == [A]
+def test_a_part_of_every_status_validates(part_validator: Draft202012Validator) -> None:
+    assert sorted(part_validator.iter_errors(part_document(*MIX)), key=str) == []
 
 
 @pytest.mark.parametrize(
@@ -182,52 +158,139 @@ def test_manifest_chunks_are_streamed_per_call() -> None:
     [("path", None), ("sha256", None), ("error", {"kind": "x", "message": "y"})],
 )
 def test_schema_rejects_an_archived_call_missing_its_file(
-    validator: Draft202012Validator, field: str, value: object
+    part_validator: Draft202012Validator, field: str, value: object
 ) -> None:
-    manifest = parse(manifest_chunks([ARCHIVED], UPDATED))
-    manifest["calls"][0][field] = value
-    assert not validator.is_valid(manifest)
+    document = part_document(ARCHIVED)
+    document["calls"][0][field] = value
+    assert not part_validator.is_valid(document)
 
 
-def test_schema_rejects_a_failed_call_without_an_error(validator: Draft202012Validator) -> None:
-    manifest = parse(manifest_chunks([FAILED], UPDATED))
-    manifest["calls"][0]["error"] = None
-    assert not validator.is_valid(manifest)
+def test_schema_rejects_a_failed_call_without_an_error(
+    part_validator: Draft202012Validator,
+) -> None:
+    document = part_document(FAILED)
+    document["calls"][0]["error"] = None
+    assert not part_validator.is_valid(document)
 
 
-# write_manifest
+# write_manifest: the index and its parts
 
 
-def test_write_manifest_is_atomic_valid_and_sorted(
+def index_of(path: Path, validator: Draft202012Validator) -> dict[str, Any]:
+    index: dict[str, Any] = json.loads(path.read_text("utf-8"))
+    assert sorted(validator.iter_errors(index), key=str) == []
+    return index
+
+
+def calls_of(out: Path, index: dict[str, Any]) -> list[dict[str, Any]]:
+    calls = []
+    for listed in index["parts"]:
+        body = (out / listed["path"]).read_bytes()
+        assert hashlib.sha256(body).hexdigest() == listed["sha256"]
+        part = json.loads(body)
+        assert len(part["calls"]) == listed["calls"]
+        calls += part["calls"]
+    return calls
+
+
+def test_write_manifest_writes_a_valid_index_and_parts_in_first_recorded_order(
     state: State, tmp_path: Path, validator: Draft202012Validator
 ) -> None:
     store(state, NOT_AVAILABLE, PENDING, ARCHIVED, FAILED)
     path = write_manifest(state, tmp_path, 0o600)
     assert path == tmp_path / MANIFEST_NAME
-    assert sorted(p.name for p in tmp_path.iterdir()) == [STATE_DIR, MANIFEST_NAME]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [STATE_DIR, MANIFEST_NAME, PARTS_DIR]
+    )
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    manifest = json.loads(path.read_text("utf-8"))
-    assert validator.is_valid(manifest)
-    assert [c["call_id"] for c in manifest["calls"]] == [A, B, C, D]
-    assert manifest["calls"][0] == entry(ARCHIVED)
+    index = index_of(path, validator)
+    assert index["schema_version"] == 2
+    assert index["tool_version"] == __version__
+    assert index["total"] == 4
+    assert index["counts"] == {"archived": 1, "pending": 1, "not_available": 1, "failed": 1}
+    assert [c["call_id"] for c in calls_of(tmp_path, index)] == [D, C, A, B]
+    assert calls_of(tmp_path, index)[2] == entry(ARCHIVED)
 
 
 def test_write_manifest_of_an_empty_archive(
     state: State, tmp_path: Path, validator: Draft202012Validator
 ) -> None:
-    path = write_manifest(state, tmp_path, 0o600)
-    manifest = json.loads(path.read_text("utf-8"))
-    assert manifest["calls"] == []
-    assert validator.is_valid(manifest)
+    index = index_of(write_manifest(state, tmp_path, 0o600), validator)
+    assert (index["total"], index["parts"]) == (0, [])
 
 
-def test_write_manifest_replaces_the_previous_one(state: State, tmp_path: Path) -> None:
+def test_parts_are_bounded_and_only_the_changed_ones_are_written_again(
+    state: State, tmp_path: Path, validator: Draft202012Validator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from archiver import catalog, storage
+
+    monkeypatch.setattr(catalog, "PART_CALLS", 2)
+    ids = [f"{n:08x}-0000-4000-8000-000000000000" for n in range(5)]
+    for call_id in ids:
+        store(state, CallRecord(call_id, "archived", path=f"{call_id}.mp4", bytes=1,
+                                sha256=SHA, archived_at=UPDATED, run_id="run-1"))  # fmt: skip
+    state.commit()
+    index = index_of(write_manifest(state, tmp_path, 0o600), validator)
+    assert [(p["path"], p["calls"]) for p in index["parts"]] == [
+        ("manifest/part-000000.json", 2), ("manifest/part-000001.json", 2),
+        ("manifest/part-000002.json", 1),
+    ]  # fmt: skip
+    written: list[str] = []
+    original = storage.write_atomic
+
+    def spy(path: Path, chunks: Any, mode: int) -> None:
+        written.append(path.name)
+        original(path, chunks, mode)
+
+    monkeypatch.setattr("archiver.manifest.write_atomic", spy)
+    state.record(CallRecord(ids[3], "failed", run_id="run-2", error_kind="x", error_message="y"))
+    state.commit()
+    index = index_of(write_manifest(state, tmp_path, 0o600), validator)
+    assert written == ["part-000001.json", MANIFEST_NAME]  # the index last
+    assert index["counts"]["failed"] == 1
+    written.clear()
+    write_manifest(state, tmp_path, 0o600)  # nothing changed: the index only
+    assert written == [MANIFEST_NAME]
+
+
+def test_a_part_deleted_by_hand_is_written_again(
+    state: State, tmp_path: Path, validator: Draft202012Validator
+) -> None:
     store(state, ARCHIVED)
+    state.commit()
     write_manifest(state, tmp_path, 0o600)
-    store(state, FAILED)
-    path = write_manifest(state, tmp_path, 0o600)
-    assert [c["call_id"] for c in json.loads(path.read_text())["calls"]] == [A, B]
-    assert sorted(p.name for p in tmp_path.iterdir()) == [STATE_DIR, MANIFEST_NAME]
+    (tmp_path / "manifest" / "part-000000.json").unlink()
+    index = index_of(write_manifest(state, tmp_path, 0o600), validator)
+    assert [c["call_id"] for c in calls_of(tmp_path, index)] == [A]
+
+
+def test_a_schema_1_manifest_is_replaced_by_the_index_once_every_part_is_written(
+    state: State, tmp_path: Path, validator: Draft202012Validator
+) -> None:
+    old = tmp_path / MANIFEST_NAME
+    old.write_text('{"schema_version": 1, "tool": "osvi-archiver", "calls": []}')
+    store(state, ARCHIVED, FAILED)
+    state.commit()
+    state.store_parts([], set(), 10**9)  # as if written already: schema 1 still redoes all
+    state.commit()
+    index = index_of(write_manifest(state, tmp_path, 0o600), validator)
+    assert [c["call_id"] for c in calls_of(tmp_path, index)] == [A, B]
+
+
+def test_a_write_asked_to_stop_leaves_the_rest_for_the_next_one(
+    state: State, tmp_path: Path, validator: Draft202012Validator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from archiver import catalog
+
+    monkeypatch.setattr(catalog, "PART_CALLS", 1)
+    store(state, ARCHIVED, FAILED, PENDING)
+    state.commit()
+    asked = iter([False, True])
+    write_manifest(state, tmp_path, 0o600, stop=lambda: next(asked, True))
+    assert not (tmp_path / MANIFEST_NAME).exists()  # no index until every part is there
+    assert sorted(p.name for p in (tmp_path / "manifest").iterdir()) == ["part-000000.json"]
+    index = index_of(write_manifest(state, tmp_path, 0o600), validator)
+    assert index["total"] == 3
 
 
 # write_run_report
@@ -274,7 +337,9 @@ def test_a_shard_writes_its_own_manifest_and_reports(tmp_path: Path) -> None:
     assert manifest == tmp_path / "manifest.shard-2-of-5.json"
     assert report == tmp_path / RUNS_DIR / "run-1.shard-2-of-5.json"
     assert not (tmp_path / MANIFEST_NAME).exists()
-    assert [c["call_id"] for c in json.loads(manifest.read_text())["calls"]] == [A]
+    index = json.loads(manifest.read_text())
+    assert [p["path"] for p in index["parts"]] == ["manifest.shard-2-of-5/part-000000.json"]
+    assert [c["call_id"] for c in calls_of(tmp_path, index)] == [A]
     assert (tmp_path / STATE_DIR / "shard-2-of-5" / "state.sqlite3").is_file()
 
 

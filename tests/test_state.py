@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from archiver.errors import ArchiveLocked, DiskFull, LocalError
+from archiver.lock import ArchiveLock
 from archiver.state import (
     STATE_DIR,
-    ArchiveLock,
     CallRecord,
     State,
     state_error,
@@ -334,7 +334,7 @@ def test_release_without_acquire_is_harmless(tmp_path: Path) -> None:
 
 
 def test_a_schema_1_state_is_migrated_forward_keeping_its_calls(tmp_path: Path) -> None:
-    from archiver.state import MIGRATIONS, SCHEMA_VERSION
+    from archiver.schema import MIGRATIONS, SCHEMA_VERSION
 
     folder = tmp_path / ".osvi-archiver"
     folder.mkdir()
@@ -354,8 +354,34 @@ def test_a_schema_1_state_is_migrated_forward_keeping_its_calls(tmp_path: Path) 
         state.add_part("3f2a9c1e-7b4d-4e8a-9c2f-1a2b3c4d5e6f", "a.mp4.part")  # v2's table
         assert state.find_path("a.mp4") == record
     db = sqlite3.connect(folder / "state.sqlite3")
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    # schema 4: the calls numbered for the manifest's parts, each marked changed (written once)
+    assert db.execute("SELECT seq, changed FROM calls").fetchall() == [(0, 1)]
     db.close()
+
+
+def test_claiming_a_block_reads_and_writes_once_for_any_number_of_ids(state: State) -> None:
+    ids = [f"{n:08x}-0000-4000-8000-000000000000" for n in range(2000)]
+    state.claim(ids[5], "run-0")
+    state.record(archived(ids[5]))
+    statements: list[str] = []
+    state._db.set_trace_callback(statements.append)
+    claims = state.claim_block([*ids, ids[7]], "run-1")
+    state._db.set_trace_callback(None)
+    assert claims[5] == (archived(ids[5]), False)
+    assert claims[6] == (None, False)
+    assert claims[-1] == (None, True)  # named twice in the block: the second is a repeat
+    [(_, repeat)] = state.claim_block([ids[0]], "run-1")
+    assert repeat  # taken by this run already
+    selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert len(selects) == 3  # the block in chunks of 900 ids: one read each, not one per id
+
+
+def test_new_calls_are_numbered_in_the_order_first_recorded(state: State) -> None:
+    state.claim_block([B, A], "run-1")
+    state.claim_block([A, C], "run-2")
+    rows = dict(state._db.execute("SELECT call_id, seq FROM calls").fetchall())
+    assert rows == {B: 0, A: 1, C: 2}
 
 
 # shards sharing one archive folder

@@ -12,9 +12,10 @@ from typing import Any
 
 import jsonschema
 
+from archiver.export import export
 from archiver.fake import FakeOSVI
 from archiver.inputs import read_ids
-from archiver.manifest import load_schema
+from archiver.manifest import load_schema, manifest_name
 from archiver.outputs import RunResult
 from archiver.progress import NoProgress
 from archiver.run import RunOptions, execute
@@ -59,10 +60,22 @@ async def archive(
     return await execute(settings, items, NoProgress(), RunOptions(force=force, sleep=sleep))
 
 
-def manifest_of(out_dir: Path) -> dict[str, Any]:
-    """The manifest, validated against the shipped schema."""
-    manifest: dict[str, Any] = json.loads((out_dir / "manifest.json").read_text())
-    jsonschema.Draft202012Validator(load_schema()).validate(manifest)
+def manifest_of(out_dir: Path, shard: tuple[int, int] | None = None) -> dict[str, Any]:
+    """The whole manifest as `osvi-archiver manifest --format json` prints it (the shape of
+    a schema-1 manifest.json), its index and every part validated against the shipped schema
+    on the way."""
+    index_path = out_dir / manifest_name(shard)
+    index = json.loads(index_path.read_text())
+    jsonschema.Draft202012Validator(load_schema("index")).validate(index)
+    for listed in index["parts"]:
+        body = (out_dir / listed["path"]).read_bytes()
+        assert hashlib.sha256(body).hexdigest() == listed["sha256"], listed["path"]
+        jsonschema.Draft202012Validator(load_schema("part")).validate(json.loads(body))
+    out = io.StringIO()
+    export(out_dir, shard, "json", out)
+    manifest: dict[str, Any] = json.loads(out.getvalue())
+    jsonschema.Draft202012Validator(load_schema("export")).validate(manifest)
+    assert len(manifest["calls"]) == index["total"]
     return manifest
 
 

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from archiver.fake import FakeConfig, FakeOSVI
-from archiver.state import ArchiveLock
+from archiver.lock import ArchiveLock
 from tests.conftest import FakeFactory
 from tests.integration.archive_helpers import assert_byte_exact, picked_ids
 from tests.integration.cli_helpers import env_for, osvi

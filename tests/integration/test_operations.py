@@ -220,7 +220,7 @@ async def test_json_logs_of_a_run_with_a_call_that_fails_for_good(
     events = [line["event"] for line in lines]
     # -v also lets libraries' debug records through (as log.<logger>), JSON like the rest.
     ours = [e for e in events if not e.startswith("log.")]
-    assert ours == ["run_started", "retry", "call_failed", "run_finished"], events
+    assert ours == ["run_started", "retry", "call_failed", "loop_lag", "run_finished"], events
 
     retries = [line for line in lines if line["event"] == "retry"]
     assert [(r["call_id"], r["attempt"]) for r in retries] == [(victim, 1)]

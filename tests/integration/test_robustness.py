@@ -337,7 +337,7 @@ async def test_a_lock_left_by_a_killed_process_does_not_block(
         *[
             sys.executable,
             "-c",
-            "import sys, time; from pathlib import Path; from archiver.state import ArchiveLock\n"
+            "import sys, time; from pathlib import Path; from archiver.lock import ArchiveLock\n"
             "lock = ArchiveLock(Path(sys.argv[1]))\n"
             "lock.acquire()\n"
             "print('locked', flush=True)\n"

@@ -20,12 +20,16 @@ from tests.integration.archive_helpers import manifest_of, settings_for
 from tests.integration.cli_helpers import osvi
 
 
-async def test_input_is_read_only_as_workers_free_up(
-    make_fake: FakeFactory, tmp_path: Path
+async def test_input_is_read_only_as_fast_as_the_run_uses_it(
+    make_fake: FakeFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fake = await make_fake(
-        FakeConfig(calls=30, size_min=64 * 1024, size_max=64 * 1024, bandwidth=1024 * 1024)
-    )
+    """Read ahead in blocks, but boundedly: at most AHEAD items ahead of the feeder, which
+    holds one BLOCK and waits for the queue of `concurrency` places and the workers."""
+    from archiver import feed
+
+    monkeypatch.setattr(feed, "AHEAD", 20)
+    monkeypatch.setattr(feed, "BLOCK", 5)
+    fake = await make_fake(FakeConfig(calls=200, size_min=4096, size_max=4096, api_latency=0.01))
     pulled = 0
     ahead: list[int] = []
 
@@ -33,14 +37,14 @@ async def test_input_is_read_only_as_workers_free_up(
         nonlocal pulled
         for number, call in enumerate(fake.calls, 1):
             pulled += 1
-            finished = fake.stats.requests["recording"]
-            ahead.append(pulled - finished)
+            ahead.append(pulled - fake.stats.requests["recording"])
             yield CallId(call.call_id, "<gen>", number)
 
-    settings = settings_for(fake, tmp_path, concurrency=3)
+    settings = settings_for(fake, tmp_path, concurrency=2)
     await execute(settings, ids(), NoProgress(), RunOptions())
-    assert pulled == 30
-    assert max(ahead) <= 3 + 1  # never more than the pool (plus the one being handed over)
+    assert pulled == 200
+    # The buffer, the feeder's block, the queue, the workers, the one being read.
+    assert max(ahead) <= 20 + 5 + 2 + 2 + 1
 
 
 async def test_api_requests_stay_under_max_requests_per_second(
@@ -72,7 +76,7 @@ async def test_manifest_is_rewritten_during_a_long_run(
         await asyncio.sleep(0.1)
         path = tmp_path / "manifest.json"
         if path.exists() and not task.done():
-            seen_during_run.append(len(json.loads(path.read_text())["calls"]))
+            seen_during_run.append(json.loads(path.read_text())["total"])
     await task
     assert seen_during_run, "no manifest appeared while the run went on"
     assert 0 < max(seen_during_run) < 8 or len(set(seen_during_run)) > 1

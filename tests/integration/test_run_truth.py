@@ -178,17 +178,17 @@ def in_the_input_reader(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def in_the_pipeline(monkeypatch: pytest.MonkeyPatch) -> None:
-    original = Pipeline._still_archived
+    original = Pipeline._skip
     calls = 0
 
-    def still(self: Pipeline, previous: Any) -> bool:
+    def skip(self: Pipeline, item: Any, previous: Any, repeat: bool) -> bool:
         nonlocal calls
         calls += 1
         if calls == 3:
             raise AttributeError("a pipeline bug")
-        return original(self, previous)
+        return original(self, item, previous, repeat)
 
-    monkeypatch.setattr(Pipeline, "_still_archived", still)
+    monkeypatch.setattr(Pipeline, "_skip", skip)
 
 
 def in_the_manifest(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from archiver.fake import FakeConfig, FakeOSVI
 from archiver.inputs import shard_of
 from tests.conftest import FakeFactory
-from tests.integration.archive_helpers import picked_ids
+from tests.integration.archive_helpers import manifest_of, picked_ids
 from tests.integration.cli_helpers import env_for, finish, osvi, start_osvi
 
 
@@ -48,7 +48,7 @@ async def test_shards_share_one_folder_each_with_its_own_files(
     assert sorted(p.name for p in state_dir.iterdir()) == [f"shard-{k}-of-3" for k in range(3)]
     seen: set[str] = set()
     for k in range(3):
-        manifest = json.loads((tmp_path / f"manifest.shard-{k}-of-3.json").read_text())
+        manifest = manifest_of(tmp_path, (k, 3))
         ids = {c["call_id"] for c in manifest["calls"]}
         assert all(shard_of(i, 3) == k for i in ids)
         assert not ids & seen
@@ -88,7 +88,7 @@ async def test_verify_covers_every_shard_of_a_shared_folder(
 async def test_a_shard_of_a_shared_folder_has_its_own_lock(
     make_fake: FakeFactory, tmp_path: Path
 ) -> None:
-    from archiver.state import ArchiveLock
+    from archiver.lock import ArchiveLock
 
     fake = await make_fake(FakeConfig(calls=6, size_min=1024, size_max=2048))
     ids = "\n".join(c.call_id for c in fake.calls).encode()

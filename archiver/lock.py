@@ -1,0 +1,66 @@
+"""One run per archive (per shard, §6): an exclusive `flock` the kernel drops when its process
+dies, so a lock left by kill -9 or a power cut never blocks the next run."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from pathlib import Path
+from typing import IO
+
+from archiver.errors import ArchiveLocked
+from archiver.state import Shard, state_folder, utc_now
+from archiver.storage import FOLDER_MODE, ensure_folder, local_error, refuse_link
+
+
+class ArchiveLock:
+    """An exclusive `flock` on the archive. The kernel drops it when its process dies,
+    so a lock left by kill -9 or a power cut never blocks the next run."""
+
+    def __init__(self, out_dir: Path, shard: Shard | None = None) -> None:
+        self.path = state_folder(out_dir, shard) / "lock"
+        self._handle: IO[str] | None = None
+
+    def acquire(self) -> None:
+        ensure_folder(self.path.parent)
+        refuse_link(self.path.parent)
+        try:
+            # Never through a link planted at its name (O_NOFOLLOW: ELOOP, a local error).
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, FOLDER_MODE & 0o600)
+        except OSError as exc:
+            raise local_error(exc, self.path) from exc
+        handle = os.fdopen(fd, "r+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = handle.read().strip() or "{}"
+            handle.close()
+            raise ArchiveLocked(_locked_message(self.path, holder)) from None
+        try:  # who holds it, for the message a second run shows
+            handle.seek(0)
+            handle.truncate()
+            handle.write(json.dumps({"pid": os.getpid(), "started_at": utc_now()}))
+            handle.flush()
+        except OSError as exc:  # a full disk, say
+            with contextlib.suppress(OSError):  # its flush at close fails the same way
+                handle.close()
+            raise local_error(exc, self.path) from exc
+        self._handle = handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            with contextlib.suppress(OSError):
+                self._handle.truncate(0)
+            self._handle.close()
+            self._handle = None
+
+
+def _locked_message(path: Path, holder_text: str) -> str:
+    try:
+        holder = json.loads(holder_text)
+    except json.JSONDecodeError:
+        holder = {}
+    who = f"pid {holder.get('pid', '?')}, started {holder.get('started_at', '?')}"
+    return f"another osvi-archiver run holds this archive ({who}; lock {path}); try again later"

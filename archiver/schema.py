@@ -1,0 +1,65 @@
+"""The state's schema: each migration takes a state from schema n to n + 1. A new schema is a
+new entry, never an edit of an old one; schema 0 is an empty file. SQL text only."""
+
+from __future__ import annotations
+
+# MIGRATIONS[n] takes a state from schema n to n + 1; a new schema is a new entry, never an
+# edit of an old one. Schema 0 is an empty file.
+_V1 = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS calls (
+    call_id TEXT PRIMARY KEY,
+    status TEXT,              -- NULL while first in flight; else the outcome (manifest status)
+    path TEXT, bytes INTEGER, sha256 TEXT, content_type TEXT, archived_at TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    run_id TEXT,
+    error_kind TEXT, error_message TEXT,
+    seen_run TEXT             -- the last run that took this id from its input
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS calls_by_run ON calls (run_id);
+CREATE TABLE IF NOT EXISTS invalid_rows (
+    run_id TEXT NOT NULL, source TEXT NOT NULL, line INTEGER NOT NULL,
+    reason TEXT NOT NULL, value TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS invalid_by_run ON invalid_rows (run_id);
+"""
+_V2 = """
+-- .part files of calls in flight, so a run after a crash removes exactly those.
+CREATE TABLE IF NOT EXISTS parts (call_id TEXT PRIMARY KEY, path TEXT NOT NULL) WITHOUT ROWID;
+-- verify looks files up by path.
+CREATE INDEX IF NOT EXISTS calls_by_path ON calls (path);
+"""
+_V3 = """
+-- sidecars saved beside the recording (--with-metadata, --with-transcript).
+ALTER TABLE calls ADD COLUMN metadata_path TEXT;
+ALTER TABLE calls ADD COLUMN transcript_path TEXT;
+"""
+_V4 = """
+-- Manifest parts (issue 12): `seq` is the order a call was first recorded in, its part
+-- seq // PART_CALLS; `changed` the change number of its last outcome, so a run rewrites only
+-- the parts holding calls changed since the manifest was last written.
+ALTER TABLE calls ADD COLUMN seq INTEGER;
+ALTER TABLE calls ADD COLUMN changed INTEGER;
+-- Calls recorded before had no order: number them by call_id (portable SQL: no window
+-- functions, no UPDATE FROM), and mark every one changed, so that the first run writes every
+-- part once (the migration of the schema-1 manifest).
+CREATE TEMP TABLE numbered (n INTEGER PRIMARY KEY, call_id TEXT NOT NULL);
+INSERT INTO numbered (call_id) SELECT call_id FROM calls ORDER BY call_id;
+CREATE UNIQUE INDEX temp.numbered_by_id ON numbered (call_id);
+UPDATE calls SET changed = 1,
+    seq = (SELECT n - 1 FROM numbered WHERE numbered.call_id = calls.call_id);
+DROP TABLE numbered;
+CREATE INDEX IF NOT EXISTS calls_by_seq ON calls (seq);
+CREATE INDEX IF NOT EXISTS calls_by_changed ON calls (changed);
+-- What each run takes first (pending, failed) without a scan of every call.
+CREATE INDEX IF NOT EXISTS calls_to_retry ON calls (call_id) WHERE status IN ('pending', 'failed');
+-- The manifest's parts as last written: the index (manifest.json) is rendered from these.
+CREATE TABLE IF NOT EXISTS manifest_parts (
+    part INTEGER PRIMARY KEY,
+    calls INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    counts TEXT NOT NULL       -- JSON: calls per status in the part
+);
+"""
+MIGRATIONS = (_V1, _V2, _V3, _V4)
+SCHEMA_VERSION = len(MIGRATIONS)
