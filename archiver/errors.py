@@ -93,9 +93,10 @@ class ArchiveLocked(RunError):
 class Interrupted(RunError):
     """The run was stopped by a signal; the exit code is 128 + the signal's number."""
 
-    def __init__(self, signum: int, name: str) -> None:
+    def __init__(self, signum: int, name: str, at: float = 0.0) -> None:
         super().__init__(f"interrupted by {name}")
         self.exit_code = 128 + signum
+        self.at = at  # time.monotonic() when it came
 
 
 class CallError(Exception):

@@ -122,7 +122,8 @@ def write_manifest(
         known.pop(part, None)
     known.update((info.part, info) for info in written if info.calls)
     if complete or _is_index(index):
-        write_atomic(index, [_index_document(known, state.shard)], file_mode)
+        document = [_index_document(known, state.shard)]
+        write_atomic(index, document, file_mode, temp_dir=out_dir / parts_dir(state.shard))
     # Only a write that did every part moves the mark: an interrupted one is done again.
     store(state, [info for info in written if info.calls], emptied, upto if complete else None)
     state.commit()

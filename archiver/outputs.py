@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import glob
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from archiver.errors import InternalError, Interrupted, LocalError, RunError
 from archiver.manifest import (
     RUNS_DIR,
     manifest_name,
+    parts_dir,
     prune_run_reports,
     write_manifest,
     write_run_report,
@@ -57,6 +57,8 @@ class Described:
     command: str  # run or sync: a label of the metrics
     shard: Shard | None
     clock: Callable[[], float]  # wall clock: when the metrics say the run ended
+    # Whether the run was asked to stop long enough ago that a manifest write must cut short.
+    stopping: Callable[[], bool] = lambda: False
 
 
 async def finish(
@@ -120,17 +122,14 @@ def _write_outputs(settings: Settings, state: State, result: RunResult, run: Des
             result.error = result.error or InternalError.of(exc)
 
 
-# A run that was asked to stop writes the manifest parts for this long at most: what is left
-# (a large first write, say) is for the next run; the report and metrics still come.
+# A run that was asked to stop writes the manifest parts for this long after the signal at
+# most: what is left (a large first write, say) is the next run's; the report and metrics
+# still come, within the 5 s a signal is answered in.
 STOPPING_BUDGET = 2.0
 
 
-def _write_manifest(settings: Settings, state: State, result: RunResult, _: Described) -> None:
-    stop = None
-    if isinstance(result.error, Interrupted):
-        deadline = time.monotonic() + STOPPING_BUDGET
-        stop = lambda: time.monotonic() > deadline  # noqa: E731
-    result.manifest = write_manifest(state, settings.out_dir, settings.file_mode, stop)
+def _write_manifest(settings: Settings, state: State, result: RunResult, run: Described) -> None:
+    result.manifest = write_manifest(state, settings.out_dir, settings.file_mode, run.stopping)
 
 
 def _write_report(settings: Settings, state: State, result: RunResult, run: Described) -> None:
@@ -180,9 +179,15 @@ METRICS_TEMP_AGE = 3600.0  # a metrics folder is shared: only temp files this ol
 
 def remove_stale_temps_of(settings: Settings, shard: Shard | None) -> None:
     """Temp files of atomic writes (manifest, run reports, metrics) a power cut left: only
-    this run's own names (shards share the folder), the metrics folder's only when old."""
+    this run's own names (shards share the folder), the metrics folder's only when old. The
+    manifest's temps (index and parts) are in its parts folder, never in the archive's root:
+    a root of ten million recordings is not listed on every run. Until that folder exists
+    (an archive whose manifest is not schema 2 yet), the root is searched, once."""
     out = settings.out_dir
-    removed = remove_stale_temps(out, glob.escape(manifest_name(shard)))
+    parts = out / parts_dir(shard)
+    removed = remove_stale_temps(parts, "*")
+    if not parts.is_dir():
+        removed += remove_stale_temps(out, glob.escape(manifest_name(shard)))
     reports = "*" + glob.escape(f"{shard_suffix(shard)}.json")
     removed += remove_stale_temps(out / RUNS_DIR, reports, unless=None if shard else ".shard-")
     if settings.metrics_file is not None:

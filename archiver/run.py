@@ -28,7 +28,13 @@ from archiver.lag import watched
 from archiver.limits import InFlight, RateLimiter, ThrottleGate
 from archiver.lock import ArchiveLock
 from archiver.manifest import write_manifest
-from archiver.outputs import Described, RunResult, finish, remove_stale_temps_of
+from archiver.outputs import (
+    STOPPING_BUDGET,
+    Described,
+    RunResult,
+    finish,
+    remove_stale_temps_of,
+)
 from archiver.pipeline import Pipeline, Source
 from archiver.progress import Progress, RunView
 from archiver.reachability import Hosts, Reachability
@@ -122,8 +128,14 @@ async def _run(
         },
     )
     view = RunView(result.counts, total=options.total)
-    described = Described(started_at, options.command, options.shard, options.clock)
     with stop_on_signals() as signals:
+        described = Described(
+            started_at,
+            options.command,
+            options.shard,
+            options.clock,
+            lambda: signals.stopping_for(STOPPING_BUDGET),
+        )
         drive = signals.stops(
             asyncio.create_task(
                 _drive(settings, state, items, progress, view, options, result.run_id)

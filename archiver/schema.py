@@ -14,7 +14,7 @@ CREATE TABLE IF NOT EXISTS calls (
     attempts INTEGER NOT NULL DEFAULT 0,
     run_id TEXT,
     error_kind TEXT, error_message TEXT,
-    seen_run TEXT             -- the last run that took this id from its input
+    seen_run TEXT             -- unused since schema 4 (the run that last took the id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS calls_by_run ON calls (run_id);
 CREATE TABLE IF NOT EXISTS invalid_rows (

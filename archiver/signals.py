@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Iterator
 
 from archiver.errors import Interrupted
@@ -30,6 +31,11 @@ class Signals:
         # seconds), so that the exit code, the report and the metrics still agree.
         self.finishing = False
 
+    def stopping_for(self, budget: float) -> bool:
+        """Whether the first signal came more than `budget` seconds ago (the outputs then
+        cut a long manifest write short: what is left is the next run's)."""
+        return bool(self.received) and time.monotonic() - self.received[0].at > budget
+
     def stops(self, task: asyncio.Task[None]) -> asyncio.Task[None]:
         self._task = task
         return task
@@ -47,7 +53,7 @@ class Signals:
         if self.received:
             print(f"osvi-archiver: {name} again, exiting now", file=sys.stderr, flush=True)
             os._exit(128 + signum)
-        self.received.append(Interrupted(signum, name))
+        self.received.append(Interrupted(signum, name, time.monotonic()))
         log.warning(
             "%s: stopping; in-flight downloads are cancelled (again to exit at once)",
             name,

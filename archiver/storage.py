@@ -196,13 +196,20 @@ def remove_stale_temps(
     return removed
 
 
-def write_atomic(path: Path, chunks: Iterable[bytes], file_mode: int) -> None:
+def write_atomic(
+    path: Path, chunks: Iterable[bytes], file_mode: int, *, temp_dir: Path | None = None
+) -> None:
     """Write a file (manifest, report, sidecar) so readers only ever see the old or the new
-    one, whole. `chunks` is streamed: a manifest of millions of calls never sits in memory."""
+    one, whole. `chunks` is streamed: a manifest of millions of calls never sits in memory.
+    The temp file is made in `temp_dir` (same file system) where given: a folder small enough
+    to be searched for stale temps on every run, unlike an archive's root."""
     ensure_folder(path.parent)
+    folder = temp_dir or path.parent
+    if temp_dir is not None:
+        ensure_folder(temp_dir)
     written = 0
     try:
-        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, temp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
         try:
             os.fchmod(fd, file_mode)
             with os.fdopen(fd, "wb", buffering=1 << 20) as handle:

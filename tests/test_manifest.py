@@ -238,9 +238,9 @@ def test_parts_are_bounded_and_only_the_changed_ones_are_written_again(
     written: list[str] = []
     original = storage.write_atomic
 
-    def spy(path: Path, chunks: Any, mode: int) -> None:
+    def spy(path: Path, chunks: Any, mode: int, **kwargs: Any) -> None:
         written.append(path.name)
-        original(path, chunks, mode)
+        original(path, chunks, mode, **kwargs)
 
     monkeypatch.setattr("archiver.manifest.write_atomic", spy)
     state.record(CallRecord(ids[3], "failed", run_id="run-2", error_kind="x", error_message="y"))

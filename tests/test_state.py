@@ -15,6 +15,7 @@ from archiver.lock import ArchiveLock
 from archiver.state import (
     STATE_DIR,
     CallRecord,
+    Seen,
     State,
     state_error,
     state_folder,
@@ -368,13 +369,26 @@ def test_claiming_a_block_reads_and_writes_once_for_any_number_of_ids(state: Sta
     state._db.set_trace_callback(statements.append)
     claims = state.claim_block([*ids, ids[7]], "run-1")
     state._db.set_trace_callback(None)
-    assert claims[5] == (archived(ids[5]), False)
+    assert claims[5] == (Seen("archived", f"{ids[5]}.mp4", 1234), False)
     assert claims[6] == (None, False)
     assert claims[-1] == (None, True)  # named twice in the block: the second is a repeat
     [(_, repeat)] = state.claim_block([ids[0]], "run-1")
     assert repeat  # taken by this run already
     selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
-    assert len(selects) == 3  # the block in chunks of 900 ids: one read each, not one per id
+    assert len(selects) == 6  # the block in chunks of 900 ids: two reads each, not one per id
+    writes = [s for s in statements if s.lstrip().upper().startswith(("INSERT", "UPDATE"))]
+    assert not any("UPDATE" in s.upper() for s in writes)  # no row of the archive rewritten
+    assert sum("temp.taken" in s for s in writes) == len(ids)  # one executemany: a row each
+
+
+def test_what_a_run_took_is_forgotten_by_the_next_run(state: State) -> None:
+    assert state.claim_block([A, B], "run-1") == [(None, False), (None, False)]
+    assert state.claim_block([A], "run-1") == [(Seen(None, None, None), True)]  # in flight
+    state.record(archived(A))
+    assert state.claim_block([A, A], "run-2") == [
+        (Seen("archived", f"{A}.mp4", 1234), False),
+        (Seen("archived", f"{A}.mp4", 1234), True),
+    ]
 
 
 def test_new_calls_are_numbered_in_the_order_first_recorded(state: State) -> None:

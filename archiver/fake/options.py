@@ -15,7 +15,6 @@ from archiver.fake.config import (
     FaultKind,
     parse_fault,
 )
-from archiver.fake.server import FakeOSVI
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
 
@@ -150,6 +149,8 @@ def config_from_args(args: argparse.Namespace) -> FakeConfig:
 
 async def serve_until_signalled(args: argparse.Namespace) -> None:
     """Start the fake, print how to reach it, and run until SIGINT or SIGTERM."""
+    from archiver.fake.server import FakeOSVI  # the web side: only when served
+
     fake = FakeOSVI(
         config_from_args(args),
         host=args.host,

@@ -83,9 +83,11 @@ def statuses(out_dir: Path) -> dict[str, str]:
     return {c["call_id"]: c["status"] for c in manifest_of(out_dir)["calls"]}
 
 
-def assert_byte_exact(fake: FakeOSVI, out_dir: Path, ids: Iterable[str]) -> None:
+def assert_byte_exact(
+    fake: FakeOSVI, out_dir: Path, ids: Iterable[str], shard: tuple[int, int] | None = None
+) -> None:
     """Each call is archived, its file hashes to the fake's bytes, and nothing half-written."""
-    calls = {c["call_id"]: c for c in manifest_of(out_dir)["calls"]}
+    calls = {c["call_id"]: c for c in manifest_of(out_dir, shard)["calls"]}
     for call_id in ids:
         entry = calls[call_id]
         assert entry["status"] == "archived", entry

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 
@@ -420,6 +421,36 @@ async def test_temp_files_a_power_cut_left_are_removed_at_the_start(
     assert not any(path.exists() for path in stale)
     assert all(path.exists() for path in others)  # a shard's own: not this run's to remove
     assert not old_metrics_temp.exists()
+
+
+async def test_the_manifests_temp_files_are_looked_for_in_its_parts_folder_only(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    fake = await make_fake(small())
+    out = tmp_path / "out"
+    assert (await run_fake(fake, out, tmp_path / "m.prom")).exit_code == 0
+    stale = [
+        out / "manifest" / ".manifest.json.a1.tmp",
+        out / "manifest" / ".part-000000.json.b2.tmp",
+    ]
+    for path in stale:
+        path.write_text("{")
+    kept = out / "manifest.shard-0-of-2" / ".part-000000.json.c3.tmp"  # a shard's
+    kept.parent.mkdir()
+    kept.write_text("{")
+    listed: list[Path] = []
+    real_glob = Path.glob
+
+    def watched(self: Path, pattern: str) -> object:
+        listed.append(self)
+        return real_glob(self, pattern)
+
+    with patch.object(Path, "glob", watched):
+        assert (await run_fake(fake, out, tmp_path / "m.prom")).exit_code == 0
+    assert not any(path.exists() for path in stale)
+    assert kept.exists()
+    assert out not in listed  # the archive's root (every recording) is never listed
+    assert not [p for p in out.glob(".manifest.json.*.tmp")]
 
 
 async def test_a_symlink_planted_at_a_part_path_is_not_written_through(
