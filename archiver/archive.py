@@ -23,6 +23,7 @@ from tenacity import RetryCallState
 
 from archiver import layout as layouts
 from archiver.api import OsviApi
+from archiver.counts import Receiving
 from archiver.download import Downloaded, Downloader, Transfer
 from archiver.errors import (
     ApiRejected,
@@ -36,7 +37,6 @@ from archiver.errors import (
     as_call_error,
 )
 from archiver.listing import layout_fields_of, started_at_of
-from archiver.progress import Receiving
 from archiver.redaction import shorten
 from archiver.retrying import call_retrying
 from archiver.state import CallRecord, utc_now

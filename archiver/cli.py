@@ -23,14 +23,7 @@ from rich.console import Console
 from archiver import layout as layouts
 from archiver.errors import InternalError, RunError, UsageError
 from archiver.fake import options as fake_options
-from archiver.inputs import (
-    InputItem,
-    canonical_uuid,
-    check_sources,
-    count_ids,
-    read_sources,
-    resolve_shard,
-)
+from archiver.inputs import InputItem, canonical_uuid, check_sources, count_ids, read_sources
 from archiver.listing import CALL_STATUSES, Filters
 from archiver.logs import forget_format, json_mode, setup_logging
 from archiver.options import NOT_SETTINGS, build_parser
@@ -43,6 +36,7 @@ from archiver.settings import (
     load_settings,
     require_token,
 )
+from archiver.shard import resolve_shard
 from archiver.times import parse_moment
 
 if TYPE_CHECKING:
@@ -203,15 +197,16 @@ def _sync(args: argparse.Namespace) -> int:
 
 def _dry_run_input(args: argparse.Namespace, settings: Settings, items: Iterator[InputItem]) -> int:
     """`run --dry-run`: the state read-only, the input read; no token needed, nothing asked."""
-    from archiver.dryrun import DryRun, retried_ids
-    from archiver.run import RETRIED_FIRST, RETRY_FAILED, warn_other_sharding
+    from archiver.decide import taken_first
+    from archiver.dryrun import DryRun
+    from archiver.run import warn_other_sharding
     from archiver.state import existing_state
 
     shard = _shard(args.shard)
     warn_other_sharding(settings.out_dir, shard)
     with existing_state(settings.out_dir, shard) as state:
         dry = DryRun(state, settings.out_dir, sys.stdout, force=args.force, shard=shard)
-        dry.retries(retried_ids(state, RETRY_FAILED if args.retry_failed else RETRIED_FIRST))
+        dry.items(taken_first(state, "run", retry_failed=args.retry_failed))
         dry.items(items)
     print(dry.counts.render(), file=sys.stderr)
     return dry.counts.exit_code
@@ -225,11 +220,12 @@ def _dry_run_sync(
     shard: tuple[int, int] | None,
 ) -> int:
     """`sync --dry-run`: lists calls through the API (no recording URL), state read-only."""
-    from archiver.dryrun import DryRun, retried_ids
+    from archiver.decide import taken_first
+    from archiver.dryrun import DryRun
     from archiver.listing import RetriedListing
     from archiver.run import open_api, warn_other_sharding
     from archiver.state import existing_state
-    from archiver.sync import RETRIED_FIRST, listed_ids, plan, read_watermark
+    from archiver.sync import listed_ids, plan, read_watermark
 
     require_token(settings)  # before a line is printed: the listing needs it
     warn_other_sharding(settings.out_dir, shard)
@@ -242,7 +238,7 @@ def _dry_run_sync(
 
     with existing_state(settings.out_dir, shard) as state:
         dry = DryRun(state, settings.out_dir, sys.stdout, force=args.force, shard=shard)
-        dry.retries(retried_ids(state, RETRIED_FIRST))
+        dry.items(taken_first(state, "sync"))
         asyncio.run(go(dry, state))
     print(dry.counts.render(), file=sys.stderr)
     return dry.counts.exit_code

@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from archiver.inputs import InputItem, InvalidRow, shard_of
-from archiver.pipeline import still_archived
-from archiver.state import CallRecord, Shard, State
+from archiver.decide import Decision, Skipped, decide, on_disk_in
+from archiver.inputs import InputItem, InvalidRow
+from archiver.shard import Shard, in_shard
+from archiver.state import State
 
 log = logging.getLogger("archiver.dryrun")
 
@@ -66,7 +67,7 @@ class DryRun:
         shard: Shard | None = None,
     ) -> None:
         self._state = state
-        self._out_dir = out_dir
+        self._on_disk = on_disk_in(out_dir)
         self._out = out
         self._force = force
         self._shard = shard
@@ -74,16 +75,12 @@ class DryRun:
         self._retried: set[int] = set()  # ids taken from the state first: no duplicates
         self.counts = DryRunCounts()
 
-    def retries(self, state_ids: list[str]) -> None:
-        for call_id in state_ids:
-            self.call(call_id, retried=True)
-
-    def items(self, items: Iterator[InputItem]) -> None:
+    def items(self, items: Iterable[InputItem]) -> None:
         for item in items:
             if isinstance(item, InvalidRow):
                 self._invalid(item)
             else:
-                self.call(item.call_id)
+                self.call(item.call_id, retried=item.retried)
 
     async def listed(self, listed: AsyncIterator[str | InvalidRow]) -> None:
         async for item in listed:
@@ -97,41 +94,29 @@ class DryRun:
         print(f"invalid\t{row.source} line {row.line}\t{row.reason} ({row.value})", file=self._out)
 
     def call(self, call_id: str, *, retried: bool = False) -> None:
-        """One id; `retried` when the run takes it from the state (pending, failed) first."""
-        if self._shard and shard_of(call_id, self._shard[1]) != self._shard[0]:
+        """One id; `retried` when the run takes it from the state (pending, failed) first.
+        The same decision as the run's (decide.decide); only the repeats are found another
+        way (a set here, the state's temporary table in the run)."""
+        if not in_shard(call_id, self._shard):
             self.counts.other_shards += 1
             return
         key = int(call_id.replace("-", ""), 16)
-        if key in self._seen:
-            if key not in self._retried:
-                self._say("skip", call_id, "duplicate in the input")
-            return
+        repeat = key in self._seen
         self._seen.add(key)
         if retried:
             self._retried.add(key)
-        action, reason = self._decide(self._state.get(call_id) if self._state else None)
-        self._say(action, call_id, reason)
+        previous = self._state.get(call_id) if self._state and not repeat else None
+        decision = decide(
+            previous,
+            repeat=repeat,
+            retried=key in self._retried,
+            force=self._force,
+            on_disk=self._on_disk,
+        )
+        if decision.skipped is not Skipped.RETRIED_AGAIN:  # said once, when taken first
+            self._say(call_id, decision)
 
-    def _decide(self, record: CallRecord | None) -> tuple[str, str]:
-        if record is None or record.status is None:
-            return "download", "new"
-        if record.status == "archived":
-            if self._force:
-                return "download", "archived, --force"
-            if still_archived(self._out_dir, record):
-                return "skip", "already archived"
-            return "download", "archived, but its file is missing or changed"
-        if record.status == "failed":
-            return "download", f"failed before ({record.error_kind or 'unknown'})"
-        if record.status == "pending":
-            return "download", "pending: asked again"
-        return "download", "not available before: asked again"
-
-    def _say(self, action: str, call_id: str, reason: str) -> None:
-        (self.counts.download if action == "download" else self.counts.skip)[reason] += 1
-        print(f"{action}\t{call_id}\t{reason}", file=self._out)
-
-
-def retried_ids(state: State | None, statuses: tuple[str, ...]) -> list[str]:
-    """The ids a run takes from the state before its input (run.RETRIED_FIRST and friends)."""
-    return list(state.ids_with_status(statuses)) if state else []
+    def _say(self, call_id: str, decision: Decision) -> None:
+        counts = self.counts.download if decision.download else self.counts.skip
+        counts[decision.reason] += 1
+        print(f"{decision.action}\t{call_id}\t{decision.reason}", file=self._out)

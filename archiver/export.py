@@ -21,7 +21,8 @@ from typing import Any, TextIO
 
 from archiver.errors import LocalError
 from archiver.manifest import manifest_name
-from archiver.state import Shard, states_in
+from archiver.shard import Shard
+from archiver.state import states_in
 
 log = logging.getLogger("archiver.export")
 FORMATS = ("json", "jsonl", "csv")

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import hashlib
 import io
 import os
 import re
 import stat
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from archiver.errors import UsageError
+from archiver.shard import shard_index
 
 STDIN = "<stdin>"
 # A call id row is ~40 characters; anything this long is garbage, and capping it keeps memory
@@ -28,7 +28,6 @@ MAX_LINE_CHARS = 64 * 1024
 _SHOWN_CHARS = 80
 _DEFAULT_COLUMNS = ("call_id", "id")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I | re.A)
-_SHARD = re.compile(r"(\d+)/(\d+)", re.A)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +35,7 @@ class CallId:
     call_id: str
     source: str
     line: int
+    retried: bool = False  # taken from the archive's state first (pending, failed calls)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,41 +69,11 @@ def canonical_uuid(text: str) -> str | None:
 
 
 def shard_of(call_id: str, count: int) -> int:
+    """The shard of any spelling of a call id (shard.shard_index for a canonical one)."""
     canonical = canonical_uuid(call_id)
     if canonical is None or count < 1:
         raise ValueError(f"shard_of needs a UUID and a count >= 1, got {call_id!r}, {count}")
     return shard_index(canonical, count)
-
-
-def shard_index(canonical: str, count: int) -> int:
-    """`shard_of` for an id already canonical (what the readers and the listing give): the
-    same number, without parsing it again (a million-id run computes it a million times)."""
-    digest = hashlib.sha256(canonical.encode("ascii")).digest()
-    return int.from_bytes(digest[:8], "big") % count
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    match = _SHARD.fullmatch(text.strip())
-    if match is not None:
-        index, count = int(match[1]), int(match[2])
-        if index < count:
-            return index, count
-    raise UsageError(f"--shard must be K/N with 0 <= K < N, e.g. 0/4; got {text!r}")
-
-
-_SHARD_INDEX_VARIABLES = ("JOB_COMPLETION_INDEX", "AWS_BATCH_JOB_ARRAY_INDEX")
-
-
-def resolve_shard(text: str, environ: Mapping[str, str]) -> tuple[int, int]:
-    """`K/N`, or `auto/N` taking K from a Kubernetes Indexed Job (JOB_COMPLETION_INDEX) or an
-    AWS Batch array job (AWS_BATCH_JOB_ARRAY_INDEX)."""
-    head, sep, count = text.strip().partition("/")
-    if head != "auto" or not sep:
-        return parse_shard(text)
-    for name in _SHARD_INDEX_VARIABLES:
-        if environ.get(name, "").strip():
-            return parse_shard(f"{environ[name].strip()}/{count}")
-    raise UsageError(f"--shard {text}: neither {' nor '.join(_SHARD_INDEX_VARIABLES)} is set")
 
 
 def read_sources(

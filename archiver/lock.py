@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import IO
 
 from archiver.errors import ArchiveLocked
-from archiver.state import Shard, state_folder, utc_now
+from archiver.shard import Shard
+from archiver.state import state_folder, utc_now
 from archiver.storage import FOLDER_MODE, ensure_folder, local_error, refuse_link
 
 

@@ -25,7 +25,8 @@ from typing import Any
 
 from archiver import __version__, catalog
 from archiver.catalog import PartInfo, Snapshot, snapshot, store
-from archiver.state import CallRecord, Shard, State, shard_suffix, utc_now
+from archiver.shard import Shard, shard_suffix
+from archiver.state import CallRecord, State, utc_now
 from archiver.storage import write_atomic
 
 MANIFEST_NAME = "manifest.json"

@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from archiver.state import Shard
+from archiver.counts import Counts
+from archiver.shard import Shard, shard_text
 from archiver.storage import write_atomic
-from archiver.summary import Counts
 
 METRICS_MODE = 0o644
 FINAL_STATUSES = ("archived", "already_archived", "pending", "not_available", "failed")
@@ -56,7 +56,7 @@ def render(metrics: RunMetrics) -> str:
     """The textfile's content (text exposition format 0.0.4)."""
     base = {"command": metrics.command}
     if metrics.shard:
-        base["shard"] = f"{metrics.shard[0]}/{metrics.shard[1]}"
+        base["shard"] = shard_text(metrics.shard)
     lines: list[str] = []
 
     def family(name: str, help_text: str, samples: Iterator[tuple[str, float]]) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from archiver import __version__, metrics
+from archiver.counts import Counts
 from archiver.errors import InternalError, Interrupted, LocalError, RunError
 from archiver.manifest import (
     RUNS_DIR,
@@ -24,9 +25,10 @@ from archiver.manifest import (
 )
 from archiver.redaction import scrub
 from archiver.settings import Settings
-from archiver.state import Shard, State, shard_label, shard_suffix, utc_now
+from archiver.shard import Shard, shard_label, shard_suffix
+from archiver.state import State, utc_now
 from archiver.storage import remove_stale_temps
-from archiver.summary import Counts, exit_code
+from archiver.summary import exit_code
 
 log = logging.getLogger("archiver.run")
 LAST_SUCCESS_KEY = "last_success_at"  # state meta: epoch seconds of the last run that exited 0

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,9 +21,11 @@ from pathlib import Path
 from typing import Protocol
 
 from archiver.archive import CallArchiver
-from archiver.inputs import CallId, InputItem, InvalidRow, shard_index
+from archiver.counts import RunView
+from archiver.decide import Filed, Skipped, decide, on_disk_in
+from archiver.inputs import CallId, InputItem, InvalidRow
 from archiver.limits import InFlight
-from archiver.progress import RunView
+from archiver.shard import Shard, in_shard
 from archiver.state import State
 
 log = logging.getLogger("archiver.run")
@@ -42,8 +43,6 @@ class Listed:
 
 Work = InputItem | Listed
 Call = CallId | Listed  # what a worker archives
-# Sources of ids the run takes from the archive's own state rather than from its input.
-STATE_SOURCES = frozenset({"<pending>", "<retry-failed>", "<pending or failed>"})
 
 
 class Source(Protocol):
@@ -53,17 +52,6 @@ class Source(Protocol):
     async def next_block(self) -> Sequence[Work] | None: ...
     def finished(self, item: Work) -> None: ...
     def close(self) -> None: ...
-
-
-class Filed(Protocol):
-    """What `still_archived` reads of a call (a state's Seen or CallRecord)."""
-
-    @property
-    def status(self) -> str | None: ...
-    @property
-    def path(self) -> str | None: ...
-    @property
-    def bytes(self) -> int | None: ...
 
 
 class Pipeline:
@@ -77,7 +65,7 @@ class Pipeline:
         concurrency: int,
         force: bool,
         view: RunView,
-        shard: tuple[int, int] | None = None,
+        shard: Shard | None = None,
         in_flight: InFlight | None = None,
     ) -> None:
         # Workers stay `concurrency`; this window lets fewer of them work while throttled.
@@ -86,8 +74,7 @@ class Pipeline:
         self._state = state
         self._archiver = archiver
         self._run_id = run_id
-        self._out_dir = out_dir
-        self._folder = str(out_dir)
+        self._on_disk = on_disk_in(out_dir)
         self._concurrency = concurrency
         self._force = force
         self.counts = view.counts
@@ -125,7 +112,7 @@ class Pipeline:
         for item in block:
             if isinstance(item, InvalidRow):
                 self._invalid(item)
-            elif self._shard and shard_index(item.call_id, self._shard[1]) != self._shard[0]:
+            elif not in_shard(item.call_id, self._shard):
                 self.counts.other_shards += 1
             else:
                 calls.append(item)
@@ -143,19 +130,22 @@ class Pipeline:
         return todo
 
     def _skip(self, item: Call, previous: Filed | None, repeat: bool) -> bool:
-        if isinstance(item, CallId) and item.source in STATE_SOURCES:
+        if isinstance(item, CallId) and item.retried:
             self._retried.add(item.call_id)
-        if repeat:
-            # A call the archive retried first and the input names again is no duplicate row.
-            if item.call_id in self._retried:
-                self._view.retried_again += 1
-            else:
-                self.counts.duplicates += 1
-            return True
-        if not self._force and previous is not None and still_archived(self._folder, previous):
+        decision = decide(
+            previous,
+            repeat=repeat,
+            retried=item.call_id in self._retried,
+            force=self._force,
+            on_disk=self._on_disk,
+        )
+        if decision.skipped is Skipped.ALREADY_ARCHIVED:
             self.counts.add("already_archived", item.call_id, None)
-            return True
-        return False
+        elif decision.skipped is Skipped.DUPLICATE:
+            self.counts.duplicates += 1
+        elif decision.skipped is Skipped.RETRIED_AGAIN:
+            self._view.retried_again += 1
+        return not decision.download
 
     def _invalid(self, row: InvalidRow) -> None:
         log.warning(
@@ -183,15 +173,3 @@ class Pipeline:
             self.counts.add(status, call_id, record.bytes)  # the run's last commit keeps it
             raise
         self.counts.add(status, call_id, record.bytes)
-
-
-def still_archived(out_dir: Path | str, record: Filed) -> bool:
-    """Archived before and still on disk with the right size: nothing to do (a full re-hash
-    is `verify`'s job). Plain os.path: a rerun asks it of every id (pathlib costs 7 µs)."""
-    if record.status != "archived" or record.path is None:
-        return False
-    try:
-        found = os.stat(f"{out_dir}/{record.path}")  # noqa: PTH116 (the hot path: see above)
-        return found.st_size == record.bytes
-    except OSError:
-        return False

@@ -19,7 +19,6 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Protocol
 
 from rich.console import Console, Group, RenderableType
@@ -28,7 +27,8 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from archiver.summary import Counts, size_text
+from archiver.counts import Counts, Receiving, RunView
+from archiver.summary import size_text
 
 log = logging.getLogger("archiver.progress")
 REFRESH = 0.25  # seconds between two frames of the live display
@@ -44,41 +44,6 @@ _STATUSES = (
     ("invalid_rows", "invalid rows"),
     ("other_shards", "other shards"),
 )
-
-
-class Receiving(Protocol):
-    """A download in flight, as a display sees it (download.Transfer)."""
-
-    @property
-    def arrived(self) -> int: ...  # bytes received so far
-
-    total: int | None
-
-
-@dataclass
-class RunView:
-    """A run's progress, written by the pipeline, read by the displays."""
-
-    counts: Counts = field(default_factory=Counts)
-    total: int | None = None  # ids the input holds, when known cheaply
-    downloads: dict[str, Receiving] = field(default_factory=dict)  # call id -> in flight
-    started: float = field(default_factory=time.monotonic)
-    # Ids retried first from the state (they are in the total) that the input names again:
-    # done once, counted here so that `done` still reaches the total.
-    retried_again: int = 0
-
-    def add_total(self, more: int) -> None:
-        self.total = (self.total or 0) + more
-
-    @property
-    def done(self) -> int:
-        """Ids taken from the input and dealt with, skipped ones included."""
-        c = self.counts
-        return c.done + c.duplicates + c.invalid_rows + c.other_shards + self.retried_again
-
-    def bytes_now(self) -> int:
-        """Bytes archived plus those received so far by the downloads in flight."""
-        return self.counts.bytes + sum(d.arrived for d in self.downloads.values())
 
 
 class ByteRate:

@@ -19,11 +19,13 @@ from typing import Any
 
 from archiver.api import OsviApi, api_session
 from archiver.archive import CallArchiver, CallPolicy
+from archiver.counts import Counts, RunView
+from archiver.decide import taken_first
 from archiver.download import Downloader, DownloadPolicy, download_session
 from archiver.errors import InternalError, Interrupted, RunError
 from archiver.feed import BlockInput
 from archiver.http import Proxies, guarded_resolver
-from archiver.inputs import CallId, InputItem
+from archiver.inputs import InputItem
 from archiver.lag import watched
 from archiver.limits import InFlight, RateLimiter, ThrottleGate
 from archiver.lock import ArchiveLock
@@ -36,21 +38,13 @@ from archiver.outputs import (
     remove_stale_temps_of,
 )
 from archiver.pipeline import Pipeline, Source
-from archiver.progress import Progress, RunView
+from archiver.progress import Progress
 from archiver.reachability import Hosts, Reachability
 from archiver.settings import Settings, require_token
+from archiver.shard import Shard, shard_label, shard_suffix
 from archiver.signals import stop_on_signals
-from archiver.state import (
-    CallRecord,
-    Shard,
-    State,
-    shard_label,
-    shard_suffix,
-    states_in,
-    utc_now,
-)
+from archiver.state import CallRecord, State, states_in, utc_now
 from archiver.storage import ensure_folder
-from archiver.summary import Counts
 from archiver.urls import UrlRules
 
 log = logging.getLogger("archiver.run")
@@ -58,8 +52,6 @@ log = logging.getLogger("archiver.run")
 # (and tells the view the listing's total).
 SourceFactory = Callable[[State, OsviApi, RunView], Source]
 MANIFEST_INTERVAL = 60.0
-RETRIED_FIRST = ("pending",)  # what every run takes from the state before its input (§5.4)
-RETRY_FAILED = ("failed", "pending")  # what --retry-failed takes, instead of an input
 
 
 @dataclass
@@ -215,14 +207,12 @@ def _remove_stale_parts(state: State, out_dir: Path) -> None:
     state.commit()
 
 
-def _from_state(
-    state: State, statuses: tuple[str, ...], source: str, view: RunView
-) -> Iterator[InputItem]:
-    """The calls the archive lists with these statuses, read before the run changes them."""
-    ids = list(state.ids_with_status(statuses))
-    if ids:
-        view.add_total(len(ids))
-    return (CallId(call_id, source, number) for number, call_id in enumerate(ids, 1))
+def _from_state(state: State, view: RunView, *, retry_failed: bool) -> Iterator[InputItem]:
+    """The calls a run takes from the state first (decide.taken_first), in the total."""
+    first = taken_first(state, "run", retry_failed=retry_failed)
+    if first:
+        view.add_total(len(first))
+    return iter(first)
 
 
 async def _drive(
@@ -248,10 +238,10 @@ async def _drive(
     remove_stale_temps_of(settings, options.shard)
     given: _Counted | None = None
     if options.retry_failed:
-        items = _from_state(state, RETRY_FAILED, "<retry-failed>", view)
+        items = _from_state(state, view, retry_failed=True)
     elif not callable(items):  # §5.4: pending calls are tried again first, every run
         given = _Counted(items)
-        items = _then(_from_state(state, RETRIED_FIRST, "<pending>", view), given)
+        items = _then(_from_state(state, view, retry_failed=False), given)
     timeouts = (settings.connect_timeout, settings.read_timeout)
     proxies = Proxies.from_environment()  # a bad proxy variable: exit 2 before any session
     async with (

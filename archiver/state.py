@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import functools
 import os
-import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -30,12 +29,11 @@ from typing import Any, NamedTuple, ParamSpec, TypeVar
 
 from archiver.errors import DiskFull, LocalError
 from archiver.schema import MIGRATIONS, SCHEMA_VERSION
+from archiver.shard import Shard, from_label, shard_label
 from archiver.storage import ensure_folder, local_error, refuse_link
 
 STATE_DIR = ".osvi-archiver"
 STATE_FILE = "state.sqlite3"
-Shard = tuple[int, int]  # (K, N) of --shard K/N
-_SHARD_FOLDER = re.compile(r"shard-(\d+)-of-(\d+)")
 GROUP_WINDOW = 0.002  # how long a durable() waits to share its commit
 _CLAIM_CHUNK = 900  # ids per IN (...) of a block claim: under any SQLite's variable limit
 MANIFEST_CHANGE_KEY = "manifest_change"  # meta: the change number the manifest is written to
@@ -118,6 +116,7 @@ class Seen(NamedTuple):
     status: str | None
     path: str | None
     bytes: int | None
+    error_kind: str | None = None
 
 
 def _chunks(items: list[str]) -> Iterator[list[str]]:
@@ -129,18 +128,6 @@ COLUMNS = (
     "call_id, status, path, bytes, sha256, content_type, archived_at, attempts, run_id, "
     "error_kind, error_message, metadata_path, transcript_path"
 )
-
-
-def shard_label(shard: Shard | None) -> str:
-    """`shard-K-of-N`, the name a shard's own files carry in a shared archive folder (its
-    state and lock folder, manifest, run reports and `.part` files); '' for a whole run."""
-    return f"shard-{shard[0]}-of-{shard[1]}" if shard else ""
-
-
-def shard_suffix(shard: Shard | None) -> str:
-    """`.shard-K-of-N`, inserted before the extension of a shard's own file names (manifest,
-    reports, `.part` files); '' for a whole run."""
-    return f".{shard_label(shard)}" if shard else ""
 
 
 def state_folder(out_dir: Path, shard: Shard | None) -> Path:
@@ -160,9 +147,9 @@ def states_in(out_dir: Path) -> list[Shard | None]:
         return found
     shards = []
     for name in names:
-        match = _SHARD_FOLDER.fullmatch(name)
-        if match and (out_dir / STATE_DIR / name / STATE_FILE).is_file():
-            shards.append((int(match[1]), int(match[2])))
+        shard = from_label(name)
+        if shard and (out_dir / STATE_DIR / name / STATE_FILE).is_file():
+            shards.append(shard)
     return found + sorted(shards, key=lambda s: (s[1], s[0]))
 
 
@@ -302,7 +289,10 @@ class State:
         took: set[str] = set()
         for chunk in _chunks(call_ids):
             marks = ",".join("?" * len(chunk))
-            query = f"SELECT call_id, status, path, bytes FROM calls WHERE call_id IN ({marks})"
+            query = (
+                f"SELECT call_id, status, path, bytes, error_kind FROM calls "
+                f"WHERE call_id IN ({marks})"
+            )
             found.update((row[0], row) for row in self._db.execute(query, chunk))
             rows = ",".join(["(?)"] * len(chunk))
             query = f"INSERT INTO temp.taken VALUES {rows} ON CONFLICT DO NOTHING RETURNING call_id"
@@ -312,7 +302,7 @@ class State:
         for call_id in call_ids:
             row = found.get(call_id)
             repeat = call_id not in took
-            answers.append((Seen(row[1], row[2], row[3]) if row else None, repeat))
+            answers.append((Seen(*row[1:]) if row else None, repeat))
             if repeat:
                 continue
             took.discard(call_id)  # named again later in the block: a repeat then

@@ -2,44 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from archiver.counts import Counts
 from archiver.errors import RunError
 from archiver.redaction import scrub
-
-MAX_FAILED_SHOWN = 20
-
-
-@dataclass
-class Counts:
-    archived: int = 0
-    already_archived: int = 0
-    pending: int = 0
-    not_available: int = 0
-    failed: int = 0
-    duplicates: int = 0
-    invalid_rows: int = 0
-    other_shards: int = 0  # ids left to the other shards of a --shard K/N run
-    bytes: int = 0
-    failed_ids: list[str] = field(default_factory=list)
-
-    def add(self, status: str, call_id: str, size: int | None) -> None:
-        setattr(self, status, getattr(self, status) + 1)
-        if status == "archived":
-            self.bytes += size or 0
-        elif status == "failed" and len(self.failed_ids) < MAX_FAILED_SHOWN:
-            self.failed_ids.append(call_id)
-
-    @property
-    def done(self) -> int:
-        """Calls that reached an outcome (duplicates and invalid rows are not calls)."""
-        return (
-            self.archived + self.already_archived + self.pending + self.not_available + self.failed
-        )
-
-    def to_json(self) -> dict[str, object]:
-        return asdict(self)
 
 
 def exit_code(counts: Counts, error: RunError | None) -> int:

@@ -18,9 +18,11 @@ from datetime import datetime
 from typing import Any
 
 from archiver.api import OsviApi
+from archiver.counts import RunView
+from archiver.decide import taken_first
 from archiver.errors import UsageError
 from archiver.feed import BLOCK
-from archiver.inputs import CallId, InvalidRow
+from archiver.inputs import InvalidRow
 from archiver.listing import (
     Filters,
     Pages,
@@ -32,13 +34,11 @@ from archiver.listing import (
     without_repeats,
 )
 from archiver.pipeline import Listed, Work
-from archiver.progress import RunView
 from archiver.state import State
 
 log = logging.getLogger("archiver.sync")
 WATERMARK_KEY = "sync_watermark"
 LISTING = "<listing>"  # the source named by invalid rows from the listing
-RETRIED_FIRST = ("pending", "failed")  # what every sync takes from the state before listing
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ class SyncSource:
     def __init__(self, pages: Pages, state: State, sync: SyncPlan, view: RunView) -> None:
         self._state = state
         self._plan = sync
-        self._retries = deque(state.ids_with_status(RETRIED_FIRST))
+        self._retries = deque(taken_first(state, "sync"))
         view.add_total(len(self._retries))
         self._windows: AsyncIterator[Window] = windows(
             pages, sync.filters, sync.start, sync.end, on_total=view.add_total
@@ -100,7 +100,7 @@ class SyncSource:
         unusable items, as invalid rows)."""
         if self._retries:
             count = min(len(self._retries), BLOCK)
-            return [CallId(self._retries.popleft(), "<pending or failed>", 0) for _ in range(count)]
+            return [self._retries.popleft() for _ in range(count)]
         while not self._buffer:
             window = await anext(self._windows, None)
             if window is None:

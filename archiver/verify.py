@@ -24,7 +24,8 @@ from typing import Any
 from archiver.audio import AUDIO_SUFFIXES
 from archiver.errors import LocalError
 from archiver.manifest import MANIFEST_NAME, PARTS_DIR, RUNS_DIR
-from archiver.state import STATE_DIR, STATE_FILE, CallRecord, State, shard_label, states_in
+from archiver.shard import shard_label
+from archiver.state import STATE_DIR, STATE_FILE, CallRecord, State, states_in
 from archiver.storage import PART_SUFFIX
 
 KINDS = ("missing", "truncated", "modified", "unexpected")

@@ -22,11 +22,11 @@ from archiver.inputs import (
     canonical_uuid,
     check_sources,
     count_ids,
-    parse_shard,
     read_ids,
     read_sources,
     shard_of,
 )
+from archiver.shard import parse_shard
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -603,7 +603,7 @@ def test_ids_in_another_encoding_are_reported_not_misread(encoding: str) -> None
 
 
 def test_shard_auto_takes_its_index_from_the_job_environment() -> None:
-    from archiver.inputs import resolve_shard
+    from archiver.shard import resolve_shard
 
     assert resolve_shard("auto/8", {"JOB_COMPLETION_INDEX": "3"}) == (3, 8)
     assert resolve_shard("auto/8", {"AWS_BATCH_JOB_ARRAY_INDEX": "7"}) == (7, 8)

@@ -14,9 +14,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from archiver import metrics
+from archiver.counts import Counts
 from archiver.errors import LocalError
 from archiver.metrics import METRICS_MODE, RunMetrics, _escape, render, write
-from archiver.summary import Counts
 
 COUNTS = Counts(
     archived=7,

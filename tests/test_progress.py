@@ -10,19 +10,19 @@ from dataclasses import dataclass
 import pytest
 from rich.console import Console
 
+from archiver.counts import Counts, RunView
 from archiver.progress import (
     MAX_DOWNLOADS_SHOWN,
     ByteRate,
     LiveDisplay,
     NoProgress,
-    RunView,
     StatusLines,
     duration_text,
     eta,
     status_line,
     statuses_text,
 )
-from archiver.summary import Counts, size_text
+from archiver.summary import size_text
 
 MiB = 1024 * 1024
 

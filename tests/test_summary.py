@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from archiver.counts import MAX_FAILED_SHOWN, Counts
 from archiver.errors import (
     ArchiveLocked,
     AuthError,
@@ -15,7 +16,7 @@ from archiver.errors import (
     Unavailable,
     UsageError,
 )
-from archiver.summary import MAX_FAILED_SHOWN, Counts, exit_code, render
+from archiver.summary import exit_code, render
 
 
 def call_id(n: int) -> str:

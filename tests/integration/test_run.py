@@ -296,7 +296,7 @@ async def test_the_view_shows_bytes_of_a_download_before_its_first_write(
 ) -> None:
     """A display sees a small recording's bytes as they arrive, not only once written
     (writes go in 1 MiB batches)."""
-    from archiver.progress import RunView
+    from archiver.counts import RunView
 
     fake = await make_fake(
         FakeConfig(calls=3, size_min=512 * 1024, size_max=512 * 1024, bandwidth=256 * 1024)

@@ -24,13 +24,13 @@ from archiver import archive as archive_module
 from archiver import download as download_module
 from archiver import urls
 from archiver.api import OsviApi
+from archiver.counts import Counts
 from archiver.download import Transfer
 from archiver.fake import FakeConfig, FakeOSVI, Fault, FaultKind
 from archiver.outputs import RunResult
 from archiver.pipeline import Pipeline
 from archiver.run import RunOptions
 from archiver.storage import PartFile
-from archiver.summary import Counts
 from tests.conftest import FakeFactory
 from tests.integration.archive_helpers import (
     assert_byte_exact,

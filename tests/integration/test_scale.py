@@ -246,8 +246,8 @@ async def test_sigterm_during_a_large_manifest_write_is_answered_within_5_s(
 
 def test_invalid_rows_and_other_shards_need_no_state_read(tmp_path: Path) -> None:
     """settle() claims only the calls that are this shard's."""
+    from archiver.counts import RunView
     from archiver.pipeline import Pipeline
-    from archiver.progress import RunView
 
     with State(tmp_path) as state:
         claimed: list[list[str]] = []
