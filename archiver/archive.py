@@ -37,10 +37,12 @@ from archiver.errors import (
     as_call_error,
 )
 from archiver.listing import layout_fields_of, started_at_of
+from archiver.names import METADATA_SUFFIX, TRANSCRIPT_SUFFIX, part_path
 from archiver.redaction import shorten
 from archiver.retrying import call_retrying
+from archiver.shard import Shard
 from archiver.state import CallRecord, utc_now
-from archiver.storage import PartFile, ensure_folder, part_path, remove_quietly
+from archiver.storage import PartFile, ensure_folder, remove_quietly
 
 log = logging.getLogger("archiver.call")
 MAX_MESSAGE = 1000  # characters of an error message kept in the manifest and reports
@@ -59,7 +61,7 @@ class CallPolicy:
     pending_window: float
     with_metadata: bool = False
     with_transcript: bool = False
-    part_tag: str = ""  # storage.part_path: `.shard-K-of-N` for a shard's run
+    shard: Shard | None = None  # a shard's run names its `.part` files after it
 
 
 class CallArchiver:
@@ -211,7 +213,7 @@ class CallArchiver:
         )
         path = self._policy.out_dir / relative
         ensure_folder(path.parent)
-        part = part_path(Path(relative), self._policy.part_tag)
+        part = part_path(Path(relative), self._policy.shard)
         if self._on_part is not None:
             await self._on_part(call_id, part.as_posix())
         return path, self._policy.out_dir / part
@@ -264,8 +266,8 @@ class CallArchiver:
         stem = PurePosixPath(record.path).with_suffix("")
         saved: dict[str, str] = {}
         wanted = (
-            ("metadata_path", self._policy.with_metadata, ".call.json", self._api.call, "call"),
-            ("transcript_path", self._policy.with_transcript, ".transcript.json",
+            ("metadata_path", self._policy.with_metadata, METADATA_SUFFIX, self._api.call, "call"),
+            ("transcript_path", self._policy.with_transcript, TRANSCRIPT_SUFFIX,
              self._api.transcript, "transcript"),
         )  # fmt: skip
         for key, enabled, suffix, get, what in wanted:
@@ -285,7 +287,7 @@ class CallArchiver:
     async def _save_json(self, call_id: str, relative: str, data: Any) -> None:
         """A sidecar, written as recordings are: through a `.part` registered before it exists
         (so that a crash leaves nothing the next run does not remove), then renamed."""
-        part = part_path(Path(relative), self._policy.part_tag)
+        part = part_path(Path(relative), self._policy.shard)
         if self._on_part is not None:
             await self._on_part(call_id, part.as_posix())
         body = json.dumps(data, indent=2).encode() + b"\n"

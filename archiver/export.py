@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from archiver.errors import LocalError
-from archiver.manifest import manifest_name
+from archiver.names import manifest_name
 from archiver.shard import Shard
 from archiver.state import states_in
 

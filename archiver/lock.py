@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import IO
 
 from archiver.errors import ArchiveLocked
+from archiver.names import LOCK_FILE, state_folder
 from archiver.shard import Shard
-from archiver.state import state_folder, utc_now
+from archiver.state import utc_now
 from archiver.storage import FOLDER_MODE, ensure_folder, local_error, refuse_link
 
 
@@ -21,7 +22,7 @@ class ArchiveLock:
     so a lock left by kill -9 or a power cut never blocks the next run."""
 
     def __init__(self, out_dir: Path, shard: Shard | None = None) -> None:
-        self.path = state_folder(out_dir, shard) / "lock"
+        self.path = state_folder(out_dir, shard) / LOCK_FILE
         self._handle: IO[str] | None = None
 
     def acquire(self) -> None:

@@ -25,13 +25,11 @@ from typing import Any
 
 from archiver import __version__, catalog
 from archiver.catalog import PartInfo, Snapshot, snapshot, store
-from archiver.shard import Shard, shard_suffix
+from archiver.names import RUNS_DIR, manifest_name, part_name, parts_dir, report_name
+from archiver.shard import MARK, Shard, shard_suffix
 from archiver.state import CallRecord, State, utc_now
 from archiver.storage import write_atomic
 
-MANIFEST_NAME = "manifest.json"
-PARTS_DIR = "manifest"
-RUNS_DIR = "runs"
 SCHEMA_VERSION = 2
 STATUSES = ("archived", "pending", "not_available", "failed")
 
@@ -73,24 +71,6 @@ def json_list(items: Iterable[Any]) -> Iterator[bytes]:
     for item in items:
         yield separator + json.dumps(item, separators=(",", ":")).encode()
         separator = b",\n  "
-
-
-def manifest_name(shard: Shard | None) -> str:
-    """`manifest.json`; a shard's is `manifest.shard-K-of-N.json` (the calls it archived)."""
-    return f"manifest{shard_suffix(shard)}.json"
-
-
-def parts_dir(shard: Shard | None) -> str:
-    """`manifest/`; a shard's parts are in `manifest.shard-K-of-N/`."""
-    return f"{PARTS_DIR}{shard_suffix(shard)}"
-
-
-def part_name(part: int, shard: Shard | None) -> str:
-    return f"{parts_dir(shard)}/part-{part:06d}.json"
-
-
-def report_name(run_id: str, shard: Shard | None) -> str:
-    return f"{run_id}{shard_suffix(shard)}.json"
 
 
 def write_manifest(
@@ -219,7 +199,7 @@ def prune_run_reports(out_dir: Path, keep: int, shard: Shard | None = None) -> l
     reports = sorted(
         path
         for path in (out_dir / RUNS_DIR).glob("*.json")
-        if path.name.endswith(label) and (shard or ".shard-" not in path.name)
+        if path.name.endswith(label) and (shard or MARK not in path.name)
     )
     doomed = reports[: max(0, len(reports) - keep)]
     for path in doomed:

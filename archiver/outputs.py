@@ -15,17 +15,11 @@ from typing import Any
 from archiver import __version__, metrics
 from archiver.counts import Counts
 from archiver.errors import InternalError, Interrupted, LocalError, RunError
-from archiver.manifest import (
-    RUNS_DIR,
-    manifest_name,
-    parts_dir,
-    prune_run_reports,
-    write_manifest,
-    write_run_report,
-)
+from archiver.manifest import prune_run_reports, write_manifest, write_run_report
+from archiver.names import RUNS_DIR, manifest_name, parts_dir
 from archiver.redaction import scrub
 from archiver.settings import Settings
-from archiver.shard import Shard, shard_label, shard_suffix
+from archiver.shard import MARK, Shard, shard_label, shard_suffix
 from archiver.state import State, utc_now
 from archiver.storage import remove_stale_temps
 from archiver.summary import exit_code
@@ -191,7 +185,7 @@ def remove_stale_temps_of(settings: Settings, shard: Shard | None) -> None:
     if not parts.is_dir():
         removed += remove_stale_temps(out, glob.escape(manifest_name(shard)))
     reports = "*" + glob.escape(f"{shard_suffix(shard)}.json")
-    removed += remove_stale_temps(out / RUNS_DIR, reports, unless=None if shard else ".shard-")
+    removed += remove_stale_temps(out / RUNS_DIR, reports, unless=None if shard else MARK)
     if settings.metrics_file is not None:
         folder, name = settings.metrics_file.parent, glob.escape(settings.metrics_file.name)
         removed += remove_stale_temps(folder, name, older_than=METRICS_TEMP_AGE)

@@ -41,7 +41,7 @@ from archiver.pipeline import Pipeline, Source
 from archiver.progress import Progress
 from archiver.reachability import Hosts, Reachability
 from archiver.settings import Settings, require_token
-from archiver.shard import Shard, shard_label, shard_suffix
+from archiver.shard import Shard, shard_label
 from archiver.signals import stop_on_signals
 from archiver.state import CallRecord, State, states_in, utc_now
 from archiver.storage import ensure_folder
@@ -232,7 +232,7 @@ async def _drive(
         pending_window=settings.pending_window,
         with_metadata=settings.with_metadata,
         with_transcript=settings.with_transcript,
-        part_tag=shard_suffix(options.shard),
+        shard=options.shard,
     )
     _remove_stale_parts(state, settings.out_dir)
     remove_stale_temps_of(settings, options.shard)

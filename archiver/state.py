@@ -28,12 +28,11 @@ from pathlib import Path
 from typing import Any, NamedTuple, ParamSpec, TypeVar
 
 from archiver.errors import DiskFull, LocalError
+from archiver.names import STATE_DIR, STATE_FILE, state_folder
 from archiver.schema import MIGRATIONS, SCHEMA_VERSION
-from archiver.shard import Shard, from_label, shard_label
+from archiver.shard import Shard, from_label
 from archiver.storage import ensure_folder, local_error, refuse_link
 
-STATE_DIR = ".osvi-archiver"
-STATE_FILE = "state.sqlite3"
 GROUP_WINDOW = 0.002  # how long a durable() waits to share its commit
 _CLAIM_CHUNK = 900  # ids per IN (...) of a block claim: under any SQLite's variable limit
 MANIFEST_CHANGE_KEY = "manifest_change"  # meta: the change number the manifest is written to
@@ -128,12 +127,6 @@ COLUMNS = (
     "call_id, status, path, bytes, sha256, content_type, archived_at, attempts, run_id, "
     "error_kind, error_message, metadata_path, transcript_path"
 )
-
-
-def state_folder(out_dir: Path, shard: Shard | None) -> Path:
-    """`.osvi-archiver/` for a whole run, `.osvi-archiver/shard-K-of-N/` for a shard: N shards
-    sharing one folder never touch each other's state or lock."""
-    return out_dir / STATE_DIR / shard_label(shard) if shard else out_dir / STATE_DIR
 
 
 def states_in(out_dir: Path) -> list[Shard | None]:

@@ -21,8 +21,8 @@ from typing import Any, BinaryIO
 import aiofiles.os
 
 from archiver.errors import DiskFull, LocalError
+from archiver.names import temp_affixes, temp_glob
 
-PART_SUFFIX = ".part"
 # New files of the tool's own: never through a symbolic link, never an existing file.
 CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 FOLDER_MODE = 0o700  # recordings are personal data: folders are owner-only
@@ -77,12 +77,6 @@ def fsync_folder(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def part_path(final: Path, tag: str = "") -> Path:
-    """`<final>.part`; a shard's is `<final>.shard-K-of-N.part` (its `tag`), so that runs
-    sharded different ways on one folder can never write into the same `.part`."""
-    return final.with_name(f"{final.name}{tag}{PART_SUFFIX}")
 
 
 class PartFile:
@@ -180,7 +174,7 @@ def remove_stale_temps(
     removed = 0
     now = time.time()
     try:
-        found = list(folder.glob(f".{name_glob}.*.tmp"))
+        found = list(folder.glob(temp_glob(name_glob)))
     except OSError:
         return 0
     for temp in found:
@@ -209,7 +203,8 @@ def write_atomic(
         ensure_folder(temp_dir)
     written = 0
     try:
-        fd, temp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+        prefix, suffix = temp_affixes(path.name)
+        fd, temp = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=suffix)
         try:
             os.fchmod(fd, file_mode)
             with os.fdopen(fd, "wb", buffering=1 << 20) as handle:

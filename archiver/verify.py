@@ -13,7 +13,6 @@ import contextlib
 import errno
 import hashlib
 import os
-import re
 import stat
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -23,17 +22,13 @@ from typing import Any
 
 from archiver.audio import AUDIO_SUFFIXES
 from archiver.errors import LocalError
-from archiver.manifest import MANIFEST_NAME, PARTS_DIR, RUNS_DIR
+from archiver.names import STATE_DIR, STATE_FILE, is_tool_file, sidecar_stem
 from archiver.shard import shard_label
-from archiver.state import STATE_DIR, STATE_FILE, CallRecord, State, states_in
-from archiver.storage import PART_SUFFIX
+from archiver.state import CallRecord, State, states_in
 
 KINDS = ("missing", "truncated", "modified", "unexpected")
 MAX_PROBLEMS_SHOWN = 100
 _CHUNK = 1 << 20  # files are hashed 1 MiB at a time: a recording never sits in memory
-_TOP_LEVEL_OWN = frozenset({STATE_DIR, MANIFEST_NAME, PARTS_DIR, RUNS_DIR})
-_SHARD_MANIFEST = re.compile(r"manifest\.shard-\d+-of-\d+(\.json)?")  # its index, its parts
-_SIDECAR_SUFFIXES = (".call.json", ".transcript.json")
 # Every extension a recording can get (audio.extension), tried to find a sidecar's recording.
 _RECORDING_SUFFIXES = tuple(sorted({*AUDIO_SUFFIXES, ".bin"}))
 # O_NONBLOCK: opening a FIFO left at an archived path must not hang the check.
@@ -174,19 +169,11 @@ def _entries(out_dir: Path, folder: str) -> list[tuple[str, str]]:
     found = []
     with os.scandir(out_dir / folder) as entries:
         for entry in entries:
-            if not _tool_file(folder, entry.name):
+            if not is_tool_file(folder, entry.name):
                 relative = f"{folder}/{entry.name}" if folder else entry.name
                 found.append((relative, _kind(entry)))
     found.sort()
     return found
-
-
-def _tool_file(folder: str, name: str) -> bool:
-    """The tool's own: state, manifest and reports, a `.part` of a run in flight, the temp
-    file of an atomic write (storage.write_atomic)."""
-    if not folder and (name in _TOP_LEVEL_OWN or _SHARD_MANIFEST.fullmatch(name)):
-        return True
-    return name.endswith(PART_SUFFIX) or (name.startswith(".") and name.endswith(".tmp"))
 
 
 def _kind(entry: os.DirEntry[str]) -> str:
@@ -201,17 +188,10 @@ def _owned(state: State, relative: str) -> bool:
     """An archived call's file, or a sidecar of one (`<stem>.call.json` beside `<stem><ext>`)."""
     if state.find_path(relative) is not None:
         return True
-    stem = _sidecar_stem(relative)
+    stem = sidecar_stem(relative)
     return stem is not None and any(
         state.find_path(stem + suffix) is not None for suffix in _RECORDING_SUFFIXES
     )
-
-
-def _sidecar_stem(relative: str) -> str | None:
-    for suffix in _SIDECAR_SUFFIXES:
-        if relative.endswith(suffix):
-            return relative[: -len(suffix)]
-    return None
 
 
 def _unexpected_detail(relative: str, kind: str) -> str:
@@ -219,7 +199,7 @@ def _unexpected_detail(relative: str, kind: str) -> str:
         return "a symbolic link no archived call owns (not followed)"
     if kind == "other":
         return "not a regular file, and no archived call owns it"
-    if _sidecar_stem(relative) is not None:
+    if sidecar_stem(relative) is not None:
         return "a sidecar of no archived recording"
     return "no archived call owns this file"
 

@@ -12,16 +12,14 @@ from jsonschema import Draft202012Validator
 
 from archiver import __version__
 from archiver.manifest import (
-    MANIFEST_NAME,
-    PARTS_DIR,
-    RUNS_DIR,
     entry,
     load_schema,
     prune_run_reports,
     write_manifest,
     write_run_report,
 )
-from archiver.state import STATE_DIR, CallRecord, State
+from archiver.names import MANIFEST_NAME, PARTS_DIR, RUNS_DIR, STATE_DIR
+from archiver.state import CallRecord, State
 
 A = "11111111-1111-4111-8111-111111111111"
 B = "22222222-2222-4222-8222-222222222222"

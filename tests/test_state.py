@@ -12,7 +12,8 @@ import pytest
 
 from archiver.errors import ArchiveLocked, DiskFull, LocalError
 from archiver.lock import ArchiveLock
-from archiver.state import STATE_DIR, CallRecord, Seen, State, state_error, state_folder, states_in
+from archiver.names import STATE_DIR, state_folder
+from archiver.state import CallRecord, Seen, State, state_error, states_in
 
 A = "11111111-1111-4111-8111-111111111111"
 B = "22222222-2222-4222-8222-222222222222"

@@ -11,13 +11,12 @@ from pathlib import Path
 import pytest
 
 from archiver.errors import DiskFull, LocalError
+from archiver.names import PART_SUFFIX, part_path
 from archiver.storage import (
     FOLDER_MODE,
-    PART_SUFFIX,
     PartFile,
     ensure_folder,
     local_error,
-    part_path,
     remove_quietly,
     write_atomic,
     write_atomic_json,
@@ -274,7 +273,7 @@ async def test_remove_quietly_removes_a_part_and_ignores_a_missing_one(tmp_path:
 
 
 def test_a_shard_tags_its_part_files() -> None:
-    tagged = part_path(Path("/a/c.mp4"), ".shard-1-of-4")
+    tagged = part_path(Path("/a/c.mp4"), (1, 4))
     assert tagged == Path("/a/c.mp4.shard-1-of-4.part")
     assert tagged.name.endswith(PART_SUFFIX)  # still the tool's own for verify
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from archiver.errors import LocalError
-from archiver.state import STATE_DIR, CallRecord, State
+from archiver.names import STATE_DIR
+from archiver.state import CallRecord, State
 from archiver.verify import (
     MAX_PROBLEMS_SHOWN,
     Problem,

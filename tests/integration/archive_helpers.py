@@ -15,7 +15,8 @@ import jsonschema
 from archiver.export import export
 from archiver.fake import FakeOSVI
 from archiver.inputs import read_ids
-from archiver.manifest import load_schema, manifest_name
+from archiver.manifest import load_schema
+from archiver.names import manifest_name
 from archiver.outputs import RunResult
 from archiver.progress import NoProgress
 from archiver.run import RunOptions, execute

@@ -1,0 +1,91 @@
+"""Every name the tool gives in an archive folder, made here only (verify reads them too).
+
+<archive>/
+  <recordings, laid out by `layout`>  <stem><ext>, beside it <stem>.call.json and
+                                      <stem>.transcript.json (--with-metadata/-transcript)
+  <file>.part, <file>.shard-K-of-N.part   a download in flight
+  manifest.json, manifest/part-NNNNNN.json   the manifest's index and parts
+  runs/<run_id>.json                  the run reports
+  .osvi-archiver/state.sqlite3, lock  the state and the lock of the whole archive
+  .osvi-archiver/shard-K-of-N/...     those of a shard, whose own files carry
+                                      `.shard-K-of-N` before their extension
+  .<name>.<random>.tmp                an atomic write in flight (storage.write_atomic)
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from archiver.shard import LABEL_PATTERN, Shard, shard_label, shard_suffix
+
+STATE_DIR = ".osvi-archiver"
+STATE_FILE = "state.sqlite3"
+LOCK_FILE = "lock"
+MANIFEST_NAME = "manifest.json"
+PARTS_DIR = "manifest"
+RUNS_DIR = "runs"
+PART_SUFFIX = ".part"
+METADATA_SUFFIX = ".call.json"
+TRANSCRIPT_SUFFIX = ".transcript.json"
+SIDECAR_SUFFIXES = (METADATA_SUFFIX, TRANSCRIPT_SUFFIX)
+TEMP_SUFFIX = ".tmp"
+_TOP_LEVEL = frozenset({STATE_DIR, MANIFEST_NAME, PARTS_DIR, RUNS_DIR})
+_SHARD_MANIFEST = re.compile(rf"manifest\.{LABEL_PATTERN}(\.json)?")  # its index, its parts
+
+
+def state_folder(out_dir: Path, shard: Shard | None) -> Path:
+    """`.osvi-archiver/` for a whole run, `.osvi-archiver/shard-K-of-N/` for a shard: N shards
+    sharing one folder never touch each other's state or lock."""
+    return out_dir / STATE_DIR / shard_label(shard) if shard else out_dir / STATE_DIR
+
+
+def manifest_name(shard: Shard | None) -> str:
+    """`manifest.json`; a shard's is `manifest.shard-K-of-N.json` (the calls it archived)."""
+    return f"manifest{shard_suffix(shard)}.json"
+
+
+def parts_dir(shard: Shard | None) -> str:
+    """`manifest/`; a shard's parts are in `manifest.shard-K-of-N/`."""
+    return f"{PARTS_DIR}{shard_suffix(shard)}"
+
+
+def part_name(part: int, shard: Shard | None) -> str:
+    return f"{parts_dir(shard)}/part-{part:06d}.json"
+
+
+def report_name(run_id: str, shard: Shard | None) -> str:
+    return f"{run_id}{shard_suffix(shard)}.json"
+
+
+def part_path(final: Path, shard: Shard | None = None) -> Path:
+    """`<final>.part`; a shard's is `<final>.shard-K-of-N.part`, so that runs sharded
+    different ways on one folder can never write into the same `.part`."""
+    return final.with_name(f"{final.name}{shard_suffix(shard)}{PART_SUFFIX}")
+
+
+def temp_affixes(name: str) -> tuple[str, str]:
+    """The prefix and suffix of the temp file an atomic write of `name` goes through."""
+    return f".{name}.", TEMP_SUFFIX
+
+
+def temp_glob(name_glob: str) -> str:
+    """The temp files of the atomic writes of the files named like `name_glob`."""
+    return f".{name_glob}.*{TEMP_SUFFIX}"
+
+
+def sidecar_stem(relative: str) -> str | None:
+    """`<stem>` of `<stem>.call.json` or `<stem>.transcript.json`, else None."""
+    for suffix in SIDECAR_SUFFIXES:
+        if relative.endswith(suffix):
+            return relative[: -len(suffix)]
+    return None
+
+
+def is_tool_file(folder: str, name: str) -> bool:
+    """The tool's own (in `folder`, relative to the archive; '' its top): the state, the
+    manifest and the reports, a `.part` of a run in flight, the temp file of an atomic
+    write."""
+    if not folder and (name in _TOP_LEVEL or _SHARD_MANIFEST.fullmatch(name)):
+        return True
+    return name.endswith(PART_SUFFIX) or (name.startswith(".") and name.endswith(TEMP_SUFFIX))
