@@ -270,16 +270,20 @@ class State:
     @_mapped
     def claim_block(self, call_ids: list[str], run_id: str) -> list[tuple[Seen | None, bool]]:
         """Mark each of `call_ids` as taken by this run, in a few statements whatever their
-        number (a read and a write per 900 ids): for each, in order, what it was before (its
-        status and file) and whether it is a repeat (taken by this run already, or earlier in
-        the block). A new call gets the next `seq`: the order the manifest's parts follow. A
-        rerun of a million archived ids makes these its hot path, so what the run took is kept
-        in a temporary table (`temp.taken`, SQLite's temp file: no row of the archive is
-        written, nothing fsynced, memory flat), not in the calls table; its insert says which
-        ids it took now (`RETURNING`): the others were taken before."""
+        number (two reads per 900 ids, one executemany): for each, in order, what it was
+        before (its status, file and error) and whether it is a repeat (taken by this run
+        already, or earlier in the block). A new call gets the next `seq`: the order the
+        manifest's parts follow. A rerun of a million archived ids makes these its hot path,
+        so what the run took is kept in a temporary table (`temp.taken`, SQLite's temp file:
+        no row of the archive is written, nothing fsynced, memory flat), not in the calls
+        table.
+
+        No write here spans several steps of SQLite (an `INSERT ... RETURNING` would): a
+        grouped commit from a worker thread may come between any two, and a write still in
+        progress makes it fail ("SQL statements in progress")."""
         self._taken_by(run_id)
         found: dict[str, tuple[Any, ...]] = {}
-        took: set[str] = set()
+        taken: set[str] = set()
         for chunk in _chunks(call_ids):
             marks = ",".join("?" * len(chunk))
             query = (
@@ -287,21 +291,23 @@ class State:
                 f"WHERE call_id IN ({marks})"
             )
             found.update((row[0], row) for row in self._db.execute(query, chunk))
-            rows = ",".join(["(?)"] * len(chunk))
-            query = f"INSERT INTO temp.taken VALUES {rows} ON CONFLICT DO NOTHING RETURNING call_id"
-            took.update(row[0] for row in self._db.execute(query, chunk))
+            query = f"SELECT call_id FROM temp.taken WHERE call_id IN ({marks})"
+            taken.update(row[0] for row in self._db.execute(query, chunk))
         answers: list[tuple[Seen | None, bool]] = []
+        claimed: list[tuple[str]] = []
         fresh: list[tuple[str, int]] = []
         for call_id in call_ids:
             row = found.get(call_id)
-            repeat = call_id not in took
+            repeat = call_id in taken
             answers.append((Seen(*row[1:]) if row else None, repeat))
             if repeat:
                 continue
-            took.discard(call_id)  # named again later in the block: a repeat then
+            taken.add(call_id)
+            claimed.append((call_id,))
             if row is None:
                 fresh.append((call_id, self._next_seq))
                 self._next_seq += 1
+        self._db.executemany("INSERT INTO temp.taken (call_id) VALUES (?)", claimed)
         if fresh:
             self._db.executemany("INSERT INTO calls (call_id, seq) VALUES (?, ?)", fresh)
         return answers

@@ -5,6 +5,7 @@ import os
 import random
 import sqlite3
 import stat
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -368,10 +369,10 @@ def test_claiming_a_block_reads_and_writes_once_for_any_number_of_ids(state: Sta
     [(_, repeat)] = state.claim_block([ids[0]], "run-1")
     assert repeat  # taken by this run already
     selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
-    assert len(selects) == 3  # the block in chunks of 900 ids: a read each, not one per id
+    assert len(selects) == 6  # the block in chunks of 900 ids: two reads each, not one per id
     writes = [s for s in statements if s.lstrip().upper().startswith(("INSERT", "UPDATE"))]
     assert not any("UPDATE" in s.upper() for s in writes)  # no row of the archive rewritten
-    assert sum("temp.taken" in s for s in writes) == 3  # and a write of what it took each
+    assert sum("temp.taken" in s for s in writes) == len(ids)  # one executemany: a row each
 
 
 def test_what_a_run_took_is_forgotten_by_the_next_run(state: State) -> None:
@@ -485,3 +486,32 @@ def test_the_lock_is_never_taken_through_a_link(tmp_path: Path) -> None:
     with pytest.raises(LocalError, match="symbolic link"):
         ArchiveLock(tmp_path / "archive").acquire()
     assert outside.read_bytes() == b"precious"
+
+
+def test_a_block_claim_never_holds_a_write_open_across_a_commit_from_another_thread(
+    state: State,
+) -> None:
+    """The grouped commits run in a worker thread while the loop's thread claims blocks: no
+    statement of a claim may be a write still in progress between two of its steps (an
+    `INSERT ... RETURNING` is), or such a commit fails with "SQL statements in progress"."""
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def commit_all_the_time() -> None:
+        while not stop.wait(0.001):  # a commit every millisecond, each an fsync
+            try:
+                state.commit()
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+                return
+
+    committer = threading.Thread(target=commit_all_the_time)
+    committer.start()
+    try:
+        for block in range(8):
+            ids = [f"{block:08x}-{n:04x}-4000-8000-000000000000" for n in range(2000)]
+            state.claim_block(ids, "run-1")
+    finally:
+        stop.set()
+        committer.join()
+    assert errors == []
