@@ -32,12 +32,17 @@ def main() -> int:
         f"{curl_version()}"
     )
     print(f"{'scenario':<44} {'figure':<17} {'value':>9}  {'reference':<16} {'ratio':>6}  target")
+    failed_runs = 0
     for row in rows:
         mark = {True: "ok", False: "MISSED", None: ""}[row["ok"]]
+        if row["exit"] is not None and row["exit"] != row.get("expected_exit", 0):
+            mark, failed_runs = f"INVALID: the run exited {row['exit']}", failed_runs + 1
         print(
             f"{row['scenario']:<44} {row['figure']:<17} {row['value']!s:>9}  "
             f"{row['reference']:<16} {row['ratio']!s:>6}  {row['target']} {mark}"
         )
+    if failed_runs:
+        print(f"\n{failed_runs} rows come from runs that did not exit as expected: not figures")
     OUT.mkdir(exist_ok=True)
     (OUT / "results.json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
     print(f"\nwritten to {OUT / 'results.json'}")

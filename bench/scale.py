@@ -151,6 +151,7 @@ def stall(scale: float) -> list[Row]:
         rows.append(
             _row("stall: SIGTERM during that write", "seconds to exit", round(answered, 2),
                  f"exit {code}", None, "<= 5", answered <= 5 and code == 143, code)
+            | {"expected_exit": 143}
         )  # fmt: skip
     return rows
 
