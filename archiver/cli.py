@@ -18,16 +18,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rich.console import Console
-
 from archiver import layout as layouts
+from archiver.counts import NoProgress, Progress
 from archiver.errors import InternalError, RunError, UsageError
 from archiver.fake import options as fake_options
 from archiver.inputs import InputItem, canonical_uuid, check_sources, count_ids, read_sources
 from archiver.listing import CALL_STATUSES, Filters
 from archiver.logs import forget_format, json_mode, setup_logging
 from archiver.options import NOT_SETTINGS, build_parser
-from archiver.progress import LiveDisplay, NoProgress, Progress, StatusLines
+from archiver.progress import choose_progress
 from archiver.redaction import scrub
 from archiver.settings import (
     Settings,
@@ -103,15 +102,11 @@ def _summary(result: RunResult) -> None:
 
 
 def _progress(settings: Settings) -> Progress:
-    """auto: the live display on a terminal, status lines otherwise (cron, pipes) and with
-    JSON logs (whose stderr is JSON Lines only, unless --progress always)."""
-    if settings.progress == "always":
-        return LiveDisplay(Console(stderr=True, force_terminal=True))
-    if settings.progress == "auto" and sys.stderr.isatty() and settings.log_format == "text":
-        return LiveDisplay()
-    if settings.progress == "never":
-        return NoProgress()
-    return StatusLines(settings.status_interval)
+    return choose_progress(
+        settings.progress,
+        on_terminal=sys.stderr.isatty() and settings.log_format == "text",
+        interval=settings.status_interval,
+    )
 
 
 def _run(args: argparse.Namespace) -> int:

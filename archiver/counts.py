@@ -88,3 +88,20 @@ class RunView:
     def bytes_now(self) -> int:
         """Bytes archived plus those received so far by the downloads in flight."""
         return self.counts.bytes + sum(d.arrived for d in self.downloads.values())
+
+
+class Progress(Protocol):
+    """A display of a run (progress.py has them): started once the run goes, closed at its end."""
+
+    def start(self, view: RunView) -> None: ...  # in the event loop
+    def close(self) -> None: ...
+
+
+class NoProgress:
+    """No display (--progress never, and the tests)."""
+
+    def start(self, view: RunView) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

@@ -11,10 +11,11 @@ import io
 import sys
 from pathlib import Path
 
+from archiver.counts import Progress
 from archiver.fake import FakeConfig, FakeOSVI, Fault, FaultKind
 from archiver.inputs import read_ids
 from archiver.outputs import RunResult
-from archiver.progress import LiveDisplay, Progress, StatusLines
+from archiver.progress import LiveDisplay, StatusLines
 from archiver.run import RunOptions, execute
 from archiver.settings import load_settings
 from archiver.summary import render

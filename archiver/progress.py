@@ -19,7 +19,6 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -27,7 +26,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from archiver.counts import Counts, Receiving, RunView
+from archiver.counts import Counts, NoProgress, Progress, Receiving, RunView
 from archiver.summary import size_text
 
 log = logging.getLogger("archiver.progress")
@@ -106,19 +105,6 @@ def status_line(view: RunView, now: float, rate: float) -> str:
     if left is not None:
         parts.append(f"ETA {duration_text(left)}")
     return "; ".join(parts)
-
-
-class Progress(Protocol):
-    def start(self, view: RunView) -> None: ...  # in the event loop
-    def close(self) -> None: ...
-
-
-class NoProgress:
-    def start(self, view: RunView) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 class _Ticking:
@@ -238,3 +224,16 @@ def _download_text(download: Receiving) -> str:
             f"{size_text(got)} of {size_text(download.total)} ({100 * got / download.total:.0f}%)"
         )
     return size_text(got) if got else "starting"
+
+
+def choose_progress(mode: str, *, on_terminal: bool, interval: float) -> Progress:
+    """`progress` auto: the live display on a terminal (and text logs), status lines
+    otherwise (cron, pipes, JSON logs, whose stderr is then JSON Lines only); always: the live
+    display even off a terminal; never: nothing."""
+    if mode == "always":
+        return LiveDisplay(Console(stderr=True, force_terminal=True))
+    if mode == "auto" and on_terminal:
+        return LiveDisplay()
+    if mode == "never":
+        return NoProgress()
+    return StatusLines(interval)

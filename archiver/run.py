@@ -19,7 +19,7 @@ from typing import Any
 
 from archiver.api import OsviApi, api_session
 from archiver.archive import CallArchiver, CallPolicy
-from archiver.counts import Counts, RunView
+from archiver.counts import Counts, Progress, RunView
 from archiver.decide import taken_first
 from archiver.download import Downloader, DownloadPolicy, download_session
 from archiver.errors import InternalError, Interrupted, RunError
@@ -38,7 +38,6 @@ from archiver.outputs import (
     remove_stale_temps_of,
 )
 from archiver.pipeline import Pipeline, Source
-from archiver.progress import Progress
 from archiver.reachability import Hosts, Reachability
 from archiver.settings import Settings, require_token
 from archiver.shard import Shard, shard_label

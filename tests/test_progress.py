@@ -10,12 +10,11 @@ from dataclasses import dataclass
 import pytest
 from rich.console import Console
 
-from archiver.counts import Counts, RunView
+from archiver.counts import Counts, NoProgress, RunView
 from archiver.progress import (
     MAX_DOWNLOADS_SHOWN,
     ByteRate,
     LiveDisplay,
-    NoProgress,
     StatusLines,
     duration_text,
     eta,

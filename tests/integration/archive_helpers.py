@@ -12,13 +12,13 @@ from typing import Any
 
 import jsonschema
 
+from archiver.counts import NoProgress
 from archiver.export import export
 from archiver.fake import FakeOSVI
 from archiver.inputs import read_ids
 from archiver.manifest import load_schema
 from archiver.names import manifest_name
 from archiver.outputs import RunResult
-from archiver.progress import NoProgress
 from archiver.run import RunOptions, execute
 from archiver.settings import Settings, load_settings
 

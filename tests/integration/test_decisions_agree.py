@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from archiver.counts import NoProgress
 from archiver.fake import FakeConfig
 from archiver.inputs import read_ids
-from archiver.progress import NoProgress
 from archiver.run import RunOptions, execute
 from archiver.shard import parse_shard
 from archiver.state import CallRecord, State

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from archiver.counts import NoProgress
 from archiver.fake import FakeConfig, Fault, FaultKind
 from archiver.inputs import read_ids
-from archiver.progress import NoProgress
 from archiver.run import RunOptions, execute
 from tests.conftest import FakeFactory
 from tests.integration.archive_helpers import (

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from archiver import run as run_module
+from archiver.counts import NoProgress
 from archiver.fake import FakeConfig
 from archiver.inputs import CallId, InputItem
-from archiver.progress import NoProgress
 from archiver.run import RunOptions, execute
 from tests.conftest import FakeFactory
 from tests.integration.archive_helpers import manifest_of, settings_for

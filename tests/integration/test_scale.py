@@ -23,10 +23,10 @@ import pytest
 
 from archiver import catalog, feed
 from archiver import run as run_module
+from archiver.counts import NoProgress
 from archiver.fake import FakeConfig, Fault, FaultKind
 from archiver.inputs import CallId, InputItem, InvalidRow, read_ids, shard_of
 from archiver.manifest import load_schema
-from archiver.progress import NoProgress
 from archiver.run import RunOptions, execute
 from archiver.schema import MIGRATIONS
 from archiver.state import State

@@ -12,11 +12,10 @@ from typing import Any
 
 import pytest
 
-from archiver.counts import RunView
+from archiver.counts import NoProgress, RunView
 from archiver.fake import FakeConfig, FakeOSVI, Fault, FaultKind
 from archiver.listing import Filters, print_listing
 from archiver.outputs import RunResult
-from archiver.progress import NoProgress
 from archiver.run import RunOptions, execute, open_api
 from archiver.state import State
 from archiver.sync import make_source, read_watermark

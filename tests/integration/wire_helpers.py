@@ -17,9 +17,9 @@ from typing import Any
 import trustme
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from archiver.counts import NoProgress
 from archiver.inputs import read_ids
 from archiver.outputs import RunResult
-from archiver.progress import NoProgress
 from archiver.run import RunOptions, execute
 from archiver.settings import Settings, load_settings
 
