@@ -93,8 +93,12 @@ def rerun(scale: float) -> list[Row]:
 
 
 def nightly(scale: float) -> list[Row]:
-    """~700 new calls into an empty archive, then into archives of 1M and 10M calls."""
+    """~700 new calls into an empty archive, then into archives of 1M and 10M calls: three
+    rounds alternating with a run into an empty folder (so a drift of the machine falls on
+    both), after one run into the large archive that is not counted (the first run after
+    seeding reads a cold page cache: reported beside the median)."""
     sizes = [max(100_000, int(1_000_000 * scale)), max(1_000_000, int(10_000_000 * scale))]
+    rounds = 3
     rows: list[Row] = []
     with (
         fake_server("--calls", str(calls_for(NIGHTLY)), "--size-min", "4KiB",
@@ -104,16 +108,26 @@ def nightly(scale: float) -> list[Row]:
         path = Path(tmp) / "nightly.txt"
         path.write_text("\n".join(recorded_ids(NIGHTLY, calls=calls_for(NIGHTLY))) + "\n")
         options = ("--force", "--concurrency", "32", "--max-rps", "100000", str(path))
-        empty = timed(archiver_argv(Path(tmp) / "empty", *options), env_for(fake))
         for size in sizes:
             archive = _seeded(f"calls-{size}", size)
-            run = timed(archiver_argv(archive, *options), env_for(fake))
-            ratio = run.seconds / empty.seconds
-            lag = _report(archive)["max_loop_lag_ms"]
+            cold = timed(archiver_argv(archive, *options), env_for(fake))
+            runs, empties, lags = [], [], []
+            for n in range(rounds):
+                empty = timed(archiver_argv(Path(tmp) / f"empty-{size}-{n}", *options),
+                              env_for(fake))  # fmt: skip
+                run = timed(archiver_argv(archive, *options), env_for(fake))
+                runs.append(run.seconds)
+                empties.append(empty.seconds)
+                lags.append(_report(archive)["max_loop_lag_ms"])
+            seconds, base = sorted(runs)[rounds // 2], sorted(empties)[rounds // 2]
+            ratio, lag = seconds / base, max(lags)
             rows += [
-                _row(f"nightly: {NIGHTLY} new calls into {size:,}", "seconds",
-                     round(run.seconds, 2), f"empty {empty.seconds:.2f}", round(ratio, 2),
-                     "<= 1.2 of empty", ratio <= 1.2, run.code),
+                _row(f"nightly: {NIGHTLY} new calls into {size:,}", "seconds (median of 3)",
+                     round(seconds, 2), f"empty {base:.2f}", round(ratio, 2), "<= 1.2 of empty",
+                     ratio <= 1.2, run.code),
+                _row(f"nightly into {size:,}, first run after seeding", "seconds",
+                     round(cold.seconds, 2), f"empty {base:.2f}", round(cold.seconds / base, 2),
+                     "report (cold cache)", None, cold.code),
                 _row(f"nightly into {size:,}", "max loop lag ms", lag, "", None, "<= 100",
                      lag <= 100, run.code),
             ]  # fmt: skip
