@@ -6,7 +6,7 @@ import random
 import sqlite3
 import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -514,4 +514,44 @@ def test_a_block_claim_never_holds_a_write_open_across_a_commit_from_another_thr
     finally:
         stop.set()
         committer.join()
+    assert errors == []
+
+
+def test_writes_and_commits_from_three_threads_never_split_a_transaction(state: State) -> None:
+    """The loop's thread writes, a worker thread commits the grouped outcomes, another
+    records what the manifest wrote and commits: Python's implicit BEGIN and the write after
+    it must never be split by another thread's BEGIN or COMMIT ("cannot start a transaction
+    within a transaction", exit 4 in a run long enough to write its manifest meanwhile)."""
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def repeat(work: Callable[[int], object]) -> None:
+        n = 0
+        while not stop.is_set():
+            try:
+                work(n)
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+                return
+            n += 1
+
+    def manifest_bookkeeping(n: int) -> None:
+        state.store_parts([], set(), n)
+        state.commit()
+
+    threads = [
+        threading.Thread(target=repeat, args=(manifest_bookkeeping,)),
+        threading.Thread(target=repeat, args=(lambda n: state.commit(),)),
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        for n in range(3000):
+            state.add_part(f"{n:08x}-0000-4000-8000-000000000000", f"{n}.part")
+            if errors:
+                break
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
     assert errors == []

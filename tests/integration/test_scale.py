@@ -23,13 +23,15 @@ import pytest
 
 from archiver import catalog, feed
 from archiver import run as run_module
+from archiver.clocks import Clocks
 from archiver.counts import NoProgress
 from archiver.fake import FakeConfig, Fault, FaultKind
+from archiver.feed import run_input
 from archiver.inputs import CallId, InputItem, InvalidRow, read_ids, shard_of
 from archiver.manifest import load_schema
 from archiver.run import RunOptions, execute
 from archiver.schema import MIGRATIONS
-from archiver.state import State
+from archiver.state import Serial, State
 from tests.conftest import FakeFactory
 from tests.integration.archive_helpers import (
     archive,
@@ -64,8 +66,8 @@ async def test_blocks_mixing_shards_duplicates_and_invalid_rows_are_settled_exac
     lines += ids[:4]  # again, blocks later
     settings = settings_for(fake, tmp_path)
     items = read_ids(io.BytesIO(("\n".join(lines) + "\n").encode()), "<test>")
-    options = RunOptions(shard=(0, 2), sleep=quick_sleep)
-    result = await execute(settings, items, NoProgress(), options)
+    options = RunOptions(shard=(0, 2), clocks=Clocks(sleep=quick_sleep))
+    result = await execute(settings, run_input(items), NoProgress(), options)
     counts = result.counts
     assert counts.archived == len(mine)
     assert counts.other_shards == sum(1 for line in lines if line.lower() in set(theirs))
@@ -231,7 +233,8 @@ async def test_sigterm_during_a_large_manifest_write_is_answered_within_5_s(
     items: Iterator[InputItem] = iter(
         [CallId(c, "<t>", n) for n, c in enumerate(picked_ids(fake), 1)]
     )
-    run = asyncio.create_task(execute(settings, items, NoProgress(), RunOptions(sleep=quick_sleep)))
+    options = RunOptions(clocks=Clocks(sleep=quick_sleep))
+    run = asyncio.create_task(execute(settings, run_input(items), NoProgress(), options))
     await asyncio.sleep(1.0)  # the periodic write of every part is under way
     assert not run.done()
     signalled = time.monotonic()
@@ -303,7 +306,7 @@ async def test_a_run_into_an_archive_never_scans_its_calls_table(
     statements: list[str] = []
     real_connect = sqlite3.connect
 
-    class Recorded(sqlite3.Connection):
+    class Recorded(Serial):
         """Notes each statement's text. Not set_trace_callback: SQLite calls it holding the
         connection's mutex, and a commit in a worker thread then waits for the GIL that the
         loop's thread holds while it waits for that mutex (a deadlock of the test, not of
@@ -318,7 +321,8 @@ async def test_a_run_into_an_archive_never_scans_its_calls_table(
             return super().executemany(sql, *args)
 
     def traced(*args: Any, **kwargs: Any) -> sqlite3.Connection:
-        return real_connect(*args, **kwargs, factory=Recorded)
+        db: sqlite3.Connection = real_connect(*args, **{**kwargs, "factory": Recorded})
+        return db
 
     monkeypatch.setattr(sqlite3, "connect", traced)
     result = await archive(fake, tmp_path, ids[15:], max_attempts=1)
