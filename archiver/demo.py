@@ -13,6 +13,7 @@ from pathlib import Path
 
 from archiver.counts import Progress
 from archiver.fake import FakeConfig, FakeOSVI, Fault, FaultKind
+from archiver.feed import run_input
 from archiver.inputs import read_ids
 from archiver.outputs import RunResult
 from archiver.progress import LiveDisplay, StatusLines
@@ -61,7 +62,8 @@ async def run_demo(out_dir: Path = DEMO_DIR, *, live: bool | None = None) -> int
         items = read_ids(io.BytesIO(csv.encode()), "<demo calls>")
         show_bar = sys.stderr.isatty() if live is None else live
         progress: Progress = LiveDisplay() if show_bar else StatusLines(5.0)
-        result = await execute(settings, items, progress, RunOptions(total=len(fake.calls)))
+        options = RunOptions(total=len(fake.calls))
+        result = await execute(settings, run_input(items), progress, options)
         leaks = len(fake.stats.leaks)
     print(
         render(result.counts, result.seconds, result.manifest, result.report, result.error),

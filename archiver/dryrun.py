@@ -15,17 +15,25 @@ Exit code 1 when the input has invalid rows (as the run would), else 0.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
-from archiver.decide import Decision, Skipped, decide, on_disk_in
+from archiver.connect import open_api
+from archiver.decide import Decision, Skipped, decide, on_disk_in, taken_first
 from archiver.inputs import InputItem, InvalidRow
+from archiver.listing import Filters, RetriedListing
+from archiver.run import warn_other_sharding
+from archiver.settings import Settings, require_token
 from archiver.shard import Shard, in_shard
-from archiver.state import State
+from archiver.state import State, existing_state
+from archiver.sync import listed_ids, plan, read_watermark
 
 log = logging.getLogger("archiver.dryrun")
 
@@ -120,3 +128,47 @@ class DryRun:
         counts = self.counts.download if decision.download else self.counts.skip
         counts[decision.reason] += 1
         print(f"{decision.action}\t{call_id}\t{decision.reason}", file=self._out)
+
+
+def dry_run_input(
+    settings: Settings,
+    items: Iterator[InputItem],
+    *,
+    force: bool,
+    retry: bool,
+    shard: Shard | None,
+) -> int:
+    """`run --dry-run`: the state read-only, the input read; no token needed, nothing asked."""
+    warn_other_sharding(settings.out_dir, shard)
+    with existing_state(settings.out_dir, shard) as state:
+        dry = DryRun(state, settings.out_dir, sys.stdout, force=force, shard=shard)
+        dry.items(taken_first(state, "run", retry_failed=retry))
+        dry.items(items)
+    print(dry.counts.render(), file=sys.stderr)
+    return dry.counts.exit_code
+
+
+def dry_run_sync(
+    settings: Settings,
+    window: tuple[datetime | None, datetime | None, datetime],
+    filters: Filters,
+    *,
+    force: bool,
+    shard: Shard | None,
+) -> int:
+    """`sync --dry-run`: lists calls through the API (no recording URL), state read-only."""
+    require_token(settings)  # before a line is printed: the listing needs it
+    warn_other_sharding(settings.out_dir, shard)
+
+    async def go(dry: DryRun, state: State | None) -> None:
+        mark = read_watermark(state) if state else None
+        sync = plan(mark, *window, settings.sync_overlap, filters)
+        async with open_api(settings) as api:
+            await dry.listed(listed_ids(RetriedListing(api, settings.max_attempts), sync))
+
+    with existing_state(settings.out_dir, shard) as state:
+        dry = DryRun(state, settings.out_dir, sys.stdout, force=force, shard=shard)
+        dry.items(taken_first(state, "sync"))
+        asyncio.run(go(dry, state))
+    print(dry.counts.render(), file=sys.stderr)
+    return dry.counts.exit_code

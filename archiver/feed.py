@@ -12,11 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 from collections import deque
 from collections.abc import Iterator
 
+from archiver.api import OsviApi
+from archiver.counts import RunView
+from archiver.decide import taken_first
 from archiver.inputs import InputItem
+from archiver.pipeline import Source, SourceFactory
+from archiver.state import State
+
+log = logging.getLogger("archiver.run")
 
 BLOCK = 1024  # items handed over at once, at most
 AHEAD = 4 * BLOCK  # items read ahead of the run, at most
@@ -94,3 +102,60 @@ class BlockInput:
         with self._lock:
             self._stopped = True
             self._lock.notify_all()
+
+
+def run_input(items: Iterator[InputItem], *, retry_failed: bool = False) -> SourceFactory:
+    """The source of `run`: the calls the state holds for a retry first (§5.4: pending ones
+    every run; with --retry-failed the failed ones too, and no input), then `items`."""
+
+    def build(state: State, api: OsviApi, view: RunView) -> Source:
+        first = taken_first(state, "run", retry_failed=retry_failed)
+        if first:
+            view.add_total(len(first))
+        given = None if retry_failed else _Counted(items)
+        return RunInput(_then(iter(first), given or iter(())), given)
+
+    return build
+
+
+class RunInput(BlockInput):
+    """The run's input; at its end, a warning when the input given held no call id."""
+
+    def __init__(self, items: Iterator[InputItem], given: _Counted | None) -> None:
+        super().__init__(items)
+        self._given = given
+
+    async def next_block(self) -> list[InputItem] | None:
+        block = await super().next_block()
+        if block is None and self._given is not None and self._given.count == 0:
+            log.warning(
+                "the input held no call ids, so there was nothing to archive (an empty file, "
+                "or stdin from /dev/null under cron?)",
+                extra={"event": "empty_input"},
+            )
+            self._given = None  # said once
+        return block
+
+
+def _then(first: Iterator[InputItem], rest: Iterator[InputItem]) -> Iterator[InputItem]:
+    """`first`, then `rest`: a generator, so that closing it closes the input too."""
+    yield from first
+    yield from rest
+
+
+class _Counted(Iterator[InputItem]):
+    """The input as given, counting its rows as they are read (in the input's thread)."""
+
+    def __init__(self, items: Iterator[InputItem]) -> None:
+        self._items = items
+        self.count = 0
+
+    def __next__(self) -> InputItem:
+        item = next(self._items)
+        self.count += 1
+        return item
+
+    def close(self) -> None:
+        close = getattr(self._items, "close", None)
+        if close is not None:
+            close()

@@ -193,6 +193,31 @@ async def all_calls(
         page += 1
 
 
+@dataclass(frozen=True)
+class Step:
+    """One window of a walk: its calls less those the window before it listed."""
+
+    number: int  # 0 for the oldest window of the walk
+    window: Window
+    calls: list[dict[str, Any]]
+
+
+async def walk(
+    api: Pages,
+    filters: Filters,
+    start: datetime,
+    end: datetime,
+    on_total: Callable[[int], None] | None = None,
+) -> AsyncIterator[Step]:
+    """The listing of [start, end] window by window, each call once: what `list`, `sync` and
+    `sync --dry-run` all read."""
+    previous: Window | None = None
+    number = 0
+    async for window in windows(api, filters, start, end, on_total):
+        yield Step(number, window, without_repeats(previous, window))
+        previous, number = window, number + 1
+
+
 def without_repeats(previous: Window | None, window: Window) -> list[dict[str, Any]]:
     """The window's calls less those the previous window listed (its shared boundary)."""
     if previous is None:
@@ -257,12 +282,10 @@ async def listed_calls(
         async for item in all_calls(api, filters, until, skipped):
             yield item
         return
-    previous: Window | None = None
-    async for window in windows(api, filters, since, until or now):
-        _tell_unusable(window.unusable, skipped)
-        for item in without_repeats(previous, window):
+    async for step in walk(api, filters, since, until or now):
+        _tell_unusable(step.window.unusable, skipped)
+        for item in step.calls:
             yield item
-        previous = window
 
 
 UNUSABLE_EVENT = "listing_bad_id"

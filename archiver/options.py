@@ -7,17 +7,119 @@ settings, as the highest-precedence source (§3).
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from archiver import __version__
 from archiver.fake import options as fake_options
-from archiver.settings import Settings
+from archiver.settings import FLAG_NAMES, default_text
 from archiver.times import TIME_HELP
 
-_D = Settings.model_fields
+
+@dataclass(frozen=True)
+class Flag:
+    """How the command line takes one setting; its name (settings.FLAG_NAMES), `dest` (the
+    setting) and the default in its help (settings.default_text) come from the settings
+    model, so neither can drift from it."""
+
+    help: str
+    metavar: str | None = None
+    type: Callable[[str], Any] | None = None
+    choices: tuple[str, ...] | None = None
+    switch: bool = False  # a flag without a value that turns the setting on
 
 
-def _default(name: str) -> str:
-    return f"(default: {_D[name].default})"
+SETTING_FLAGS: dict[str, Flag] = {
+    "base_url": Flag("OSVI API origin"),
+    "out_dir": Flag("archive folder"),
+    "concurrency": Flag("calls in flight", type=int),
+    "max_requests_per_second": Flag("API requests per second, not downloads", type=float),
+    "max_attempts": Flag("attempts per call", type=int),
+    "connect_timeout": Flag("seconds or 10s/2m"),
+    "read_timeout": Flag("longest silence while receiving"),
+    "api_timeout": Flag(
+        "longest one API request may take, its answer included", metavar="DURATION"
+    ),
+    "min_speed": Flag(
+        "a download slower than this many bytes/s (1024, 16KiB) on average over "
+        "--min-speed-time is stopped and retried, as curl's --speed-limit; 0: no floor",
+        metavar="SIZE",
+    ),
+    "min_speed_time": Flag("the window of --min-speed", metavar="DURATION"),
+    "max_recording_size": Flag(
+        "a recording larger than this fails as too_large instead of filling the disk",
+        metavar="SIZE",
+    ),
+    "max_outage": Flag(
+        "how long an API or recording host that does not answer is waited for (calls lose "
+        "no attempt meanwhile) before the run stops with exit 69; a host that never answered "
+        "in this run is waited for 60 s at most",
+        metavar="DURATION",
+    ),
+    "layout": Flag("path of each recording in the archive"),
+    "pending_window": Flag(
+        "a 404 for a call younger than this is 'pending', tried again by later runs"
+    ),
+    "file_mode": Flag("mode of archived files"),
+    "allow_insecure_urls": Flag(
+        "accept plain-http recording URLs to non-loopback hosts, and recording URLs that "
+        "point at this machine while the API is elsewhere",
+        switch=True,
+    ),
+    "progress": Flag(
+        "live display on stderr: auto = on a terminal, else a status line every "
+        "--status-interval; always; never",
+        choices=("auto", "always", "never"),
+    ),
+    "status_interval": Flag(
+        "between two status lines when not on a terminal, or with JSON logs", metavar="DURATION"
+    ),
+    "keep_run_reports": Flag("run reports kept in runs/", type=int),
+    "with_metadata": Flag(
+        "also save GET /v1/call/{id} as <stem>.call.json beside each recording", switch=True
+    ),
+    "with_transcript": Flag("also save the transcript as <stem>.transcript.json", switch=True),
+    "metrics_file": Flag(
+        "write a Prometheus textfile here at the end of each run, atomically (for "
+        "node_exporter's textfile collector)",
+        metavar="PATH",
+    ),
+    "sync_overlap": Flag("how far before the watermark a plain sync starts again"),
+    "log_format": Flag(
+        "log lines on stderr as text, or JSON Lines (time, level, event, call_id, attempt, "
+        "status, error_kind, ...)",
+        choices=("text", "json"),
+    ),
+}
+RUN_SETTINGS = (
+    "base_url", "out_dir", "concurrency", "max_requests_per_second", "max_attempts",
+    "connect_timeout", "read_timeout", "api_timeout", "min_speed", "min_speed_time",
+    "max_recording_size", "max_outage", "layout", "pending_window", "file_mode",
+    "allow_insecure_urls", "progress", "status_interval", "keep_run_reports", "with_metadata",
+    "with_transcript", "metrics_file",
+)  # fmt: skip
+
+
+def add_settings(parser: argparse.ArgumentParser, names: tuple[str, ...]) -> None:
+    """The flags of these settings; each reaches the settings only when given (SUPPRESS)."""
+    for name in names:
+        flag = SETTING_FLAGS[name]
+        options: dict[str, Any] = {
+            "dest": name,
+            "default": argparse.SUPPRESS,
+            "help": f"{flag.help} (default: {default_text(name)})".replace("%", "%%"),
+        }
+        if flag.switch:
+            options.update(action="store_const", const=True)
+        else:
+            options.update(metavar=flag.metavar, type=flag.type, choices=flag.choices)
+        parser.add_argument(FLAG_NAMES[name], **options)
+
+
+def settings_given(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings the command line gave: every parsed value whose name is a setting."""
+    return {key: value for key, value in vars(args).items() if key in FLAG_NAMES}
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -47,151 +149,12 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         default=s,
         help="show errors only",
     )
-    parser.add_argument(
-        "--log-format",
-        dest="log_format",
-        choices=("text", "json"),
-        default=s,
-        help="log lines on stderr as text, or JSON Lines (time, level, event, call_id, attempt, "
-        "status, error_kind, ...) (default: text)",
-    )
+    add_settings(parser, ("log_format",))
 
 
 def _add_run_options(run: argparse.ArgumentParser) -> None:
-    s = argparse.SUPPRESS
+    add_settings(run, RUN_SETTINGS)
     add = run.add_argument
-    add("--base-url", dest="base_url", default=s, help=f"OSVI API origin {_default('base_url')}")
-    add("--out", dest="out_dir", default=s, help=f"archive folder {_default('out_dir')}")
-    add("--concurrency", type=int, default=s, help=f"calls in flight {_default('concurrency')}")
-    add(
-        "--max-rps",
-        dest="max_requests_per_second",
-        type=float,
-        default=s,
-        help=f"API requests per second, not downloads {_default('max_requests_per_second')}",
-    )
-    add(
-        "--max-attempts",
-        dest="max_attempts",
-        type=int,
-        default=s,
-        help=f"attempts per call {_default('max_attempts')}",
-    )
-    add(
-        "--connect-timeout",
-        dest="connect_timeout",
-        default=s,
-        help="seconds or 10s/2m (default: 10s)",
-    )
-    add(
-        "--read-timeout",
-        dest="read_timeout",
-        default=s,
-        help="longest silence while receiving (default: 60s)",
-    )
-    add(
-        "--api-timeout",
-        dest="api_timeout",
-        default=s,
-        metavar="DURATION",
-        help="longest one API request may take, its answer included (default: 60s)",
-    )
-    add(
-        "--min-speed",
-        dest="min_speed",
-        default=s,
-        metavar="SIZE",
-        help="a download slower than this many bytes/s (1024, 16KiB) on average over "
-        "--min-speed-time is stopped and retried, as curl's --speed-limit; 0: no floor "
-        "(default: 1024)",
-    )
-    add(
-        "--min-speed-time",
-        dest="min_speed_time",
-        default=s,
-        metavar="DURATION",
-        help="the window of --min-speed (default: 60s)",
-    )
-    add(
-        "--max-recording-size",
-        dest="max_recording_size",
-        default=s,
-        metavar="SIZE",
-        help="a recording larger than this fails as too_large instead of filling the disk "
-        "(default: 4GiB)",
-    )
-    add(
-        "--max-outage",
-        dest="max_outage",
-        default=s,
-        metavar="DURATION",
-        help="how long an API or recording host that does not answer is waited for (calls lose "
-        "no attempt meanwhile) before the run stops with exit 69; a host that never answered "
-        "in this run is waited for 60 s at most (default: 5m)",
-    )
-    add("--layout", default=s, help=f"path of each recording in the archive {_default('layout')}")
-    add(
-        "--pending-window",
-        dest="pending_window",
-        default=s,
-        help="a 404 for a call younger than this is 'pending', tried again by later runs "
-        "(default: 48h)",
-    )
-    add("--file-mode", dest="file_mode", default=s, help="mode of archived files (default: 0o600)")
-    add(
-        "--allow-insecure-urls",
-        dest="allow_insecure_urls",
-        action="store_const",
-        const=True,
-        default=s,
-        help="accept plain-http recording URLs to non-loopback hosts, and recording URLs that "
-        "point at this machine while the API is elsewhere (default: no)",
-    )
-    add(
-        "--progress",
-        choices=("auto", "always", "never"),
-        default=s,
-        help="live display on stderr: auto = on a terminal, else a status line every "
-        "--status-interval; always; never (default: auto)",
-    )
-    add(
-        "--status-interval",
-        dest="status_interval",
-        default=s,
-        metavar="DURATION",
-        help="between two status lines when not on a terminal, or with JSON logs (default: 30s)",
-    )
-    add(
-        "--keep-run-reports",
-        dest="keep_run_reports",
-        type=int,
-        default=s,
-        help=f"run reports kept in runs/ {_default('keep_run_reports')}",
-    )
-    add(
-        "--with-metadata",
-        dest="with_metadata",
-        action="store_const",
-        const=True,
-        default=s,
-        help="also save GET /v1/call/{id} as <stem>.call.json beside each recording (default: no)",
-    )
-    add(
-        "--with-transcript",
-        dest="with_transcript",
-        action="store_const",
-        const=True,
-        default=s,
-        help="also save the transcript as <stem>.transcript.json (default: no)",
-    )
-    add(
-        "--metrics-file",
-        dest="metrics_file",
-        default=s,
-        metavar="PATH",
-        help="write a Prometheus textfile here at the end of each run, atomically (for "
-        "node_exporter's textfile collector) (default: none)",
-    )
     add(
         "--dry-run",
         action="store_true",
@@ -293,12 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(sync)
     _add_run_options(sync)
     _add_listing_options(sync, default_status="picked")
-    sync.add_argument(
-        "--overlap",
-        dest="sync_overlap",
-        default=argparse.SUPPRESS,
-        help="how far before the watermark a plain sync starts again (default: 2h)",
-    )
+    add_settings(sync, ("sync_overlap",))
     listing = commands.add_parser(
         "list",
         help="print the listed calls as CSV or JSON Lines on stdout",
@@ -306,19 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
         "CSV with the call fields as header (feeds `osvi-archiver run -`) or JSON Lines.",
     )
     _add_common(listing)
-    listing.add_argument(
-        "--base-url",
-        dest="base_url",
-        default=argparse.SUPPRESS,
-        help=f"OSVI API origin {_default('base_url')}",
-    )
-    listing.add_argument(
-        "--max-rps",
-        dest="max_requests_per_second",
-        type=float,
-        default=argparse.SUPPRESS,
-        help="API requests per second (default: 10)",
-    )
+    add_settings(listing, ("base_url", "max_requests_per_second"))
     _add_listing_options(listing, default_status="all")
     listing.add_argument(
         "--format", choices=("csv", "jsonl"), default="csv", help="output format (default: csv)"
@@ -332,12 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
         "4 if the archive's state cannot be read. Takes no lock and writes nothing.",
     )
     _add_common(verify)
-    verify.add_argument(
-        "--out",
-        dest="out_dir",
-        default=argparse.SUPPRESS,
-        help=f"archive folder {_default('out_dir')}",
-    )
+    add_settings(verify, ("out_dir",))
     verify.add_argument("--json", action="store_true", help="print a JSON report on stdout")
     manifest = commands.add_parser(
         "manifest",
@@ -349,12 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
         "when there is no readable manifest.",
     )
     _add_common(manifest)
-    manifest.add_argument(
-        "--out",
-        dest="out_dir",
-        default=argparse.SUPPRESS,
-        help=f"archive folder {_default('out_dir')}",
-    )
+    add_settings(manifest, ("out_dir",))
     manifest.add_argument(
         "--shard",
         default=None,
@@ -384,10 +320,3 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fake_options.add_arguments(fake)
     return parser
-
-
-NOT_SETTINGS = {
-    "command", "config", "inputs", "force", "id_column", "retry_failed", "json", "status",
-    "agent", "campaign", "campaign_upload", "phone", "call_type", "since", "until", "format",
-    "shard", "dry_run",
-}  # fmt: skip

@@ -15,11 +15,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from archiver.api import OsviApi
 from archiver.archive import CallArchiver
 from archiver.counts import RunView
 from archiver.decide import Filed, Skipped, decide, on_disk_in
@@ -52,6 +53,11 @@ class Source(Protocol):
     async def next_block(self) -> Sequence[Work] | None: ...
     def finished(self, item: Work) -> None: ...
     def close(self) -> None: ...
+
+
+# How a command gives the run its calls: built once the state and the API exist (the run's
+# input takes the state's pending calls first; sync's listing needs the watermark and the API).
+SourceFactory = Callable[[State, OsviApi, RunView], Source]
 
 
 class Pipeline:

@@ -8,26 +8,20 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import ssl
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from archiver.api import OsviApi, api_session
-from archiver.archive import CallArchiver, CallPolicy
+from archiver.assembly import Choices, build_pipeline
+from archiver.clocks import Clocks
+from archiver.connect import Wiring, open_api, open_downloads
 from archiver.counts import Counts, Progress, RunView
-from archiver.decide import taken_first
-from archiver.download import Downloader, DownloadPolicy, download_session
 from archiver.errors import InternalError, Interrupted, RunError
-from archiver.feed import BlockInput
-from archiver.http import Proxies, guarded_resolver
-from archiver.inputs import InputItem
+from archiver.http import Proxies
 from archiver.lag import watched
-from archiver.limits import InFlight, RateLimiter, ThrottleGate
 from archiver.lock import ArchiveLock
 from archiver.manifest import write_manifest
 from archiver.outputs import (
@@ -37,35 +31,28 @@ from archiver.outputs import (
     finish,
     remove_stale_temps_of,
 )
-from archiver.pipeline import Pipeline, Source
-from archiver.reachability import Hosts, Reachability
+from archiver.pipeline import SourceFactory
 from archiver.settings import Settings, require_token
 from archiver.shard import Shard, shard_label
 from archiver.signals import stop_on_signals
-from archiver.state import CallRecord, State, states_in, utc_now
+from archiver.state import State, states_in, utc_now
 from archiver.storage import ensure_folder
-from archiver.urls import UrlRules
 
 log = logging.getLogger("archiver.run")
-# What `sync` passes instead of input: builds its listing source once the state and API exist
-# (and tells the view the listing's total).
-SourceFactory = Callable[[State, OsviApi, RunView], Source]
 MANIFEST_INTERVAL = 60.0
 
 
 @dataclass
 class RunOptions:
+    """What the command chose for this run beyond the settings, and the clocks and wiring it
+    runs on (tests inject them)."""
+
     force: bool = False
-    retry_failed: bool = False
     shard: Shard | None = None  # --shard K/N: only the ids whose shard is K
     total: int | None = None  # ids in the input, when counted (progress: done of total, ETA)
     command: str = "run"  # run or sync: a label of the metrics
-    clock: Callable[[], float] = time.time  # wall clock: URL ages, Retry-After dates
-    monotonic: Callable[[], float] = time.monotonic  # pacing: immune to wall-clock jumps
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
-    # Test hooks for both sessions: an aiohttp resolver (names without DNS), a TLS context.
-    resolver: Any = None
-    ssl_context: ssl.SSLContext | None = None
+    clocks: Clocks = field(default_factory=Clocks)
+    wiring: Wiring = field(default_factory=Wiring)
 
 
 def new_run_id(now: float) -> str:
@@ -76,7 +63,7 @@ def new_run_id(now: float) -> str:
 
 async def execute(
     settings: Settings,
-    items: Iterator[InputItem] | SourceFactory,
+    source: SourceFactory,
     progress: Progress,
     options: RunOptions,
 ) -> RunResult:
@@ -91,7 +78,7 @@ async def execute(
     try:
         warn_other_sharding(out_dir, options.shard)
         with State(out_dir, shard=options.shard) as state:
-            return await _run(settings, state, items, progress, options)
+            return await _run(settings, state, source, progress, options)
     finally:
         lock.release()
 
@@ -99,12 +86,12 @@ async def execute(
 async def _run(
     settings: Settings,
     state: State,
-    items: Iterator[InputItem] | SourceFactory,
+    source: SourceFactory,
     progress: Progress,
     options: RunOptions,
 ) -> RunResult:
     started, started_at = time.monotonic(), utc_now()
-    result = RunResult(new_run_id(options.clock()), Counts(), 0.0)
+    result = RunResult(new_run_id(options.clocks.wall()), Counts(), 0.0)
     log.info(
         "run %s started: archive %s%s",
         result.run_id,
@@ -124,12 +111,12 @@ async def _run(
             started_at,
             options.command,
             options.shard,
-            options.clock,
+            options.clocks.wall,
             lambda: signals.stopping_for(STOPPING_BUDGET),
         )
         drive = signals.stops(
             asyncio.create_task(
-                _drive(settings, state, items, progress, view, options, result.run_id)
+                _drive(settings, state, source, progress, view, options, result.run_id)
             )
         )
         try:
@@ -206,141 +193,31 @@ def _remove_stale_parts(state: State, out_dir: Path) -> None:
     state.commit()
 
 
-def _from_state(state: State, view: RunView, *, retry_failed: bool) -> Iterator[InputItem]:
-    """The calls a run takes from the state first (decide.taken_first), in the total."""
-    first = taken_first(state, "run", retry_failed=retry_failed)
-    if first:
-        view.add_total(len(first))
-    return iter(first)
-
-
 async def _drive(
     settings: Settings,
     state: State,
-    items: Iterator[InputItem] | SourceFactory,
+    source: SourceFactory,
     progress: Progress,
     view: RunView,
     options: RunOptions,
     run_id: str,
 ) -> None:
-    policy = CallPolicy(
-        out_dir=settings.out_dir,
-        layout=settings.layout,
-        file_mode=settings.file_mode,
-        max_attempts=settings.max_attempts,
-        pending_window=settings.pending_window,
-        with_metadata=settings.with_metadata,
-        with_transcript=settings.with_transcript,
-        shard=options.shard,
-    )
     _remove_stale_parts(state, settings.out_dir)
     remove_stale_temps_of(settings, options.shard)
-    given: _Counted | None = None
-    if options.retry_failed:
-        items = _from_state(state, view, retry_failed=True)
-    elif not callable(items):  # §5.4: pending calls are tried again first, every run
-        given = _Counted(items)
-        items = _then(_from_state(state, view, retry_failed=False), given)
-    timeouts = (settings.connect_timeout, settings.read_timeout)
-    proxies = Proxies.from_environment()  # a bad proxy variable: exit 2 before any session
+    Proxies.from_environment()  # a bad proxy variable: exit 2 before any session
+    clocks, wiring = options.clocks, options.wiring
     async with (
-        open_api(settings, options, limit=settings.concurrency) as api,
-        download_session(
-            *timeouts,
-            limit=settings.concurrency,
-            resolver=guarded_resolver(
-                options.resolver, settings.base_url, allow=settings.allow_insecure_urls
-            ),
-            ssl_context=options.ssl_context,
-        ) as download_http,
+        open_api(settings, clocks, wiring, limit=settings.concurrency) as api,
+        open_downloads(settings, clocks, wiring) as downloader,
         _manifest_every(MANIFEST_INTERVAL, settings, state),
     ):
-        downloader = Downloader(
-            download_http,
-            download_policy(settings),
-            options.clock,
-            monotonic=options.monotonic,
-            hosts=Hosts(options.monotonic, options.sleep, max_outage=settings.max_outage),
-            proxies=proxies,
-        )
-        in_flight = InFlight(settings.concurrency, options.monotonic)
-        archiver = CallArchiver(
-            policy,
-            api,
-            downloader,
-            run_id=run_id,
-            clock=options.clock,
-            sleep=options.sleep,
-            on_part=_part_noter(state),
-            on_late=_late_noter(state, view),
-            on_throttled=in_flight.throttled,
-            downloads=view.downloads,
-        )
-        pipeline = Pipeline(
-            state,
-            archiver,
-            run_id=run_id,
-            out_dir=settings.out_dir,
-            concurrency=settings.concurrency,
-            force=options.force,
-            view=view,
-            shard=options.shard,
-            in_flight=in_flight,
-        )
-        source = items(state, api, view) if callable(items) else BlockInput(items)
+        choices = Choices(force=options.force, shard=options.shard)
+        pipeline = build_pipeline(
+            settings, state, api, downloader,
+            view=view, choices=choices, clocks=clocks, run_id=run_id,
+        )  # fmt: skip
         progress.start(view)
-        await pipeline.run(source)
-    if given is not None and given.count == 0:
-        log.warning(
-            "the input held no call ids, so there was nothing to archive (an empty file, or "
-            "stdin from /dev/null under cron?)",
-            extra={"event": "empty_input"},
-        )
-
-
-def _then(first: Iterator[InputItem], rest: Iterator[InputItem]) -> Iterator[InputItem]:
-    """`first`, then `rest`: a generator, so that closing it closes the input too."""
-    yield from first
-    yield from rest
-
-
-class _Counted(Iterator[InputItem]):
-    """The input as given, counting its rows as they are read (in the input's thread)."""
-
-    def __init__(self, items: Iterator[InputItem]) -> None:
-        self._items = items
-        self.count = 0
-
-    def __next__(self) -> InputItem:
-        item = next(self._items)
-        self.count += 1
-        return item
-
-    def close(self) -> None:
-        close = getattr(self._items, "close", None)
-        if close is not None:
-            close()
-
-
-def _part_noter(state: State) -> Callable[[str, str], Awaitable[None]]:
-    """Register a `.part` durably before it is created (a group commit, shared)."""
-
-    async def note(call_id: str, relative_part: str) -> None:
-        state.add_part(call_id, relative_part)
-        await state.durable()
-
-    return note
-
-
-def _late_noter(state: State, view: RunView) -> Callable[[CallRecord], None]:
-    """Record and count a call whose file was put in place as the run was being cancelled
-    (the run's last commit keeps it)."""
-
-    def note(record: CallRecord) -> None:
-        state.record(record)
-        view.counts.add(record.status or "archived", record.call_id, record.bytes)
-
-    return note
+        await pipeline.run(source(state, api, view))
 
 
 @contextlib.asynccontextmanager
@@ -374,46 +251,3 @@ async def _manifest_every(interval: float, settings: Settings, state: State) -> 
         for future in writing:  # a write the cancellation left running: it stops soon
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await future
-
-
-def download_policy(settings: Settings) -> DownloadPolicy:
-    return DownloadPolicy(
-        file_mode=settings.file_mode,
-        rules=UrlRules.for_api(settings.base_url, settings.allow_insecure_urls),
-        max_size=settings.max_recording_size,
-        min_speed=settings.min_speed,
-        min_speed_time=settings.min_speed_time,
-        answer_timeout=settings.connect_timeout + settings.read_timeout,
-    )
-
-
-@contextlib.asynccontextmanager
-async def open_api(
-    settings: Settings, options: RunOptions | None = None, *, limit: int = 4
-) -> AsyncIterator[OsviApi]:
-    """The API client with its own session (the token goes on no other), rate cap and gate,
-    and the API's Reachability: an API that cannot be reached ends the run (exit 69)."""
-    options = options or RunOptions()
-    token = require_token(settings)
-    proxies = Proxies.from_environment()  # before the session: a bad variable is exit 2
-    timeouts = (settings.connect_timeout, settings.read_timeout)
-    async with api_session(
-        *timeouts, limit=limit, resolver=options.resolver, ssl_context=options.ssl_context
-    ) as http:
-        yield OsviApi(
-            http,
-            settings.base_url,
-            token,
-            limiter=RateLimiter(settings.max_requests_per_second, options.monotonic, options.sleep),
-            gate=ThrottleGate(options.monotonic, options.sleep),
-            clock=options.clock,
-            reach=Reachability(
-                f"the OSVI API at {settings.base_url}",
-                options.monotonic,
-                options.sleep,
-                max_outage=settings.max_outage,
-                essential=True,
-            ),
-            proxies=proxies,
-            timeout=settings.api_timeout,
-        )

@@ -7,8 +7,6 @@ file > defaults. A bad value anywhere becomes a `UsageError` naming the key and 
 from __future__ import annotations
 
 import difflib
-import math
-import re
 import stat
 import tomllib
 from collections.abc import Mapping
@@ -36,91 +34,23 @@ from pydantic_settings import (
 from archiver import layout as layouts
 from archiver.errors import UsageError
 from archiver.urls import is_loopback
+from archiver.values import (
+    Seconds,
+    Size,
+    UserPath,
+    check_base_url,
+    clean_token,
+    duration_text,
+    lower,
+    parse_duration,
+    parse_file_mode,
+    parse_size,
+    size_text,
+    upper,
+)
 
 ENV_PREFIX = "OSVI_"
 _PATH_KEYS = ("out_dir", "metrics_file")
-_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([smhd]?)", re.ASCII)
-
-
-def parse_duration(text: str | float | int) -> float:
-    """Seconds from a number or a string such as `90`, `90s`, `15m`, `1.5h`, `7d`."""
-    match = None if isinstance(text, bool) else _DURATION.fullmatch(str(text).strip().lower())
-    if match is None:
-        raise ValueError(f"{text!r} is not a duration: use seconds or 90s, 15m, 48h, 7d")
-    seconds = float(match[1]) * _UNITS[match[2]]
-    if not math.isfinite(seconds):
-        raise ValueError(f"{text!r} is not a duration: it is too long")
-    return seconds
-
-
-def _file_mode(value: object) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        mode = value
-    elif isinstance(value, str) and re.fullmatch(r"(0o)?[0-7]+", text := value.strip().lower()):
-        mode = int(text.removeprefix("0o"), 8)
-    else:
-        raise ValueError(f"{value!r} is not an octal file mode such as 0o600, 0600 or 600")
-    if not 0 <= mode <= 0o777:
-        raise ValueError(f'{value!r} is outside 0..0o777 (in TOML write 0o600 or "600")')
-    if mode & 0o600 != 0o600:
-        raise ValueError(f"{oct(mode)} must let the owner read and write (0o600 at least)")
-    return mode
-
-
-def _check_base_url(value: str) -> str:
-    url = value.strip()
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{value!r} is not an http(s) URL with a host")
-    if parts.username is not None or parts.query or parts.fragment:
-        raise ValueError(f"{value!r} must hold no credentials, query or fragment")
-    return url.rstrip("/")
-
-
-def _token(value: object) -> object:
-    # A blank token (an empty env var or `api_token = ""`) means "not set", not a bad token;
-    # the line break a token file ends with (`$(cat file)` keeps none, a config may) is cut.
-    if not isinstance(value, str):
-        return value
-    token = value.strip()
-    if token and not all(" " < c < "\x7f" for c in token):
-        # It goes into a header: a line break there is refused by aiohttp on every request.
-        raise ValueError(
-            "the token holds a line break, a space or a character outside printable ASCII "
-            "(is the token file more than one line?); the value is not shown"
-        )
-    return token or None
-
-
-_SIZE = re.compile(r"(\d+(?:\.\d*)?)\s*(|b|k|kb|kib|m|mb|mib|g|gb|gib|t|tb|tib)", re.ASCII)
-_SIZE_UNITS = {"": 0, "b": 0, "k": 1, "m": 2, "g": 3, "t": 4}
-
-
-def parse_size(text: str | float | int) -> int:
-    """Bytes from a number or `512`, `64KiB`, `16M`, `4GiB` (every unit a power of 1024)."""
-    match = None if isinstance(text, bool) else _SIZE.fullmatch(str(text).strip().lower())
-    if match is None:
-        raise ValueError(f"{text!r} is not a size: use bytes or 64KiB, 16MiB, 4GiB")
-    size = float(match[1]) * 1024 ** _SIZE_UNITS[match[2][:1]]
-    if not math.isfinite(size) or size > 2**62:
-        raise ValueError(f"{text!r} is too large a size")
-    return int(size)
-
-
-def _lower(value: object) -> object:
-    return value.strip().lower() if isinstance(value, str) else value
-
-
-def _upper(value: object) -> object:
-    return value.strip().upper() if isinstance(value, str) else value
-
-
-Seconds = Annotated[float, BeforeValidator(parse_duration)]
-Size = Annotated[int, BeforeValidator(parse_size)]
-UserPath = Annotated[Path, AfterValidator(Path.expanduser)]
-
-
 # The env and TOML values for the `Settings(...)` call inside `load_settings`.
 _LOADING: ContextVar[tuple[Mapping[str, str], Mapping[str, Any]] | None] = ContextVar(
     "archiver_settings_loading", default=None
@@ -132,10 +62,10 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
 
-    api_token: Annotated[SecretStr | None, BeforeValidator(_token)] = None
+    api_token: Annotated[SecretStr | None, BeforeValidator(clean_token)] = None
     # Declared before base_url so base_url's validator can read it.
     allow_insecure_urls: bool = False
-    base_url: Annotated[str, AfterValidator(_check_base_url)] = "https://api.osvi.ai"
+    base_url: Annotated[str, AfterValidator(check_base_url)] = "https://api.osvi.ai"
     out_dir: UserPath = Path("./recordings")
     concurrency: Annotated[int, Field(ge=1, le=1024)] = 8
     max_requests_per_second: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 10.0
@@ -152,11 +82,11 @@ class Settings(BaseSettings):
     with_transcript: bool = False
     pending_window: Seconds = 48 * 3600.0
     sync_overlap: Seconds = 2 * 3600.0
-    file_mode: Annotated[int, BeforeValidator(_file_mode)] = 0o600
-    progress: Annotated[Literal["auto", "always", "never"], BeforeValidator(_lower)] = "auto"
+    file_mode: Annotated[int, BeforeValidator(parse_file_mode)] = 0o600
+    progress: Annotated[Literal["auto", "always", "never"], BeforeValidator(lower)] = "auto"
     status_interval: Annotated[Seconds, Field(gt=0)] = 30.0  # status lines when not on a terminal
-    log_format: Annotated[Literal["text", "json"], BeforeValidator(_lower)] = "text"
-    log_level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidator(_upper)] = (
+    log_format: Annotated[Literal["text", "json"], BeforeValidator(lower)] = "text"
+    log_level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidator(upper)] = (
         "INFO"
     )
     metrics_file: UserPath | None = None
@@ -213,6 +143,24 @@ FLAG_NAMES: Mapping[str, str] = {
     **{"out_dir": "--out", "max_requests_per_second": "--max-rps", "sync_overlap": "--overlap"},
     "log_level": "-v/-q",
 }
+
+
+def default_text(name: str) -> str:
+    """A setting's default as the flag takes it, for --help: `60s`, `4GiB`, `0o600`, `no`."""
+    field = Settings.model_fields[name]
+    value = field.default
+    parsers = {getattr(m, "func", None) for m in field.metadata}
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if parse_duration in parsers:
+        return duration_text(value)
+    if parse_size in parsers:
+        return size_text(value)
+    if parse_file_mode in parsers:
+        return f"0o{value:o}"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def choose_config_file(config_path: str | None, environ: Mapping[str, str]) -> Path | None:

@@ -12,10 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from archiver.api import OsviApi
 from archiver.counts import RunView
@@ -27,11 +26,11 @@ from archiver.listing import (
     Filters,
     Pages,
     RetriedListing,
+    Step,
     Window,
     layout_fields_of,
     started_at_of,
-    windows,
-    without_repeats,
+    walk,
 )
 from archiver.pipeline import Listed, Work
 from archiver.state import State
@@ -60,16 +59,21 @@ def plan(
     """The window a sync covers: explicit times, else [`mark` (the watermark) - overlap, now]."""
     if since is None:
         if mark is None:
-            raise UsageError(
-                "this archive has no sync watermark yet: pass --since for the first sync "
-                "(e.g. --since 7d or --since 2026-06-01)"
-            )
+            raise no_watermark("this archive")
         since = datetime.fromtimestamp(mark.timestamp() - overlap, mark.tzinfo)
     # Never past now: calls can still arrive for a moment that has not come yet.
     end = min(until, now) if until else now
     if since > end:
         raise UsageError(f"--since ({since.isoformat()}) is after --until ({end.isoformat()})")
     return SyncPlan(since, end, filters, moves_watermark=mark is None or since <= mark)
+
+
+def no_watermark(where: str) -> UsageError:
+    """A plain sync of an archive that was never synced: it has no start."""
+    return UsageError(
+        f"{where} has no sync watermark yet: pass --since for the first sync "
+        "(e.g. --since 7d or --since 2026-06-01)"
+    )
 
 
 def read_watermark(state: State) -> datetime | None:
@@ -85,15 +89,13 @@ class SyncSource:
         self._plan = sync
         self._retries = deque(taken_first(state, "sync"))
         view.add_total(len(self._retries))
-        self._windows: AsyncIterator[Window] = windows(
+        self._steps: AsyncIterator[Step] = walk(
             pages, sync.filters, sync.start, sync.end, on_total=view.add_total
         )
         self._unusable = 0  # listed items whose call_id is not a UUID, so far
         self._buffer: deque[Work] = deque()
         self._open: dict[int, tuple[Window, int]] = {}  # window number -> (window, calls left)
-        self._next_window = 0
         self._first_open = 0
-        self._previous: Window | None = None
 
     async def next_block(self) -> list[Work] | None:
         """The calls retried first, in blocks; then each listing window's calls (and its
@@ -102,26 +104,23 @@ class SyncSource:
             count = min(len(self._retries), BLOCK)
             return [self._retries.popleft() for _ in range(count)]
         while not self._buffer:
-            window = await anext(self._windows, None)
-            if window is None:
+            step = await anext(self._steps, None)
+            if step is None:
                 return None
-            self._take(window)
+            self._take(step)
         block = list(self._buffer)
         self._buffer.clear()
         return block
 
-    def _take(self, window: Window) -> None:
-        rows = unusable_rows(window, self._unusable)  # reported as invalid input rows are
+    def _take(self, step: Step) -> None:
+        rows = unusable_rows(step.window, self._unusable)  # reported as invalid input rows are
         self._unusable += len(rows)
         self._buffer.extend(rows)
-        calls = list(new_calls(self._previous, window))
-        self._previous = window
-        number = self._next_window
-        self._next_window += 1
-        self._open[number] = (window, len(calls))
-        for call_id, item in calls:
+        self._open[step.number] = (step.window, len(step.calls))
+        for item in step.calls:
+            # The API client set aside every item whose call_id is not a UUID: canonical.
             self._buffer.append(
-                Listed(call_id, layout_fields_of(item), started_at_of(item), number)
+                Listed(item["call_id"], layout_fields_of(item), started_at_of(item), step.number)
             )
         self._advance()
 
@@ -148,15 +147,14 @@ class SyncSource:
 async def listed_ids(pages: Pages, sync: SyncPlan) -> AsyncIterator[str | InvalidRow]:
     """The ids the listing gives for the plan's window, as SyncSource takes them (`--dry-run`),
     and the unusable items as invalid rows."""
-    previous, unusable = None, 0
-    async for window in windows(pages, sync.filters, sync.start, sync.end):
-        rows = unusable_rows(window, unusable)
+    unusable = 0
+    async for step in walk(pages, sync.filters, sync.start, sync.end):
+        rows = unusable_rows(step.window, unusable)
         unusable += len(rows)
         for row in rows:
             yield row
-        for call_id, _ in new_calls(previous, window):
-            yield call_id
-        previous = window
+        for item in step.calls:
+            yield item["call_id"]
 
 
 def unusable_rows(window: Window, before: int) -> list[InvalidRow]:
@@ -166,13 +164,6 @@ def unusable_rows(window: Window, before: int) -> list[InvalidRow]:
         InvalidRow(LISTING, before + n, "call_id is not a UUID", value)
         for n, value in enumerate(window.unusable, 1)
     ]
-
-
-def new_calls(previous: Window | None, window: Window) -> Iterator[tuple[str, dict[str, Any]]]:
-    """The window's calls not already in the previous one, with their ids (canonical: the API
-    client set aside every item whose call_id is not a UUID)."""
-    for item in without_repeats(previous, window):
-        yield item["call_id"], item
 
 
 def make_source(

@@ -17,9 +17,9 @@ from archiver.settings import (
     choose_config_file,
     config_file_warnings,
     load_settings,
-    parse_duration,
     require_token,
 )
+from archiver.values import parse_duration
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
 TOKEN = "tok-0123456789ab"
@@ -351,13 +351,13 @@ def test_example_config_documents_every_setting_at_its_default() -> None:
 
 
 def test_the_bounds_of_each_attempt_are_settings_with_flags() -> None:
-    from archiver.options import NOT_SETTINGS, build_parser
+    from archiver.options import build_parser, settings_given
 
     args = build_parser().parse_args(
         ["run", "--api-timeout", "5s", "--min-speed", "16KiB", "--min-speed-time", "20s",
          "--max-recording-size", "1GiB", "--max-outage", "2m"]
     )  # fmt: skip
-    flags = {k: v for k, v in vars(args).items() if k not in NOT_SETTINGS}
+    flags = settings_given(args)
     settings = load(flags)
     assert settings.api_timeout == 5.0
     assert settings.min_speed == 16 * 1024
@@ -394,3 +394,27 @@ def test_a_token_that_cannot_go_in_a_header_is_refused_without_showing_it(token:
 
 def test_a_token_file_s_trailing_newline_is_cut() -> None:
     assert load(environ={"OSVI_API_TOKEN": TOKEN + "\n"}).token_value() == TOKEN
+
+
+def test_each_settings_flag_is_named_and_defaulted_by_the_settings_model() -> None:
+    from archiver.options import SETTING_FLAGS, build_parser, settings_given
+    from archiver.settings import default_text
+
+    # Every setting but the token (never a flag) and log_level (-v/-q) has its flag.
+    assert set(SETTING_FLAGS) == set(Settings.model_fields) - {"api_token", "log_level"}
+    parser = build_parser()
+    helps = {
+        action.dest: action.help or ""
+        for sub in parser._subparsers._group_actions[0].choices.values()  # type: ignore[union-attr]
+        for action in sub._actions
+    }
+    for name in SETTING_FLAGS:
+        assert helps[name].endswith(f"(default: {default_text(name)})"), name
+    assert default_text("max_outage") == "5m"
+    assert default_text("max_recording_size") == "4GiB"
+    assert default_text("file_mode") == "0o600"
+    assert default_text("pending_window") == "2d"
+    assert default_text("with_metadata") == "no"
+    assert default_text("metrics_file") == "none"
+    args = parser.parse_args(["run", "--force", "--shard", "0/2", "--max-rps", "3", "-v"])
+    assert settings_given(args) == {"max_requests_per_second": 3.0, "log_level": "DEBUG"}

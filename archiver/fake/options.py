@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import signal
 
+from archiver import values
 from archiver.fake.config import (
     CALL_PROPERTIES,
     HOSTILE,
@@ -16,16 +16,15 @@ from archiver.fake.config import (
     parse_fault,
 )
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
-
 
 def parse_size(text: str) -> int:
-    """Bytes from `4096`, `64KiB`, `16M`, `1GiB` (powers of 1024)."""
-    match = _SIZE.match(text)
-    if match is None:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 4096, 256KiB, 16MiB)")
-    unit = (match.group(2) or "b")[0].lower()
-    return int(float(match.group(1)) * {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[unit])
+    """Bytes from `4096`, `64KiB`, `16M`, `1GiB` (values.parse_size, as the tool reads them)."""
+    try:
+        return values.parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"not a size: {text!r} (e.g. 4096, 256KiB, 16MiB)"
+        ) from exc
 
 
 def _fault(text: str) -> tuple[FaultKind, Fault]:

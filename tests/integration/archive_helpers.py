@@ -12,9 +12,11 @@ from typing import Any
 
 import jsonschema
 
+from archiver.clocks import Clocks
 from archiver.counts import NoProgress
 from archiver.export import export
 from archiver.fake import FakeOSVI
+from archiver.feed import run_input
 from archiver.inputs import read_ids
 from archiver.manifest import load_schema
 from archiver.names import manifest_name
@@ -58,7 +60,8 @@ async def archive(
         chosen = list(ids) if ids is not None else [c.call_id for c in fake.calls]
         text = "call_id\n" + "".join(f"{i}\n" for i in chosen)
     items = read_ids(io.BytesIO(text.encode()), "<test>")
-    return await execute(settings, items, NoProgress(), RunOptions(force=force, sleep=sleep))
+    options = RunOptions(force=force, clocks=Clocks(sleep=sleep))
+    return await execute(settings, run_input(items), NoProgress(), options)
 
 
 def manifest_of(out_dir: Path, shard: tuple[int, int] | None = None) -> dict[str, Any]:

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from archiver.clocks import Clocks
 from archiver.counts import NoProgress
 from archiver.fake import FakeConfig
+from archiver.feed import run_input
 from archiver.inputs import read_ids
 from archiver.run import RunOptions, execute
 from archiver.shard import parse_shard
@@ -68,9 +70,9 @@ async def test_the_dry_run_and_the_run_agree_on_every_call(
     shard = parse_shard(flags[flags.index("--shard") + 1]) if "--shard" in flags else None
     settings = settings_for(fake, out)
     items = read_ids(io.BytesIO(text.encode()), "<stdin>")
-    options = RunOptions(force="--force" in flags, retry_failed=retry_failed, shard=shard,
-                         sleep=quick_sleep)  # fmt: skip
-    result = await execute(settings, iter(()) if retry_failed else items, NoProgress(), options)
+    options = RunOptions(force="--force" in flags, shard=shard, clocks=Clocks(sleep=quick_sleep))
+    source = run_input(items, retry_failed=retry_failed)
+    result = await execute(settings, source, NoProgress(), options)
     with State(out, readonly=True, shard=shard) as state:
         attempted = {r.call_id for r in state.run_outcomes(result.run_id)}
 

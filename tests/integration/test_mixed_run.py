@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from archiver import download as download_module
+from archiver.clocks import Clocks
 from archiver.fake import FakeConfig, FakeOSVI, Fault, FaultKind
 from archiver.fake.config import OMIT
 from archiver.run import RunOptions
@@ -101,7 +102,9 @@ async def test_two_hundred_calls_with_one_of_each_bad_case(
         layout="{agent_uuid}/{yyyy}/{call_id}{ext}",
     )  # fmt: skip
     chosen = ids[:200]
-    result = await run_ids(settings, [*chosen, "not-a-call-id"], RunOptions(sleep=quick_sleep))
+    result = await run_ids(
+        settings, [*chosen, "not-a-call-id"], RunOptions(clocks=Clocks(sleep=quick_sleep))
+    )
 
     assert result.exit_code == 1
     [report] = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]

@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 
+from archiver.clocks import Clocks
 from archiver.counts import NoProgress
 from archiver.fake import FakeConfig, Fault, FaultKind
+from archiver.feed import run_input
 from archiver.inputs import read_ids
 from archiver.run import RunOptions, execute
 from tests.conftest import FakeFactory
@@ -127,8 +129,8 @@ async def test_a_url_too_old_on_arrival_is_not_used(make_fake: FakeFactory, tmp_
     readings = iter(range(0, 10**9, 1000))
     settings = settings_for(fake, tmp_path, max_attempts=3)
     items = read_ids(io.BytesIO(f"{call_id}\n".encode()), "<t>")
-    options = RunOptions(clock=lambda: float(next(readings)), sleep=quick_sleep)
-    result = await execute(settings, items, NoProgress(), options)
+    options = RunOptions(clocks=Clocks(wall=lambda: float(next(readings)), sleep=quick_sleep))
+    result = await execute(settings, run_input(items), NoProgress(), options)
     assert fake.stats.requests["download"] == 0
     assert fake.stats.calls[call_id].requests["recording"] == 3
     entry = manifest_of(tmp_path)["calls"][0]
@@ -317,6 +319,6 @@ async def test_the_view_shows_bytes_of_a_download_before_its_first_write(
 
     settings = settings_for(fake, tmp_path, concurrency=1)
     items = read_ids(io.BytesIO(picked_ids(fake)[0].encode()), "<test>")
-    result = await execute(settings, items, Watch(), RunOptions())
+    result = await execute(settings, run_input(items), Watch(), RunOptions())
     assert result.exit_code == 0
     assert any(0 < n < 512 * 1024 for n in seen), seen

@@ -13,6 +13,7 @@ import pytest
 from archiver import run as run_module
 from archiver.counts import NoProgress
 from archiver.fake import FakeConfig
+from archiver.feed import run_input
 from archiver.inputs import CallId, InputItem
 from archiver.run import RunOptions, execute
 from tests.conftest import FakeFactory
@@ -41,7 +42,7 @@ async def test_input_is_read_only_as_fast_as_the_run_uses_it(
             yield CallId(call.call_id, "<gen>", number)
 
     settings = settings_for(fake, tmp_path, concurrency=2)
-    await execute(settings, ids(), NoProgress(), RunOptions())
+    await execute(settings, run_input(ids()), NoProgress(), RunOptions())
     assert pulled == 200
     # The buffer, the feeder's block, the queue, the workers, the one being read.
     assert max(ahead) <= 20 + 5 + 2 + 2 + 1
@@ -53,7 +54,7 @@ async def test_api_requests_stay_under_max_requests_per_second(
     fake = await make_fake(FakeConfig(calls=30, size_min=4096, size_max=8192))
     settings = settings_for(fake, tmp_path, concurrency=16, max_requests_per_second=20)
     ids = iter([CallId(c.call_id, "<gen>", n) for n, c in enumerate(fake.calls, 1)])
-    await execute(settings, ids, NoProgress(), RunOptions())
+    await execute(settings, run_input(ids), NoProgress(), RunOptions())
     times = sorted(t for t, endpoint, _ in fake.stats.events if endpoint != "download")
     assert len(times) >= 30
     # Any 11 consecutive API requests span at least half a second at 20 per second.
@@ -70,7 +71,7 @@ async def test_manifest_is_rewritten_during_a_long_run(
     )
     settings = settings_for(fake, tmp_path, concurrency=2)
     ids = iter([CallId(c.call_id, "<gen>", n) for n, c in enumerate(fake.calls, 1)])
-    task = asyncio.create_task(execute(settings, ids, NoProgress(), RunOptions()))
+    task = asyncio.create_task(execute(settings, run_input(ids), NoProgress(), RunOptions()))
     seen_during_run: list[int] = []
     while not task.done():
         await asyncio.sleep(0.1)

@@ -24,6 +24,7 @@ from archiver import archive as archive_module
 from archiver import download as download_module
 from archiver import urls
 from archiver.api import OsviApi
+from archiver.clocks import Clocks
 from archiver.counts import Counts
 from archiver.download import Transfer
 from archiver.fake import FakeConfig, FakeOSVI, Fault, FaultKind
@@ -63,7 +64,9 @@ async def run_fake(
     fake: FakeOSVI, out: Path, metrics: Path, *, force: bool = False, **flags: Any
 ) -> RunResult:
     settings = settings_at(fake.base_url, out, fake.token, metrics_file=metrics, **flags)
-    return await run_ids(settings, picked_ids(fake), RunOptions(sleep=quick_sleep, force=force))
+    return await run_ids(
+        settings, picked_ids(fake), RunOptions(force=force, clocks=Clocks(sleep=quick_sleep))
+    )
 
 
 def raise_for(target: str, where: Callable[..., Any], sees: Callable[..., str]) -> Any:

@@ -137,7 +137,7 @@ async def test_sync_keeps_a_watermark_per_shard(make_fake: FakeFactory, tmp_path
     ).code == 0
     other = await osvi("sync", "--out", str(tmp_path), "--shard", "0/2", env=env_for(fake))
     assert other.code == 2
-    assert "no sync watermark for shard 0/2" in other.stderr
+    assert "(shard 0/2) has no sync watermark yet" in other.stderr
 
 
 async def test_a_shard_names_its_part_files_and_removes_them_after_kill_9(

@@ -12,11 +12,13 @@ from typing import Any
 
 import pytest
 
+from archiver.clocks import Clocks
+from archiver.connect import open_api
 from archiver.counts import NoProgress, RunView
 from archiver.fake import FakeConfig, FakeOSVI, Fault, FaultKind
 from archiver.listing import Filters, print_listing
 from archiver.outputs import RunResult
-from archiver.run import RunOptions, execute, open_api
+from archiver.run import RunOptions, execute
 from archiver.state import State
 from archiver.sync import make_source, read_watermark
 from archiver.times import IST
@@ -48,7 +50,9 @@ async def sync(
     settings = settings_for(fake, out, **flags)
     now = datetime.now(UTC)
     source = make_source(since, until, now, settings.sync_overlap, filters)
-    return await execute(settings, source, NoProgress(), RunOptions(sleep=quick_sleep))
+    return await execute(
+        settings, source, NoProgress(), RunOptions(clocks=Clocks(sleep=quick_sleep))
+    )
 
 
 def picked_between(fake: FakeOSVI, start: datetime, end: datetime) -> set[str]:
@@ -410,7 +414,9 @@ async def test_sync_total_comes_from_the_listing_and_done_reaches_it(
     for run in (1, 2):  # the second retries the pending calls first, then lists them again
         watch = Watch()
         source = make_source(since, None, datetime.now(UTC), settings.sync_overlap, PICKED)
-        result = await execute(settings, source, watch, RunOptions(sleep=quick_sleep))
+        result = await execute(
+            settings, source, watch, RunOptions(clocks=Clocks(sleep=quick_sleep))
+        )
         assert result.exit_code == 0
         assert watch.view is not None
         picked = len(picked_between(fake, since, datetime.now(UTC)))

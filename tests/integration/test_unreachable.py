@@ -9,6 +9,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import ssl
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -17,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from archiver.clocks import Clocks
+from archiver.connect import Wiring
 from archiver.fake import FakeConfig, FakeOSVI
 from archiver.outputs import RunResult
 from archiver.run import RunOptions
@@ -46,9 +49,13 @@ def ids(count: int = 8) -> list[str]:
     return picked_ids(FakeOSVI(small(count)))
 
 
-def clocked(**more: Any) -> tuple[SteppedClock, RunOptions]:
+def clocked(
+    resolver: Any = None, ssl_context: ssl.SSLContext | None = None
+) -> tuple[SteppedClock, RunOptions]:
     clock = SteppedClock()
-    return clock, RunOptions(monotonic=clock, sleep=clock.sleep, **more)
+    clocks = Clocks(monotonic=clock, sleep=clock.sleep)
+    wiring = Wiring(resolver=resolver, ssl_context=ssl_context)
+    return clock, RunOptions(clocks=clocks, wiring=wiring)
 
 
 def assert_said(result: RunResult, code: int, out: Path) -> None:
@@ -96,7 +103,7 @@ async def test_a_mistyped_host_stops_at_once_without_a_real_lookup(tmp_path: Pat
     assert clock() - began < 0.1  # no wait (but the rate cap's milliseconds)
     assert "api.osvi.tset" in str(result.error)
     assert "host name" in str(result.error)
-    assert options.resolver.asked == ["api.osvi.tset"] * len(options.resolver.asked)
+    assert options.wiring.resolver.asked == ["api.osvi.tset"] * len(options.wiring.resolver.asked)
 
 
 # an outage after answers
@@ -185,7 +192,7 @@ async def test_a_trusted_certificate_archives_everything(
     result = await run_ids(
         settings_at(fake.base_url, tmp_path, fake.token),
         picked_ids(fake),
-        RunOptions(ssl_context=tls.client),
+        RunOptions(wiring=Wiring(ssl_context=tls.client)),
     )
     assert result.exit_code == 0
     assert_byte_exact(fake, tmp_path, picked_ids(fake))
@@ -223,7 +230,9 @@ async def test_a_recording_url_at_this_machine_is_refused_when_the_api_is_remote
     config = small()
     config.recording_urls = {bad: "http://127.0.0.1:9/admin"}
     fake = await make_fake(config, ssl_context=tls.server, url_host="api.osvi.test")
-    options = RunOptions(resolver=NamesResolver("api.osvi.test"), ssl_context=tls.client)
+    options = RunOptions(
+        wiring=Wiring(resolver=NamesResolver("api.osvi.test"), ssl_context=tls.client)
+    )
     result = await run_ids(
         settings_at(fake.base_url, tmp_path, fake.token), picked_ids(fake), options
     )
@@ -246,7 +255,7 @@ async def test_a_proxy_refusing_our_credentials_stops_the_run_after_one_try(
         settings = settings_at(
             "http://api.osvi.test:8080", tmp_path, TOKEN, allow_insecure_urls=True, concurrency=1
         )
-        options = RunOptions(resolver=NamesResolver("api.osvi.test"))
+        options = RunOptions(wiring=Wiring(resolver=NamesResolver("api.osvi.test")))
         result = await run_ids(settings, ids(), options)
     assert_said(result, 69, tmp_path)
     assert len(seen) == 1  # not retried: a directory account would lock
@@ -268,7 +277,7 @@ async def test_no_proxy_names_hosts_reached_directly(
         settings = settings_at(
             f"http://api.osvi.test:{port}", tmp_path, fake.token, allow_insecure_urls=True
         )
-        options = RunOptions(resolver=NamesResolver("api.osvi.test"))
+        options = RunOptions(wiring=Wiring(resolver=NamesResolver("api.osvi.test")))
         result = await run_ids(settings, picked_ids(fake), options)
     assert result.exit_code == 0
     assert seen == []
@@ -320,7 +329,9 @@ async def test_one_calls_recording_host_that_does_not_resolve_fails_that_call_on
     config = small()
     config.recording_urls = {bad: "https://nowhere.invalid/x.mp4"}
     fake = await make_fake(config)
-    options = RunOptions(resolver=NamesResolver(), sleep=SteppedClock().sleep)
+    options = RunOptions(
+        clocks=Clocks(sleep=SteppedClock().sleep), wiring=Wiring(resolver=NamesResolver())
+    )
     settings = settings_at(fake.base_url, tmp_path, fake.token, max_attempts=2)
     result = await run_ids(settings, picked_ids(fake), options)
     assert result.exit_code == 1, result.error
@@ -335,7 +346,9 @@ async def test_a_recording_host_every_call_needs_that_does_not_resolve_stops_the
     config = small()
     config.recording_urls = {c: "https://s3.nowhere.invalid/x.mp4" for c in ids()}
     fake = await make_fake(config)
-    options = RunOptions(resolver=NamesResolver(), sleep=SteppedClock().sleep)
+    options = RunOptions(
+        clocks=Clocks(sleep=SteppedClock().sleep), wiring=Wiring(resolver=NamesResolver())
+    )
     result = await run_ids(settings_at(fake.base_url, tmp_path, fake.token), ids(), options)
     assert_said(result, 69, tmp_path)
     assert "s3.nowhere.invalid" in str(result.error)

@@ -18,6 +18,7 @@ import trustme
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from archiver.counts import NoProgress
+from archiver.feed import run_input
 from archiver.inputs import read_ids
 from archiver.outputs import RunResult
 from archiver.run import RunOptions, execute
@@ -183,4 +184,4 @@ async def run_ids(
     """`osvi-archiver run` in-process over `ids` as a CSV input."""
     text = "call_id\n" + "".join(f"{i}\n" for i in ids)
     items = read_ids(io.BytesIO(text.encode()), "<test>")
-    return await execute(settings, items, NoProgress(), options or RunOptions())
+    return await execute(settings, run_input(items), NoProgress(), options or RunOptions())

@@ -1,0 +1,272 @@
+"""What each command of the command line does, from its parsed arguments to its exit code
+(cli.py only parses argv and maps errors to exit codes). The heavy modules (the run, the fake,
+the dry run) are imported by the commands that use them only, so a command starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from archiver import layout as layouts
+from archiver.counts import NoProgress, Progress
+from archiver.errors import UsageError
+from archiver.inputs import InputItem, canonical_uuid, check_sources, count_ids, read_sources
+from archiver.listing import CALL_STATUSES, Filters
+from archiver.logs import json_mode, setup_logging
+from archiver.options import settings_given
+from archiver.progress import choose_progress
+from archiver.settings import (
+    Settings,
+    choose_config_file,
+    config_file_warnings,
+    load_settings,
+)
+from archiver.shard import resolve_shard, shard_text
+from archiver.times import parse_moment
+
+if TYPE_CHECKING:
+    from archiver.outputs import RunResult
+
+log = logging.getLogger("archiver.cli")
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    flags = settings_given(args)
+    config = getattr(args, "config", None)
+    settings = load_settings(flags, config_path=config, environ=os.environ)
+    # From here on, errors and warnings go out in the format asked for, redacted.
+    setup_logging(settings.log_level, [settings.token_value() or ""], settings.log_format)
+    chosen = choose_config_file(config, os.environ)
+    for warning in config_file_warnings(chosen) if chosen else []:
+        log.warning("%s", warning, extra={"event": "config_warning"})
+    return settings
+
+
+def _check_metrics_file(settings: Settings) -> None:
+    """Before anything is attempted: a metrics file that cannot be written at the end would
+    leave monitoring with stale figures."""
+    path = settings.metrics_file
+    if path is None:
+        return
+    if not path.parent.is_dir():
+        raise UsageError(f"metrics_file {path}: the folder {path.parent} does not exist")
+    if path.is_dir():
+        raise UsageError(f"metrics_file {path} is a folder: name the file to write")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise UsageError(f"metrics_file {path}: the folder {path.parent} is not writable")
+
+
+def _summary(result: RunResult) -> None:
+    """§6's summary block on stderr; with JSON logs, the same as one `run_finished` event, so
+    stderr stays JSON Lines."""
+    from archiver.summary import render
+
+    if not json_mode():
+        text = render(result.counts, result.seconds, result.manifest, result.report, result.error)
+        # A stderr that went away (`2>&1 | head`) must not change the exit code: the run
+        # report and the metrics already say it.
+        with contextlib.suppress(OSError):
+            print(text, file=sys.stderr)
+        return
+    log.info(
+        "run %s finished with exit code %d",
+        result.run_id,
+        result.exit_code,
+        extra={
+            "event": "run_finished",
+            "run_id": result.run_id,
+            "exit_code": result.exit_code,
+            "seconds": round(result.seconds, 3),
+            "counts": result.counts.to_json(),
+            "error": str(result.error) if result.error else None,
+            "manifest": str(result.manifest) if result.manifest else None,
+            "report": str(result.report) if result.report else None,
+        },
+    )
+
+
+def _progress(settings: Settings) -> Progress:
+    return choose_progress(
+        settings.progress,
+        on_terminal=sys.stderr.isatty() and settings.log_format == "text",
+        interval=settings.status_interval,
+    )
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from archiver.feed import run_input
+    from archiver.run import RunOptions, execute
+
+    if args.retry_failed and args.inputs:
+        raise UsageError("--retry-failed takes its calls from the archive: give no INPUT")
+    settings = settings_from(args)
+    _check_metrics_file(settings)
+    if layouts.needs_listing_fields(settings.layout) and not settings.with_metadata:
+        raise UsageError(
+            f"layout {settings.layout!r} needs the call's date or agent: `run` knows them only "
+            "with --with-metadata (or use `sync`, whose listing provides them)"
+        )
+    items = iter(()) if args.retry_failed else _inputs(args)
+    if args.dry_run:
+        from archiver.dryrun import dry_run_input
+
+        shard = _shard(args.shard)
+        return dry_run_input(
+            settings, items, force=args.force, retry=args.retry_failed, shard=shard
+        )
+    progress = _progress(settings)
+    # The total only serves a display: no extra read of the input when nobody watches.
+    counted = not args.retry_failed and not isinstance(progress, NoProgress)
+    total = count_ids(list(args.inputs) or ["-"]) if counted else None
+    options = RunOptions(force=args.force, shard=_shard(args.shard), total=total)
+    source = run_input(items, retry_failed=args.retry_failed)
+    result = asyncio.run(execute(settings, source, progress, options))
+    _summary(result)
+    return result.exit_code
+
+
+def _shard(text: str | None) -> tuple[int, int] | None:
+    return resolve_shard(text, os.environ) if text else None
+
+
+def _filters(args: argparse.Namespace, default_status: tuple[str, ...]) -> Filters:
+    statuses = tuple(s.strip() for v in args.status or () for s in v.split(",") if s.strip())
+    unknown = set(statuses) - set(CALL_STATUSES)
+    if unknown:
+        raise UsageError(
+            f"--status {', '.join(sorted(unknown))}: not one of {', '.join(CALL_STATUSES)}"
+        )
+    if args.agent is not None and canonical_uuid(args.agent) is None:
+        raise UsageError(f"--agent {args.agent!r} is not a UUID")
+    return Filters(
+        status=statuses or default_status,
+        agent_uuid=canonical_uuid(args.agent) if args.agent else None,
+        campaign_id=args.campaign,
+        campaign_upload_id=args.campaign_upload,
+        phone_number=args.phone,
+        call_type=args.call_type,
+    )
+
+
+def _window(args: argparse.Namespace) -> tuple[datetime | None, datetime | None, datetime]:
+    now = datetime.now(UTC)
+    since = parse_moment(args.since, now, end=False, flag="--since") if args.since else None
+    until = parse_moment(args.until, now, end=True, flag="--until") if args.until else None
+    return since, until, now
+
+
+def sync_command(args: argparse.Namespace) -> int:
+    from archiver.run import RunOptions, execute
+    from archiver.sync import make_source, no_watermark
+
+    settings = settings_from(args)
+    _check_metrics_file(settings)
+    filters = _filters(args, ("picked",))
+    since, until, now = _window(args)
+    shard = _shard(args.shard)
+    if since is None and not _has_watermark(settings.out_dir, shard):
+        whose = f" (shard {shard_text(shard)})" if shard else ""
+        raise no_watermark(f"{settings.out_dir}{whose}")
+    if args.dry_run:
+        from archiver.dryrun import dry_run_sync
+
+        return dry_run_sync(settings, (since, until, now), filters, force=args.force, shard=shard)
+    source = make_source(since, until, now, settings.sync_overlap, filters, settings.max_attempts)
+    options = RunOptions(force=args.force, shard=shard, command="sync")
+    result = asyncio.run(execute(settings, source, _progress(settings), options))
+    _summary(result)
+    return result.exit_code
+
+
+def _has_watermark(out_dir: Path, shard: tuple[int, int] | None) -> bool:
+    from archiver.state import existing_state
+    from archiver.sync import read_watermark
+
+    with existing_state(out_dir, shard) as state:
+        return state is not None and read_watermark(state) is not None
+
+
+def list_command(args: argparse.Namespace) -> int:
+    from archiver.connect import open_api
+    from archiver.listing import RetriedListing, print_listing
+
+    settings = settings_from(args)
+    filters = _filters(args, ())
+    since, until, now = _window(args)
+    skipped: list[str] = []
+
+    async def listing() -> int:
+        async with open_api(settings) as api:
+            pages = RetriedListing(api, settings.max_attempts)
+            return await print_listing(
+                pages, filters, since, until, now, args.format, sys.stdout, skipped
+            )
+
+    count = asyncio.run(listing())
+    log.info("listed %d calls", count)
+    if skipped:  # as invalid input rows make a run's exit code 1
+        log.warning(
+            "%d listed items had a call_id that is not a UUID and were left out",
+            len(skipped),
+            extra={"event": "listing_bad_ids", "count": len(skipped)},
+        )
+        return 1
+    return 0
+
+
+def verify_command(args: argparse.Namespace) -> int:
+    from archiver.verify import render_text, report_json, verify_archive
+
+    settings = settings_from(args)
+    report = verify_archive(settings.out_dir)
+    if args.json:
+        print(json.dumps(report_json(report), indent=2))
+    else:
+        print(render_text(report, settings.out_dir))
+    return 0 if report.ok else 1
+
+
+def manifest_command(args: argparse.Namespace) -> int:
+    from archiver.export import export
+
+    settings = settings_from(args)
+    count = export(settings.out_dir, _shard(args.shard), args.format, sys.stdout)
+    sys.stdout.flush()
+    log.info("%d calls in the manifest", count, extra={"event": "manifest_exported"})
+    return 0
+
+
+def _inputs(args: argparse.Namespace) -> Iterator[InputItem]:
+    paths = list(args.inputs) or ["-"]
+    if paths == ["-"] and sys.stdin.isatty():
+        raise UsageError("no input: name CSV or text files of call ids, or pipe them on stdin")
+    check_sources(paths, args.id_column)
+    return read_sources(paths, sys.stdin.buffer, args.id_column)
+
+
+def fake_server_command(args: argparse.Namespace) -> int:
+    from archiver.fake import options as fake_options
+
+    try:
+        fake_options.config_from_args(args)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    asyncio.run(fake_options.serve_until_signalled(args))
+    return 0
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    from archiver.demo import run_demo
+
+    setup_logging(getattr(args, "log_level", "WARNING"), [])
+    return asyncio.run(run_demo())
