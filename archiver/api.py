@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -22,6 +21,7 @@ import aiohttp
 from yarl import URL
 
 from archiver import redaction
+from archiver.answers import ListPage, RecordingUrl, error_text, lifetime_of
 from archiver.errors import (
     ApiBadResponse,
     ApiRejected,
@@ -30,7 +30,6 @@ from archiver.errors import (
     NotAvailable,
     ServerError,
     Throttled,
-    UrlExpired,
 )
 from archiver.http import (
     CERTIFICATE_ERRORS,
@@ -40,7 +39,7 @@ from archiver.http import (
     proxy_refused,
     unresolved,
 )
-from archiver.inputs import canonical_uuid
+from archiver.ids import canonical_uuid
 from archiver.limits import Clock, RateLimiter, ThrottleGate
 from archiver.reachability import Reachability
 from archiver.retrying import parse_retry_after
@@ -50,85 +49,7 @@ _REDIRECTS = (301, 302, 303, 307, 308)
 MAX_BODY = 8 << 20  # an answer is KiBs (a page of 100 calls ~60 KiB): past this, refused
 _READ = 64 << 10
 _SHOWN = 300  # characters of a server's error text shown in a message
-MAX_LIFETIME = 7 * 86400.0  # the longest an S3 presigned URL can live
-# A URL whose lifetime the API did not say is used at once: for its first request (and its
-# redirects) within this many seconds of its arrival, and never again (every try asks anew).
-UNKNOWN_LIFETIME_USE = 60.0
 DEFAULT_TIMEOUT = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class RecordingUrl:
-    call_id: str
-    url: str
-    expires_in: float | None  # seconds; None when the API did not say (lifetime_of)
-    received_at: float  # clock() when the API answered
-
-    def usable_until(self) -> float:
-        """§5.1: never used once older than its lifetime minus min(60 s, lifetime / 4)."""
-        if self.expires_in is None:
-            return self.received_at + UNKNOWN_LIFETIME_USE
-        return self.received_at + self.expires_in - min(60.0, self.expires_in / 4)
-
-
-def lifetime_of(value: object, url: str) -> float | None:
-    """`expires_in_seconds` as seconds, None when unknown. Missing or null: the URL's own
-    `X-Amz-Expires` if it has one, else unknown; NaN, a bool or text that is not a number:
-    unknown; 0 or less: already expired (UrlExpired: a fresh URL is asked); above 7 days (S3's
-    longest), 7 days."""
-    if value is None:
-        value = _amz_expires(url)
-        if value is None:
-            return None
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    try:
-        seconds = float(value)
-    except (ValueError, OverflowError):
-        return None
-    if math.isnan(seconds):
-        return None
-    if seconds <= 0:
-        raise UrlExpired(f"the API gave a URL that had already expired (expires_in {value!r})")
-    return min(seconds, MAX_LIFETIME)
-
-
-def _amz_expires(url: str) -> str | None:
-    for pair in urlsplit(url).query.split("&"):
-        name, _, value = pair.partition("=")
-        if name.lower() == "x-amz-expires" and value.isascii() and value.isdigit():
-            return value
-    return None
-
-
-@dataclass(frozen=True, slots=True)
-class ListPage:
-    items: list[dict[str, Any]]  # each with a canonical (lower-case UUID) call_id
-    total_count: int
-    # The call_id values that are not UUIDs (or items that are not objects), as shown.
-    unusable: list[str] = field(default_factory=list)
-
-    @property
-    def size(self) -> int:
-        """Items on the page, usable or not (what the page holds of `total_count`)."""
-        return len(self.items) + len(self.unusable)
-
-
-def error_text(body: bytes) -> str:
-    """The message of either documented error shape, else the raw body (not yet masked or
-    cut: `OsviApi._text` does both, in that order)."""
-    try:
-        parsed = json.loads(body)
-    except (ValueError, RecursionError):
-        parsed = None
-    if isinstance(parsed, dict):
-        if isinstance(parsed.get("errors"), list):
-            return "; ".join(str(e) for e in parsed["errors"])
-        if parsed.get("error") is not None:
-            details = parsed.get("details")
-            suffix = f" ({json.dumps(details, default=str)})" if details else ""
-            return f"{parsed['error']}{suffix}"
-    return body.decode("utf-8", "replace").strip() or "(empty body)"
 
 
 def api_session(

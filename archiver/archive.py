@@ -11,15 +11,11 @@ cancellation pass through, to stop the whole run.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
-
-from tenacity import RetryCallState
 
 from archiver import layout as layouts
 from archiver.api import OsviApi
@@ -33,16 +29,16 @@ from archiver.errors import (
     NotAudioOnce,
     NotAvailable,
     RunError,
-    Throttled,
     as_call_error,
 )
 from archiver.listing import layout_fields_of, started_at_of
-from archiver.names import METADATA_SUFFIX, TRANSCRIPT_SUFFIX, part_path
+from archiver.names import part_path
+from archiver.records import CallRecord, utc_now
 from archiver.redaction import shorten
-from archiver.retrying import call_retrying
+from archiver.retrying import Attempts, call_retrying
 from archiver.shard import Shard
-from archiver.state import CallRecord, utc_now
-from archiver.storage import PartFile, ensure_folder, remove_quietly
+from archiver.sidecars import add_sidecars
+from archiver.storage import ensure_folder
 
 log = logging.getLogger("archiver.call")
 MAX_MESSAGE = 1000  # characters of an error message kept in the manifest and reports
@@ -124,7 +120,9 @@ class CallArchiver:
         record = await self._recording(call_id, fields, started_at, attempts)
         if record.status != "archived" or record.path is None:
             return record
-        return await self._sidecars(record, detail)
+        return await add_sidecars(
+            record, detail, self._policy, self._fetch, self._api, self._on_part
+        )
 
     async def _recording(
         self,
@@ -258,48 +256,6 @@ class CallArchiver:
                 return found
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
-    async def _sidecars(self, record: CallRecord, detail: dict[str, Any] | None) -> CallRecord:
-        """§5.5: `<stem>.call.json` and `<stem>.transcript.json` beside the recording, each
-        written atomically. If one cannot be had, the call is failed (its recording stays on
-        disk and is downloaded again by the next run), so nothing claims more than it has."""
-        assert record.path is not None
-        stem = PurePosixPath(record.path).with_suffix("")
-        saved: dict[str, str] = {}
-        wanted = (
-            ("metadata_path", self._policy.with_metadata, METADATA_SUFFIX, self._api.call, "call"),
-            ("transcript_path", self._policy.with_transcript, TRANSCRIPT_SUFFIX,
-             self._api.transcript, "transcript"),
-        )  # fmt: skip
-        for key, enabled, suffix, get, what in wanted:
-            if not enabled:
-                continue
-            data = detail if key == "metadata_path" and detail else None
-            data = data or await self._fetch(record.call_id, get, what)
-            relative = f"{stem}{suffix}"
-            await self._save_json(record.call_id, relative, data)
-            saved[key] = relative
-        return dataclasses.replace(
-            record,
-            metadata_path=saved.get("metadata_path"),
-            transcript_path=saved.get("transcript_path"),
-        )
-
-    async def _save_json(self, call_id: str, relative: str, data: Any) -> None:
-        """A sidecar, written as recordings are: through a `.part` registered before it exists
-        (so that a crash leaves nothing the next run does not remove), then renamed."""
-        part = part_path(Path(relative), self._policy.shard)
-        if self._on_part is not None:
-            await self._on_part(call_id, part.as_posix())
-        body = json.dumps(data, indent=2).encode() + b"\n"
-        handle = await PartFile.create(self._policy.out_dir / part, self._policy.file_mode)
-        try:
-            await handle.write(body, len(body))
-            await handle.commit(self._policy.out_dir / relative)
-        except BaseException:
-            await handle.close()
-            await remove_quietly(handle.path)
-            raise
-
     def _archived(self, call_id: str, attempts: int, done: Downloaded) -> CallRecord:
         return CallRecord(
             call_id=call_id,
@@ -323,35 +279,4 @@ class CallArchiver:
             run_id=self._run_id,
             error_kind=kind or error.kind,
             error_message=shorten(str(error), MAX_MESSAGE),
-        )
-
-
-@dataclass
-class Attempts:
-    """What one call's attempts have seen, kept per call (tenacity's statistics are shared)."""
-
-    call_id: str
-    count: int = 0
-    not_audio: bool = False
-    on_throttled: Callable[[], None] | None = None
-
-    def retrying(self, state: RetryCallState) -> None:
-        outcome = state.outcome
-        exc = outcome.exception() if outcome else None
-        if isinstance(exc, Throttled) and self.on_throttled is not None:
-            self.on_throttled()  # fewer calls in flight while the server pushes back
-        wait = state.next_action.sleep if state.next_action else 0.0
-        log.debug(
-            "call %s attempt %d: %s; retrying in %.1fs",
-            self.call_id,
-            self.count,
-            exc,
-            wait,
-            extra={
-                "event": "retry",
-                "call_id": self.call_id,
-                "attempt": self.count,
-                "error_kind": getattr(exc, "kind", type(exc).__name__),
-                "wait_seconds": round(wait, 3),
-            },
         )

@@ -15,9 +15,10 @@ from archiver.counts import RunView
 from archiver.download import Downloader
 from archiver.limits import InFlight
 from archiver.pipeline import Pipeline
+from archiver.records import CallRecord
 from archiver.settings import Settings
 from archiver.shard import Shard
-from archiver.state import CallRecord, State
+from archiver.state import State
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from archiver.errors import LocalError
-from archiver.state import COLUMNS, MANIFEST_CHANGE_KEY, CallRecord, State, state_error
+from archiver.records import COLUMNS, CallRecord
+from archiver.sqlite import state_error
+from archiver.state import MANIFEST_CHANGE_KEY, State
 
 PART_CALLS = 10_000  # calls per manifest part, at most (~3.5 MB of JSON)
 

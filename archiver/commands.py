@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING
 from archiver import layout as layouts
 from archiver.counts import NoProgress, Progress
 from archiver.errors import UsageError
-from archiver.inputs import InputItem, canonical_uuid, check_sources, count_ids, read_sources
+from archiver.flags import settings_given
+from archiver.ids import canonical_uuid
+from archiver.inputs import InputItem, check_sources, count_ids, read_sources
 from archiver.listing import CALL_STATUSES, Filters
 from archiver.logs import json_mode, setup_logging
-from archiver.options import settings_given
 from archiver.progress import choose_progress
 from archiver.settings import (
     Settings,
@@ -198,7 +199,8 @@ def _has_watermark(out_dir: Path, shard: tuple[int, int] | None) -> bool:
 
 def list_command(args: argparse.Namespace) -> int:
     from archiver.connect import open_api
-    from archiver.listing import RetriedListing, print_listing
+    from archiver.listed import print_listing
+    from archiver.listing import RetriedListing
 
     settings = settings_from(args)
     filters = _filters(args, ())

@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from archiver.errors import LocalError
-from archiver.names import manifest_name
+from archiver.names import manifest_name, states_in
 from archiver.shard import Shard
-from archiver.state import states_in
 
 log = logging.getLogger("archiver.export")
 FORMATS = ("json", "jsonl", "csv")

@@ -9,7 +9,6 @@ import contextlib
 import csv
 import io
 import os
-import re
 import stat
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from archiver.errors import UsageError
-from archiver.shard import shard_index
+from archiver.ids import canonical_uuid, unquote
 
 STDIN = "<stdin>"
 # A call id row is ~40 characters; anything this long is garbage, and capping it keeps memory
@@ -27,7 +26,6 @@ STDIN = "<stdin>"
 MAX_LINE_CHARS = 64 * 1024
 _SHOWN_CHARS = 80
 _DEFAULT_COLUMNS = ("call_id", "id")
-_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I | re.A)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,19 +59,6 @@ class _Plain:
 class _Csv:
     index: int
     name: str
-
-
-def canonical_uuid(text: str) -> str | None:
-    value = _unquote(text)
-    return value.lower() if _UUID.fullmatch(value) else None
-
-
-def shard_of(call_id: str, count: int) -> int:
-    """The shard of any spelling of a call id (shard.shard_index for a canonical one)."""
-    canonical = canonical_uuid(call_id)
-    if canonical is None or count < 1:
-        raise ValueError(f"shard_of needs a UUID and a count >= 1, got {call_id!r}, {count}")
-    return shard_index(canonical, count)
 
 
 def read_sources(
@@ -234,7 +219,7 @@ def _item(source: str, number: int, value: str) -> InputItem:
     call_id = canonical_uuid(value)
     if call_id is not None:
         return CallId(call_id, source, number)
-    if not _unquote(value):
+    if not unquote(value):
         reason = "empty call id"
     elif "\ufffd" in value:
         reason = "not valid UTF-8"
@@ -252,15 +237,8 @@ def _is_blank_or_comment(line: str) -> bool:
     return not stripped or stripped.startswith("#")
 
 
-def _unquote(text: str) -> str:
-    text = text.strip()
-    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
-        text = text[1:-1].strip()
-    return text
-
-
 def _header_name(text: str) -> str:
-    return _unquote(text.replace("\ufeff", "")).lower()
+    return unquote(text.replace("\ufeff", "")).lower()
 
 
 def _show(value: str) -> str:

@@ -15,17 +15,15 @@ not a UUID is never used: the windows carry it as `unusable`, for the run to rep
 from __future__ import annotations
 
 import asyncio
-import csv
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol, TextIO
+from typing import Any, Protocol
 
-from archiver.api import ListPage
+from archiver.answers import ListPage
 from archiver.errors import ApiRejected, AuthError, CallError, Unavailable, UsageError
-from archiver.inputs import canonical_uuid
+from archiver.ids import canonical_uuid
 from archiver.retrying import call_retrying
 from archiver.times import api_time
 
@@ -166,33 +164,6 @@ async def _all_pages(
     return window
 
 
-async def all_calls(
-    api: Pages,
-    filters: Filters,
-    until: datetime | None = None,
-    skipped: list[str] | None = None,
-) -> AsyncIterator[dict[str, Any]]:
-    """With no start: page through everything, newest first. Arrivals push calls to later
-    pages (repeats, never misses: calls are not deleted), so recent ids are remembered."""
-    recent: dict[str, None] = {}
-    page = 1
-    bound = {"end_date": api_time(until)} if until else {}
-    while True:
-        params = {**filters.params(), **bound, "page": str(page), "per_page": str(PER_PAGE)}
-        listed = await api.list_page(params)
-        _tell_unusable(listed.unusable, skipped)
-        for item in listed.items:
-            if item["call_id"] in recent:
-                continue
-            recent[item["call_id"]] = None
-            if len(recent) > 10 * PER_PAGE:
-                del recent[next(iter(recent))]
-            yield item
-        if not listed.size or page * PER_PAGE >= listed.total_count:
-            return
-        page += 1
-
-
 @dataclass(frozen=True)
 class Step:
     """One window of a walk: its calls less those the window before it listed."""
@@ -266,71 +237,3 @@ CALL_FIELDS = (
     "call_type", "duration_seconds", "call_ended_by", "call_ended_reason", "campaign_id",
     "campaign_upload_id", "tag", "created_at", "call_picked_at",
 )  # fmt: skip
-
-
-async def listed_calls(
-    api: Pages,
-    filters: Filters,
-    since: datetime | None,
-    until: datetime | None,
-    now: datetime,
-    skipped: list[str] | None = None,
-) -> AsyncIterator[dict[str, Any]]:
-    """Every listed call once: closed windows when there is a start, else plain paging. The
-    unusable call_id values are logged, and added to `skipped`."""
-    if since is None:
-        async for item in all_calls(api, filters, until, skipped):
-            yield item
-        return
-    async for step in walk(api, filters, since, until or now):
-        _tell_unusable(step.window.unusable, skipped)
-        for item in step.calls:
-            yield item
-
-
-UNUSABLE_EVENT = "listing_bad_id"
-
-
-def _tell_unusable(values: list[str], skipped: list[str] | None) -> None:
-    if skipped is not None:
-        skipped += values
-    for value in values:
-        log.warning(
-            "the listing gave a call_id that is not a UUID: %s; skipped",
-            value,
-            extra={"event": UNUSABLE_EVENT, "value": value},
-        )
-
-
-async def print_listing(
-    api: Pages,
-    filters: Filters,
-    since: datetime | None,
-    until: datetime | None,
-    now: datetime,
-    output_format: str,
-    out: TextIO,
-    skipped: list[str] | None = None,
-) -> int:
-    """Stream the listing to `out` as CSV (header: the call fields) or JSON Lines; how many
-    calls it printed. Items with an unusable call_id are not printed: logged, in `skipped`."""
-    writer = csv.writer(out, lineterminator="\n") if output_format == "csv" else None
-    if writer:
-        writer.writerow(CALL_FIELDS)
-    count = 0
-    async for item in listed_calls(api, filters, since, until, now, skipped):
-        if writer:
-            writer.writerow([_cell(item.get(name)) for name in CALL_FIELDS])
-        else:
-            out.write(json.dumps(item, separators=(",", ":")) + "\n")
-        count += 1
-    out.flush()
-    return count
-
-
-def _cell(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, dict | list):
-        return json.dumps(value, separators=(",", ":"))
-    return str(value)

@@ -12,8 +12,8 @@ from typing import IO
 
 from archiver.errors import ArchiveLocked
 from archiver.names import LOCK_FILE, state_folder
+from archiver.records import utc_now
 from archiver.shard import Shard
-from archiver.state import utc_now
 from archiver.storage import FOLDER_MODE, ensure_folder, local_error, refuse_link
 
 

@@ -26,8 +26,9 @@ from typing import Any
 from archiver import __version__, catalog
 from archiver.catalog import PartInfo, Snapshot, snapshot, store
 from archiver.names import RUNS_DIR, manifest_name, part_name, parts_dir, report_name
+from archiver.records import CallRecord, utc_now
 from archiver.shard import MARK, Shard, shard_suffix
-from archiver.state import CallRecord, State, utc_now
+from archiver.state import State
 from archiver.storage import write_atomic
 
 SCHEMA_VERSION = 2

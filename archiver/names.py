@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from archiver.shard import LABEL_PATTERN, Shard, shard_label, shard_suffix
+from archiver.shard import LABEL_PATTERN, Shard, from_label, shard_label, shard_suffix
 
 STATE_DIR = ".osvi-archiver"
 STATE_FILE = "state.sqlite3"
@@ -89,3 +89,20 @@ def is_tool_file(folder: str, name: str) -> bool:
     if not folder and (name in _TOP_LEVEL or _SHARD_MANIFEST.fullmatch(name)):
         return True
     return name.endswith(PART_SUFFIX) or (name.startswith(".") and name.endswith(TEMP_SUFFIX))
+
+
+def states_in(out_dir: Path) -> list[Shard | None]:
+    """Every state this folder holds: None for the whole-archive one, then each shard's."""
+    found: list[Shard | None] = []
+    if (out_dir / STATE_DIR / STATE_FILE).is_file():
+        found.append(None)
+    try:
+        names = sorted(p.name for p in (out_dir / STATE_DIR).iterdir())
+    except OSError:
+        return found
+    shards = []
+    for name in names:
+        shard = from_label(name)
+        if shard and (out_dir / STATE_DIR / name / STATE_FILE).is_file():
+            shards.append(shard)
+    return found + sorted(shards, key=lambda s: (s[1], s[0]))

@@ -17,10 +17,11 @@ from archiver.counts import Counts
 from archiver.errors import InternalError, Interrupted, LocalError, RunError
 from archiver.manifest import prune_run_reports, write_manifest, write_run_report
 from archiver.names import RUNS_DIR, manifest_name, parts_dir
+from archiver.records import utc_now
 from archiver.redaction import scrub
 from archiver.settings import Settings
 from archiver.shard import MARK, Shard, shard_label, shard_suffix
-from archiver.state import State, utc_now
+from archiver.state import State
 from archiver.storage import remove_stale_temps
 from archiver.summary import exit_code
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import email.utils
+import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 from tenacity.wait import wait_random_exponential
 
 from archiver.errors import ConnectionFault, Throttled, TransientError
+
+log = logging.getLogger("archiver.call")
 
 # A server may ask for any wait; past this we try again anyway (a nightly job has a window).
 MAX_RETRY_AFTER = 900.0
@@ -83,3 +87,34 @@ def call_retrying(
         before_sleep=before_sleep,
         reraise=True,
     )
+
+
+@dataclass
+class Attempts:
+    """What one call's attempts have seen, kept per call (tenacity's statistics are shared)."""
+
+    call_id: str
+    count: int = 0
+    not_audio: bool = False
+    on_throttled: Callable[[], None] | None = None
+
+    def retrying(self, state: RetryCallState) -> None:
+        outcome = state.outcome
+        exc = outcome.exception() if outcome else None
+        if isinstance(exc, Throttled) and self.on_throttled is not None:
+            self.on_throttled()  # fewer calls in flight while the server pushes back
+        wait = state.next_action.sleep if state.next_action else 0.0
+        log.debug(
+            "call %s attempt %d: %s; retrying in %.1fs",
+            self.call_id,
+            self.count,
+            exc,
+            wait,
+            extra={
+                "event": "retry",
+                "call_id": self.call_id,
+                "attempt": self.count,
+                "error_kind": getattr(exc, "kind", type(exc).__name__),
+                "wait_seconds": round(wait, 3),
+            },
+        )

@@ -24,6 +24,7 @@ from archiver.http import Proxies
 from archiver.lag import watched
 from archiver.lock import ArchiveLock
 from archiver.manifest import write_manifest
+from archiver.names import states_in
 from archiver.outputs import (
     STOPPING_BUDGET,
     Described,
@@ -32,10 +33,11 @@ from archiver.outputs import (
     remove_stale_temps_of,
 )
 from archiver.pipeline import SourceFactory
+from archiver.records import utc_now
 from archiver.settings import Settings, require_token
 from archiver.shard import Shard, shard_label
 from archiver.signals import stop_on_signals
-from archiver.state import State, states_in, utc_now
+from archiver.state import State
 from archiver.storage import ensure_folder
 
 log = logging.getLogger("archiver.run")

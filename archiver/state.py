@@ -9,168 +9,34 @@ the call it records is counted; commits are grouped (`durable`: the outcomes of 
 milliseconds share one). WAL is kept for good (a switch of journal mode opens a window where
 a power cut leaves a journal a read-only open cannot roll back); `close` checkpoints with
 TRUNCATE, leaving a small WAL. The state's own files are opened without following links.
-One thread at a time uses the connection: the loop's, or the thread that writes the final
-outputs once the workers are done.
+The loop's thread and worker threads (grouped commits, the manifest's bookkeeping) share
+the connection; sqlite.Serial makes each statement and commit whole.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import functools
-import os
 import sqlite3
-import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NamedTuple, ParamSpec, TypeVar
+from typing import Any
 
-from archiver.errors import DiskFull, LocalError
-from archiver.names import STATE_DIR, STATE_FILE, state_folder
+from archiver.commits import GroupCommit
+from archiver.errors import LocalError
+from archiver.names import STATE_FILE, state_folder
+from archiver.records import COLUMNS, CallRecord, Seen
 from archiver.schema import MIGRATIONS, SCHEMA_VERSION
-from archiver.shard import Shard, from_label
-from archiver.storage import ensure_folder, local_error, refuse_link
+from archiver.shard import Shard
+from archiver.sqlite import Serial, mapped, open_readonly, open_writable, state_error
+from archiver.storage import ensure_folder
 
-GROUP_WINDOW = 0.002  # how long a durable() waits to share its commit
 _CLAIM_CHUNK = 900  # ids per IN (...) of a block claim: under any SQLite's variable limit
 MANIFEST_CHANGE_KEY = "manifest_change"  # meta: the change number the manifest is written to
-
-
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
-
-
-def state_error(exc: sqlite3.Error, path: Path, *, opening: bool = False) -> LocalError:
-    """What a SQLite error means for the user. `sqlite3.DatabaseError` covers a full disk as
-    well as corruption: the error code tells them apart, and only a state that is really
-    damaged gets the advice to move it aside (which means downloading everything again)."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    primary = None if code is None else code & 0xFF
-    if primary == sqlite3.SQLITE_FULL:
-        return DiskFull(
-            f"disk full while writing the archive state {path} (free some space, then rerun)"
-        )
-    if code == sqlite3.SQLITE_READONLY_ROLLBACK:
-        return LocalError(
-            f"the archive state {path} holds a write a crash interrupted, which only a "
-            "writing open can finish: run `osvi-archiver run` or `sync` on this archive once "
-            "(it recovers it; nothing is lost), then try again"
-        )
-    if primary in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB) or (
-        opening and primary is None and isinstance(exc, sqlite3.DatabaseError)
-    ):
-        return LocalError(
-            f"the archive state {path} is unreadable ({exc}); it was left untouched. "
-            "Move it aside to rebuild from scratch (every call is then downloaded again)."
-        )
-    if primary in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_CANTOPEN):
-        return LocalError(
-            f"cannot open the archive state {path}: {exc} (check the permissions of "
-            f"{path.parent} and the files in it)"
-        )
-    return LocalError(f"cannot use the archive state {path}: {exc}")
-
-
-def _mapped(method: Callable[_P, _R]) -> Callable[_P, _R]:
-    """SQLite errors (disk full, I/O error, corruption found late) become LocalError, exit 4."""
-
-    @functools.wraps(method)
-    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        try:
-            return method(*args, **kwargs)
-        except sqlite3.Error as exc:
-            raise state_error(exc, args[0].path) from exc  # type: ignore[attr-defined]
-
-    return wrapper
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-@dataclass(frozen=True, slots=True)
-class CallRecord:
-    """One row of the state: the latest outcome of a call, as the manifest shows it."""
-
-    call_id: str
-    status: str | None
-    path: str | None = None
-    bytes: int | None = None
-    sha256: str | None = None
-    content_type: str | None = None
-    archived_at: str | None = None
-    attempts: int = 0
-    run_id: str | None = None
-    error_kind: str | None = None
-    error_message: str | None = None
-    metadata_path: str | None = None
-    transcript_path: str | None = None
-
-
-class Seen(NamedTuple):
-    """What a claim tells of a call seen before: enough to skip it when still archived."""
-
-    status: str | None
-    path: str | None
-    bytes: int | None
-    error_kind: str | None = None
 
 
 def _chunks(items: list[str]) -> Iterator[list[str]]:
     for start in range(0, len(items), _CLAIM_CHUNK):
         yield items[start : start + _CLAIM_CHUNK]
-
-
-COLUMNS = (
-    "call_id, status, path, bytes, sha256, content_type, archived_at, attempts, run_id, "
-    "error_kind, error_message, metadata_path, transcript_path"
-)
-
-
-def states_in(out_dir: Path) -> list[Shard | None]:
-    """Every state this folder holds: None for the whole-archive one, then each shard's."""
-    found: list[Shard | None] = []
-    if (out_dir / STATE_DIR / STATE_FILE).is_file():
-        found.append(None)
-    try:
-        names = sorted(p.name for p in (out_dir / STATE_DIR).iterdir())
-    except OSError:
-        return found
-    shards = []
-    for name in names:
-        shard = from_label(name)
-        if shard and (out_dir / STATE_DIR / name / STATE_FILE).is_file():
-            shards.append(shard)
-    return found + sorted(shards, key=lambda s: (s[1], s[0]))
-
-
-class Serial(sqlite3.Connection):
-    """The state's connection, shared by the loop's thread and worker threads (the grouped
-    commits, the manifest's bookkeeping): each statement and each commit holds one lock, so
-    that Python's implicit BEGIN before a write and the write itself are never split by
-    another thread's BEGIN or COMMIT (which failed, now and then, with "cannot start a
-    transaction within a transaction" or "no transaction is active": exit 4 in runs long
-    enough for the manifest to be written while they went). SQLite serialises each call on a
-    connection anyway (sqlite3.threadsafety 3): the lock adds no wait of its own."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.guard = threading.RLock()
-
-    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
-        with self.guard:
-            return super().execute(sql, parameters)
-
-    def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
-        with self.guard:
-            return super().executemany(sql, parameters)
-
-    def commit(self) -> None:
-        with self.guard:
-            if self.in_transaction:
-                super().commit()
 
 
 class State:
@@ -184,9 +50,7 @@ class State:
         self.folder = state_folder(out_dir, shard)
         self.path = self.folder / STATE_FILE
         self.readonly = readonly
-        self._group: asyncio.Future[None] | None = None
-        self._committing: set[asyncio.Task[None]] = set()  # grouped commits under way
-        self._commit_lock = asyncio.Lock()
+        self._commits = GroupCommit(self.commit)
         self._taken_run: str | None = None  # whose ids temp.taken holds
         try:
             self._db = self._connect_readonly() if readonly else self._connect()
@@ -200,40 +64,12 @@ class State:
 
     def _connect(self) -> Serial:
         ensure_folder(self.folder)
-        refuse_link(self.folder)
-        for companion in ("-wal", "-shm", "-journal"):
-            refuse_link(self.path.with_name(self.path.name + companion))
-        try:
-            # Created owner-only before SQLite opens it (its -wal/-shm files copy this mode),
-            # and never through a link planted at its name.
-            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600))
-        except OSError as exc:
-            raise local_error(exc, self.path) from exc
-        return sqlite3.connect(
-            self.path, isolation_level="DEFERRED", check_same_thread=False, factory=Serial
-        )
+        return open_writable(self.path)
 
     def _connect_readonly(self) -> Serial:
         if not self.path.is_file():
             raise LocalError(f"no osvi-archiver state here: {self.path} is missing")
-        uri = f"file:{self.path}?mode=ro"
-        try:
-            db = sqlite3.connect(uri, uri=True, check_same_thread=False, factory=Serial)
-            db.execute("PRAGMA user_version").fetchone()
-        except sqlite3.OperationalError as exc:
-            wal = self.path.with_name(self.path.name + "-wal")
-            unfinished = wal.exists() and wal.stat().st_size > 0
-            if (
-                getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_READONLY_DIRECTORY
-                or unfinished
-            ):
-                raise
-            # A WAL state in a folder this user cannot write (a backup, a read-only mount):
-            # no writer can be at work there, and no WAL holds anything, so it is read as is.
-            db = sqlite3.connect(
-                f"{uri}&immutable=1", uri=True, check_same_thread=False, factory=Serial
-            )
-        return db
+        return open_readonly(self.path)
 
     def _prepare(self) -> None:
         try:
@@ -286,7 +122,7 @@ class State:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @_mapped
+    @mapped
     def get(self, call_id: str) -> CallRecord | None:
         row = self._db.execute(f"SELECT {COLUMNS} FROM calls WHERE call_id = ?", (call_id,))
         found = row.fetchone()
@@ -297,7 +133,7 @@ class State:
         previous = self.get(call_id)
         return previous, self.claim_block([call_id], run_id)[0][1]
 
-    @_mapped
+    @mapped
     def claim_block(self, call_ids: list[str], run_id: str) -> list[tuple[Seen | None, bool]]:
         """Mark each of `call_ids` as taken by this run, in a few statements whatever their
         number (two reads per 900 ids, one executemany): for each, in order, what it was
@@ -352,7 +188,7 @@ class State:
         self._db.execute("DELETE FROM temp.taken")
         self._taken_run = run_id
 
-    @_mapped
+    @mapped
     def record(self, record: CallRecord) -> None:
         """Store a call's outcome; `await durable()` before counting it (a grouped commit,
         fsynced). A crash before that commit loses the outcome, never its file: the call is
@@ -371,7 +207,7 @@ class State:
         self._next_change += 1
         self._db.execute("DELETE FROM parts WHERE call_id = ?", (record.call_id,))
 
-    @_mapped
+    @mapped
     def store_parts(
         self, written: list[tuple[int, int, str, str]], emptied: set[int], upto: int | None
     ) -> None:
@@ -385,12 +221,12 @@ class State:
                 (MANIFEST_CHANGE_KEY, str(upto)),
             )
 
-    @_mapped
+    @mapped
     def get_meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return str(row[0]) if row else None
 
-    @_mapped
+    @mapped
     def set_meta(self, key: str, value: str) -> None:
         """Committed at once (the sync watermark must survive a crash right after)."""
         self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
@@ -403,49 +239,23 @@ class State:
         )
 
     async def durable(self) -> None:
-        """Commit what was written so far, one commit shared by every caller of the moment:
-        the workers that open a `.part` or finish a call within the same few milliseconds
-        wait for one commit. It runs in a thread, one at a time: its fsync (synchronous=FULL)
-        can take a while behind other writes, and the event loop must not wait for it."""
-        if self._group is None:
-            loop = asyncio.get_running_loop()
-            self._group = loop.create_future()
-            loop.call_later(GROUP_WINDOW, self._start_group)
-        await asyncio.shield(self._group)
+        """Commit what was written so far, one commit shared by every caller of the moment
+        (commits.GroupCommit): on disk, fsynced, before a call is counted."""
+        await self._commits.durable()
 
     async def settled(self) -> None:
         """Wait for the grouped commits under way (before the state is used off the loop or
         closed: a worker cancelled meanwhile leaves its commit running)."""
-        if self._committing:
-            await asyncio.wait(list(self._committing))
+        await self._commits.settled()
 
-    def _start_group(self) -> None:
-        group, self._group = self._group, None
-        assert group is not None
-        task = asyncio.get_running_loop().create_task(self._commit_group(group))
-        self._committing.add(task)
-        task.add_done_callback(self._committing.discard)
-
-    async def _commit_group(self, group: asyncio.Future[None]) -> None:
-        async with self._commit_lock:
-            try:
-                # The connection is shared with the loop's thread meanwhile: SQLite serialises
-                # each call on it (sqlite3.threadsafety 3), and statements made meanwhile join
-                # this commit or the next.
-                await asyncio.to_thread(self.commit)
-            except LocalError as exc:
-                group.set_exception(exc)
-            else:
-                group.set_result(None)
-
-    @_mapped
+    @mapped
     def take_stale_parts(self) -> list[str]:
         """The `.part` files a previous run left in flight; forgotten once returned."""
         paths = [row[0] for row in self._db.execute("SELECT path FROM parts ORDER BY path")]
         self._db.execute("DELETE FROM parts")
         return paths
 
-    @_mapped
+    @mapped
     def find_path(self, relative_path: str) -> CallRecord | None:
         row = self._db.execute(
             f"SELECT {COLUMNS} FROM calls WHERE path = ? AND status = 'archived'",
@@ -453,13 +263,13 @@ class State:
         ).fetchone()
         return CallRecord(*row) if row else None
 
-    @_mapped
+    @mapped
     def add_invalid_row(self, run_id: str, source: str, line: int, reason: str, value: str) -> None:
         self._db.execute(
             "INSERT INTO invalid_rows VALUES (?, ?, ?, ?, ?)", (run_id, source, line, reason, value)
         )
 
-    @_mapped
+    @mapped
     def commit(self) -> None:
         """Commit what was written, from whichever thread (Serial: one statement or commit at
         a time)."""

@@ -22,9 +22,10 @@ from typing import Any
 
 from archiver.audio import AUDIO_SUFFIXES
 from archiver.errors import LocalError
-from archiver.names import STATE_DIR, STATE_FILE, is_tool_file, sidecar_stem
+from archiver.names import STATE_DIR, STATE_FILE, is_tool_file, sidecar_stem, states_in
+from archiver.records import CallRecord
 from archiver.shard import shard_label
-from archiver.state import CallRecord, State, states_in
+from archiver.state import State
 
 KINDS = ("missing", "truncated", "modified", "unexpected")
 MAX_PROBLEMS_SHOWN = 100

@@ -11,16 +11,14 @@ import pytest
 from aioresponses import aioresponses
 from yarl import URL
 
-from archiver.api import (
-    MAX_BODY,
+from archiver.answers import (
     MAX_LIFETIME,
     UNKNOWN_LIFETIME_USE,
-    OsviApi,
     RecordingUrl,
-    api_session,
     error_text,
     lifetime_of,
 )
+from archiver.api import MAX_BODY, OsviApi, api_session
 from archiver.errors import (
     ApiBadResponse,
     ApiRejected,

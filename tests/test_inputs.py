@@ -14,17 +14,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from archiver.errors import UsageError
+from archiver.ids import canonical_uuid, shard_of
 from archiver.inputs import (
     STDIN,
     CallId,
     InputItem,
     InvalidRow,
-    canonical_uuid,
     check_sources,
     count_ids,
     read_ids,
     read_sources,
-    shard_of,
 )
 from archiver.shard import parse_shard
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from archiver.api import ListPage
+from archiver.answers import ListPage
 from archiver.listing import (
     PER_PAGE,
     Filters,

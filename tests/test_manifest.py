@@ -19,7 +19,8 @@ from archiver.manifest import (
     write_run_report,
 )
 from archiver.names import MANIFEST_NAME, PARTS_DIR, RUNS_DIR, STATE_DIR
-from archiver.state import CallRecord, State
+from archiver.records import CallRecord
+from archiver.state import State
 
 A = "11111111-1111-4111-8111-111111111111"
 B = "22222222-2222-4222-8222-222222222222"

@@ -351,7 +351,8 @@ def test_example_config_documents_every_setting_at_its_default() -> None:
 
 
 def test_the_bounds_of_each_attempt_are_settings_with_flags() -> None:
-    from archiver.options import build_parser, settings_given
+    from archiver.flags import settings_given
+    from archiver.options import build_parser
 
     args = build_parser().parse_args(
         ["run", "--api-timeout", "5s", "--min-speed", "16KiB", "--min-speed-time", "20s",
@@ -397,7 +398,8 @@ def test_a_token_file_s_trailing_newline_is_cut() -> None:
 
 
 def test_each_settings_flag_is_named_and_defaulted_by_the_settings_model() -> None:
-    from archiver.options import SETTING_FLAGS, build_parser, settings_given
+    from archiver.flags import SETTING_FLAGS, settings_given
+    from archiver.options import build_parser
     from archiver.settings import default_text
 
     # Every setting but the token (never a flag) and log_level (-v/-q) has its flag.

@@ -13,8 +13,10 @@ import pytest
 
 from archiver.errors import ArchiveLocked, DiskFull, LocalError
 from archiver.lock import ArchiveLock
-from archiver.names import STATE_DIR, state_folder
-from archiver.state import CallRecord, Seen, State, state_error, states_in
+from archiver.names import STATE_DIR, state_folder, states_in
+from archiver.records import CallRecord, Seen
+from archiver.sqlite import state_error
+from archiver.state import State
 
 A = "11111111-1111-4111-8111-111111111111"
 B = "22222222-2222-4222-8222-222222222222"

@@ -8,7 +8,8 @@ import pytest
 
 from archiver.errors import LocalError
 from archiver.names import STATE_DIR
-from archiver.state import CallRecord, State
+from archiver.records import CallRecord
+from archiver.state import State
 from archiver.verify import (
     MAX_PROBLEMS_SHOWN,
     Problem,

@@ -16,9 +16,10 @@ from archiver.counts import NoProgress
 from archiver.fake import FakeConfig
 from archiver.feed import run_input
 from archiver.inputs import read_ids
+from archiver.records import CallRecord
 from archiver.run import RunOptions, execute
 from archiver.shard import parse_shard
-from archiver.state import CallRecord, State
+from archiver.state import State
 from tests.conftest import FakeFactory
 from tests.integration.archive_helpers import archive, picked_ids, quick_sleep, settings_for
 from tests.integration.cli_helpers import osvi

@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from archiver.fake import FakeConfig, FakeOSVI
 from archiver.fake.config import Fault, FaultKind
-from archiver.inputs import shard_of
+from archiver.ids import shard_of
 from tests.conftest import FakeFactory
 from tests.integration.archive_helpers import assert_byte_exact, picked_ids
 from tests.integration.cli_helpers import env_for, osvi

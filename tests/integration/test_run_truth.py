@@ -20,8 +20,8 @@ from unittest.mock import patch
 
 import pytest
 
-from archiver import archive as archive_module
 from archiver import download as download_module
+from archiver import sidecars as sidecars_module
 from archiver import urls
 from archiver.api import OsviApi
 from archiver.clocks import Clocks
@@ -130,11 +130,11 @@ def at_commit(monkeypatch: pytest.MonkeyPatch, target: str) -> None:
 
 
 def at_sidecars(monkeypatch: pytest.MonkeyPatch, target: str) -> None:
-    original = archive_module.CallArchiver._save_json
+    original = sidecars_module._save_json
     monkeypatch.setattr(
-        archive_module.CallArchiver,
+        sidecars_module,
         "_save_json",
-        raise_for(target, original, lambda _s, call_id, _r, _d: call_id),
+        raise_for(target, original, lambda _p, call_id, _r, _d, _o: call_id),
     )
 
 

@@ -27,11 +27,13 @@ from archiver.clocks import Clocks
 from archiver.counts import NoProgress
 from archiver.fake import FakeConfig, Fault, FaultKind
 from archiver.feed import run_input
-from archiver.inputs import CallId, InputItem, InvalidRow, read_ids, shard_of
+from archiver.ids import shard_of
+from archiver.inputs import CallId, InputItem, InvalidRow, read_ids
 from archiver.manifest import load_schema
 from archiver.run import RunOptions, execute
 from archiver.schema import MIGRATIONS
-from archiver.state import Serial, State
+from archiver.sqlite import Serial
+from archiver.state import State
 from tests.conftest import FakeFactory
 from tests.integration.archive_helpers import (
     archive,

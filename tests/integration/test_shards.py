@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from archiver.fake import FakeConfig, FakeOSVI
-from archiver.inputs import shard_of
+from archiver.ids import shard_of
 from tests.conftest import FakeFactory
 from tests.integration.archive_helpers import manifest_of, picked_ids
 from tests.integration.cli_helpers import env_for, finish, osvi, start_osvi

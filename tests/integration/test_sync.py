@@ -16,7 +16,8 @@ from archiver.clocks import Clocks
 from archiver.connect import open_api
 from archiver.counts import NoProgress, RunView
 from archiver.fake import FakeConfig, FakeOSVI, Fault, FaultKind
-from archiver.listing import Filters, print_listing
+from archiver.listed import print_listing
+from archiver.listing import Filters
 from archiver.outputs import RunResult
 from archiver.run import RunOptions, execute
 from archiver.state import State
