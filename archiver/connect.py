@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from archiver.api import OsviApi, api_session
+from archiver.body import DownloadPolicy
 from archiver.clocks import Clocks
-from archiver.download import Downloader, DownloadPolicy, download_session
-from archiver.http import Proxies, guarded_resolver
+from archiver.download import Downloader
+from archiver.http import Proxies, download_session, guarded_resolver
 from archiver.limits import RateLimiter, ThrottleGate
 from archiver.reachability import Hosts, Reachability
 from archiver.settings import Settings, require_token

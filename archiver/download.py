@@ -12,20 +12,17 @@ exceptions are mapped in `_get`, the one place a request is made.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import hashlib
 import math
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 from yarl import URL
 
 from archiver import audio
+from archiver.body import Digests, Downloaded, DownloadPolicy, Pace, next_hop, settled
 from archiver.errors import (
     BodyIncomplete,
     ChecksumMismatch,
@@ -35,7 +32,6 @@ from archiver.errors import (
     RecordingServerError,
     Throttled,
     TooLarge,
-    TooSlow,
     UnsafeUrl,
     UrlExpired,
     UrlRefused,
@@ -44,7 +40,6 @@ from archiver.http import (
     CERTIFICATE_ERRORS,
     LocalTarget,
     Proxies,
-    client_session,
     no_answer_reason,
     proxy_refused,
     unresolved,
@@ -52,54 +47,13 @@ from archiver.http import (
 from archiver.reachability import Hosts, Reachability
 from archiver.retrying import parse_retry_after
 from archiver.storage import PartFile, remove_quietly
-from archiver.urls import UrlRules, check_recording_url, without_query
+from archiver.urls import check_recording_url, without_query
 
 WRITE_SIZE = 1 << 20  # aggregate network chunks to this before each disk write
 _READ_SIZE = 1 << 20
-# MD5 (for the ETag check) runs at ~600 MiB/s, SHA-256 at ~1.4 GiB/s: a batch's MD5 goes to
-# this pool while its write thread does the SHA-256, so they overlap (1 GiB: 0.66 -> 0.77 of curl).
-_MD5_POOL = concurrent.futures.ThreadPoolExecutor(4, "osvi-md5")
-_PLAIN_MD5_ETAG = re.compile(r'^"?([0-9a-fA-F]{32})"?$')
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 MAX_REDIRECTS = 3  # S3 redirects once at most (a region); a chain longer than this is refused
 _REDIRECTS = (301, 302, 303, 307, 308)
-DEFAULT_MAX_SIZE = 4 << 30  # a 10-hour call in WAV is ~1.2 GiB
-
-
-def download_session(
-    connect_timeout: float, read_timeout: float, limit: int, **options: Any
-) -> aiohttp.ClientSession:
-    """For presigned URLs: no credentials, bytes exactly as stored (no decompression)."""
-    return client_session(
-        connect_timeout,
-        read_timeout,
-        limit,
-        auto_decompress=False,
-        # aiohttp pauses the socket whenever this much is unread (64 KiB by default): large
-        # reads keep a fast stream flowing instead of stopping every 64 KiB.
-        read_bufsize=4 << 20,
-        **options,
-    )
-
-
-@dataclass(frozen=True)
-class DownloadPolicy:
-    """What every download of a run must respect."""
-
-    file_mode: int = 0o600
-    rules: UrlRules = field(default_factory=UrlRules)
-    max_size: int = DEFAULT_MAX_SIZE  # bytes; past this the call is `too_large`
-    min_speed: float = 1024.0  # bytes/s over each min_speed_time, else `too_slow`; 0: none
-    min_speed_time: float = 60.0
-    answer_timeout: float = 70.0  # seconds until the headers have come (connect + read)
-
-
-@dataclass(frozen=True, slots=True)
-class Downloaded:
-    path: Path
-    bytes: int
-    sha256: str
-    content_type: str
 
 
 class Downloader:
@@ -153,10 +107,7 @@ class Transfer:
         self._answered = False  # whether the request in progress got its headers
 
     def _reset_hashes(self) -> None:
-        self._sha256 = hashlib.sha256()
-        # Only when the ETag is a plain MD5 (known from the 200 before any byte): else an MD5
-        # could never be checked, and would only cost ~1.7 s of CPU per GiB.
-        self._md5: hashlib._Hash | None = None
+        self._digests = Digests()
 
     @property
     def received(self) -> int:
@@ -178,7 +129,7 @@ class Transfer:
             location = await self._get(target)
             if location is None:
                 return
-            target = _next_hop(target, location, self._policy.rules)
+            target = next_hop(target, location, self._policy.rules)
         raise RecordingRefused(f"more than {MAX_REDIRECTS} redirects from {without_query(url)}")
 
     async def _get(self, target: URL) -> str | None:
@@ -254,8 +205,7 @@ class Transfer:
             await self._restart()
             self.total = response.content_length
             self.etag = response.headers.get("ETag")
-            if _PLAIN_MD5_ETAG.match(self.etag or ""):
-                self._md5 = hashlib.md5(usedforsecurity=False)
+            self._digests = Digests(self.etag)
             self.content_type = audio.media_type(response.headers.get("Content-Type"))
         else:
             await self._refuse(response, shown)
@@ -306,7 +256,7 @@ class Transfer:
         pending: list[bytes] = []
         held = 0
         writing: asyncio.Task[None] | None = None
-        pace = _Pace(self._policy, self._of._monotonic, shown, self.received)
+        pace = Pace(self._policy, self._of._monotonic, shown, self.received)
         try:
             async for chunk in response.content.iter_chunked(_READ_SIZE):
                 pending.append(chunk)
@@ -329,7 +279,7 @@ class Transfer:
             self._held = 0
             # Keep what arrived before a fault: the next attempt resumes after it.
             if writing is not None:
-                await _settled(writing)
+                await settled(writing)
             if pending and self._part is not None:
                 await self._write(b"".join(pending))
 
@@ -345,24 +295,13 @@ class Transfer:
 
     async def _write(self, data: bytes) -> None:
         assert self._part is not None
-        await self._part.write(data, self.total, also=self._hash)
-
-    def _hash(self, data: bytes) -> None:
-        """In the write's thread, after the write: the hashes always cover exactly the bytes
-        in the file. Both release the GIL on large buffers, so the MD5 runs beside the SHA-256."""
-        if self._md5 is None:
-            self._sha256.update(data)
-            return
-        md5 = _MD5_POOL.submit(self._md5.update, data)
-        self._sha256.update(data)
-        md5.result()
+        await self._part.write(data, self.total, also=self._digests.update)
 
     def verify(self) -> None:
         """Length against Content-Length/Content-Range, then a plain-MD5 ETag."""
         if self.total is not None and self.received != self.total:
             raise BodyIncomplete(f"received {self.received} of {self.total} bytes")
-        match = _PLAIN_MD5_ETAG.match(self.etag or "")
-        if match and (self._md5 is None or match.group(1).lower() != self._md5.hexdigest()):
+        if not self._digests.match(self.etag):
             raise ChecksumMismatch("the body's MD5 differs from its ETag; starting over")
 
     async def commit(self) -> Downloaded:
@@ -372,61 +311,8 @@ class Transfer:
         size = self._part.size
         await self._part.commit(self.final)
         self._part = None
-        return Downloaded(self.final, size, self._sha256.hexdigest(), self.content_type)
+        return Downloaded(self.final, size, self._digests.sha256.hexdigest(), self.content_type)
 
     async def discard(self) -> None:
         """Remove the `.part` (call given up, cancelled, or verified wrong)."""
         await self._restart()
-
-
-async def _settled(task: asyncio.Task[None]) -> None:
-    """Wait for a write, even when cancelled meanwhile; its error (a full disk) still counts."""
-    try:
-        await asyncio.shield(task)
-    except asyncio.CancelledError:
-        await asyncio.wait([task])
-        raise
-
-
-class _Pace:
-    """The floor under one body's speed and the cap over its size, as bytes arrive: below
-    `min_speed` on average over a `min_speed_time` window, `too_slow` (a host trickling a
-    byte a second never trips `read_timeout`); past `max_size`, `too_large` (a body with no
-    Content-Length could fill the disk)."""
-
-    def __init__(
-        self, policy: DownloadPolicy, clock: Callable[[], float], shown: str, already: int
-    ) -> None:
-        self._policy = policy
-        self._clock = clock
-        self._shown = shown
-        self._since = clock()  # when the window began
-        self._bytes = 0  # in this window
-        self._body = already  # of the whole body (a resumed one counts what came before)
-
-    def received(self, count: int) -> None:
-        self._body += count
-        if self._body > self._policy.max_size:
-            raise TooLarge(
-                f"{self._shown} sent more than max_recording_size ({self._policy.max_size:,} bytes)"
-            )
-        self._bytes += count
-        now = self._clock()
-        elapsed = now - self._since
-        if self._policy.min_speed <= 0 or elapsed < self._policy.min_speed_time:
-            return
-        if self._bytes < self._policy.min_speed * elapsed:
-            raise TooSlow(
-                f"{self._shown} sent {self._bytes:,} bytes in {elapsed:.1f} s, below min_speed "
-                f"({self._policy.min_speed:,.0f} bytes/s over min_speed_time)"
-            )
-        self._since, self._bytes = now, 0
-
-
-def _next_hop(current: URL, location: str, rules: UrlRules) -> URL:
-    """Where a redirect leads, checked like the first URL."""
-    try:
-        joined = current.join(URL(location))
-    except (ValueError, UnicodeError) as exc:
-        raise UnsafeUrl(f"the recording host redirected to a malformed URL: {exc}") from exc
-    return check_recording_url(joined, rules)

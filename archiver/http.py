@@ -203,3 +203,19 @@ def no_answer_reason(exc: BaseException, deadline: str) -> str:
         return f"no answer within {deadline}"
     detail = str(exc)
     return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+
+
+def download_session(
+    connect_timeout: float, read_timeout: float, limit: int, **options: Any
+) -> aiohttp.ClientSession:
+    """For presigned URLs: no credentials, bytes exactly as stored (no decompression)."""
+    return client_session(
+        connect_timeout,
+        read_timeout,
+        limit,
+        auto_decompress=False,
+        # aiohttp pauses the socket whenever this much is unread (64 KiB by default): large
+        # reads keep a fast stream flowing instead of stopping every 64 KiB.
+        read_bufsize=4 << 20,
+        **options,
+    )

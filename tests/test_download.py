@@ -9,7 +9,8 @@ import aiohttp
 import pytest
 from aioresponses import aioresponses
 
-from archiver.download import Downloader, DownloadPolicy, Transfer
+from archiver.body import DownloadPolicy
+from archiver.download import Downloader, Transfer
 from archiver.errors import ChecksumMismatch
 
 URL = "https://rec.example/a.mp4?X-Amz-Signature=abc"
@@ -51,5 +52,5 @@ async def test_without_a_plain_md5_etag_no_md5_is_computed(
 ) -> None:
     transfer, _ = await fetched(tmp_path, etag)
     transfer.verify()
-    assert transfer._md5 is None  # no hash that could never be checked
+    assert transfer._digests.md5 is None  # no hash that could never be checked
     await transfer.discard()

@@ -20,6 +20,7 @@ from unittest.mock import patch
 
 import pytest
 
+from archiver import body as body_module
 from archiver import download as download_module
 from archiver import sidecars as sidecars_module
 from archiver import urls
@@ -103,14 +104,14 @@ def at_download_open(monkeypatch: pytest.MonkeyPatch, target: str) -> None:
 
 
 def at_body(monkeypatch: pytest.MonkeyPatch, target: str) -> None:
-    original = download_module._Pace.received
+    original = body_module.Pace.received
 
     def received(self: Any, count: int) -> None:
         if target in self._shown:
             raise UnicodeError("a decoder's surprise")
         original(self, count)
 
-    monkeypatch.setattr(download_module._Pace, "received", received)
+    monkeypatch.setattr(body_module.Pace, "received", received)
 
 
 def at_verify(monkeypatch: pytest.MonkeyPatch, target: str) -> None:
