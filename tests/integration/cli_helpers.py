@@ -23,6 +23,34 @@ class Finished:
     stderr: str
 
 
+def clean_environ(**more: str) -> dict[str, str]:
+    """This process's environment without any OSVI_* variable, plus `more`."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("OSVI_")}, **more}
+
+
+async def launch(
+    *args: str,
+    env: dict[str, str] | None = None,
+    stdin: int | None = asyncio.subprocess.PIPE,
+    stdout: int | None = asyncio.subprocess.PIPE,
+    stderr: int | None = asyncio.subprocess.PIPE,
+    cwd: Path | None = None,
+) -> asyncio.subprocess.Process:
+    """`python -m archiver ARGS` as a user starts it, with a clean OSVI_* environment plus
+    `env`: the one launcher of the tests."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "archiver",
+        *args,
+        stdin=stdin,
+        stdout=stdout,
+        stderr=stderr,
+        env=clean_environ(**(env or {})),
+        cwd=cwd,
+    )
+
+
 async def osvi(
     *args: str,
     env: dict[str, str] | None = None,
@@ -30,19 +58,9 @@ async def osvi(
     cwd: Path | None = None,
     deadline: float = 60,
 ) -> Finished:
-    """`python -m archiver ARGS` with a clean OSVI_* environment plus `env`."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("OSVI_")}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "archiver",
-        *args,
-        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**base, **(env or {})},
-        cwd=cwd,
-    )
+    """Run to its end: exit code, stdout, stderr."""
+    given = asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL
+    process = await launch(*args, env=env, stdin=given, cwd=cwd)
     out, err = await asyncio.wait_for(process.communicate(stdin), deadline)
     assert process.returncode is not None
     return Finished(process.returncode, out.decode(), err.decode())
@@ -51,18 +69,8 @@ async def osvi(
 async def start_osvi(
     *args: str, env: dict[str, str] | None = None, stdin: bytes | None = None
 ) -> asyncio.subprocess.Process:
-    """`python -m archiver ARGS` left running, for signals and kills; stdin written and closed."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("OSVI_")}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "archiver",
-        *args,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**base, **(env or {})},
-    )
+    """Left running, for signals and kills; stdin written and closed."""
+    process = await launch(*args, env=env)
     assert process.stdin is not None
     process.stdin.write(stdin or b"")
     await process.stdin.drain()

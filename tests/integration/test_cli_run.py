@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from archiver.fake import FakeConfig, FakeOSVI
 from archiver.lock import ArchiveLock
 from tests.conftest import FakeFactory
 from tests.integration.archive_helpers import assert_byte_exact, picked_ids
-from tests.integration.cli_helpers import env_for, osvi
+from tests.integration.cli_helpers import env_for, launch, osvi
 
 
 def small(calls: int) -> FakeConfig:
@@ -129,8 +128,11 @@ async def test_200_calls_against_fake_server_with_faults_archive_byte_exact(
     tmp_path: Path,
 ) -> None:
     """The issue's acceptance run: `fake-server` process with faults, `run` process, 200 calls."""
-    server = await asyncio.create_subprocess_exec(
-        *_fake_server_argv(
+    server = await launch(
+        "fake-server",
+        "--port",
+        "0",
+        *(
             "--calls",
             "200",
             "--size-max",
@@ -142,7 +144,8 @@ async def test_200_calls_against_fake_server_with_faults_archive_byte_exact(
             "--stall-seconds",
             "2",
         ),
-        stdout=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.DEVNULL,
+        stderr=None,
     )
     try:
         base_url = await _printed_base_url(server)
@@ -174,10 +177,6 @@ async def test_200_calls_against_fake_server_with_faults_archive_byte_exact(
     finally:
         server.terminate()
         await server.wait()
-
-
-def _fake_server_argv(*args: str) -> list[str]:
-    return [sys.executable, "-m", "archiver", "fake-server", "--port", "0", *args]
 
 
 async def _printed_base_url(server: asyncio.subprocess.Process) -> str:

@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import signal
-import sys
 import time
 import urllib.request
 from collections.abc import AsyncIterator
@@ -18,6 +16,7 @@ import aiohttp
 import pytest
 
 from archiver.fake import FakeConfig, FaultKind, fake_in_thread
+from tests.integration.cli_helpers import launch
 from tests.integration.fake_client import get
 
 TOKEN = "abcdefghijklmnop"
@@ -47,17 +46,11 @@ class Server:
         return self.process.returncode, time.monotonic() - began, rest.decode()
 
 
-def _command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "archiver", "fake-server", *args]
-
-
 @asynccontextmanager
 async def _fake_server(*args: str) -> AsyncIterator[Server]:
     """Start the command, wait for its banner, and make sure it is gone afterwards."""
-    argv = _command("--port", "0", "--calls", "50", "--token", TOKEN, *args)
-    process = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
+    argv = ("fake-server", "--port", "0", "--calls", "50", "--token", TOKEN, *args)
+    process = await launch(*argv, stdin=asyncio.subprocess.DEVNULL)
     assert process.stdout is not None
     try:
         banner: list[str] = []
@@ -76,13 +69,8 @@ async def _fake_server(*args: str) -> AsyncIterator[Server]:
 
 async def _run(*args: str) -> tuple[int, str, str]:
     """Run a command that ends by itself: (exit code, stdout, stderr)."""
-    env = {**os.environ, "COLUMNS": "400"}  # no wrapping: a wrapped line can split a name
-    process = await asyncio.create_subprocess_exec(
-        *_command(*args),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
+    env = {"COLUMNS": "400"}  # no wrapping: a wrapped line can split a name
+    process = await launch("fake-server", *args, env=env, stdin=asyncio.subprocess.DEVNULL)
     async with asyncio.timeout(STARTUP_SECONDS):
         out, err = await process.communicate()
     assert process.returncode is not None

@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import sqlite3
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -43,7 +42,7 @@ from tests.integration.archive_helpers import (
     quick_sleep,
     settings_for,
 )
-from tests.integration.cli_helpers import env_for, osvi
+from tests.integration.cli_helpers import env_for, launch, osvi
 
 
 def small(calls: int = 30, **more: Any) -> FakeConfig:
@@ -101,12 +100,7 @@ async def test_ids_are_taken_as_they_come_from_a_slow_stdin(
     block (`osvi-archiver list | osvi-archiver run -`)."""
     fake = await make_fake(small(8))
     first, rest = picked_ids(fake)[:2], picked_ids(fake)[2:]
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "archiver", "run", "--out", str(tmp_path), "-",
-        stdin=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={**{k: v for k, v in os.environ.items() if not k.startswith("OSVI_")},
-             **env_for(fake)},
-    )  # fmt: skip
+    process = await launch("run", "--out", str(tmp_path), "-", env=env_for(fake), stdout=None)
     assert process.stdin is not None
     process.stdin.write(("\n".join(first) + "\n").encode())
     await process.stdin.drain()
