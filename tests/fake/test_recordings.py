@@ -15,7 +15,7 @@ import pytest
 from archiver.fake import FakeConfig, FakeOSVI, Fault, FaultKind
 from archiver.fake.stats import Leak
 from tests.conftest import FakeFactory
-from tests.integration.fake_client import full_body, get, recorded_calls, recording_url
+from tests.fake.fake_client import full_body, get, recorded_calls, recording_url
 
 START = 1_780_000_000.0  # the injected clock's first reading (2026-05-28)
 EXPIRED_XML = "<Code>AccessDenied</Code><Message>Request has expired</Message>"

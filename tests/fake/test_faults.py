@@ -12,7 +12,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from archiver.fake import FakeCall, FakeConfig, FakeOSVI, Fault, FaultKind
 from tests.conftest import FakeFactory
-from tests.integration.fake_client import (
+from tests.fake.fake_client import (
     Answer,
     api_get,
     full_body,

@@ -14,7 +14,7 @@ import pytest
 from archiver.fake import FakeCall, FakeConfig, FakeOSVI
 from archiver.fake.calls import IST
 from tests.conftest import FakeFactory
-from tests.integration.fake_client import api_get, get, recorded_calls
+from tests.fake.fake_client import api_get, get, recorded_calls
 
 LIST_FIELDS = {
     "call_id",

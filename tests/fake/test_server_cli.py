@@ -16,8 +16,8 @@ import aiohttp
 import pytest
 
 from archiver.fake import FakeConfig, FaultKind, fake_in_thread
+from tests.fake.fake_client import get
 from tests.integration.cli_helpers import launch
-from tests.integration.fake_client import get
 
 TOKEN = "abcdefghijklmnop"
 STARTUP_SECONDS = 10.0
