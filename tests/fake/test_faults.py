@@ -80,35 +80,41 @@ async def test_api_500_answers_500_once_per_call_then_succeeds(
     assert fake.stats.call(call.call_id).statuses == {"recording:500": 1, "recording:200": 1}
 
 
-@pytest.mark.parametrize("retry_after", ["7", HTTP_DATE], ids=["seconds", "http-date"])
-async def test_api_503_answers_503_service_unavailable_with_retry_after(
-    make_fake: FakeFactory, http: aiohttp.ClientSession, retry_after: str
-) -> None:
-    fake = await _faulty(make_fake, FaultKind.API_503, retry_after=retry_after)
-    call = recorded_calls(fake)[0]
-    answer = await api_get(http, fake, f"/v1/call/{call.call_id}")
-    assert answer.status == 503
-    assert answer.headers["Retry-After"] == retry_after
-    assert answer.json() == {"success": False, "error": "service_unavailable", "details": None}
-    assert (await api_get(http, fake, f"/v1/call/{call.call_id}")).status == 200
-    assert fake.stats.faults_fired == {"api-503": 1}
+def _is_503_body(body: Any) -> bool:
+    return bool(body == {"success": False, "error": "service_unavailable", "details": None})
+
+
+def _is_429_body(body: Any) -> bool:
+    errors = body.get("errors")
+    return body.get("success") is False and bool(errors) and all(isinstance(e, str) for e in errors)
 
 
 @pytest.mark.parametrize("retry_after", ["7", HTTP_DATE], ids=["seconds", "http-date"])
-async def test_api_429_answers_429_errors_array_with_retry_after(
-    make_fake: FakeFactory, http: aiohttp.ClientSession, retry_after: str
+@pytest.mark.parametrize(
+    ("kind", "path", "status", "shaped"),
+    [
+        (FaultKind.API_503, "", 503, _is_503_body),  # the `error` shape
+        (FaultKind.API_429, "/transcript", 429, _is_429_body),  # the `errors` array shape
+    ],
+    ids=["503", "429"],
+)
+async def test_api_503_and_429_answer_with_retry_after_once_per_call(
+    make_fake: FakeFactory,
+    http: aiohttp.ClientSession,
+    retry_after: str,
+    kind: FaultKind,
+    path: str,
+    status: int,
+    shaped: Any,
 ) -> None:
-    fake = await _faulty(make_fake, FaultKind.API_429, retry_after=retry_after)
+    fake = await _faulty(make_fake, kind, retry_after=retry_after)
     call = recorded_calls(fake)[0]
-    answer = await api_get(http, fake, f"/v1/call/{call.call_id}/transcript")
-    assert answer.status == 429
+    answer = await api_get(http, fake, f"/v1/call/{call.call_id}{path}")
+    assert answer.status == status
     assert answer.headers["Retry-After"] == retry_after
-    body = answer.json()
-    assert body["success"] is False
-    assert body["errors"]
-    assert all(isinstance(message, str) for message in body["errors"])
-    assert (await api_get(http, fake, f"/v1/call/{call.call_id}/transcript")).status == 200
-    assert fake.stats.faults_fired == {"api-429": 1}
+    assert shaped(answer.json())
+    assert (await api_get(http, fake, f"/v1/call/{call.call_id}{path}")).status == 200
+    assert fake.stats.faults_fired == {kind.value: 1}
 
 
 async def test_default_retry_after_is_one_second(

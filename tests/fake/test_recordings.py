@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import aiohttp
 import pytest
 
-from archiver.fake import FakeConfig, FakeOSVI, Fault, FaultKind
+from archiver.fake import FakeCall, FakeConfig, FakeOSVI, Fault, FaultKind
 from archiver.fake.stats import Leak
 from tests.conftest import FakeFactory
 from tests.fake.fake_client import full_body, get, recorded_calls, recording_url
@@ -32,6 +32,17 @@ async def _fake_at(make_fake: FakeFactory, now: list[float], **config: object) -
     return await make_fake(FakeConfig(**config), clock=lambda: now[0])  # type: ignore[arg-type]
 
 
+async def _minted(
+    make_fake: FakeFactory, http: aiohttp.ClientSession, **config: object
+) -> tuple[list[float], FakeOSVI, FakeCall, str]:
+    """A fake on a clock the test moves (`now[0]`), its first recorded call, and a URL for
+    it minted at START."""
+    now = [START]
+    fake = await _fake_at(make_fake, now, **config)
+    call = recorded_calls(fake)[0]
+    return now, fake, call, await recording_url(http, fake, call.call_id)
+
+
 # --- presigned URLs and expiry -------------------------------------------------------------
 
 
@@ -48,10 +59,7 @@ async def test_presigned_url_downloads_with_no_credentials(
 async def test_presigned_url_works_through_the_last_second_of_its_lifetime(
     make_fake: FakeFactory, http: aiohttp.ClientSession
 ) -> None:
-    now = [START]
-    fake = await _fake_at(make_fake, now)
-    call = recorded_calls(fake)[0]
-    url = await recording_url(http, fake, call.call_id)
+    now, fake, call, url = await _minted(make_fake, http)
     now[0] += 900
     answer = await get(http, url)
     assert answer.status == 200
@@ -62,10 +70,7 @@ async def test_presigned_url_works_through_the_last_second_of_its_lifetime(
 async def test_expired_url_answers_403_xml_request_has_expired(
     make_fake: FakeFactory, http: aiohttp.ClientSession
 ) -> None:
-    now = [START]
-    fake = await _fake_at(make_fake, now)
-    call = recorded_calls(fake)[0]
-    url = await recording_url(http, fake, call.call_id)
+    now, fake, call, url = await _minted(make_fake, http)
     assert (await get(http, url)).status == 200
     now[0] += 900.01
     answer = await get(http, url)
@@ -81,10 +86,7 @@ async def test_expired_url_answers_403_xml_request_has_expired(
 async def test_short_lifetime_url_expires_after_that_lifetime(
     make_fake: FakeFactory, http: aiohttp.ClientSession
 ) -> None:
-    now = [START]
-    fake = await _fake_at(make_fake, now, url_lifetime=2)
-    call = recorded_calls(fake)[0]
-    url = await recording_url(http, fake, call.call_id)
+    now, _fake, _call, url = await _minted(make_fake, http, url_lifetime=2)
     now[0] += 1.9
     assert (await get(http, url)).status == 200
     now[0] += 0.2
@@ -94,10 +96,7 @@ async def test_short_lifetime_url_expires_after_that_lifetime(
 async def test_fresh_url_from_the_api_works_after_the_old_one_expired(
     make_fake: FakeFactory, http: aiohttp.ClientSession
 ) -> None:
-    now = [START]
-    fake = await _fake_at(make_fake, now)
-    call = recorded_calls(fake)[0]
-    old = await recording_url(http, fake, call.call_id)
+    now, fake, call, old = await _minted(make_fake, http)
     now[0] += 3600
     assert (await get(http, old)).status == 403
     fresh = await recording_url(http, fake, call.call_id)
@@ -127,10 +126,7 @@ async def test_tampered_signature_answers_403_signature_mismatch(
 async def test_lengthened_expiry_on_an_expired_url_answers_403_signature_mismatch(
     make_fake: FakeFactory, http: aiohttp.ClientSession
 ) -> None:
-    now = [START]
-    fake = await _fake_at(make_fake, now)
-    call = recorded_calls(fake)[0]
-    url = await recording_url(http, fake, call.call_id)
+    now, fake, _call, url = await _minted(make_fake, http)
     now[0] += 1000
     answer = await get(http, _with_query(url, **{"X-Amz-Expires": "604800"}))
     assert answer.status == 403
