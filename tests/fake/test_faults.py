@@ -34,6 +34,19 @@ async def _faulty(
     return await make_fake(FakeConfig(faults=faults, **(sizes | config)))  # type: ignore[arg-type]
 
 
+async def _faulty_url(
+    make_fake: FakeFactory,
+    http: aiohttp.ClientSession,
+    kind: FaultKind,
+    fault: Fault | None = None,
+    **config: object,
+) -> tuple[FakeOSVI, FakeCall, str]:
+    """`_faulty`, its first recorded call, and a fresh recording URL for it."""
+    fake = await _faulty(make_fake, kind, fault, **config)
+    call = recorded_calls(fake)[0]
+    return fake, call, await recording_url(http, fake, call.call_id)
+
+
 async def _download(http: aiohttp.ClientSession, fake: FakeOSVI, call: FakeCall) -> Answer:
     return await get(http, await recording_url(http, fake, call.call_id))
 
@@ -154,9 +167,7 @@ async def test_api_faults_come_after_the_token_check(
 async def test_rec_500_answers_500_xml_then_the_download_succeeds(
     make_fake: FakeFactory, http: aiohttp.ClientSession
 ) -> None:
-    fake = await _faulty(make_fake, FaultKind.REC_500)
-    call = recorded_calls(fake)[0]
-    url = await recording_url(http, fake, call.call_id)
+    fake, call, url = await _faulty_url(make_fake, http, FaultKind.REC_500)
     first = await get(http, url)
     assert first.status == 500
     assert first.headers["Content-Type"].startswith("application/xml")
@@ -171,9 +182,9 @@ async def test_rec_500_answers_500_xml_then_the_download_succeeds(
 async def test_rec_503_answers_503_slowdown_with_retry_after(
     make_fake: FakeFactory, http: aiohttp.ClientSession, retry_after: str
 ) -> None:
-    fake = await _faulty(make_fake, FaultKind.REC_503, retry_after=retry_after)
-    call = recorded_calls(fake)[0]
-    url = await recording_url(http, fake, call.call_id)
+    fake, _call, url = await _faulty_url(
+        make_fake, http, FaultKind.REC_503, retry_after=retry_after
+    )
     first = await get(http, url)
     assert first.status == 503
     assert first.headers["Retry-After"] == retry_after
@@ -185,9 +196,7 @@ async def test_rec_503_answers_503_slowdown_with_retry_after(
 async def test_reset_breaks_the_connection_before_the_end_of_the_body(
     make_fake: FakeFactory, http: aiohttp.ClientSession
 ) -> None:
-    fake = await _faulty(make_fake, FaultKind.RESET)
-    call = recorded_calls(fake)[0]
-    url = await recording_url(http, fake, call.call_id)
+    fake, call, url = await _faulty_url(make_fake, http, FaultKind.RESET)
     broken = await _broken_download(http, url)
     assert isinstance(
         broken.error,
@@ -204,9 +213,7 @@ async def test_reset_breaks_the_connection_before_the_end_of_the_body(
 async def test_cut_sends_less_than_content_length_and_the_client_sees_a_payload_error(
     make_fake: FakeFactory, http: aiohttp.ClientSession
 ) -> None:
-    fake = await _faulty(make_fake, FaultKind.CUT)
-    call = recorded_calls(fake)[0]
-    url = await recording_url(http, fake, call.call_id)
+    fake, call, url = await _faulty_url(make_fake, http, FaultKind.CUT)
     broken = await _broken_download(http, url)
     assert isinstance(broken.error, aiohttp.ClientPayloadError)
     assert broken.headers["Content-Length"] == str(SIZE)
@@ -220,9 +227,7 @@ async def test_cut_sends_less_than_content_length_and_the_client_sees_a_payload_
 async def test_cut_on_a_range_request_breaks_halfway_through_the_range(
     make_fake: FakeFactory, http: aiohttp.ClientSession
 ) -> None:
-    fake = await _faulty(make_fake, FaultKind.CUT)
-    call = recorded_calls(fake)[0]
-    url = await recording_url(http, fake, call.call_id)
+    fake, call, url = await _faulty_url(make_fake, http, FaultKind.CUT)
     broken = await _broken_download(http, url, headers={"Range": "bytes=100000-"})
     assert isinstance(broken.error, aiohttp.ClientPayloadError)
     assert broken.status == 206
@@ -232,9 +237,7 @@ async def test_cut_on_a_range_request_breaks_halfway_through_the_range(
 async def test_stall_goes_silent_halfway_so_a_sock_read_timeout_fires(
     make_fake: FakeFactory, http: aiohttp.ClientSession
 ) -> None:
-    fake = await _faulty(make_fake, FaultKind.STALL, stall_seconds=0.6)
-    call = recorded_calls(fake)[0]
-    url = await recording_url(http, fake, call.call_id)
+    fake, _call, url = await _faulty_url(make_fake, http, FaultKind.STALL, stall_seconds=0.6)
     began = time.monotonic()
     timeout = aiohttp.ClientTimeout(total=None, sock_read=0.15)
     broken = await _broken_download(http, url, timeout=timeout)
@@ -259,9 +262,7 @@ async def test_stall_resumes_after_stall_seconds_for_a_patient_client(
 async def test_not_audio_answers_200_text_html_then_the_recording(
     make_fake: FakeFactory, http: aiohttp.ClientSession
 ) -> None:
-    fake = await _faulty(make_fake, FaultKind.NOT_AUDIO)
-    call = recorded_calls(fake)[0]
-    url = await recording_url(http, fake, call.call_id)
+    fake, call, url = await _faulty_url(make_fake, http, FaultKind.NOT_AUDIO)
     first = await get(http, url)
     assert first.status == 200
     assert first.headers["Content-Type"].startswith("text/html")
@@ -322,9 +323,9 @@ async def test_once_per_call_fault_fires_once_for_each_call(
 async def test_fault_with_times_fires_that_many_times_per_call(
     make_fake: FakeFactory, http: aiohttp.ClientSession
 ) -> None:
-    fake = await _faulty(make_fake, FaultKind.REC_503, Fault(rate=1.0, times=2))
-    call = recorded_calls(fake)[0]
-    url = await recording_url(http, fake, call.call_id)
+    _fake, _call, url = await _faulty_url(
+        make_fake, http, FaultKind.REC_503, Fault(rate=1.0, times=2)
+    )
     assert [(await get(http, url)).status for _ in range(4)] == [503, 503, 200, 200]
 
 
@@ -372,9 +373,7 @@ async def test_fault_rate_hits_the_same_calls_for_the_same_seed(
 async def test_body_fault_counts_the_bytes_actually_sent(
     make_fake: FakeFactory, http: aiohttp.ClientSession
 ) -> None:
-    fake = await _faulty(make_fake, FaultKind.CUT)
-    call = recorded_calls(fake)[0]
-    url = await recording_url(http, fake, call.call_id)
+    fake, call, url = await _faulty_url(make_fake, http, FaultKind.CUT)
     await _broken_download(http, url)
     assert (await get(http, url)).status == 200
     stats = (await get(http, f"{fake.base_url}/_fake/stats")).json()
@@ -441,9 +440,7 @@ async def test_trickle_sends_the_whole_body_at_the_trickle_rate(
 async def test_endless_has_no_length_and_no_end(
     make_fake: FakeFactory, http: aiohttp.ClientSession
 ) -> None:
-    fake = await _faulty(make_fake, FaultKind.ENDLESS)
-    call = recorded_calls(fake)[0]
-    url = await recording_url(http, fake, call.call_id)
+    _fake, _call, url = await _faulty_url(make_fake, http, FaultKind.ENDLESS)
     async with http.get(url) as response:
         assert response.status == 200
         assert "Content-Length" not in response.headers
@@ -458,9 +455,9 @@ async def test_endless_has_no_length_and_no_end(
 async def test_gzip_answers_gzip_only_to_a_client_that_asks(
     make_fake: FakeFactory, http: aiohttp.ClientSession
 ) -> None:
-    fake = await _faulty(make_fake, FaultKind.GZIP, fault=Fault(rate=1.0, times=None))
-    call = recorded_calls(fake)[0]
-    url = await recording_url(http, fake, call.call_id)
+    fake, call, url = await _faulty_url(
+        make_fake, http, FaultKind.GZIP, fault=Fault(rate=1.0, times=None)
+    )
     async with http.get(url, headers={"Accept-Encoding": "gzip"}, auto_decompress=False) as r:
         assert r.headers["Content-Encoding"] == "gzip"
         assert await r.read() != full_body(fake, call)
