@@ -15,7 +15,18 @@ from pathlib import Path
 
 from yarl import URL
 
-from archiver.errors import TooLarge, TooSlow, UnsafeUrl
+from archiver.errors import (
+    BodyIncomplete,
+    CallError,
+    RecordingRefused,
+    RecordingServerError,
+    Throttled,
+    TooLarge,
+    TooSlow,
+    UnsafeUrl,
+    UrlRefused,
+)
+from archiver.retrying import parse_retry_after
 from archiver.urls import UrlRules, check_recording_url
 
 DEFAULT_MAX_SIZE = 4 << 30  # a 10-hour call in WAV is ~1.2 GiB
@@ -23,6 +34,7 @@ DEFAULT_MAX_SIZE = 4 << 30  # a 10-hour call in WAV is ~1.2 GiB
 # this pool while its write thread does the SHA-256, so they overlap (1 GiB: 0.66 -> 0.77 of curl).
 _MD5_POOL = concurrent.futures.ThreadPoolExecutor(4, "osvi-md5")
 _PLAIN_MD5_ETAG = re.compile(r'^"?([0-9a-fA-F]{32})"?$')
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
 
 @dataclass(frozen=True)
@@ -125,3 +137,28 @@ def next_hop(current: URL, location: str, rules: UrlRules) -> URL:
     except (ValueError, UnicodeError) as exc:
         raise UnsafeUrl(f"the recording host redirected to a malformed URL: {exc}") from exc
     return check_recording_url(joined, rules)
+
+
+def refusal(status: int, shown: str, retry_after: str | None, now: float) -> CallError:
+    """What a recording host's answer other than 200 (or a 206 to our Range) means."""
+    said = f"recording host answered {status} for {shown}"
+    if status == 416:
+        return BodyIncomplete(f"{said}: range not satisfiable; starting over")
+    if status == 206:
+        return BodyIncomplete(f"{said} without our Range request; starting over")
+    if status == 403:
+        return UrlRefused(f"{said} (expired or refused URL)")
+    if status in (429, 503):
+        return Throttled(said, parse_retry_after(retry_after, now))
+    if status >= 500 or status == 404:
+        return RecordingServerError(said)
+    return RecordingRefused(said)
+
+
+def content_range(header: str) -> tuple[int, int | None] | None:
+    """`Content-Range: bytes FIRST-LAST/TOTAL` as (FIRST, TOTAL, None for `*`); None when it
+    is not one."""
+    match = _CONTENT_RANGE.match(header)
+    if match is None:
+        return None
+    return int(match.group(1)), None if match.group(3) == "*" else int(match.group(3))

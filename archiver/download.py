@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import re
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -22,19 +21,25 @@ import aiohttp
 from yarl import URL
 
 from archiver import audio
-from archiver.body import Digests, Downloaded, DownloadPolicy, Pace, next_hop, settled
+from archiver.body import (
+    Digests,
+    Downloaded,
+    DownloadPolicy,
+    Pace,
+    content_range,
+    next_hop,
+    refusal,
+    settled,
+)
 from archiver.errors import (
     BodyIncomplete,
     ChecksumMismatch,
     ConnectionFault,
     NotAudioOnce,
     RecordingRefused,
-    RecordingServerError,
-    Throttled,
     TooLarge,
     UnsafeUrl,
     UrlExpired,
-    UrlRefused,
 )
 from archiver.http import (
     CERTIFICATE_ERRORS,
@@ -45,13 +50,11 @@ from archiver.http import (
     unresolved,
 )
 from archiver.reachability import Hosts, Reachability
-from archiver.retrying import parse_retry_after
 from archiver.storage import PartFile, remove_quietly
 from archiver.urls import check_recording_url, without_query
 
 WRITE_SIZE = 1 << 20  # aggregate network chunks to this before each disk write
 _READ_SIZE = 1 << 20
-_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 MAX_REDIRECTS = 3  # S3 redirects once at most (a region); a chain longer than this is refused
 _REDIRECTS = (301, 302, 303, 307, 308)
 
@@ -216,30 +219,18 @@ class Transfer:
             )
 
     async def _check_resume(self, response: aiohttp.ClientResponse) -> None:
-        match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
+        got = content_range(response.headers.get("Content-Range", ""))
         same_object = response.headers.get("ETag") == self.etag
-        if match is None or int(match.group(1)) != self.received or not same_object:
+        if got is None or got[0] != self.received or not same_object:
             await self._restart()
             raise BodyIncomplete("the host answered a different range or object; starting over")
-        if match.group(3) != "*":
-            self.total = int(match.group(3))
+        self.total = got[1] if got[1] is not None else self.total
 
     async def _refuse(self, response: aiohttp.ClientResponse, shown: str) -> None:
-        status = response.status
-        said = f"recording host answered {status} for {shown}"
-        if status == 416:
-            await self._restart()
-            raise BodyIncomplete(f"{said}: range not satisfiable; starting over")
-        if status == 206:
-            raise BodyIncomplete(f"{said} without our Range request; starting over")
-        if status == 403:
-            raise UrlRefused(f"{said} (expired or refused URL)")
-        if status in (429, 503):
-            retry_after = parse_retry_after(response.headers.get("Retry-After"), self._of._clock())
-            raise Throttled(said, retry_after)
-        if status >= 500 or status == 404:
-            raise RecordingServerError(said)
-        raise RecordingRefused(said)
+        if response.status == 416:
+            await self._restart()  # the range we asked is past the object: from its start
+        retry_after = response.headers.get("Retry-After")
+        raise refusal(response.status, shown, retry_after, self._of._clock())
 
     async def _restart(self) -> None:
         """Drop what is held: the next bytes are the body from its first byte."""

@@ -3,6 +3,11 @@ new entry, never an edit of an old one; schema 0 is an empty file. SQL text only
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
+from archiver.errors import LocalError
+
 # MIGRATIONS[n] takes a state from schema n to n + 1; a new schema is a new entry, never an
 # edit of an old one. Schema 0 is an empty file.
 _V1 = """
@@ -63,3 +68,24 @@ CREATE TABLE IF NOT EXISTS manifest_parts (
 """
 MIGRATIONS = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(db: sqlite3.Connection, path: Path, *, readonly: bool) -> None:
+    """Bring the state at `path` to SCHEMA_VERSION (a read-only one is only checked): one
+    transaction per step. WAL for good (never switched back) and synchronous=FULL: a commit
+    is fsynced (the WAL) before it returns, so a power cut loses no outcome the run has
+    counted; NORMAL would lose everything since the last checkpoint."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise LocalError(
+            f"the archive state {path} has schema {version}, newer than this "
+            f"osvi-archiver understands ({SCHEMA_VERSION}): upgrade osvi-archiver"
+        )
+    if readonly:
+        if version < 1:
+            raise LocalError(f"the archive state {path} is empty")
+        return
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    for step in range(version, SCHEMA_VERSION):
+        db.executescript(f"BEGIN; {MIGRATIONS[step]} PRAGMA user_version={step + 1}; COMMIT;")

@@ -25,7 +25,7 @@ from archiver.commits import GroupCommit
 from archiver.errors import LocalError
 from archiver.names import STATE_FILE, state_folder
 from archiver.records import COLUMNS, CallRecord, Seen
-from archiver.schema import MIGRATIONS, SCHEMA_VERSION
+from archiver.schema import migrate
 from archiver.shard import Shard
 from archiver.sqlite import Serial, mapped, open_readonly, open_writable, state_error
 from archiver.storage import ensure_folder
@@ -78,24 +78,9 @@ class State:
             raise state_error(exc, self.path, opening=True) from exc
 
     def _migrate(self) -> None:
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise LocalError(
-                f"the archive state {self.path} has schema {version}, newer than this "
-                f"osvi-archiver understands ({SCHEMA_VERSION}): upgrade osvi-archiver"
-            )
+        migrate(self._db, self.path, readonly=self.readonly)
         if self.readonly:
-            if version < 1:
-                raise LocalError(f"the archive state {self.path} is empty")
             return
-        self._db.execute("PRAGMA journal_mode=WAL")  # for good: never switched back
-        # FULL: a commit is fsynced (the WAL) before it returns, so a power cut loses no
-        # outcome the run has counted; NORMAL would lose everything since the last checkpoint.
-        self._db.execute("PRAGMA synchronous=FULL")
-        for step in range(version, SCHEMA_VERSION):
-            self._db.executescript(
-                f"BEGIN; {MIGRATIONS[step]} PRAGMA user_version={step + 1}; COMMIT;"
-            )
         # One aggregate a statement: SQLite answers each from its index (two in one would
         # scan the table, every run).
         seq = self._db.execute("SELECT max(seq) FROM calls").fetchone()[0]
@@ -135,18 +120,13 @@ class State:
 
     @mapped
     def claim_block(self, call_ids: list[str], run_id: str) -> list[tuple[Seen | None, bool]]:
-        """Mark each of `call_ids` as taken by this run, in a few statements whatever their
-        number (two reads per 900 ids, one executemany): for each, in order, what it was
-        before (its status, file and error) and whether it is a repeat (taken by this run
-        already, or earlier in the block). A new call gets the next `seq`: the order the
-        manifest's parts follow. A rerun of a million archived ids makes these its hot path,
-        so what the run took is kept in a temporary table (`temp.taken`, SQLite's temp file:
-        no row of the archive is written, nothing fsynced, memory flat), not in the calls
-        table.
-
-        No write here spans several steps of SQLite (an `INSERT ... RETURNING` would): a
-        grouped commit from a worker thread may come between any two, and a write still in
-        progress makes it fail ("SQL statements in progress")."""
+        """Mark each of `call_ids` as taken by this run (two reads per 900 ids, one
+        executemany): for each, in order, what it was before and whether it is a repeat
+        (taken by this run already, or earlier in the block). A new call gets the next `seq`,
+        the manifest parts' order. What the run took is kept in a temporary table
+        (`temp.taken`: no row of the archive rewritten, nothing fsynced, memory flat). No
+        write here spans several steps (an `INSERT ... RETURNING` would): a commit from a
+        worker thread between two steps would fail ("SQL statements in progress")."""
         self._taken_by(run_id)
         found: dict[str, tuple[Any, ...]] = {}
         taken: set[str] = set()
