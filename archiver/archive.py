@@ -20,8 +20,9 @@ from typing import Any
 from archiver import layout as layouts
 from archiver.api import OsviApi
 from archiver.body import Downloaded
+from archiver.connect import Downloader
 from archiver.counts import Receiving
-from archiver.download import Downloader, Transfer
+from archiver.download import Transfer
 from archiver.errors import (
     ApiRejected,
     CallError,

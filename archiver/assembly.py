@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from archiver.api import OsviApi
 from archiver.archive import CallArchiver, CallPolicy
 from archiver.clocks import Clocks
+from archiver.connect import Downloader
 from archiver.counts import RunView
-from archiver.download import Downloader
 from archiver.limits import InFlight
 from archiver.pipeline import Pipeline
 from archiver.records import CallRecord

@@ -4,21 +4,27 @@ headers."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ssl
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from archiver.api import OsviApi, api_session
 from archiver.body import DownloadPolicy
 from archiver.clocks import Clocks
-from archiver.download import Downloader
+from archiver.download import Transfer
 from archiver.http import Proxies, download_session, guarded_resolver
 from archiver.limits import RateLimiter, ThrottleGate
 from archiver.reachability import Hosts, Reachability
 from archiver.settings import Settings, require_token
 from archiver.urls import UrlRules
+
+if TYPE_CHECKING:
+    import aiohttp
 
 
 @dataclass(frozen=True)
@@ -102,3 +108,30 @@ def download_policy(settings: Settings) -> DownloadPolicy:
         min_speed_time=settings.min_speed_time,
         answer_timeout=settings.connect_timeout + settings.read_timeout,
     )
+
+
+class Downloader:
+    """Makes a `Transfer` per call, all sharing one credential-free session."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        policy: DownloadPolicy,
+        clock: Callable[[], float],
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        hosts: Hosts | None = None,
+        proxies: Proxies | None = None,
+    ) -> None:
+        self._session = session
+        self._policy = policy
+        self._clock = clock
+        self._monotonic = monotonic
+        self._hosts = hosts or Hosts(monotonic, asyncio.sleep, max_outage=300.0)
+        self._proxies = proxies or Proxies()
+
+    def transfer(
+        self, destination: Callable[[str], Awaitable[tuple[Path, Path]]], who: str = ""
+    ) -> Transfer:
+        """The transfer of call `who` (named to the hosts' Reachability)."""
+        return Transfer(self, destination, who)

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 from yarl import URL
@@ -24,7 +24,6 @@ from archiver import audio
 from archiver.body import (
     Digests,
     Downloaded,
-    DownloadPolicy,
     Pace,
     content_range,
     next_hop,
@@ -44,46 +43,21 @@ from archiver.errors import (
 from archiver.http import (
     CERTIFICATE_ERRORS,
     LocalTarget,
-    Proxies,
     no_answer_reason,
     proxy_refused,
     unresolved,
 )
-from archiver.reachability import Hosts, Reachability
+from archiver.reachability import Reachability
 from archiver.storage import PartFile, remove_quietly
 from archiver.urls import check_recording_url, without_query
+
+if TYPE_CHECKING:
+    from archiver.connect import Downloader
 
 WRITE_SIZE = 1 << 20  # aggregate network chunks to this before each disk write
 _READ_SIZE = 1 << 20
 MAX_REDIRECTS = 3  # S3 redirects once at most (a region); a chain longer than this is refused
 _REDIRECTS = (301, 302, 303, 307, 308)
-
-
-class Downloader:
-    """Makes a `Transfer` per call, all sharing one credential-free session."""
-
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        policy: DownloadPolicy,
-        clock: Callable[[], float],
-        *,
-        monotonic: Callable[[], float] = time.monotonic,
-        hosts: Hosts | None = None,
-        proxies: Proxies | None = None,
-    ) -> None:
-        self._session = session
-        self._policy = policy
-        self._clock = clock
-        self._monotonic = monotonic
-        self._hosts = hosts or Hosts(monotonic, asyncio.sleep, max_outage=300.0)
-        self._proxies = proxies or Proxies()
-
-    def transfer(
-        self, destination: Callable[[str], Awaitable[tuple[Path, Path]]], who: str = ""
-    ) -> Transfer:
-        """The transfer of call `who` (named to the hosts' Reachability)."""
-        return Transfer(self, destination, who)
 
 
 class Transfer:

@@ -10,7 +10,8 @@ import pytest
 from aioresponses import aioresponses
 
 from archiver.body import DownloadPolicy
-from archiver.download import Downloader, Transfer
+from archiver.connect import Downloader
+from archiver.download import Transfer
 from archiver.errors import ChecksumMismatch
 
 URL = "https://rec.example/a.mp4?X-Amz-Signature=abc"
