@@ -40,6 +40,7 @@ from archiver.redaction import shorten
 from archiver.retrying import Attempts, call_retrying
 from archiver.shard import Shard
 from archiver.sidecars import add_sidecars
+from archiver.status import Status
 from archiver.storage import ensure_folder
 
 log = logging.getLogger("archiver.call")
@@ -120,7 +121,7 @@ class CallArchiver:
             detail = await self._fetch(call_id, self._api.call, "call")
             fields, started_at = layout_fields_of(detail), started_at_of(detail)
         record = await self._recording(call_id, fields, started_at, attempts)
-        if record.status != "archived" or record.path is None:
+        if record.status != Status.ARCHIVED or record.path is None:
             return record
         return await add_sidecars(
             record, detail, self._policy, self._fetch, self._api, self._on_part
@@ -175,7 +176,7 @@ class CallArchiver:
                 "event": "call_failed",
                 "call_id": call_id,
                 "attempt": attempts,
-                "status": "failed",
+                "status": Status.FAILED.value,
                 "error_kind": error.kind,
             },
         )
@@ -186,7 +187,7 @@ class CallArchiver:
                 exc_info=error.__cause__ or error,
                 extra={"event": "internal_error", "call_id": call_id},
             )
-        return self._record(call_id, "failed", attempts, error=error)
+        return self._record(call_id, Status.FAILED, attempts, error=error)
 
     async def _attempt(self, call_id: str, transfer: Transfer, attempts: Attempts) -> None:
         attempts.count += 1
@@ -231,20 +232,20 @@ class CallArchiver:
             # Age unknown for now: pending is the choice that loses nothing (tried again later).
             message = f"{exc}; the call's age could not be read ({lookup})"
             return self._record(
-                call_id, "pending", attempts, error=NotAvailable(message), kind="pending"
+                call_id, Status.PENDING, attempts, error=NotAvailable(message), kind="pending"
             )
         if detail is None or detail.get("status") in UNANSWERED:
             # Unknown to the API, or never answered: no recording will ever come.
-            return self._record(call_id, "not_available", attempts, error=exc)
+            return self._record(call_id, Status.NOT_AVAILABLE, attempts, error=exc)
         started = started_at_of(detail)
         if started is None:
-            return self._record(call_id, "not_available", attempts, error=exc)
+            return self._record(call_id, Status.NOT_AVAILABLE, attempts, error=exc)
         return self._by_age(call_id, attempts, exc, started)
 
     def _by_age(self, call_id: str, attempts: int, exc: NotAvailable, started: float) -> CallRecord:
         if self._clock() - started < self._policy.pending_window:
-            return self._record(call_id, "pending", attempts, error=exc, kind="pending")
-        return self._record(call_id, "not_available", attempts, error=exc)
+            return self._record(call_id, Status.PENDING, attempts, error=exc, kind="pending")
+        return self._record(call_id, Status.NOT_AVAILABLE, attempts, error=exc)
 
     async def _fetch(
         self, call_id: str, get: Callable[[str], Awaitable[dict[str, Any] | None]], what: str
@@ -261,7 +262,7 @@ class CallArchiver:
     def _archived(self, call_id: str, attempts: int, done: Downloaded) -> CallRecord:
         return CallRecord(
             call_id=call_id,
-            status="archived",
+            status=Status.ARCHIVED,
             path=done.path.relative_to(self._policy.out_dir).as_posix(),
             bytes=done.bytes,
             sha256=done.sha256,

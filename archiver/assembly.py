@@ -19,6 +19,7 @@ from archiver.records import CallRecord
 from archiver.settings import Settings
 from archiver.shard import Shard
 from archiver.state import State
+from archiver.status import Status
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,6 @@ def _late_noter(state: State, view: RunView) -> Callable[[CallRecord], None]:
 
     def note(record: CallRecord) -> None:
         state.record(record)
-        view.counts.add(record.status or "archived", record.call_id, record.bytes)
+        view.counts.add(record.status or Status.ARCHIVED, record.call_id, record.bytes)
 
     return note

@@ -29,10 +29,11 @@ from archiver.names import RUNS_DIR, manifest_name, part_name, parts_dir, report
 from archiver.records import CallRecord, utc_now
 from archiver.shard import MARK, Shard, shard_suffix
 from archiver.state import State
+from archiver.status import Status
 from archiver.storage import write_atomic
 
 SCHEMA_VERSION = 2
-STATUSES = ("archived", "pending", "not_available", "failed")
+STATUSES = tuple(Status)
 
 
 def load_schema(document: str = "index") -> dict[str, Any]:
@@ -46,7 +47,7 @@ def load_schema(document: str = "index") -> dict[str, Any]:
 
 def entry(record: CallRecord) -> dict[str, Any]:
     """One call as the manifest shows it: file fields only when archived, error otherwise."""
-    archived = record.status == "archived"
+    archived = record.status == Status.ARCHIVED
     error = None
     if not archived:
         error = {"kind": record.error_kind or "unknown", "message": record.error_message or ""}

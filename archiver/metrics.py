@@ -18,10 +18,17 @@ from pathlib import Path
 
 from archiver.counts import Counts
 from archiver.shard import Shard, shard_text
+from archiver.status import Status
 from archiver.storage import write_atomic
 
 METRICS_MODE = 0o644
-FINAL_STATUSES = ("archived", "already_archived", "pending", "not_available", "failed")
+FINAL_STATUSES = (
+    Status.ARCHIVED,
+    "already_archived",
+    Status.PENDING,
+    Status.NOT_AVAILABLE,
+    Status.FAILED,
+)
 SKIPPED = (
     ("duplicate", "duplicates"),
     ("invalid", "invalid_rows"),

@@ -28,6 +28,7 @@ from archiver.inputs import CallId, InputItem, InvalidRow
 from archiver.limits import InFlight
 from archiver.shard import Shard, in_shard
 from archiver.state import State
+from archiver.status import Status
 
 log = logging.getLogger("archiver.run")
 
@@ -172,7 +173,7 @@ class Pipeline:
             record = await self._archiver.archive(call_id, fields, started)
         self._in_flight.succeeded()
         self._state.record(record)
-        status = record.status or "failed"
+        status = record.status or Status.FAILED
         try:
             await self._state.durable()  # on disk (fsynced) before it is counted anywhere
         except asyncio.CancelledError:

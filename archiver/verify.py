@@ -26,6 +26,7 @@ from archiver.names import STATE_DIR, STATE_FILE, is_tool_file, sidecar_stem, st
 from archiver.records import CallRecord
 from archiver.shard import shard_label
 from archiver.state import State
+from archiver.status import Status
 
 KINDS = ("missing", "truncated", "modified", "unexpected")
 MAX_PROBLEMS_SHOWN = 100
@@ -76,7 +77,7 @@ def verify_archive(out_dir: Path, *, progress: Callable[[int], None] | None = No
         for state in states:
             report.states.append(shard_label(state.shard) or "whole archive")
             for record in state.calls():
-                if record.status != "archived":
+                if record.status != Status.ARCHIVED:
                     continue
                 problem, read = check_file(out_dir, record)
                 report.checked += 1
