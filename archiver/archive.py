@@ -22,6 +22,7 @@ from archiver.api import OsviApi
 from archiver.body import Downloaded
 from archiver.connect import Downloader
 from archiver.counts import Receiving
+from archiver.destination import Destination, Stored
 from archiver.download import Transfer
 from archiver.errors import (
     ApiRejected,
@@ -41,7 +42,7 @@ from archiver.retrying import Attempts, call_retrying
 from archiver.shard import Shard
 from archiver.sidecars import add_sidecars
 from archiver.status import Status
-from archiver.storage import ensure_folder
+from archiver.storage import PartFile, ensure_folder
 
 log = logging.getLogger("archiver.call")
 MAX_MESSAGE = 1000  # characters of an error message kept in the manifest and reports
@@ -53,7 +54,7 @@ UNANSWERED = frozenset({"not_picked", "busy", "failed"})
 class CallPolicy:
     """The settings one call needs."""
 
-    out_dir: Path
+    destination: Destination  # where the archive is: its `root` holds the `.part` files
     layout: str
     file_mode: int
     max_attempts: int
@@ -152,14 +153,24 @@ class CallArchiver:
         return self._archived(call_id, attempts.count, done)
 
     async def _commit(self, call_id: str, transfer: Transfer, attempts: Attempts) -> Downloaded:
-        """fsync and rename into place, carried to its end even when the run is cancelled
-        meanwhile (the rename runs in a thread, which a cancellation does not stop): a file
-        put in place is then recorded (`on_late`) before the cancellation goes on, so the
-        state never misses a recording that is on disk."""
-        task = asyncio.ensure_future(transfer.commit())
+        """Publish the verified `.part` (a folder: fsync and rename into place, carried to
+        its end even when the run is cancelled meanwhile, the rename running in a thread; a
+        store: upload, aborted when cancelled unless complete already). A file put in place
+        is then recorded (`on_late`) before the cancellation goes on, so the state never
+        misses a recording that is in the archive."""
+        destination = self._policy.destination
+
+        async def publish(part: PartFile, done: Downloaded) -> None:
+            relative = done.path.relative_to(destination.root).as_posix()
+            stored = Stored(call_id, done.sha256, done.bytes, done.content_type or None)
+            await destination.publish(part, relative, stored)
+
+        task = asyncio.ensure_future(transfer.commit(publish))
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
+            if destination.aborts_on_cancel:  # an upload: aborted, unless already complete
+                task.cancel()
             await asyncio.wait([task])
             if not task.cancelled() and task.exception() is None and self._on_late:
                 self._on_late(self._archived(call_id, attempts.count, task.result()))
@@ -212,12 +223,13 @@ class CallArchiver:
         relative = layouts.render(
             self._policy.layout, {**(fields or {}), "call_id": call_id, "ext": ext}
         )
-        path = self._policy.out_dir / relative
+        root = self._policy.destination.root
+        path = root / relative
         ensure_folder(path.parent)
         part = part_path(Path(relative), self._policy.shard)
         if self._on_part is not None:
             await self._on_part(call_id, part.as_posix())
-        return path, self._policy.out_dir / part
+        return path, root / part
 
     async def _not_available(
         self, call_id: str, attempts: int, exc: NotAvailable, started_at: float | None
@@ -263,7 +275,7 @@ class CallArchiver:
         return CallRecord(
             call_id=call_id,
             status=Status.ARCHIVED,
-            path=done.path.relative_to(self._policy.out_dir).as_posix(),
+            path=done.path.relative_to(self._policy.destination.root).as_posix(),
             bytes=done.bytes,
             sha256=done.sha256,
             content_type=done.content_type or None,

@@ -13,6 +13,7 @@ from archiver.archive import CallArchiver, CallPolicy
 from archiver.clocks import Clocks
 from archiver.connect import Downloader
 from archiver.counts import RunView
+from archiver.destination import Destination
 from archiver.limits import InFlight
 from archiver.pipeline import Pipeline
 from archiver.records import CallRecord
@@ -30,9 +31,9 @@ class Choices:
     shard: Shard | None = None
 
 
-def call_policy(settings: Settings, shard: Shard | None) -> CallPolicy:
+def call_policy(settings: Settings, shard: Shard | None, destination: Destination) -> CallPolicy:
     return CallPolicy(
-        out_dir=settings.out_dir,
+        destination=destination,
         layout=settings.layout,
         file_mode=settings.file_mode,
         max_attempts=settings.max_attempts,
@@ -49,6 +50,7 @@ def build_pipeline(
     api: OsviApi,
     downloader: Downloader,
     *,
+    destination: Destination,
     view: RunView,
     choices: Choices,
     clocks: Clocks,
@@ -57,7 +59,7 @@ def build_pipeline(
     # Workers stay `concurrency`; this window lets fewer of them work while throttled.
     in_flight = InFlight(settings.concurrency, clocks.monotonic)
     archiver = CallArchiver(
-        call_policy(settings, choices.shard),
+        call_policy(settings, choices.shard, destination),
         api,
         downloader,
         run_id=run_id,
@@ -72,7 +74,7 @@ def build_pipeline(
         state,
         archiver,
         run_id=run_id,
-        out_dir=settings.out_dir,
+        on_disk=destination.on_disk(),
         concurrency=settings.concurrency,
         force=choices.force,
         view=view,

@@ -14,7 +14,6 @@ import os
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from archiver import layout as layouts
@@ -175,7 +174,7 @@ def sync_command(args: argparse.Namespace) -> int:
     filters = _filters(args, ("picked",))
     since, until, now = _window(args)
     shard = _shard(args.shard)
-    if since is None and not _has_watermark(settings.out_dir, shard):
+    if since is None and not _has_watermark(settings, shard):
         whose = f" (shard {shard_text(shard)})" if shard else ""
         raise no_watermark(f"{settings.out_dir}{whose}")
     if args.dry_run:
@@ -189,11 +188,11 @@ def sync_command(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-def _has_watermark(out_dir: Path, shard: tuple[int, int] | None) -> bool:
-    from archiver.state import existing_state
+def _has_watermark(settings: Settings, shard: tuple[int, int] | None) -> bool:
+    from archiver.destination import open_destination
     from archiver.sync import read_watermark
 
-    with existing_state(out_dir, shard) as state:
+    with open_destination(settings).viewing(shard) as state:
         return state is not None and read_watermark(state) is not None
 
 
@@ -230,7 +229,14 @@ def verify_command(args: argparse.Namespace) -> int:
     from archiver.verify import render_text, report_json, verify_archive
 
     settings = settings_from(args)
-    report = verify_archive(settings.out_dir)
+    if settings.in_store:
+        from archiver.objectstore import StoreDestination
+        from archiver.storeverify import verify_store
+
+        store = StoreDestination.from_settings(settings)
+        report = asyncio.run(verify_store(store, deep=args.deep))
+    else:
+        report = verify_archive(settings.folder)
     if args.json:
         print(json.dumps(report_json(report), indent=2))
     else:
@@ -239,10 +245,11 @@ def verify_command(args: argparse.Namespace) -> int:
 
 
 def manifest_command(args: argparse.Namespace) -> int:
+    from archiver.destination import open_destination
     from archiver.export import export
 
     settings = settings_from(args)
-    count = export(settings.out_dir, _shard(args.shard), args.format, sys.stdout)
+    count = export(open_destination(settings), _shard(args.shard), args.format, sys.stdout)
     sys.stdout.flush()
     log.info("%d calls in the manifest", count, extra={"event": "manifest_exported"})
     return 0

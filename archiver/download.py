@@ -269,14 +269,19 @@ class Transfer:
         if not self._digests.match(self.etag):
             raise ChecksumMismatch("the body's MD5 differs from its ETag; starting over")
 
-    async def commit(self) -> Downloaded:
-        """fsync, rename to the final name, fsync the folder."""
+    async def commit(
+        self, publish: Callable[[PartFile, Downloaded], Awaitable[None]]
+    ) -> Downloaded:
+        """Hand the verified `.part` to `publish` (destination.py: a rename into place, or an
+        upload), which puts it under the final name or raises."""
         assert self._part is not None
         assert self.final is not None
-        size = self._part.size
-        await self._part.commit(self.final)
+        done = Downloaded(
+            self.final, self._part.size, self._digests.sha256.hexdigest(), self.content_type
+        )
+        await publish(self._part, done)
         self._part = None
-        return Downloaded(self.final, size, self._digests.sha256.hexdigest(), self.content_type)
+        return done
 
     async def discard(self) -> None:
         """Remove the `.part` (call given up, cancelled, or verified wrong)."""

@@ -19,20 +19,20 @@ import asyncio
 import logging
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import TextIO
 
 from archiver.connect import open_api
-from archiver.decide import Decision, Skipped, decide, on_disk_in, taken_first
+from archiver.decide import Decision, Filed, Skipped, decide, taken_first
+from archiver.destination import open_destination
 from archiver.inputs import InputItem, InvalidRow
 from archiver.listing import Filters, RetriedListing
 from archiver.run import warn_other_sharding
 from archiver.settings import Settings, require_token
 from archiver.shard import Shard, in_shard
-from archiver.state import State, existing_state
+from archiver.state import State
 from archiver.sync import listed_ids, plan, read_watermark
 
 log = logging.getLogger("archiver.dryrun")
@@ -68,14 +68,14 @@ class DryRun:
     def __init__(
         self,
         state: State | None,
-        out_dir: Path,
+        on_disk: Callable[[Filed], bool],
         out: TextIO,
         *,
         force: bool = False,
         shard: Shard | None = None,
     ) -> None:
         self._state = state
-        self._on_disk = on_disk_in(out_dir)
+        self._on_disk = on_disk
         self._out = out
         self._force = force
         self._shard = shard
@@ -139,9 +139,10 @@ def dry_run_input(
     shard: Shard | None,
 ) -> int:
     """`run --dry-run`: the state read-only, the input read; no token needed, nothing asked."""
-    warn_other_sharding(settings.out_dir, shard)
-    with existing_state(settings.out_dir, shard) as state:
-        dry = DryRun(state, settings.out_dir, sys.stdout, force=force, shard=shard)
+    destination = open_destination(settings)
+    warn_other_sharding(destination, shard)
+    with destination.viewing(shard) as state:
+        dry = DryRun(state, destination.on_disk(), sys.stdout, force=force, shard=shard)
         dry.items(taken_first(state, "run", retry_failed=retry))
         dry.items(items)
     print(dry.counts.render(), file=sys.stderr)
@@ -158,7 +159,8 @@ def dry_run_sync(
 ) -> int:
     """`sync --dry-run`: lists calls through the API (no recording URL), state read-only."""
     require_token(settings)  # before a line is printed: the listing needs it
-    warn_other_sharding(settings.out_dir, shard)
+    destination = open_destination(settings)
+    warn_other_sharding(destination, shard)
 
     async def go(dry: DryRun, state: State | None) -> None:
         mark = read_watermark(state) if state else None
@@ -166,8 +168,8 @@ def dry_run_sync(
         async with open_api(settings) as api:
             await dry.listed(listed_ids(RetriedListing(api, settings.max_attempts), sync))
 
-    with existing_state(settings.out_dir, shard) as state:
-        dry = DryRun(state, settings.out_dir, sys.stdout, force=force, shard=shard)
+    with destination.viewing(shard) as state:
+        dry = DryRun(state, destination.on_disk(), sys.stdout, force=force, shard=shard)
         dry.items(taken_first(state, "sync"))
         asyncio.run(go(dry, state))
     print(dry.counts.render(), file=sys.stderr)

@@ -19,8 +19,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
+from archiver.destination import Destination
 from archiver.errors import LocalError
-from archiver.names import manifest_name, states_in
+from archiver.manifest import as_destination
+from archiver.names import manifest_name
 from archiver.shard import Shard
 
 log = logging.getLogger("archiver.export")
@@ -31,24 +33,27 @@ CSV_FIELDS = (
 )  # fmt: skip
 
 
-def indexes(out_dir: Path, shard: Shard | None) -> list[Path]:
-    """The index or indexes to export: the shard's; else the whole archive's, or, in a folder
-    only shards have written to, every shard's."""
+def indexes(dest: Destination, shard: Shard | None) -> list[str]:
+    """The index or indexes to export: the shard's; else the whole archive's, or, in an
+    archive only shards have written to, every shard's."""
     if shard is not None:
-        return [out_dir / manifest_name(shard)]
-    whole = out_dir / manifest_name(None)
-    if whole.is_file():
+        return [manifest_name(shard)]
+    whole = manifest_name(None)
+    if dest.read(whole, 1) is not None:
         return [whole]
-    shards = [s for s in states_in(out_dir) if s is not None]
-    return [out_dir / manifest_name(s) for s in shards] or [whole]
+    shards = [s for s in dest.states() if s is not None]
+    return [manifest_name(s) for s in shards] or [whole]
 
 
-def export(out_dir: Path, shard: Shard | None, output_format: str, out: TextIO) -> int:
+def export(
+    archive: Destination | Path, shard: Shard | None, output_format: str, out: TextIO
+) -> int:
     """Write the manifest to `out`; how many calls."""
-    found = indexes(out_dir, shard)
-    documents = [_read_index(path) for path in found]
-    calls = (call for path, index in zip(found, documents, strict=True)
-             for call in _calls(out_dir, path, index))  # fmt: skip
+    dest = as_destination(archive)
+    found = indexes(dest, shard)
+    documents = [_read_index(dest, name) for name in found]
+    calls = (call for name, index in zip(found, documents, strict=True)
+             for call in _calls(dest, name, index))  # fmt: skip
     if output_format == "json":
         updated = max(index["updated_at"] for index in documents)
         return _json(calls, updated, documents[0]["tool_version"], out)
@@ -61,12 +66,14 @@ def export(out_dir: Path, shard: Shard | None, output_format: str, out: TextIO) 
     return _csv(calls, out)
 
 
-def _read_index(path: Path) -> dict[str, Any]:
+def _read_index(dest: Destination, name: str) -> dict[str, Any]:
+    path = dest.shown(name)
+    body = dest.read(name)
+    if body is None:
+        raise LocalError(f"no manifest at {path}: nothing was archived here yet")
     try:
-        index: dict[str, Any] = json.loads(path.read_bytes())
-    except FileNotFoundError:
-        raise LocalError(f"no manifest at {path}: nothing was archived here yet") from None
-    except (OSError, ValueError) as exc:
+        index: dict[str, Any] = json.loads(body)
+    except ValueError as exc:
         raise LocalError(f"cannot read the manifest index {path}: {exc}") from exc
     version = index.get("schema_version") if isinstance(index, dict) else None
     if version == 1:
@@ -79,11 +86,14 @@ def _read_index(path: Path) -> dict[str, Any]:
     return index
 
 
-def _calls(out_dir: Path, index_path: Path, index: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def _calls(dest: Destination, index_name: str, index: dict[str, Any]) -> Iterator[dict[str, Any]]:
     for listed in index["parts"]:
-        path = out_dir / str(listed.get("path", ""))
+        name = str(listed.get("path", ""))
+        path = dest.shown(name)
+        body = dest.read(name) if name and ".." not in name.split("/") else None
         try:
-            body = path.read_bytes()
+            if body is None:
+                raise OSError("missing")
             part = json.loads(body)
         except (OSError, ValueError) as exc:
             raise LocalError(f"cannot read manifest part {path}: {exc}") from exc
@@ -91,7 +101,7 @@ def _calls(out_dir: Path, index_path: Path, index: dict[str, Any]) -> Iterator[d
             log.warning(
                 "%s changed since %s was written (a run is writing the manifest?): used as it is",
                 path,
-                index_path.name,
+                index_name,
                 extra={"event": "manifest_part_changed"},
             )
         yield from part.get("calls", [])

@@ -27,7 +27,30 @@ class Flag:
 
 SETTING_FLAGS: dict[str, Flag] = {
     "base_url": Flag("OSVI API origin"),
-    "out_dir": Flag("archive folder"),
+    "out_dir": Flag(
+        "archive folder, or s3://bucket/prefix, gs://bucket/prefix, az://container/prefix"
+    ),
+    "state_dir": Flag(
+        "where a bucket destination's state is kept on local disk (one folder per "
+        "destination; $XDG_STATE_HOME/osvi-archiver when none)",
+        metavar="PATH",
+    ),
+    "store_endpoint": Flag(
+        "the object store's endpoint URL (MinIO, a local test store, a regional endpoint)",
+        metavar="URL",
+    ),
+    "store_region": Flag("the object store's region"),
+    "store_allow_http": Flag(
+        "talk plain http to --store-endpoint (a local test store only)", switch=True
+    ),
+    "store_sse": Flag(
+        "S3 server-side encryption of each object", choices=("AES256", "aws:kms", "aws:kms:dsse")
+    ),
+    "store_sse_kms_key_id": Flag("the KMS key of --store-sse aws:kms", metavar="KEY"),
+    "store_storage_class": Flag(
+        "storage class of each object (STANDARD_IA, GLACIER_IR, Cool, NEARLINE, ...)",
+        metavar="CLASS",
+    ),
     "concurrency": Flag("calls in flight", type=int),
     "max_requests_per_second": Flag("API requests per second, not downloads", type=float),
     "max_attempts": Flag("attempts per call", type=int),
@@ -87,12 +110,17 @@ SETTING_FLAGS: dict[str, Flag] = {
         choices=("text", "json"),
     ),
 }
+# Those of a bucket destination, taken by every command that reads or writes the archive.
+STORE_SETTINGS = (
+    "state_dir", "store_endpoint", "store_region", "store_allow_http", "store_sse",
+    "store_sse_kms_key_id", "store_storage_class",
+)  # fmt: skip
 RUN_SETTINGS = (
     "base_url", "out_dir", "concurrency", "max_requests_per_second", "max_attempts",
     "connect_timeout", "read_timeout", "api_timeout", "min_speed", "min_speed_time",
     "max_recording_size", "max_outage", "layout", "pending_window", "file_mode",
     "allow_insecure_urls", "progress", "status_interval", "keep_run_reports", "with_metadata",
-    "with_transcript", "metrics_file",
+    "with_transcript", "metrics_file", *STORE_SETTINGS,
 )  # fmt: skip
 
 

@@ -51,6 +51,10 @@ class ArchiveLock:
             raise local_error(exc, self.path) from exc
         self._handle = handle
 
+    def kept(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """Nothing to renew: a `flock` lasts as long as its process."""
+        return contextlib.nullcontext()
+
     def release(self) -> None:
         if self._handle is not None:
             with contextlib.suppress(OSError):

@@ -25,12 +25,12 @@ from typing import Any
 
 from archiver import __version__, catalog
 from archiver.catalog import PartInfo, Snapshot, snapshot, store
+from archiver.destination import Destination, LocalFolder
 from archiver.names import RUNS_DIR, manifest_name, part_name, parts_dir, report_name
 from archiver.records import CallRecord, utc_now
 from archiver.shard import MARK, Shard, shard_suffix
 from archiver.state import State
 from archiver.status import Status
-from archiver.storage import write_atomic
 
 SCHEMA_VERSION = 2
 STATUSES = tuple(Status)
@@ -76,55 +76,63 @@ def json_list(items: Iterable[Any]) -> Iterator[bytes]:
 
 
 def write_manifest(
-    state: State, out_dir: Path, file_mode: int, stop: Callable[[], bool] | None = None
-) -> Path:
+    state: State,
+    archive: Destination | Path,
+    file_mode: int,
+    stop: Callable[[], bool] | None = None,
+) -> Path | str:
     """Bring the manifest up to date with what the state has committed: the parts changed
-    since the last write, then the index. In a worker thread; returns the index's path.
+    since the last write, then the index. In a worker thread; returns where the index is.
 
     `stop` is asked before each part: once it says so, the parts not written yet are left for
     the next write (the index then lists them as they were, and the state still marks them to
     do), so that a run asked to stop is not held up by a large first write."""
-    index = out_dir / manifest_name(state.shard)
+    dest = as_destination(archive)
+    shard = state.shard
+    index = manifest_name(shard)
     state.commit()  # what the run recorded so far, for the snapshot to see
+    is_index = _is_index(dest.read(index, 256))
     with snapshot(state) as snap:
         upto, known = snap.upto(), snap.parts()
-        if _is_index(index):
+        if is_index:
             todo = snap.changed_parts(snap.written_upto())
-            todo |= {p for p in known if not (out_dir / part_name(p, state.shard)).is_file()}
+            names = {part_name(p, shard): p for p in known}
+            there = dest.present(names, parts_dir(shard))
+            todo |= {p for name, p in names.items() if name not in there}
         else:  # no index yet, or a schema-1 manifest: every part
             todo = snap.every_part() | set(known)
         written: list[PartInfo] = []
         for part in sorted(todo):
             if stop is not None and stop():
                 break
-            written.append(_write_part(snap, out_dir, part, state.shard, file_mode))
+            written.append(_write_part(snap, dest, part, shard, file_mode))
     complete = len(written) == len(todo)
     emptied = {info.part for info in written if not info.calls}
     for part in emptied:
-        (out_dir / part_name(part, state.shard)).unlink(missing_ok=True)
+        dest.remove(part_name(part, shard))
         known.pop(part, None)
     known.update((info.part, info) for info in written if info.calls)
-    if complete or _is_index(index):
-        document = [_index_document(known, state.shard)]
-        write_atomic(index, document, file_mode, temp_dir=out_dir / parts_dir(state.shard))
+    if complete or is_index:
+        document = [_index_document(known, shard)]
+        dest.write(index, document, file_mode, temp_dir=parts_dir(shard))
     # Only a write that did every part moves the mark: an interrupted one is done again.
     store(state, [info for info in written if info.calls], emptied, upto if complete else None)
     state.commit()
-    return index
+    return dest.shown(index)
 
 
-def _is_index(path: Path) -> bool:
-    """Whether `path` is a schema-2 index (not missing, not a schema-1 manifest)."""
-    try:
-        with path.open("rb") as handle:
-            head = handle.read(256)
-    except OSError:
-        return False
-    return b'"schema_version": 2' in head
+def as_destination(archive: Destination | Path) -> Destination:
+    """A folder given as a path (tests, the bench's seeds) is a LocalFolder."""
+    return archive if isinstance(archive, Destination) else LocalFolder(archive)
+
+
+def _is_index(head: bytes | None) -> bool:
+    """Whether a file starting with `head` is a schema-2 index (not missing, not schema 1)."""
+    return head is not None and b'"schema_version": 2' in head
 
 
 def _write_part(
-    snap: Snapshot, out_dir: Path, part: int, shard: Shard | None, file_mode: int
+    snap: Snapshot, dest: Destination, part: int, shard: Shard | None, file_mode: int
 ) -> PartInfo:
     digest = hashlib.sha256()
     counts: Counter[str] = Counter()
@@ -139,10 +147,9 @@ def _write_part(
             digest.update(chunk)
             yield chunk
 
-    path = out_dir / part_name(part, shard)
     body = list(chunks())  # one part: a bounded number of calls
     if counts.total():
-        write_atomic(path, body, file_mode)
+        dest.write(part_name(part, shard), body, file_mode)
     return PartInfo(part, counts.total(), digest.hexdigest(), dict(counts))
 
 
@@ -173,11 +180,16 @@ def _index_document(parts: dict[int, PartInfo], shard: Shard | None) -> bytes:
 
 
 def write_run_report(
-    state: State, out_dir: Path, run_id: str, summary: dict[str, Any], file_mode: int
-) -> Path:
+    state: State,
+    archive: Destination | Path,
+    run_id: str,
+    summary: dict[str, Any],
+    file_mode: int,
+) -> Path | str:
     """The run's settings (no secrets), timing and counts, then its per-call outcomes and
     invalid rows, streamed from the state: bounded by the run's own calls."""
-    path = out_dir / RUNS_DIR / report_name(run_id, state.shard)
+    dest = as_destination(archive)
+    relative = f"{RUNS_DIR}/{report_name(run_id, state.shard)}"
     invalid = (
         {"source": source, "line": line, "reason": reason, "value": value}
         for source, line, reason, value in state.invalid_rows(run_id)
@@ -190,20 +202,23 @@ def write_run_report(
         yield from json_list(invalid)
         yield b"\n]}\n"
 
-    write_atomic(path, chunks(), file_mode)
-    return path
+    dest.write(relative, chunks(), file_mode)
+    return dest.shown(relative)
 
 
-def prune_run_reports(out_dir: Path, keep: int, shard: Shard | None = None) -> list[Path]:
+def prune_run_reports(
+    archive: Destination | Path, keep: int, shard: Shard | None = None
+) -> list[str]:
     """Delete the oldest run reports beyond `keep` (run ids sort by their start time); each
-    shard sharing the folder keeps its own `keep` reports."""
+    shard sharing the folder keeps its own `keep` reports. The names of those deleted."""
+    dest = as_destination(archive)
     label = f"{shard_suffix(shard)}.json"
     reports = sorted(
-        path
-        for path in (out_dir / RUNS_DIR).glob("*.json")
-        if path.name.endswith(label) and (shard or MARK not in path.name)
+        name
+        for name in dest.names(RUNS_DIR)
+        if name.endswith(label) and (shard or MARK not in name)
     )
     doomed = reports[: max(0, len(reports) - keep)]
-    for path in doomed:
-        path.unlink(missing_ok=True)
+    for name in doomed:
+        dest.remove(f"{RUNS_DIR}/{name}")
     return doomed

@@ -10,7 +10,7 @@ import argparse
 
 from archiver import __version__
 from archiver.fake import options as fake_options
-from archiver.flags import RUN_SETTINGS, add_settings
+from archiver.flags import RUN_SETTINGS, STORE_SETTINGS, add_settings
 from archiver.times import TIME_HELP
 
 
@@ -167,11 +167,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Re-read every archived recording and check its size and sha256 against the "
         "archive's state (what manifest.json is rendered from); list missing, truncated, "
         "modified and unexpected files. Exit 0 if all is well, 1 if anything is wrong, "
-        "4 if the archive's state cannot be read. Takes no lock and writes nothing.",
+        "4 if the archive's state cannot be read. Takes no lock and writes nothing. In a "
+        "bucket, the listing and each object's size and sha256 metadata are checked; --deep "
+        "downloads and hashes every object too.",
     )
     _add_common(verify)
-    add_settings(verify, ("out_dir",))
+    add_settings(verify, ("out_dir", *STORE_SETTINGS))
     verify.add_argument("--json", action="store_true", help="print a JSON report on stdout")
+    verify.add_argument(
+        "--deep",
+        action="store_true",
+        help="in a bucket: download and hash every object (a folder's files are always read)",
+    )
     manifest = commands.add_parser(
         "manifest",
         help="print the whole manifest as one JSON, JSON Lines or CSV document",
@@ -182,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
         "when there is no readable manifest.",
     )
     _add_common(manifest)
-    add_settings(manifest, ("out_dir",))
+    add_settings(manifest, ("out_dir", *STORE_SETTINGS))
     manifest.add_argument(
         "--shard",
         default=None,

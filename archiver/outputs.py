@@ -14,6 +14,7 @@ from typing import Any
 
 from archiver import __version__, metrics
 from archiver.counts import Counts
+from archiver.destination import Destination
 from archiver.errors import InternalError, Interrupted, LocalError, RunError
 from archiver.manifest import prune_run_reports, write_manifest, write_run_report
 from archiver.names import RUNS_DIR, manifest_name, parts_dir
@@ -37,8 +38,8 @@ class RunResult:
     error: RunError | None = None
     finished_at: float | None = None  # clock() when the metrics were written
     max_loop_lag_ms: float | None = None  # the event loop's longest stall (lag.py)
-    manifest: Path | None = None
-    report: Path | None = None
+    manifest: Path | str | None = None
+    report: Path | str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -52,6 +53,7 @@ class Described:
 
     started_at: str  # UTC, ISO 8601
     command: str  # run or sync: a label of the metrics
+    destination: Destination
     shard: Shard | None
     clock: Callable[[], float]  # wall clock: when the metrics say the run ended
     # Whether the run was asked to stop long enough ago that a manifest write must cut short.
@@ -102,6 +104,7 @@ def _write_outputs(settings: Settings, state: State, result: RunResult, run: Des
     manifest written already is not written again when the report is."""
     writes = (
         ("the manifest", _write_manifest),
+        ("the state's snapshot", _save_state),
         ("the run report", _write_report),
         ("the metrics file", _write_metrics),
     )
@@ -126,7 +129,12 @@ STOPPING_BUDGET = 2.0
 
 
 def _write_manifest(settings: Settings, state: State, result: RunResult, run: Described) -> None:
-    result.manifest = write_manifest(state, settings.out_dir, settings.file_mode, run.stopping)
+    result.manifest = write_manifest(state, run.destination, settings.file_mode, run.stopping)
+
+
+def _save_state(settings: Settings, state: State, result: RunResult, run: Described) -> None:
+    """A store's snapshot of the state, after the manifest's bookkeeping is in it."""
+    run.destination.save_state(state)
 
 
 def _write_report(settings: Settings, state: State, result: RunResult, run: Described) -> None:
@@ -146,9 +154,9 @@ def _write_report(settings: Settings, state: State, result: RunResult, run: Desc
         "max_loop_lag_ms": result.max_loop_lag_ms,
     }
     result.report = write_run_report(
-        state, settings.out_dir, result.run_id, summary, settings.file_mode
+        state, run.destination, result.run_id, summary, settings.file_mode
     )
-    prune_run_reports(settings.out_dir, settings.keep_run_reports, state.shard)
+    prune_run_reports(run.destination, settings.keep_run_reports, state.shard)
 
 
 def _write_metrics(settings: Settings, state: State, result: RunResult, run: Described) -> None:
@@ -174,13 +182,13 @@ def _write_metrics(settings: Settings, state: State, result: RunResult, run: Des
 METRICS_TEMP_AGE = 3600.0  # a metrics folder is shared: only temp files this old are stale
 
 
-def remove_stale_temps_of(settings: Settings, shard: Shard | None) -> None:
+def remove_stale_temps_of(settings: Settings, root: Path, shard: Shard | None) -> None:
     """Temp files of atomic writes (manifest, run reports, metrics) a power cut left: only
     this run's own names (shards share the folder), the metrics folder's only when old. The
     manifest's temps (index and parts) are in its parts folder, never in the archive's root:
     a root of ten million recordings is not listed on every run. Until that folder exists
     (an archive whose manifest is not schema 2 yet), the root is searched, once."""
-    out = settings.out_dir
+    out = root  # a store's writes leave no temp file: its local folder has none of these
     parts = out / parts_dir(shard)
     removed = remove_stale_temps(parts, "*")
     if not parts.is_dir():

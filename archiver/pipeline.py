@@ -17,13 +17,12 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 from archiver.api import OsviApi
 from archiver.archive import CallArchiver
 from archiver.counts import RunView
-from archiver.decide import Filed, Skipped, decide, on_disk_in
+from archiver.decide import Filed, Skipped, decide
 from archiver.inputs import CallId, InputItem, InvalidRow
 from archiver.limits import InFlight
 from archiver.shard import Shard, in_shard
@@ -68,7 +67,7 @@ class Pipeline:
         archiver: CallArchiver,
         *,
         run_id: str,
-        out_dir: Path,
+        on_disk: Callable[[Filed], bool],
         concurrency: int,
         force: bool,
         view: RunView,
@@ -81,7 +80,7 @@ class Pipeline:
         self._state = state
         self._archiver = archiver
         self._run_id = run_id
-        self._on_disk = on_disk_in(out_dir)
+        self._on_disk = on_disk  # Destination.on_disk: a stat in a folder
         self._concurrency = concurrency
         self._force = force
         self.counts = view.counts

@@ -19,12 +19,11 @@ from archiver.assembly import Choices, build_pipeline
 from archiver.clocks import Clocks
 from archiver.connect import Wiring, open_api, open_downloads
 from archiver.counts import Counts, Progress, RunView
+from archiver.destination import SNAPSHOT_INTERVAL, Destination, open_destination
 from archiver.errors import InternalError, Interrupted, RunError
 from archiver.http import Proxies
 from archiver.lag import watched
-from archiver.lock import ArchiveLock
 from archiver.manifest import write_manifest
-from archiver.names import states_in
 from archiver.outputs import (
     STOPPING_BUDGET,
     Described,
@@ -38,7 +37,6 @@ from archiver.settings import Settings, require_token
 from archiver.shard import Shard, shard_label
 from archiver.signals import stop_on_signals
 from archiver.state import State
-from archiver.storage import ensure_folder
 
 log = logging.getLogger("archiver.run")
 MANIFEST_INTERVAL = 60.0
@@ -73,14 +71,16 @@ async def execute(
     (nothing was done: no report); from then on every ending, signals and bugs included, is in
     the result, and the manifest, report and metrics written say its exit code."""
     require_token(settings)  # before anything else: a missing token is a usage error
-    out_dir = settings.out_dir
-    ensure_folder(out_dir)
-    lock = ArchiveLock(out_dir, options.shard)
+    destination = open_destination(settings)
+    destination.prepare()
+    lock = destination.holding(options.shard)
     lock.acquire()
     try:
-        warn_other_sharding(out_dir, options.shard)
-        with State(out_dir, shard=options.shard) as state:
-            return await _run(settings, state, source, progress, options)
+        warn_other_sharding(destination, options.shard)
+        await destination.bring_state(options.shard)
+        with State(destination.root, shard=options.shard) as state:
+            async with lock.kept():  # a store's lease, renewed; a lost one stops the run: 75
+                return await _run(settings, state, source, progress, options, destination)
     finally:
         lock.release()
 
@@ -91,6 +91,7 @@ async def _run(
     source: SourceFactory,
     progress: Progress,
     options: RunOptions,
+    destination: Destination,
 ) -> RunResult:
     started, started_at = time.monotonic(), utc_now()
     result = RunResult(new_run_id(options.clocks.wall()), Counts(), 0.0)
@@ -112,13 +113,14 @@ async def _run(
         described = Described(
             started_at,
             options.command,
+            destination,
             options.shard,
             options.clocks.wall,
             lambda: signals.stopping_for(STOPPING_BUDGET),
         )
         drive = signals.stops(
             asyncio.create_task(
-                _drive(settings, state, source, progress, view, options, result.run_id)
+                _drive(settings, state, source, progress, view, options, result.run_id, destination)
             )
         )
         try:
@@ -171,11 +173,11 @@ def _leaves(exc: BaseException) -> Iterator[BaseException]:
         yield exc
 
 
-def warn_other_sharding(out_dir: Path, shard: Shard | None) -> None:
+def warn_other_sharding(destination: Destination, shard: Shard | None) -> None:
     """Shards of one N share a folder without overlap; a run split another way (or not at
     all) has its own state, so it does not know what those archived and downloads it again."""
     ways = shard[1] if shard else 1
-    others = [s for s in states_in(out_dir) if (s[1] if s else 1) != ways]
+    others = [s for s in destination.states() if (s[1] if s else 1) != ways]
     if others:
         names = ", ".join(shard_label(s) or "the unsharded state" for s in others[:4])
         more = f" and {len(others) - 4} more" if len(others) > 4 else ""
@@ -203,19 +205,20 @@ async def _drive(
     view: RunView,
     options: RunOptions,
     run_id: str,
+    destination: Destination,
 ) -> None:
-    _remove_stale_parts(state, settings.out_dir)
-    remove_stale_temps_of(settings, options.shard)
+    _remove_stale_parts(state, destination.root)
+    remove_stale_temps_of(settings, destination.root, options.shard)
     Proxies.from_environment()  # a bad proxy variable: exit 2 before any session
     clocks, wiring = options.clocks, options.wiring
     async with (
         open_api(settings, clocks, wiring, limit=settings.concurrency) as api,
         open_downloads(settings, clocks, wiring) as downloader,
-        _manifest_every(MANIFEST_INTERVAL, settings, state),
+        _manifest_every(MANIFEST_INTERVAL, settings, state, destination),
     ):
         choices = Choices(force=options.force, shard=options.shard)
         pipeline = build_pipeline(
-            settings, state, api, downloader,
+            settings, state, api, downloader, destination=destination,
             view=view, choices=choices, clocks=clocks, run_id=run_id,
         )  # fmt: skip
         progress.start(view)
@@ -223,16 +226,25 @@ async def _drive(
 
 
 @contextlib.asynccontextmanager
-async def _manifest_every(interval: float, settings: Settings, state: State) -> AsyncIterator[None]:
+async def _manifest_every(
+    interval: float, settings: Settings, state: State, destination: Destination
+) -> AsyncIterator[None]:
     """Bring the manifest up to date every `interval` seconds while the run goes (§7), in a
-    worker thread from a snapshot of the state (never on the event loop). When the run ends,
-    a write under way stops at its next part (what is left, the run's last write does)."""
+    worker thread from a snapshot of the state (never on the event loop), and a store's
+    snapshot of the state every SNAPSHOT_INTERVAL. When the run ends, a write under way stops
+    at its next part (what is left, the run's last write does)."""
     stop = threading.Event()
+    saved = [time.monotonic()]
 
     async def write() -> None:
-        await asyncio.to_thread(
-            write_manifest, state, settings.out_dir, settings.file_mode, stop.is_set
-        )
+        await asyncio.to_thread(write_manifest, state, destination, settings.file_mode, stop.is_set)
+        if time.monotonic() - saved[0] >= SNAPSHOT_INTERVAL and not stop.is_set():
+            saved[0] = time.monotonic()
+            try:
+                await asyncio.to_thread(destination.save_state, state)
+            except RunError as exc:  # the run's last snapshot is the one that must succeed
+                log.warning("could not save the state's snapshot: %s", exc,
+                            extra={"event": "snapshot_failed"})  # fmt: skip
 
     writing: list[asyncio.Future[None]] = []
 

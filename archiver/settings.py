@@ -7,6 +7,7 @@ file > defaults. A bad value anywhere becomes a `UsageError` naming the key and 
 from __future__ import annotations
 
 import difflib
+import re
 import stat
 import tomllib
 from collections.abc import Mapping
@@ -33,12 +34,14 @@ from pydantic_settings import (
 
 from archiver import layout as layouts
 from archiver.errors import UsageError
+from archiver.location import StoreUrl, is_store_url, location
 from archiver.urls import is_loopback
 from archiver.values import (
     Seconds,
     Size,
     UserPath,
     check_base_url,
+    check_endpoint,
     clean_token,
     duration_text,
     lower,
@@ -50,7 +53,7 @@ from archiver.values import (
 )
 
 ENV_PREFIX = "OSVI_"
-_PATH_KEYS = ("out_dir", "metrics_file")
+_PATH_KEYS = ("out_dir", "metrics_file", "state_dir")
 # The env and TOML values for the `Settings(...)` call inside `load_settings`.
 _LOADING: ContextVar[tuple[Mapping[str, str], Mapping[str, Any]] | None] = ContextVar(
     "archiver_settings_loading", default=None
@@ -66,7 +69,17 @@ class Settings(BaseSettings):
     # Declared before base_url so base_url's validator can read it.
     allow_insecure_urls: bool = False
     base_url: Annotated[str, AfterValidator(check_base_url)] = "https://api.osvi.ai"
-    out_dir: UserPath = Path("./recordings")
+    # A folder, or an object store's s3://, gs:// or az:// URL (location.py, README
+    # "Destinations").
+    out_dir: Annotated[Path | StoreUrl, BeforeValidator(location)] = Path("./recordings")
+    # Where the state of a bucket destination is kept (None: the XDG state folder).
+    state_dir: UserPath | None = None
+    store_endpoint: Annotated[str | None, AfterValidator(check_endpoint)] = None
+    store_region: str | None = None
+    store_allow_http: bool = False
+    store_sse: Literal["AES256", "aws:kms", "aws:kms:dsse"] | None = None
+    store_sse_kms_key_id: str | None = None
+    store_storage_class: str | None = None
     concurrency: Annotated[int, Field(ge=1, le=1024)] = 8
     max_requests_per_second: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 10.0
     max_attempts: Annotated[int, Field(ge=1)] = 6
@@ -132,7 +145,20 @@ class Settings(BaseSettings):
         data = self.model_dump(mode="json")
         data["api_token"] = None if self.api_token is None else "***"
         data["file_mode"] = f"0o{self.file_mode:o}"
+        data["out_dir"] = str(self.out_dir)
         return data
+
+    @property
+    def in_store(self) -> bool:
+        """Whether the archive is an object store's (out_dir an s3://, gs:// or az:// URL)."""
+        return isinstance(self.out_dir, StoreUrl)
+
+    @property
+    def folder(self) -> Path:
+        """out_dir as a folder: for the commands that work on a local archive only."""
+        if isinstance(self.out_dir, StoreUrl):
+            raise UsageError(f"this command works on a local archive folder, not {self.out_dir}")
+        return self.out_dir
 
 
 # The flag that sets each setting, for messages; api_token has none, by design (SPEC §3).
@@ -206,7 +232,7 @@ def _reject_unknown_keys(data: Mapping[str, Any], path: Path) -> None:
 def _anchor_paths(data: dict[str, Any], folder: Path) -> dict[str, Any]:
     # A relative path in the file means relative to the file, not to wherever cron starts us.
     for key in _PATH_KEYS:
-        if isinstance(data.get(key), str):
+        if isinstance(data.get(key), str) and not is_store_url(data[key]):
             data[key] = folder / Path(data[key]).expanduser()
     return data
 
@@ -235,10 +261,15 @@ def _describe(
         where = f"from {ENV_PREFIX}{key.upper()}"
     else:
         where = f"in {config}"
-    message = str(error["msg"]).removeprefix("Value error, ")
-    if key != "api_token" and repr(error["input"]) not in message:
-        message += f" (got {error['input']!r:.60})"
+    message = _USERINFO.sub(r"\1***@", str(error["msg"]).removeprefix("Value error, "))
+    shown = _USERINFO.sub(r"\1***@", repr(error["input"]))
+    if key != "api_token" and shown not in message:
+        message += f" (got {shown:.60})"
     return f"invalid {key} {where}: {message}"
+
+
+# The user:password@ of a URL, shown as ***@ in messages (credentials a user put in one).
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]*@")
 
 
 def load_settings(

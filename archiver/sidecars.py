@@ -4,11 +4,13 @@ it, each through a registered `.part` like the recording itself."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from archiver.destination import Stored
 from archiver.names import METADATA_SUFFIX, TRANSCRIPT_SUFFIX, part_path
 from archiver.records import CallRecord
 from archiver.storage import PartFile, remove_quietly
@@ -68,10 +70,13 @@ async def _save_json(
     if on_part is not None:
         await on_part(call_id, part.as_posix())
     body = json.dumps(data, indent=2).encode() + b"\n"
-    handle = await PartFile.create(policy.out_dir / part, policy.file_mode)
+    root = policy.destination.root
+    kind = "metadata" if relative.endswith(METADATA_SUFFIX) else "transcript"
+    stored = Stored(call_id, hashlib.sha256(body).hexdigest(), len(body), "application/json", kind)
+    handle = await PartFile.create(root / part, policy.file_mode)
     try:
         await handle.write(body, len(body))
-        await handle.commit(policy.out_dir / relative)
+        await policy.destination.publish(handle, relative, stored)
     except BaseException:
         await handle.close()
         await remove_quietly(handle.path)

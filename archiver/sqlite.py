@@ -125,3 +125,45 @@ def open_readonly(path: Path) -> Serial:
             f"{uri}&immutable=1", uri=True, check_same_thread=False, factory=Serial
         )
     return db
+
+
+def backup(path: Path, target: Path) -> None:
+    """A consistent copy of the state at `path` in `target` (SQLite's backup API, through a
+    connection of its own: the run's goes on meanwhile), self-contained (no WAL beside it)."""
+    source = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        copy = sqlite3.connect(target)
+        try:
+            source.backup(copy)
+            copy.execute("PRAGMA journal_mode=DELETE").fetchone()
+        finally:
+            copy.close()
+    finally:
+        source.close()
+
+
+def read_meta(path: Path, key: str) -> str | None:
+    """One value of a state's meta table, read-only; None when the file holds no state."""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return None
+    try:
+        row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    except sqlite3.Error:
+        return None
+    finally:
+        db.close()
+    return str(row[0]) if row else None
+
+
+def intact(path: Path) -> bool:
+    """Whether `path` is a whole SQLite database (a snapshot just downloaded, say)."""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            return bool(db.execute("PRAGMA quick_check").fetchone()[0] == "ok")
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return False

@@ -156,6 +156,22 @@ class PartFile:
         except OSError as exc:
             raise local_error(exc, final) from exc
 
+    async def seal(self) -> None:
+        """Flush and close, checking every byte written is in the file: a `.part` whose bytes
+        go on elsewhere (uploaded to a store) needs no fsync, only to be whole."""
+
+        def work() -> None:
+            self._handle.flush()
+            on_disk = os.fstat(self._handle.fileno()).st_size
+            self._handle.close()
+            if on_disk != self.size:
+                raise OSError(errno.EIO, f"{on_disk} bytes on disk, {self.size} written")
+
+        try:
+            await asyncio.to_thread(work)
+        except OSError as exc:
+            raise local_error(exc, self.path) from exc
+
 
 async def remove_quietly(path: Path) -> None:
     """Delete a `.part` that will not be resumed; a missing file is fine."""

@@ -29,8 +29,8 @@ def size_text(count: float) -> str:
 def render(
     counts: Counts,
     seconds: float,
-    manifest: Path | None,
-    report: Path | None,
+    manifest: Path | str | None,
+    report: Path | str | None,
     error: RunError | None,
 ) -> str:
     """The block printed on stderr at the end of a run."""

@@ -50,6 +50,14 @@ def check_base_url(value: str) -> str:
     return url.rstrip("/")
 
 
+def check_endpoint(value: str | None) -> str | None:
+    """An object store's endpoint (a local MinIO, moto, Azurite; a provider's regional
+    endpoint): an http(s) origin with no credentials in it."""
+    if value is None:
+        return None
+    return check_base_url(value)
+
+
 def clean_token(value: object) -> object:
     # A blank token (an empty env var or `api_token = ""`) means "not set", not a bad token;
     # the line break a token file ends with (`$(cat file)` keeps none, a config may) is cut.

@@ -161,8 +161,8 @@ def find_unexpected(out_dir: Path, states: list[State]) -> Iterator[Problem]:
             except OSError as exc:
                 detail = f"cannot be listed ({exc.strerror or exc}); its files were not checked"
                 yield Problem("unexpected", relative, None, detail)
-        elif not any(_owned(state, relative) for state in states):
-            yield Problem("unexpected", relative, None, _unexpected_detail(relative, kind))
+        elif not any(owned(state, relative) for state in states):
+            yield Problem("unexpected", relative, None, unexpected_detail(relative, kind))
 
 
 def _entries(out_dir: Path, folder: str) -> list[tuple[str, str]]:
@@ -186,7 +186,7 @@ def _kind(entry: os.DirEntry[str]) -> str:
     return "file" if entry.is_file(follow_symlinks=False) else "other"
 
 
-def _owned(state: State, relative: str) -> bool:
+def owned(state: State, relative: str) -> bool:
     """An archived call's file, or a sidecar of one (`<stem>.call.json` beside `<stem><ext>`)."""
     if state.find_path(relative) is not None:
         return True
@@ -196,7 +196,7 @@ def _owned(state: State, relative: str) -> bool:
     )
 
 
-def _unexpected_detail(relative: str, kind: str) -> str:
+def unexpected_detail(relative: str, kind: str) -> str:
     if kind == "link":
         return "a symbolic link no archived call owns (not followed)"
     if kind == "other":
@@ -206,7 +206,7 @@ def _unexpected_detail(relative: str, kind: str) -> str:
     return "no archived call owns this file"
 
 
-def render_text(report: VerifyReport, out_dir: Path) -> str:
+def render_text(report: VerifyReport, out_dir: object) -> str:
     """The block a person reads: what was checked, counts per kind, then one line per problem."""
     mib = report.bytes_checked / 2**20
     lines = [

@@ -9,10 +9,11 @@ import aiohttp
 import pytest
 from aioresponses import aioresponses
 
-from archiver.body import DownloadPolicy
+from archiver.body import Downloaded, DownloadPolicy
 from archiver.connect import Downloader
 from archiver.download import Transfer
 from archiver.errors import ChecksumMismatch
+from archiver.storage import PartFile
 
 URL = "https://rec.example/a.mp4?X-Amz-Signature=abc"
 BODY = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + bytes(range(256)) * 64
@@ -42,7 +43,14 @@ async def test_a_body_whose_md5_differs_from_a_plain_md5_etag_is_refused(tmp_pat
 async def test_a_body_matching_its_md5_etag_is_committed(tmp_path: Path) -> None:
     transfer, final = await fetched(tmp_path, '"' + hashlib.md5(BODY).hexdigest() + '"')
     transfer.verify()
-    done = await transfer.commit()
+    published: list[Path] = []
+
+    async def publish(part: PartFile, done: Downloaded) -> None:
+        published.append(done.path)
+        await part.commit(done.path)
+
+    done = await transfer.commit(publish)
+    assert published == [final]
     assert final.read_bytes() == BODY
     assert done.sha256 == hashlib.sha256(BODY).hexdigest()
 

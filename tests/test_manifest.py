@@ -175,8 +175,8 @@ def test_schema_rejects_a_failed_call_without_an_error(
 # write_manifest: the index and its parts
 
 
-def index_of(path: Path, validator: Draft202012Validator) -> dict[str, Any]:
-    index: dict[str, Any] = json.loads(path.read_text("utf-8"))
+def index_of(path: Path | str, validator: Draft202012Validator) -> dict[str, Any]:
+    index: dict[str, Any] = json.loads(Path(path).read_text("utf-8"))
     assert sorted(validator.iter_errors(index), key=str) == []
     return index
 
@@ -241,7 +241,7 @@ def test_parts_are_bounded_and_only_the_changed_ones_are_written_again(
         written.append(path.name)
         original(path, chunks, mode, **kwargs)
 
-    monkeypatch.setattr("archiver.manifest.write_atomic", spy)
+    monkeypatch.setattr("archiver.destination.write_atomic", spy)
     state.record(CallRecord(ids[3], "failed", run_id="run-2", error_kind="x", error_message="y"))
     state.commit()
     index = index_of(write_manifest(state, tmp_path, 0o600), validator)
@@ -320,7 +320,7 @@ def test_write_run_report_holds_summary_calls_and_invalid_rows(
 
 
 def test_write_run_report_of_a_run_with_nothing_done(state: State, tmp_path: Path) -> None:
-    path = write_run_report(state, tmp_path, "run-7", {"run_id": "run-7"}, 0o600)
+    path = Path(write_run_report(state, tmp_path, "run-7", {"run_id": "run-7"}, 0o600))
     assert json.loads(path.read_text()) == {"run_id": "run-7", "calls": [], "invalid_rows": []}
 
 
@@ -351,8 +351,8 @@ def test_each_shard_keeps_its_own_bound_of_run_reports(tmp_path: Path) -> None:
         (runs / f"{name}.shard-0-of-2.json").write_text("{}")
         (runs / f"{name}.shard-1-of-2.json").write_text("{}")
     pruned = prune_run_reports(tmp_path, 2, (0, 2))
-    assert sorted(p.name for p in pruned) == [f"{n}.shard-0-of-2.json" for n in names[:2]]
+    assert sorted(pruned) == [f"{n}.shard-0-of-2.json" for n in names[:2]]
     pruned = prune_run_reports(tmp_path, 3, None)
-    assert [p.name for p in pruned] == [f"{names[0]}.json"]
+    assert pruned == [f"{names[0]}.json"]
     left = sorted(p.name for p in runs.iterdir())
     assert len(left) == 3 + 2 + 4  # whole: 3 kept; shard 0: 2 kept; shard 1 untouched

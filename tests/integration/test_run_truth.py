@@ -263,7 +263,7 @@ async def test_a_signal_while_the_outputs_are_written_is_not_lost(
     original = manifest.write_run_report
     sent = False
 
-    def report_then_signal(*args: Any) -> Path:
+    def report_then_signal(*args: Any) -> Path | str:
         nonlocal sent
         if not sent:
             sent = True
@@ -513,7 +513,7 @@ async def test_a_second_signal_while_the_outputs_are_written_waits_for_them(
     original = manifest.write_run_report
     sent = 0
 
-    def report_then_two_signals(*args: Any) -> Path:
+    def report_then_two_signals(*args: Any) -> Path | str:
         nonlocal sent
         if not sent:
             sent = 2

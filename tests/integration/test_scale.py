@@ -24,6 +24,7 @@ from archiver import catalog, feed
 from archiver import run as run_module
 from archiver.clocks import Clocks
 from archiver.counts import NoProgress
+from archiver.destination import LocalFolder
 from archiver.fake import FakeConfig, Fault, FaultKind
 from archiver.feed import run_input
 from archiver.ids import shard_of
@@ -258,7 +259,7 @@ def test_invalid_rows_and_other_shards_need_no_state_read(tmp_path: Path) -> Non
 
         state.claim_block = spy  # type: ignore[method-assign,assignment]
         pipeline = Pipeline(
-            state, None, run_id="r", out_dir=tmp_path, concurrency=1,  # type: ignore[arg-type]
+            state, None, run_id="r", on_disk=LocalFolder(tmp_path).on_disk(), concurrency=1,  # type: ignore[arg-type]
             force=False, view=RunView(), shard=(0, 2),
         )  # fmt: skip
         ids = [str(uuid.UUID(int=n + 1, version=4)) for n in range(20)]

@@ -1,0 +1,188 @@
+"""The one seam between the run and where its archive lives (§7, §12).
+
+Everything a run puts into the archive goes through a `Destination`: the recordings and their
+sidecars (`publish`), the manifest's parts and index and the run reports (`write`), what is
+read back (`read`, `present`, `names`), the lock, and, for a store, the state's snapshot. Two
+kinds:
+
+- `LocalFolder`: `out_dir` is a folder. The state, the lock and the `.part` files are in it,
+  as they always were; a publish is storage.PartFile.commit (fsync, rename, fsync the folder).
+- `objectstore.StoreDestination`: `out_dir` is `s3://`, `gs://` or `az://`. The state and the
+  `.part` files (a bounded local spool: at most `concurrency` downloads) are on local disk in
+  `state_dir`; a publish uploads the verified `.part` and checks what the store holds.
+
+`root` is the local folder either way: the state lives at `state_folder(root, shard)`, and the
+`.part` files a run registers are relative to it.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from archiver.decide import on_disk_in
+from archiver.lock import ArchiveLock
+from archiver.names import states_in
+from archiver.state import existing_state
+from archiver.storage import PartFile, ensure_folder, write_atomic
+
+if TYPE_CHECKING:
+    from archiver.decide import Filed
+    from archiver.settings import Settings
+    from archiver.shard import Shard
+    from archiver.state import State
+
+
+SNAPSHOT_INTERVAL = 300.0  # a store's snapshot of the state, during a run (snapshots.py)
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What is known of a file being published: what the store's metadata says of it."""
+
+    call_id: str
+    sha256: str
+    size: int
+    content_type: str | None = None
+    kind: str = "recording"  # recording, metadata or transcript
+
+
+class Holding(Protocol):
+    """The lock of one archive (or shard): taken before the state is opened, `kept` (a lease
+    renewed) while the run goes."""
+
+    def acquire(self) -> None: ...
+    def release(self) -> None: ...
+    def kept(self) -> AbstractAsyncContextManager[None]: ...
+
+
+class Destination(ABC):
+    where: str  # what users are shown: the folder, or the store's URL
+    root: Path  # the local folder of the state and the `.part` files
+    # Whether a publish in flight is abandoned (an upload aborted) when its call is cancelled,
+    # rather than carried to its end (a rename, which takes no time).
+    aborts_on_cancel = False
+
+    def prepare(self) -> None:
+        """Before the lock: create what must exist, fail early on what cannot be used."""
+        ensure_folder(self.root)
+
+    @abstractmethod
+    def holding(self, shard: Shard | None) -> Holding: ...
+
+    async def bring_state(self, shard: Shard | None) -> None:
+        """Under the lock, before the state opens: make the local state the latest one."""
+        return
+
+    def save_state(self, state: State) -> None:
+        """Keep a copy of the state where the archive is (a store's snapshot)."""
+        return
+
+    @abstractmethod
+    async def publish(self, part: PartFile, relative: str, stored: Stored) -> None:
+        """Put the verified `.part` under its final name; raise if it cannot be confirmed."""
+
+    @abstractmethod
+    def write(
+        self, relative: str, chunks: Iterable[bytes], file_mode: int, temp_dir: str | None = None
+    ) -> None:
+        """A whole file (manifest part or index, run report), atomically: the old or the new."""
+
+    @abstractmethod
+    def read(self, relative: str, limit: int | None = None) -> bytes | None:
+        """A file's bytes (its first `limit`), or None when there is none."""
+
+    @abstractmethod
+    def present(self, relatives: Iterable[str], folder: str) -> set[str]:
+        """Which of these files (all in `folder`) exist."""
+
+    @abstractmethod
+    def remove(self, relative: str) -> None: ...
+
+    def shown(self, relative: str) -> Path | str:
+        """Where a file of the archive is, as the summary shows it."""
+        return f"{self.where}/{relative}"
+
+    @abstractmethod
+    def names(self, folder: str) -> list[str]:
+        """The names of the files directly in `folder` (none when it is missing)."""
+
+    @abstractmethod
+    def on_disk(self) -> Callable[[Filed], bool]:
+        """Whether an archived call's file is still there, as a rerun asks of each one."""
+
+    @abstractmethod
+    def states(self) -> list[Shard | None]:
+        """The states this archive holds: None for the whole archive's, then each shard's."""
+
+    @abstractmethod
+    def viewing(self, shard: Shard | None) -> AbstractContextManager[State | None]:
+        """The state opened read-only for a look (dry run, verify, sync's first check), no
+        lock taken; None when there is none yet."""
+
+
+class LocalFolder(Destination):
+    """`out_dir` is a folder: everything is in it, as the tool has always done."""
+
+    def __init__(self, folder: Path) -> None:
+        self.root = folder
+        self.where = str(folder)
+
+    def holding(self, shard: Shard | None) -> Holding:
+        return ArchiveLock(self.root, shard)
+
+    async def publish(self, part: PartFile, relative: str, stored: Stored) -> None:
+        await part.commit(self.root / relative)
+
+    def write(
+        self, relative: str, chunks: Iterable[bytes], file_mode: int, temp_dir: str | None = None
+    ) -> None:
+        temps = self.root / temp_dir if temp_dir is not None else None
+        write_atomic(self.root / relative, chunks, file_mode, temp_dir=temps)
+
+    def read(self, relative: str, limit: int | None = None) -> bytes | None:
+        try:
+            with (self.root / relative).open("rb") as handle:
+                return handle.read(-1 if limit is None else limit)
+        except OSError:
+            return None
+
+    def present(self, relatives: Iterable[str], folder: str) -> set[str]:
+        return {name for name in relatives if (self.root / name).is_file()}
+
+    def remove(self, relative: str) -> None:
+        (self.root / relative).unlink(missing_ok=True)
+
+    def shown(self, relative: str) -> Path | str:
+        return self.root / relative
+
+    def names(self, folder: str) -> list[str]:
+        try:
+            with os.scandir(self.root / folder) as entries:
+                return [entry.name for entry in entries if entry.is_file()]
+        except OSError:
+            return []
+
+    def on_disk(self) -> Callable[[Filed], bool]:
+        return on_disk_in(self.root)
+
+    def states(self) -> list[Shard | None]:
+        return states_in(self.root)
+
+    def viewing(self, shard: Shard | None) -> AbstractContextManager[State | None]:
+        return existing_state(self.root, shard)
+
+
+def open_destination(settings: Settings) -> Destination:
+    """The destination `out_dir` names. A store's client is built here (its library is
+    imported only then), from the store settings and the standard credential chains."""
+    if settings.in_store:
+        from archiver.objectstore import StoreDestination
+
+        return StoreDestination.from_settings(settings)
+    return LocalFolder(settings.folder)

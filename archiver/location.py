@@ -1,0 +1,94 @@
+"""Where an archive lives: a local folder, or an object store's `scheme://bucket/prefix`.
+
+`out_dir` takes either. A store URL is parsed here, strictly: one of the three schemes, a
+bucket, and a prefix of plain segments (no `.`/`..`, no empty segment, no query, fragment,
+port or user). Credentials never go in the URL: they come from the store's own environment
+and provider chains (README, "Destinations"), so the URL can be shown and logged as it is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+SCHEMES = {"s3": "S3", "gs": "Google Cloud Storage", "az": "Azure Blob Storage"}
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+# S3's and GCS's bucket names, Azure's container names: lower case, digits, `.`, `-`, `_`.
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
+_SEGMENT = re.compile(r"^[^\x00-\x1f\x7f\\]+$")
+
+
+@dataclass(frozen=True)
+class StoreUrl:
+    """An object-store destination: `scheme://bucket/prefix` (prefix without slashes around
+    it, '' for the bucket's top)."""
+
+    scheme: str
+    bucket: str
+    prefix: str
+
+    def __str__(self) -> str:
+        return f"{self.scheme}://{self.bucket}/{self.prefix}".rstrip("/")
+
+    @property
+    def key(self) -> str:
+        """The name of this destination's local folder under `state_dir`: readable, and
+        unique per destination (two prefixes of one bucket never share a state)."""
+        digest = hashlib.sha256(str(self).encode()).hexdigest()[:16]
+        readable = re.sub(r"[^a-z0-9-]+", "-", f"{self.bucket}-{self.prefix}".lower())
+        return f"{self.scheme}-{readable.strip('-')[:60]}-{digest}"
+
+
+def is_store_url(text: str) -> bool:
+    return bool(_URL.match(text))
+
+
+def parse_store_url(text: str) -> StoreUrl:
+    """A store URL, or ValueError saying what is wrong with it."""
+    parts = urlsplit(text)
+    scheme = parts.scheme.lower()
+    if scheme not in SCHEMES:
+        known = ", ".join(f"{s}://" for s in SCHEMES)
+        raise ValueError(f"{text!r}: unknown scheme {parts.scheme!r} (a folder, or {known})")
+    if "@" in parts.netloc or parts.password is not None:
+        raise ValueError(
+            f"{scheme}:// URL with credentials in it: credentials come from the store's "
+            "environment variables or provider chain, never from the URL"
+        )
+    if parts.query or parts.fragment or ":" in parts.netloc:
+        raise ValueError(f"{text!r}: a store URL has no port, query or fragment")
+    bucket = parts.netloc
+    if not _BUCKET.match(bucket):
+        raise ValueError(
+            f"{text!r}: {bucket!r} is not a bucket name (3 to 222 characters: lower-case "
+            "letters, digits, '.', '-', '_')"
+        )
+    segments = parts.path.strip("/").split("/") if parts.path.strip("/") else []
+    for segment in segments:
+        if segment in ("", ".", "..") or not _SEGMENT.match(segment):
+            raise ValueError(
+                f"{text!r}: the prefix has an empty, '.', '..' or control-character part"
+            )
+    return StoreUrl(scheme, bucket, "/".join(segments))
+
+
+def location(value: object) -> object:
+    """`out_dir` as given (a flag, the environment, TOML): a StoreUrl for a URL, else a
+    folder with `~` expanded. Anything else is left to the model's type check."""
+    if isinstance(value, str) and is_store_url(value):
+        return parse_store_url(value)
+    if isinstance(value, str | Path):
+        return Path(value).expanduser()
+    return value
+
+
+def default_state_dir() -> Path:
+    """`$XDG_STATE_HOME/osvi-archiver`, else `~/.local/state/osvi-archiver` (the XDG base
+    directory specification's default)."""
+    base = os.environ.get("XDG_STATE_HOME", "")
+    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".local" / "state"
+    return root / "osvi-archiver"
