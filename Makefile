@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test check format lock clean bench
+.PHONY: install demo test test-stores check format lock clean bench
 
 install: $(STAMP)
 
@@ -20,6 +20,14 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest
+
+# The bucket destination against Azure's emulator, Azurite (installed from npm into .stores/),
+# besides the S3 server `make test` starts itself: slow tests, kept out of `make test`.
+test-stores: $(STAMP)
+	@command -v npm >/dev/null || { echo "make test-stores needs npm (Node.js) for Azurite" >&2; exit 2; }
+	npm install --silent --no-audit --no-fund --prefix .stores azurite@3
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,stores-test]'
+	PATH="$(CURDIR)/.stores/node_modules/.bin:$$PATH" $(BIN)/pytest -m slow tests/store
 
 check: $(STAMP)
 	$(BIN)/ruff format --check .
@@ -41,7 +49,7 @@ lock:
 	rm -rf .lock-venv
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .stores
 
 # The figures of SPEC §11 (several minutes; `.venv/bin/python -m bench --quick` for a try).
 bench: $(STAMP)

@@ -1,0 +1,335 @@
+"""An object store as the archive (§12): S3, Google Cloud Storage, Azure Blob Storage through
+obstore (Rust's object_store: the standard credential chains, multipart uploads, conditional
+puts), the only module besides lease.py and snapshots.py that imports it.
+
+A recording is downloaded and verified exactly as for a folder, into a `.part` in a local
+spool (`<state_dir>/<destination>/`, at most `concurrency` of them), then uploaded under its
+final key: one PUT up to UPLOAD_CHUNK, a multipart upload above, which the store shows only
+once it is completed. The object carries its sha256, size and call id as metadata; a HEAD then
+confirms the store holds that size and that sha256 before the call is recorded as archived.
+A cancelled upload (SIGINT, SIGTERM) is aborted, never left half done: its chunks come from
+an iterator that raises on cancellation, and obstore aborts a multipart upload whose source
+fails. A kill -9 leaves an incomplete upload, invisible, that the bucket's lifecycle rule
+removes (README, "Destinations").
+
+Memory stays bounded: UPLOADS uploads at once, each holding at most PART_UPLOADS + 1 chunks.
+Credentials never pass through this module: obstore reads them from the environment (AWS_*,
+GOOGLE_*, AZURE_*) and the provider chains, and its error messages name keys, never secrets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import obstore
+from obstore.store import from_url
+
+from archiver.destination import Destination, Holding, Stored
+from archiver.errors import LocalError
+from archiver.lease import Lease, LeaseHolding
+from archiver.location import StoreUrl, default_state_dir
+from archiver.lock import ArchiveLock
+from archiver.names import STATE_DIR, STATE_FILE, states_in
+from archiver.shard import from_label
+from archiver.state import State
+from archiver.storage import PartFile, remove_quietly
+from archiver.storeerrors import StoreError, reason, store_error
+
+if TYPE_CHECKING:
+    from archiver.decide import Filed
+    from archiver.settings import Settings
+    from archiver.shard import Shard
+
+log = logging.getLogger("archiver.store")
+UPLOAD_CHUNK = 8 << 20  # a part of a multipart upload (S3's floor is 5 MiB)
+PART_UPLOADS = 2  # parts of one upload in flight
+UPLOADS = 8  # uploads at once: 8 of 3 chunks of 8 MiB at most in memory
+ABORT_WAIT = 4.0  # seconds a cancelled upload is given to abort (the 5 s of a signal)
+# The metadata each object of the tool's carries (S3's x-amz-meta-*, GCS's and Azure's user
+# metadata): letters and digits only, the one spelling all three stores (and the proxies in
+# front of S3-compatible ones, which may drop headers with `_`) accept.
+META_SHA256, META_SIZE, META_CALL, META_KIND = "osvisha256", "osvisize", "osvicallid", "osvikind"
+
+
+class UploadCancelled(Exception):
+    """Raised by an upload's source when its call is cancelled: obstore then aborts it."""
+
+
+def store_of(url: StoreUrl, settings: Settings) -> Any:
+    """The obstore client of `url`: settings for endpoint, region, plain http, encryption,
+    the rest (credentials first) from the environment and the provider chains."""
+    config: dict[str, Any] = {}
+    if url.scheme == "s3":
+        config.update(
+            endpoint=settings.store_endpoint,
+            region=settings.store_region,
+            server_side_encryption=settings.store_sse,
+            sse_kms_key_id=settings.store_sse_kms_key_id,
+        )
+    elif settings.store_sse or settings.store_sse_kms_key_id:
+        raise LocalError(
+            "store_sse and store_sse_kms_key_id are S3's: use the bucket's own default"
+        )
+    elif url.scheme == "gs":
+        config.update(base_url=settings.store_endpoint)
+    else:
+        config.update(endpoint=settings.store_endpoint)
+    config = {key: value for key, value in config.items() if value is not None}
+    options = {"allow_http": True} if settings.store_allow_http else None
+    build: Any = from_url  # its overloads are typed per scheme; ours is known at run time
+    try:
+        return build(f"{url.scheme}://{url.bucket}/{url.prefix}", config=config,
+                        client_options=options)  # fmt: skip
+    except Exception as exc:  # a configuration obstore refuses (no region found, say)
+        raise StoreError(f"cannot use {url}: {reason(exc)}") from exc
+
+
+class StoreDestination(Destination):
+    aborts_on_cancel = True
+
+    def __init__(
+        self, url: StoreUrl, store: Any, root: Path, storage_class: str | None = None
+    ) -> None:
+        self.url = url
+        self.where = str(url)
+        self.store = store
+        self.root = root
+        self._storage_class = storage_class
+        self._uploads = asyncio.Semaphore(UPLOADS)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> StoreDestination:
+        assert isinstance(settings.out_dir, StoreUrl)
+        url = settings.out_dir
+        root = (settings.state_dir or default_state_dir()) / url.key
+        return cls(url, store_of(url, settings), root, settings.store_storage_class)
+
+    def prepare(self) -> None:
+        super().prepare()
+        try:  # one listing request: the bucket exists and the credentials may read it
+            next(iter(obstore.list(self.store, prefix=STATE_DIR, chunk_size=1)), None)
+        except Exception as exc:
+            raise store_error(exc, self.where, "list") from exc
+
+    def holding(self, shard: Shard | None) -> Holding:
+        """A local `flock` (two runs of one machine share its local state) and the lease in
+        the store (runs of other machines)."""
+        from archiver.names import LOCK_FILE, state_folder
+
+        key = (state_folder(Path(), shard) / LOCK_FILE).as_posix()
+        return LeaseHolding(ArchiveLock(self.root, shard), Lease(self.store, key, self.where))
+
+    async def bring_state(self, shard: Shard | None) -> None:
+        from archiver.snapshots import bring
+
+        await bring(self, shard)
+
+    def save_state(self, state: State) -> None:
+        from archiver.snapshots import save
+
+        save(self, state)
+
+    def key_url(self, relative: str) -> str:
+        return f"{self.where}/{relative}"
+
+    def attributes(self, stored: Stored) -> dict[str, str]:
+        found = {META_SHA256: stored.sha256, META_SIZE: str(stored.size),
+                 META_CALL: stored.call_id, META_KIND: stored.kind}  # fmt: skip
+        if stored.content_type:
+            found["Content-Type"] = stored.content_type
+        if self._storage_class:
+            found["Storage-Class"] = self._storage_class
+        return found
+
+    async def publish(self, part: PartFile, relative: str, stored: Stored) -> None:
+        await part.seal()
+        async with self._uploads:
+            await self.upload(part.path, relative, stored.size, self.attributes(stored))
+        await self.confirm(relative, stored)
+        await remove_quietly(part.path)
+
+    async def upload(self, path: Path, key: str, size: int, attributes: dict[str, str]) -> None:
+        """`path` under `key`: whole or not at all, also when cancelled (then aborted)."""
+        try:
+            if size <= UPLOAD_CHUNK:  # one PUT: atomic, and nothing is left when cancelled
+                body = await asyncio.to_thread(path.read_bytes)
+                await obstore.put_async(self.store, key, body, attributes=attributes,
+                                        use_multipart=False)  # fmt: skip
+                return
+            await _multipart(self.store, path, key, attributes)
+        except (asyncio.CancelledError, LocalError):
+            raise
+        except Exception as exc:
+            raise store_error(exc, self.key_url(key), "upload to") from exc
+
+    async def confirm(self, key: str, stored: Stored) -> None:
+        """What the store holds under `key` is `stored`: size and sha256 metadata (a HEAD)."""
+        try:
+            found = await obstore.get_async(self.store, key, options={"head": True})
+        except Exception as exc:
+            raise store_error(exc, self.key_url(key), "read back") from exc
+        size, sha256 = found.meta["size"], found.attributes.get(META_SHA256)
+        if size != stored.size or sha256 != stored.sha256:
+            raise StoreError(
+                f"{self.key_url(key)} holds {size} bytes with sha256 {sha256!r} after its "
+                f"upload of {stored.size} bytes with {stored.sha256}: the store did not keep "
+                "what was sent"
+            )
+
+    def write(
+        self, relative: str, chunks: Iterable[bytes], file_mode: int, temp_dir: str | None = None
+    ) -> None:
+        """One PUT for a small file, a multipart upload streamed from `chunks` for a large
+        one (a run report of millions of calls): either way atomic."""
+        head, rest = _first(iter(chunks), UPLOAD_CHUNK)
+        try:
+            if rest is None:
+                obstore.put(self.store, relative, head, use_multipart=False)
+            else:
+                source = _joined([head], rest)
+                obstore.put(self.store, relative, source, chunk_size=UPLOAD_CHUNK,
+                            max_concurrency=PART_UPLOADS)  # fmt: skip
+        except Exception as exc:
+            raise store_error(exc, self.key_url(relative), "write") from exc
+
+    def read(self, relative: str, limit: int | None = None) -> bytes | None:
+        try:
+            if limit is None:
+                return bytes(obstore.get(self.store, relative).bytes())
+            found = obstore.get(self.store, relative, options={"range": (0, limit)})
+            return bytes(found.bytes())
+        except FileNotFoundError:
+            return None
+        except Exception as exc:
+            if "range" in str(exc).lower() or "416" in str(exc):  # shorter than `limit`
+                return self.read(relative)
+            raise store_error(exc, self.key_url(relative), "read") from exc
+
+    def listing(self, folder: str, *, recursive: bool = False) -> Iterator[Any]:
+        """The objects under `folder` (their `path` relative to the prefix, `size`, ...)."""
+        prefix = folder.rstrip("/") or None
+        try:
+            if not recursive:
+                yield from obstore.list_with_delimiter(self.store, prefix)["objects"]
+                return
+            for batch in obstore.list(self.store, prefix=prefix, chunk_size=1000):
+                yield from batch
+        except Exception as exc:
+            raise store_error(exc, self.key_url(folder), "list") from exc
+
+    def present(self, relatives: Iterable[str], folder: str) -> set[str]:
+        there = {item["path"] for item in self.listing(folder)}
+        return {name for name in relatives if name in there}
+
+    def remove(self, relative: str) -> None:
+        try:
+            obstore.delete(self.store, relative)
+        except FileNotFoundError:
+            return
+        except Exception as exc:
+            raise store_error(exc, self.key_url(relative), "delete") from exc
+
+    def names(self, folder: str) -> list[str]:
+        return [item["path"].rsplit("/", 1)[-1] for item in self.listing(folder)]
+
+    def on_disk(self) -> Callable[[Filed], bool]:
+        """The state is trusted: a rerun does not send a HEAD per archived call (millions);
+        `verify` finds an object deleted behind the tool's back."""
+        return lambda filed: True
+
+    def states(self) -> list[Shard | None]:
+        """From the snapshots in the store, and the local states (a first run's)."""
+        found: set[str] = set()
+        for item in self.listing(STATE_DIR, recursive=True):
+            parts = item["path"].split("/")
+            if parts[-1] == STATE_FILE and len(parts) in (2, 3):
+                found.add(parts[1] if len(parts) == 3 else "")
+        local = states_in(self.root)  # a first run's, before its first snapshot
+        whole = "" in found or None in local
+        shards = {s for s in (from_label(label) for label in found if label) if s}
+        shards |= {s for s in local if s is not None}
+        return ([None] if whole else []) + sorted(shards, key=lambda s: (s[1], s[0]))
+
+    @contextlib.contextmanager
+    def viewing(self, shard: Shard | None) -> Iterator[State | None]:
+        """The local state when there is one, else the store's snapshot, fetched into a
+        temporary folder (the local one belongs to the runs, under their lock)."""
+        from archiver.names import state_folder
+        from archiver.snapshots import fetch
+
+        if (state_folder(self.root, shard) / STATE_FILE).is_file():
+            with State(self.root, readonly=True, shard=shard) as state:
+                yield state
+                return
+        with tempfile.TemporaryDirectory(prefix="osvi-archiver-view-") as temp:
+            if not fetch(self, shard, Path(temp)):
+                yield None
+                return
+            with State(Path(temp), readonly=True, shard=shard) as state:
+                yield state
+
+
+async def _multipart(store: Any, path: Path, key: str, attributes: dict[str, str]) -> None:
+    """A multipart upload of `path`, aborted when the caller is cancelled: the chunks' source
+    raises, and obstore aborts an upload whose source fails (cancelling its task instead
+    would leave the upload open)."""
+    cancelled = False
+
+    async def chunks() -> AsyncIterator[bytes]:
+        handle = await asyncio.to_thread(path.open, "rb")
+        try:
+            while True:
+                if cancelled:
+                    raise UploadCancelled(f"upload of {key} cancelled")
+                block = await asyncio.to_thread(handle.read, UPLOAD_CHUNK)
+                if not block:
+                    return
+                yield block
+        finally:
+            handle.close()
+
+    task = asyncio.ensure_future(
+        obstore.put_async(
+            store,
+            key,
+            chunks(),
+            attributes=attributes,
+            use_multipart=True,
+            chunk_size=UPLOAD_CHUNK,
+            max_concurrency=PART_UPLOADS,
+        )
+    )
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        cancelled = True
+        done, _ = await asyncio.wait([task], timeout=ABORT_WAIT)
+        if done and not task.cancelled() and task.exception() is None:
+            return  # completed before the cancellation was seen: whole, recorded late
+        if not done:
+            log.warning("the upload of %s did not abort in time: the bucket's lifecycle rule "
+                        "removes it", key, extra={"event": "upload_not_aborted"})  # fmt: skip
+        raise
+
+
+def _first(chunks: Iterator[bytes], limit: int) -> tuple[bytes, Iterator[bytes] | None]:
+    """The first bytes of `chunks` up to about `limit`, and the rest (None: there is none)."""
+    held: list[bytes] = []
+    size = 0
+    for chunk in chunks:
+        held.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return b"".join(held), chunks
+    return b"".join(held), None
+
+
+def _joined(first: list[bytes], rest: Iterator[bytes]) -> Iterator[bytes]:
+    yield from first
+    yield from rest

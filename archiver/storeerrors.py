@@ -1,0 +1,49 @@
+"""What an object store's refusals and failures become: one short line a user can act on,
+naming the request and never a credential (obstore's own text names the request and goes on
+with a debug dump; S3's XML error says what is wrong)."""
+
+from __future__ import annotations
+
+import re
+
+from obstore.exceptions import PermissionDeniedError, UnauthenticatedError
+
+from archiver.errors import LocalError
+from archiver.redaction import scrub, shorten
+
+
+class StoreError(LocalError):
+    """The store refused or failed a request after its retries (exit 4, as a folder that
+    cannot be written)."""
+
+
+def store_error(exc: Exception, url: str, doing: str) -> StoreError:
+    """The error a user can act on, without a secret (obstore names the request, never the
+    credentials)."""
+    return StoreError(f"cannot {doing} {url}: {reason(exc)}")
+
+
+_CODE = re.compile(r"<Code>([^<]{1,80})</Code>")
+_MESSAGE = re.compile(r"<Message>([^<]{1,300})</Message>")
+_STATUS = re.compile(r"status code: (\d{3}[^:]{0,40})")
+
+
+def reason(exc: BaseException) -> str:
+    """One short line of what the store said: its error code and message (S3's XML), or the
+    HTTP status, or the first line of obstore's text (which goes on with a debug dump)."""
+    text = str(exc)
+    code, message, status = _CODE.search(text), _MESSAGE.search(text), _STATUS.search(text)
+    if code and message:
+        said = f"{code.group(1)}: {message.group(1)}"
+    elif status:
+        said = f"HTTP {status.group(1).strip()}"
+    else:
+        said = text.split("\n", 1)[0].split(" Debug source:", 1)[0] or type(exc).__name__
+    hint = ""
+    if isinstance(exc, UnauthenticatedError | PermissionDeniedError) or (
+        code and code.group(1) in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch")
+    ):
+        hint = " (check the store's credentials and their permissions on this bucket)"
+    elif code and code.group(1) in ("NoSuchBucket", "ContainerNotFound"):
+        hint = " (does the bucket exist?)"
+    return shorten(scrub(said), 400) + hint

@@ -1,0 +1,120 @@
+"""The lease of a bucket destination (lease.py) and the abort of a cancelled upload, against
+the S3 server: the conditional puts themselves, not a mock of them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+from pathlib import Path
+
+import pytest
+from obstore.store import S3Store
+
+from archiver.errors import ArchiveLocked
+from archiver.lease import Lease
+from archiver.location import parse_store_url
+from archiver.objectstore import UPLOAD_CHUNK, StoreDestination
+from archiver.storeerrors import StoreError
+from tests.store.conftest import S3
+
+KEY = ".osvi-archiver/lock"
+
+
+def store_for(s3: S3, prefix: str = "p") -> S3Store:
+    return S3Store(s3.bucket, prefix=prefix, endpoint=s3.endpoint, region="us-east-1",
+                   client_options={"allow_http": True})  # fmt: skip
+
+
+def test_of_two_runs_taking_the_lease_one_wins(s3: S3) -> None:
+    first, second = (Lease(store_for(s3), KEY, "s3://b/p") for _ in range(2))
+    first.acquire()
+    with pytest.raises(ArchiveLocked, match=r"runs 6\d s more"):
+        second.acquire()
+    first.release()
+    second.acquire()  # released: free at once
+    assert json.loads(s3.body(f"p/{KEY}"))["pid"] == os.getpid()
+
+
+def test_an_expired_lease_is_taken_over_and_its_old_holder_loses_it(s3: S3) -> None:
+    now = [1000.0]
+    old = Lease(store_for(s3), KEY, "s3://b/p", clock=lambda: now[0])
+    old.acquire()
+    now[0] += 61  # the old holder stopped renewing for longer than a lease
+    new = Lease(store_for(s3), KEY, "s3://b/p", clock=lambda: now[0])
+    new.acquire()
+    with pytest.raises(ArchiveLocked, match="lost its lease"):
+        old.renew()
+    new.renew()
+    old.release()  # not its lease any more: left alone
+    assert f"p/{KEY}" in s3.keys("p/")
+    new.release()
+    assert s3.keys("p/") == []
+
+
+async def test_a_lost_lease_stops_the_body_with_exit_75(s3: S3) -> None:
+    lease = Lease(store_for(s3), KEY, "s3://b/p", seconds=0.3)
+    lease.acquire()
+
+    async def body() -> None:
+        async with lease.kept():
+            s3.client.put_object(Bucket=s3.bucket, Key=f"p/{KEY}", Body=b"{}")  # taken over
+            await asyncio.sleep(30)
+
+    with pytest.raises(ArchiveLocked) as caught:
+        await asyncio.wait_for(body(), 10)
+    assert caught.value.exit_code == 75
+
+
+async def test_a_kept_lease_is_renewed(s3: S3) -> None:
+    lease = Lease(store_for(s3), KEY, "s3://b/p", seconds=0.3)
+    lease.acquire()
+    first = s3.client.head_object(Bucket=s3.bucket, Key=f"p/{KEY}")["ETag"]
+    async with lease.kept():
+        await asyncio.sleep(0.5)
+    assert s3.client.head_object(Bucket=s3.bucket, Key=f"p/{KEY}")["ETag"] != first
+    lease.release()
+
+
+async def test_a_cancelled_upload_is_aborted_and_leaves_nothing(s3: S3, tmp_path: Path) -> None:
+    """The upload's source is a FIFO that stops after one part: the upload is under way
+    (a multipart upload begun) when its task is cancelled."""
+    dest = StoreDestination(parse_store_url(f"s3://{s3.bucket}/p"), store_for(s3), tmp_path)
+    fifo = tmp_path / "slow.part"
+    os.mkfifo(fifo)
+    go_on = threading.Event()
+
+    def writer() -> None:
+        with fifo.open("wb") as pipe:
+            pipe.write(b"\0" * UPLOAD_CHUNK)
+            pipe.flush()
+            go_on.wait(20)
+            pipe.write(b"\0" * 1024)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    task = asyncio.ensure_future(dest.upload(fifo, "big.mp4", 3 * UPLOAD_CHUNK, {}))
+    for _ in range(200):
+        await asyncio.sleep(0.05)
+        if s3.uploads():
+            break
+    assert s3.uploads() == ["p/big.mp4"]
+    task.cancel()
+    await asyncio.sleep(0.1)
+    go_on.set()  # the source's next read returns, sees the cancellation, raises: abort
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    thread.join(5)
+    assert s3.uploads() == []
+    assert s3.keys("p/") == []
+
+
+def test_what_a_failed_upload_leaves_is_nothing(s3: S3, tmp_path: Path) -> None:
+    """A put the store refuses (no such bucket) is a StoreError naming the key, no secret."""
+    missing = S3Store("no-such-bucket-x", prefix="p", endpoint=s3.endpoint,
+                      region="us-east-1", client_options={"allow_http": True})  # fmt: skip
+    dest = StoreDestination(parse_store_url("s3://no-such-bucket-x/p"), missing, tmp_path)
+
+    with pytest.raises(StoreError, match=r"cannot write s3://no-such-bucket-x/p/m.json: "):
+        dest.write("m.json", [b"{}"], 0o600)
