@@ -32,6 +32,7 @@ from obstore.store import from_url
 
 from archiver.destination import Destination, Holding, Stored
 from archiver.errors import LocalError
+from archiver.heap import fix_mmap_threshold
 from archiver.lease import Lease, LeaseHolding
 from archiver.location import StoreUrl, default_state_dir
 from archiver.lock import ArchiveLock
@@ -47,9 +48,9 @@ if TYPE_CHECKING:
     from archiver.shard import Shard
 
 log = logging.getLogger("archiver.store")
-UPLOAD_CHUNK = 8 << 20  # a part of a multipart upload (S3's floor is 5 MiB)
-PART_UPLOADS = 2  # parts of one upload in flight
-UPLOADS = 8  # uploads at once: 8 of 3 chunks of 8 MiB at most in memory
+UPLOAD_CHUNK = 5 << 20  # a part of a multipart upload: S3's floor, 50 GB in its 10,000 parts
+PART_UPLOADS = 1  # parts of one upload in flight
+UPLOADS = 4  # uploads at once
 ABORT_WAIT = 4.0  # seconds a cancelled upload is given to abort (the 5 s of a signal)
 # The metadata each object of the tool's carries (S3's x-amz-meta-*, GCS's and Azure's user
 # metadata): letters and digits only, the one spelling all three stores (and the proxies in
@@ -106,6 +107,7 @@ class StoreDestination(Destination):
     @classmethod
     def from_settings(cls, settings: Settings) -> StoreDestination:
         assert isinstance(settings.out_dir, StoreUrl)
+        fix_mmap_threshold()  # bounded memory for the spool's and the uploads' buffers
         url = settings.out_dir
         root = (settings.state_dir or default_state_dir()) / url.key
         return cls(url, store_of(url, settings), root, settings.store_storage_class)

@@ -26,8 +26,8 @@ import obstore
 
 from archiver import sqlite
 from archiver.ids import canonical_uuid
-from archiver.objectstore import META_CALL, META_KIND, META_SHA256
 from archiver.names import STATE_FILE, is_tool_file, state_folder
+from archiver.objectstore import META_CALL, META_KIND, META_SHA256, PART_UPLOADS, UPLOAD_CHUNK
 from archiver.records import CallRecord
 from archiver.shard import Shard, in_shard
 from archiver.state import State
@@ -63,7 +63,7 @@ def save(dest: StoreDestination, state: State) -> None:
         try:
             with copy.open("rb") as handle:
                 obstore.put(dest.store, key, handle, attributes=attributes,
-                            chunk_size=8 << 20, max_concurrency=2)  # fmt: skip
+                            chunk_size=UPLOAD_CHUNK, max_concurrency=PART_UPLOADS)  # fmt: skip
         except Exception as exc:
             raise store_error(exc, dest.key_url(key), "upload the state's snapshot to") from exc
     finally:

@@ -103,7 +103,7 @@ def mint_url(fake: FakeProcess, call_id: str) -> str:
         return str(json.load(response)["data"]["recording_url"])
 
 
-def archiver_argv(out: Path, *options: str, module: str = "archiver") -> list[str]:
+def archiver_argv(out: Path | str, *options: str, module: str = "archiver") -> list[str]:
     return [
         sys.executable,
         "-m",

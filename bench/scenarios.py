@@ -21,6 +21,7 @@ from bench.harness import (
     timed,
 )
 from bench.scale import ALL as SCALE
+from bench.stores import STORES
 
 Row = dict[str, Any]
 KIB, MIB = 1024, 1024 * 1024
@@ -455,6 +456,7 @@ ALL = {
     "throttled": throttled,
     "durability": durability,
     **SCALE,
+    **STORES,
 }
 
 

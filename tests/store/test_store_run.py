@@ -21,7 +21,13 @@ from archiver.fake.config import Fault, FaultKind
 from archiver.lease import Lease
 from archiver.location import parse_store_url
 from archiver.manifest import load_schema
-from archiver.objectstore import META_CALL, META_SHA256, META_SIZE, StoreDestination
+from archiver.objectstore import (
+    META_CALL,
+    META_SHA256,
+    META_SIZE,
+    UPLOAD_CHUNK,
+    StoreDestination,
+)
 from archiver.settings import load_settings
 from tests.conftest import FakeFactory
 from tests.integration.archive_helpers import archive, picked_ids
@@ -113,7 +119,10 @@ async def test_recordings_over_one_part_go_up_as_multipart_uploads(
     for call_id in picked_ids(fake):
         key = f"{PREFIX}/{call_id}.mp4"
         etag = s3.client.head_object(Bucket=s3.bucket, Key=key)["ETag"]
-        assert etag.strip('"').endswith("-3"), etag  # three parts of 8 MiB: a multipart
+        parts = -(
+            -s3.client.head_object(Bucket=s3.bucket, Key=key)["ContentLength"] // UPLOAD_CHUNK
+        )
+        assert etag.strip('"').endswith(f"-{parts}"), etag  # a multipart upload of that many
 
 
 async def test_a_rerun_without_the_local_state_restores_the_snapshot_and_downloads_nothing(
