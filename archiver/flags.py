@@ -1,5 +1,5 @@
 """The settings' flags, declared once per setting: the flag's name (settings.FLAG_NAMES),
-its `dest` (the setting) and the default its help shows (settings.default_text) come from the
+its `dest` (the setting) and the default its help shows (default_text, below) come from the
 settings model, so none can drift from it; a flag that is no setting never reaches it."""
 
 from __future__ import annotations
@@ -9,13 +9,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from archiver.settings import FLAG_NAMES, default_text
+from archiver.settings import FLAG_NAMES, Settings
+from archiver.values import duration_text, parse_duration, parse_file_mode, parse_size, size_text
 
 
 @dataclass(frozen=True)
 class Flag:
     """How the command line takes one setting; its name (settings.FLAG_NAMES), `dest` (the
-    setting) and the default in its help (settings.default_text) come from the settings
+    setting) and the default in its help (default_text, below) come from the settings
     model, so neither can drift from it."""
 
     help: str
@@ -122,6 +123,24 @@ RUN_SETTINGS = (
     "allow_insecure_urls", "progress", "status_interval", "keep_run_reports", "with_metadata",
     "with_transcript", "metrics_file", *STORE_SETTINGS,
 )  # fmt: skip
+
+
+def default_text(name: str) -> str:
+    """A setting's default as the flag takes it, for --help: `60s`, `4GiB`, `0o600`, `no`."""
+    field = Settings.model_fields[name]
+    value = field.default
+    parsers = {getattr(m, "func", None) for m in field.metadata}
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if parse_duration in parsers:
+        return duration_text(value)
+    if parse_size in parsers:
+        return size_text(value)
+    if parse_file_mode in parsers:
+        return f"0o{value:o}"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def add_settings(parser: argparse.ArgumentParser, names: tuple[str, ...]) -> None:

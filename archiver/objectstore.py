@@ -1,6 +1,7 @@
 """An object store as the archive (§12): S3, Google Cloud Storage, Azure Blob Storage through
 obstore (Rust's object_store: the standard credential chains, multipart uploads, conditional
-puts), the only module besides lease.py and snapshots.py that imports it.
+puts); obstore is imported here and in uploads, lease, snapshots, storeverify and storeerrors
+only.
 
 A recording is downloaded and verified exactly as for a folder, into a `.part` in a local
 spool (`<state_dir>/<destination>/`, at most `concurrency` of them), then uploaded under its
@@ -10,7 +11,7 @@ confirms the store holds that size and that sha256 before the call is recorded a
 A cancelled upload (SIGINT, SIGTERM) is aborted, never left half done: its chunks come from
 an iterator that raises on cancellation, and obstore aborts a multipart upload whose source
 fails. A kill -9 leaves an incomplete upload, invisible, that the bucket's lifecycle rule
-removes (README, "Destinations").
+removes (README, "Archiving into a bucket").
 
 Memory stays bounded: UPLOADS uploads at once, each holding at most PART_UPLOADS + 1 chunks.
 Credentials never pass through this module: obstore reads them from the environment (AWS_*,
@@ -21,9 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +43,7 @@ from archiver.shard import from_label
 from archiver.state import State
 from archiver.storage import PartFile, remove_quietly
 from archiver.storeerrors import StoreError, reason, store_error
+from archiver.uploads import PART_UPLOADS, UPLOAD_CHUNK, UPLOADS, first_bytes, multipart
 
 if TYPE_CHECKING:
     from archiver.decide import Filed
@@ -48,18 +51,10 @@ if TYPE_CHECKING:
     from archiver.shard import Shard
 
 log = logging.getLogger("archiver.store")
-UPLOAD_CHUNK = 5 << 20  # a part of a multipart upload: S3's floor, 50 GB in its 10,000 parts
-PART_UPLOADS = 1  # parts of one upload in flight
-UPLOADS = 4  # uploads at once
-ABORT_WAIT = 4.0  # seconds a cancelled upload is given to abort (the 5 s of a signal)
 # The metadata each object of the tool's carries (S3's x-amz-meta-*, GCS's and Azure's user
 # metadata): letters and digits only, the one spelling all three stores (and the proxies in
 # front of S3-compatible ones, which may drop headers with `_`) accept.
 META_SHA256, META_SIZE, META_CALL, META_KIND = "osvisha256", "osvisize", "osvicallid", "osvikind"
-
-
-class UploadCancelled(Exception):
-    """Raised by an upload's source when its call is cancelled: obstore then aborts it."""
 
 
 def store_of(url: StoreUrl, settings: Settings) -> Any:
@@ -164,7 +159,7 @@ class StoreDestination(Destination):
                 await obstore.put_async(self.store, key, body, attributes=attributes,
                                         use_multipart=False)  # fmt: skip
                 return
-            await _multipart(self.store, path, key, attributes)
+            await multipart(self.store, path, key, attributes)
         except (asyncio.CancelledError, LocalError):
             raise
         except Exception as exc:
@@ -189,12 +184,12 @@ class StoreDestination(Destination):
     ) -> None:
         """One PUT for a small file, a multipart upload streamed from `chunks` for a large
         one (a run report of millions of calls): either way atomic."""
-        head, rest = _first(iter(chunks), UPLOAD_CHUNK)
+        head, rest = first_bytes(iter(chunks), UPLOAD_CHUNK)
         try:
             if rest is None:
                 obstore.put(self.store, relative, head, use_multipart=False)
             else:
-                source = _joined([head], rest)
+                source = itertools.chain([head], rest)
                 obstore.put(self.store, relative, source, chunk_size=UPLOAD_CHUNK,
                             max_concurrency=PART_UPLOADS)  # fmt: skip
         except Exception as exc:
@@ -275,63 +270,3 @@ class StoreDestination(Destination):
                 return
             with State(Path(temp), readonly=True, shard=shard) as state:
                 yield state
-
-
-async def _multipart(store: Any, path: Path, key: str, attributes: dict[str, str]) -> None:
-    """A multipart upload of `path`, aborted when the caller is cancelled: the chunks' source
-    raises, and obstore aborts an upload whose source fails (cancelling its task instead
-    would leave the upload open)."""
-    cancelled = False
-
-    async def chunks() -> AsyncIterator[bytes]:
-        handle = await asyncio.to_thread(path.open, "rb")
-        try:
-            while True:
-                if cancelled:
-                    raise UploadCancelled(f"upload of {key} cancelled")
-                block = await asyncio.to_thread(handle.read, UPLOAD_CHUNK)
-                if not block:
-                    return
-                yield block
-        finally:
-            handle.close()
-
-    task = asyncio.ensure_future(
-        obstore.put_async(
-            store,
-            key,
-            chunks(),
-            attributes=attributes,
-            use_multipart=True,
-            chunk_size=UPLOAD_CHUNK,
-            max_concurrency=PART_UPLOADS,
-        )
-    )
-    try:
-        await asyncio.shield(task)
-    except asyncio.CancelledError:
-        cancelled = True
-        done, _ = await asyncio.wait([task], timeout=ABORT_WAIT)
-        if done and not task.cancelled() and task.exception() is None:
-            return  # completed before the cancellation was seen: whole, recorded late
-        if not done:
-            log.warning("the upload of %s did not abort in time: the bucket's lifecycle rule "
-                        "removes it", key, extra={"event": "upload_not_aborted"})  # fmt: skip
-        raise
-
-
-def _first(chunks: Iterator[bytes], limit: int) -> tuple[bytes, Iterator[bytes] | None]:
-    """The first bytes of `chunks` up to about `limit`, and the rest (None: there is none)."""
-    held: list[bytes] = []
-    size = 0
-    for chunk in chunks:
-        held.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            return b"".join(held), chunks
-    return b"".join(held), None
-
-
-def _joined(first: list[bytes], rest: Iterator[bytes]) -> Iterator[bytes]:
-    yield from first
-    yield from rest

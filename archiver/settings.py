@@ -43,12 +43,8 @@ from archiver.values import (
     check_base_url,
     check_endpoint,
     clean_token,
-    duration_text,
     lower,
-    parse_duration,
     parse_file_mode,
-    parse_size,
-    size_text,
     upper,
 )
 
@@ -169,24 +165,6 @@ FLAG_NAMES: Mapping[str, str] = {
     **{"out_dir": "--out", "max_requests_per_second": "--max-rps", "sync_overlap": "--overlap"},
     "log_level": "-v/-q",
 }
-
-
-def default_text(name: str) -> str:
-    """A setting's default as the flag takes it, for --help: `60s`, `4GiB`, `0o600`, `no`."""
-    field = Settings.model_fields[name]
-    value = field.default
-    parsers = {getattr(m, "func", None) for m in field.metadata}
-    if value is None:
-        return "none"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if parse_duration in parsers:
-        return duration_text(value)
-    if parse_size in parsers:
-        return size_text(value)
-    if parse_file_mode in parsers:
-        return f"0o{value:o}"
-    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def choose_config_file(config_path: str | None, environ: Mapping[str, str]) -> Path | None:

@@ -27,12 +27,13 @@ import obstore
 from archiver import sqlite
 from archiver.ids import canonical_uuid
 from archiver.names import STATE_FILE, is_tool_file, state_folder
-from archiver.objectstore import META_CALL, META_KIND, META_SHA256, PART_UPLOADS, UPLOAD_CHUNK
+from archiver.objectstore import META_CALL, META_KIND, META_SHA256
 from archiver.records import CallRecord
 from archiver.shard import Shard, in_shard
 from archiver.state import State
 from archiver.status import Status
 from archiver.storeerrors import StoreError, store_error
+from archiver.uploads import PART_UPLOADS, UPLOAD_CHUNK
 
 if TYPE_CHECKING:
     from archiver.objectstore import StoreDestination

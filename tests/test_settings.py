@@ -398,9 +398,8 @@ def test_a_token_file_s_trailing_newline_is_cut() -> None:
 
 
 def test_each_settings_flag_is_named_and_defaulted_by_the_settings_model() -> None:
-    from archiver.flags import SETTING_FLAGS, settings_given
+    from archiver.flags import SETTING_FLAGS, default_text, settings_given
     from archiver.options import build_parser
-    from archiver.settings import default_text
 
     # Every setting but the token (never a flag) and log_level (-v/-q) has its flag.
     assert set(SETTING_FLAGS) == set(Settings.model_fields) - {"api_token", "log_level"}

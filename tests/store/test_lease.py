@@ -15,8 +15,9 @@ from obstore.store import S3Store
 from archiver.errors import ArchiveLocked
 from archiver.lease import Lease
 from archiver.location import parse_store_url
-from archiver.objectstore import UPLOAD_CHUNK, StoreDestination
+from archiver.objectstore import StoreDestination
 from archiver.storeerrors import StoreError
+from archiver.uploads import UPLOAD_CHUNK
 from tests.store.conftest import S3
 
 KEY = ".osvi-archiver/lock"

@@ -21,14 +21,9 @@ from archiver.fake.config import Fault, FaultKind
 from archiver.lease import Lease
 from archiver.location import parse_store_url
 from archiver.manifest import load_schema
-from archiver.objectstore import (
-    META_CALL,
-    META_SHA256,
-    META_SIZE,
-    UPLOAD_CHUNK,
-    StoreDestination,
-)
+from archiver.objectstore import META_CALL, META_SHA256, META_SIZE, StoreDestination
 from archiver.settings import load_settings
+from archiver.uploads import UPLOAD_CHUNK
 from tests.conftest import FakeFactory
 from tests.integration.archive_helpers import archive, picked_ids
 from tests.store.conftest import S3
