@@ -17,6 +17,7 @@ kinds:
 
 from __future__ import annotations
 
+import logging
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from archiver.decide import on_disk_in
+from archiver.errors import ArchiveLocked
 from archiver.lock import ArchiveLock
 from archiver.names import states_in
 from archiver.state import existing_state
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
     from archiver.state import State
 
 
+log = logging.getLogger("archiver.run")
 SNAPSHOT_INTERVAL = 300.0  # a store's snapshot of the state, during a run (snapshots.py)
 
 
@@ -59,6 +62,8 @@ class Holding(Protocol):
     def acquire(self) -> None: ...
     def release(self) -> None: ...
     def kept(self) -> AbstractAsyncContextManager[None]: ...
+    def lost(self) -> ArchiveLocked | None: ...
+    def on_lost(self, callback: Callable[[], None]) -> None: ...
 
 
 class Destination(ABC):
@@ -67,6 +72,8 @@ class Destination(ABC):
     # Whether a publish in flight is abandoned (an upload aborted) when its call is cancelled,
     # rather than carried to its end (a rename, which takes no time).
     aborts_on_cancel = False
+    # Whether a run without a state builds it from what the archive holds (a store's listing).
+    rebuilds = False
 
     def prepare(self) -> None:
         """Before the lock: create what must exist, fail early on what cannot be used."""
@@ -185,4 +192,13 @@ def open_destination(settings: Settings) -> Destination:
         from archiver.objectstore import StoreDestination
 
         return StoreDestination.from_settings(settings)
+    given = [name for name in STORE_ONLY if getattr(settings, name)]
+    if given:
+        log.warning("%s set but out_dir is a folder (%s): ignored", ", ".join(given),
+                    settings.folder, extra={"event": "store_settings_ignored"})  # fmt: skip
     return LocalFolder(settings.folder)
+
+
+# The settings that mean something for a bucket only.
+STORE_ONLY = ("store_endpoint", "store_region", "store_sse", "store_sse_kms_key_id",
+              "store_storage_class")  # fmt: skip

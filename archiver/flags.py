@@ -116,6 +116,8 @@ STORE_SETTINGS = (
     "state_dir", "store_endpoint", "store_region", "store_allow_http", "store_sse",
     "store_sse_kms_key_id", "store_storage_class",
 )  # fmt: skip
+# Those a command that only reads a bucket takes (verify, manifest).
+STORE_READ_SETTINGS = ("state_dir", "store_endpoint", "store_region", "store_allow_http")
 RUN_SETTINGS = (
     "base_url", "out_dir", "concurrency", "max_requests_per_second", "max_attempts",
     "connect_timeout", "read_timeout", "api_timeout", "min_speed", "min_speed_time",
@@ -127,6 +129,8 @@ RUN_SETTINGS = (
 
 def default_text(name: str) -> str:
     """A setting's default as the flag takes it, for --help: `60s`, `4GiB`, `0o600`, `no`."""
+    if name == "state_dir":
+        return "$XDG_STATE_HOME/osvi-archiver"
     field = Settings.model_fields[name]
     value = field.default
     parsers = {getattr(m, "func", None) for m in field.metadata}

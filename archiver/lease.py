@@ -34,6 +34,7 @@ from archiver.storeerrors import reason
 
 log = logging.getLogger("archiver.lease")
 LEASE_SECONDS = 60.0
+FENCE = 0.75  # a run that could not renew for this share of its lease stops (it may be lost)
 
 
 class Lease:
@@ -43,16 +44,18 @@ class Lease:
         key: str,
         where: str,
         *,
-        seconds: float = LEASE_SECONDS,
+        seconds: float | None = None,  # LEASE_SECONDS
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self.key = key
         self._shown = f"{where}/{key}"
-        self.seconds = seconds
+        self.seconds = LEASE_SECONDS if seconds is None else seconds
         self._clock = clock
         self._owner = secrets.token_hex(8)
         self._version: Any = None  # obstore's PutResult: the e_tag and version we wrote
+        self._lost: ArchiveLocked | None = None
+        self._callbacks: list[Callable[[], None]] = []
 
     def _body(self) -> bytes:
         now = self._clock()
@@ -84,8 +87,11 @@ class Lease:
             raise _failed(exc, self._shown, "read") from exc
         holder = _holder(body)
         expires = holder.get("expires_at")
+        if not isinstance(expires, int | float) or isinstance(expires, bool):
+            # Not a lock of ours, or damaged: held for a lease from when it was written.
+            expires = found.meta["last_modified"].timestamp() + self.seconds
         now = self._clock()
-        if isinstance(expires, int | float) and expires > now:
+        if expires > now:
             who = f"host {holder.get('host', '?')}, pid {holder.get('pid', '?')}"
             raise ArchiveLocked(
                 f"another osvi-archiver run holds this archive ({who}; its lease {self._shown} "
@@ -132,35 +138,51 @@ class Lease:
             ):
                 obstore.delete(self._store, self.key)
 
+    def lost(self) -> ArchiveLocked | None:
+        """Why this run no longer holds the lease (None: it does)."""
+        return self._lost
+
+    def on_lost(self, callback: Callable[[], None]) -> None:
+        """Called once, on the loop, when the lease is lost (the run cancels its work)."""
+        self._callbacks.append(callback)
+
+    def _lose(self, why: ArchiveLocked) -> None:
+        if self._lost is None:
+            self._lost = why
+            log.error("%s", why, extra={"event": "lease_lost"})
+            for callback in self._callbacks:
+                callback()
+
     @contextlib.asynccontextmanager
     async def kept(self) -> AsyncIterator[None]:
-        """Renew the lease while the body runs. A lost lease cancels the body and raises
-        ArchiveLocked in its place; a renewal the store fails (it is down) is tried again
-        at the next period, the lease lasting three periods."""
-        body = asyncio.current_task()
-        assert body is not None
-        lost: list[ArchiveLocked] = []
+        """Renew the lease every third of it while the body runs (from right after the lock
+        is taken: the state's restore included). The lease is lost when another run holds it
+        now, and also when this run could not renew it for most of a lease (the store or the
+        network down: another run may take it over meanwhile, so this one must stop writing
+        before that can happen)."""
+        renewed = self._clock()
 
         async def renewing() -> None:
-            while True:
+            nonlocal renewed
+            while self._lost is None:
                 await asyncio.sleep(self.seconds / 3)
                 try:
                     await asyncio.to_thread(self.renew)
+                    renewed = self._clock()
                 except ArchiveLocked as exc:
-                    lost.append(exc)
-                    body.cancel()
-                    return
+                    self._lose(exc)
                 except Exception as exc:
                     log.warning("could not renew the lease %s: %s", self._shown, reason(exc),
                                 extra={"event": "lease_renewal"})  # fmt: skip
+                    if self._clock() - renewed > self.seconds * FENCE:
+                        self._lose(ArchiveLocked(
+                            f"this run could not renew its lease {self._shown} for "
+                            f"{self._clock() - renewed:.0f} s ({reason(exc)}): stopping before "
+                            "another run may take it over"))  # fmt: skip
 
         task = asyncio.create_task(renewing())
         try:
             yield
-        except asyncio.CancelledError:
-            if lost:
-                raise lost[0] from None
-            raise
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -190,6 +212,12 @@ class LeaseHolding:
 
     def kept(self) -> contextlib.AbstractAsyncContextManager[None]:
         return self.lease.kept()
+
+    def lost(self) -> ArchiveLocked | None:
+        return self.lease.lost()
+
+    def on_lost(self, callback: Callable[[], None]) -> None:
+        self.lease.on_lost(callback)
 
 
 def _version_of(found: Any) -> Any:

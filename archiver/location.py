@@ -19,7 +19,10 @@ SCHEMES = {"s3": "S3", "gs": "Google Cloud Storage", "az": "Azure Blob Storage"}
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 # S3's and GCS's bucket names, Azure's container names: lower case, digits, `.`, `-`, `_`.
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
-_SEGMENT = re.compile(r"^[^\x00-\x1f\x7f\\]+$")
+# No control character, backslash or `%` (the store's client would decode `%2e%2e` into `..`).
+_SEGMENT = re.compile(r"^[^\x00-\x1f\x7f\\%]+$")
+# What a user typing `s3:/bucket` or `s3//bucket` meant: a store, not a folder named `s3:`.
+_NEAR_URL = re.compile(r"^(s3|gs|az)(:/?|//)[^/]", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -34,11 +37,11 @@ class StoreUrl:
     def __str__(self) -> str:
         return f"{self.scheme}://{self.bucket}/{self.prefix}".rstrip("/")
 
-    @property
-    def key(self) -> str:
+    def key(self, where: str = "") -> str:
         """The name of this destination's local folder under `state_dir`: readable, and
-        unique per destination (two prefixes of one bucket never share a state)."""
-        digest = hashlib.sha256(str(self).encode()).hexdigest()[:16]
+        unique per destination (two prefixes of one bucket never share a state, nor one
+        bucket name at two endpoints or accounts: `where`)."""
+        digest = hashlib.sha256(f"{self}|{where}".encode()).hexdigest()[:16]
         readable = re.sub(r"[^a-z0-9-]+", "-", f"{self.bucket}-{self.prefix}".lower())
         return f"{self.scheme}-{readable.strip('-')[:60]}-{digest}"
 
@@ -71,7 +74,8 @@ def parse_store_url(text: str) -> StoreUrl:
     for segment in segments:
         if segment in ("", ".", "..") or not _SEGMENT.match(segment):
             raise ValueError(
-                f"{text!r}: the prefix has an empty, '.', '..' or control-character part"
+                f"{text!r}: the prefix has an empty, '.' or '..' part, or a control "
+                "character, backslash or '%' (write the key's characters as they are)"
             )
     return StoreUrl(scheme, bucket, "/".join(segments))
 
@@ -81,6 +85,12 @@ def location(value: object) -> object:
     folder with `~` expanded. Anything else is left to the model's type check."""
     if isinstance(value, str) and is_store_url(value):
         return parse_store_url(value)
+    if isinstance(value, str) and _NEAR_URL.match(value) and not Path(value).exists():
+        scheme = value.split(":")[0].split("/")[0].lower()
+        raise ValueError(
+            f"{value!r} looks like a store URL missing its '://': write "
+            f"{scheme}://bucket/prefix (or ./{value} for a folder of that name)"
+        )
     if isinstance(value, str | Path):
         return Path(value).expanduser()
     return value

@@ -7,6 +7,7 @@ import contextlib
 import fcntl
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -54,6 +55,13 @@ class ArchiveLock:
     def kept(self) -> contextlib.AbstractAsyncContextManager[None]:
         """Nothing to renew: a `flock` lasts as long as its process."""
         return contextlib.nullcontext()
+
+    def lost(self) -> ArchiveLocked | None:
+        """A `flock` is never lost while its process lives."""
+        return None
+
+    def on_lost(self, callback: Callable[[], None]) -> None:
+        return
 
     def release(self) -> None:
         if self._handle is not None:

@@ -24,13 +24,14 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
+import re
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import obstore
-from obstore.store import from_url
 
 from archiver.destination import Destination, Holding, Stored
 from archiver.errors import LocalError
@@ -42,8 +43,16 @@ from archiver.names import STATE_DIR, STATE_FILE, states_in
 from archiver.shard import from_label
 from archiver.state import State
 from archiver.storage import PartFile, remove_quietly
-from archiver.storeerrors import StoreError, reason, store_error
-from archiver.uploads import PART_UPLOADS, UPLOAD_CHUNK, UPLOADS, first_bytes, multipart
+from archiver.storeclient import store_of
+from archiver.storeerrors import StoreError, store_error
+from archiver.uploads import (
+    PART_UPLOADS,
+    UPLOAD_CHUNK,
+    UPLOADS,
+    finished_or_aborted,
+    first_bytes,
+    multipart,
+)
 
 if TYPE_CHECKING:
     from archiver.decide import Filed
@@ -57,37 +66,14 @@ log = logging.getLogger("archiver.store")
 META_SHA256, META_SIZE, META_CALL, META_KIND = "osvisha256", "osvisize", "osvicallid", "osvikind"
 
 
-def store_of(url: StoreUrl, settings: Settings) -> Any:
-    """The obstore client of `url`: settings for endpoint, region, plain http, encryption,
-    the rest (credentials first) from the environment and the provider chains."""
-    config: dict[str, Any] = {}
-    if url.scheme == "s3":
-        config.update(
-            endpoint=settings.store_endpoint,
-            region=settings.store_region,
-            server_side_encryption=settings.store_sse,
-            sse_kms_key_id=settings.store_sse_kms_key_id,
-        )
-    elif settings.store_sse or settings.store_sse_kms_key_id:
-        raise LocalError(
-            "store_sse and store_sse_kms_key_id are S3's: use the bucket's own default"
-        )
-    elif url.scheme == "gs":
-        config.update(base_url=settings.store_endpoint)
-    else:
-        config.update(endpoint=settings.store_endpoint)
-    config = {key: value for key, value in config.items() if value is not None}
-    options = {"allow_http": True} if settings.store_allow_http else None
-    build: Any = from_url  # its overloads are typed per scheme; ours is known at run time
-    try:
-        return build(f"{url.scheme}://{url.bucket}/{url.prefix}", config=config,
-                        client_options=options)  # fmt: skip
-    except Exception as exc:  # a configuration obstore refuses (no region found, say)
-        raise StoreError(f"cannot use {url}: {reason(exc)}") from exc
+# A media type as a header may carry it: what the recording host sent, checked (a control
+# character in it made obstore's request signing panic).
+_MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}")
 
 
 class StoreDestination(Destination):
     aborts_on_cancel = True
+    rebuilds = True
 
     def __init__(
         self, url: StoreUrl, store: Any, root: Path, storage_class: str | None = None
@@ -98,14 +84,21 @@ class StoreDestination(Destination):
         self.root = root
         self._storage_class = storage_class
         self._uploads = asyncio.Semaphore(UPLOADS)
+        self.lease_store = store  # the lease's own client, with short timeouts (from_settings)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> StoreDestination:
         assert isinstance(settings.out_dir, StoreUrl)
         fix_mmap_threshold()  # bounded memory for the spool's and the uploads' buffers
         url = settings.out_dir
-        root = (settings.state_dir or default_state_dir()) / url.key
-        return cls(url, store_of(url, settings), root, settings.store_storage_class)
+        # The same bucket name at another endpoint or account is another destination.
+        account = os.environ.get("AZURE_STORAGE_ACCOUNT_NAME", "") if url.scheme == "az" else ""
+        root = (settings.state_dir or default_state_dir()) / url.key(
+            f"{settings.store_endpoint or ''}|{account}"
+        )
+        destination = cls(url, store_of(url, settings), root, settings.store_storage_class)
+        destination.lease_store = store_of(url, settings, quick=True)
+        return destination
 
     def prepare(self) -> None:
         super().prepare()
@@ -120,7 +113,8 @@ class StoreDestination(Destination):
         from archiver.names import LOCK_FILE, state_folder
 
         key = (state_folder(Path(), shard) / LOCK_FILE).as_posix()
-        return LeaseHolding(ArchiveLock(self.root, shard), Lease(self.store, key, self.where))
+        lease = Lease(self.lease_store, key, self.where)
+        return LeaseHolding(ArchiveLock(self.root, shard), lease)
 
     async def bring_state(self, shard: Shard | None) -> None:
         from archiver.snapshots import bring
@@ -138,31 +132,47 @@ class StoreDestination(Destination):
     def attributes(self, stored: Stored) -> dict[str, str]:
         found = {META_SHA256: stored.sha256, META_SIZE: str(stored.size),
                  META_CALL: stored.call_id, META_KIND: stored.kind}  # fmt: skip
-        if stored.content_type:
-            found["Content-Type"] = stored.content_type
+        if stored.content_type and _MEDIA_TYPE.fullmatch(stored.content_type):
+            found["Content-Type"] = stored.content_type  # else none: the host's is not sent on
         if self._storage_class:
             found["Storage-Class"] = self._storage_class
         return found
 
     async def publish(self, part: PartFile, relative: str, stored: Stored) -> None:
         await part.seal()
-        async with self._uploads:
-            await self.upload(part.path, relative, stored.size, self.attributes(stored))
-        await self.confirm(relative, stored)
+        abort = asyncio.Event()
+        work = asyncio.ensure_future(self._put(part.path, relative, stored, abort))
+        await finished_or_aborted(work, abort, relative)
         await remove_quietly(part.path)
 
-    async def upload(self, path: Path, key: str, size: int, attributes: dict[str, str]) -> None:
-        """`path` under `key`: whole or not at all, also when cancelled (then aborted)."""
+    async def _put(self, path: Path, key: str, stored: Stored, abort: asyncio.Event) -> None:
+        await self.upload(path, key, stored.size, self.attributes(stored), abort)
+        await self.confirm(key, stored)
+
+    async def upload(
+        self,
+        path: Path,
+        key: str,
+        size: int,
+        attributes: dict[str, str],
+        abort: asyncio.Event | None = None,
+    ) -> None:
+        """`path` under `key`: whole or not at all (a multipart upload aborted once `abort`
+        is set). Small files go up in one PUT, at once; large ones UPLOADS at a time (their
+        buffers are the memory bound)."""
         try:
-            if size <= UPLOAD_CHUNK:  # one PUT: atomic, and nothing is left when cancelled
+            if size <= UPLOAD_CHUNK:  # one PUT: atomic
                 body = await asyncio.to_thread(path.read_bytes)
                 await obstore.put_async(self.store, key, body, attributes=attributes,
                                         use_multipart=False)  # fmt: skip
                 return
-            await multipart(self.store, path, key, attributes)
+            async with self._uploads:
+                await multipart(self.store, path, key, attributes, abort or asyncio.Event())
         except (asyncio.CancelledError, LocalError):
             raise
-        except Exception as exc:
+        except BaseException as exc:  # obstore's PanicException is a BaseException
+            if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
+                raise
             raise store_error(exc, self.key_url(key), "upload to") from exc
 
     async def confirm(self, key: str, stored: Stored) -> None:
@@ -255,12 +265,12 @@ class StoreDestination(Destination):
 
     @contextlib.contextmanager
     def viewing(self, shard: Shard | None) -> Iterator[State | None]:
-        """The local state when there is one, else the store's snapshot, fetched into a
-        temporary folder (the local one belongs to the runs, under their lock)."""
-        from archiver.names import state_folder
-        from archiver.snapshots import fetch
+        """The local state when it is as new as the store's snapshot, else the snapshot,
+        fetched into a temporary folder (the local one belongs to the runs, under their
+        lock)."""
+        from archiver.snapshots import fetch, local_is_current
 
-        if (state_folder(self.root, shard) / STATE_FILE).is_file():
+        if local_is_current(self, shard):
             with State(self.root, readonly=True, shard=shard) as state:
                 yield state
                 return

@@ -10,7 +10,7 @@ import argparse
 
 from archiver import __version__
 from archiver.fake import options as fake_options
-from archiver.flags import RUN_SETTINGS, STORE_SETTINGS, add_settings
+from archiver.flags import RUN_SETTINGS, STORE_READ_SETTINGS, add_settings
 from archiver.times import TIME_HELP
 
 
@@ -172,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
         "downloads and hashes every object too.",
     )
     _add_common(verify)
-    add_settings(verify, ("out_dir", *STORE_SETTINGS))
+    add_settings(verify, ("out_dir", *STORE_READ_SETTINGS))
     verify.add_argument("--json", action="store_true", help="print a JSON report on stdout")
     verify.add_argument(
         "--deep",
@@ -189,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
         "when there is no readable manifest.",
     )
     _add_common(manifest)
-    add_settings(manifest, ("out_dir", *STORE_SETTINGS))
+    add_settings(manifest, ("out_dir", *STORE_READ_SETTINGS))
     manifest.add_argument(
         "--shard",
         default=None,

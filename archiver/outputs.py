@@ -58,6 +58,9 @@ class Described:
     clock: Callable[[], float]  # wall clock: when the metrics say the run ended
     # Whether the run was asked to stop long enough ago that a manifest write must cut short.
     stopping: Callable[[], bool] = lambda: False
+    # Whether another run holds the archive now (a store's lease lost): nothing more is written
+    # into the archive, where the new holder writes; the metrics, local, still say the code.
+    fenced: Callable[[], bool] = lambda: False
 
 
 async def finish(
@@ -110,6 +113,10 @@ def _write_outputs(settings: Settings, state: State, result: RunResult, run: Des
     )
     for what, write in writes:
         if write is _write_manifest and result.manifest is not None:
+            continue
+        if run.fenced() and write is not _write_metrics:
+            log.warning("%s is not written: another run holds the archive now", what,
+                        extra={"event": "not_written"})  # fmt: skip
             continue
         try:
             write(settings, state, result, run)

@@ -13,17 +13,18 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from archiver.assembly import Choices, build_pipeline
 from archiver.clocks import Clocks
 from archiver.connect import Wiring, open_api, open_downloads
 from archiver.counts import Counts, Progress, RunView
-from archiver.destination import SNAPSHOT_INTERVAL, Destination, open_destination
+from archiver.destination import SNAPSHOT_INTERVAL, Destination, Holding, open_destination
 from archiver.errors import InternalError, Interrupted, RunError
 from archiver.http import Proxies
 from archiver.lag import watched
 from archiver.manifest import write_manifest
+from archiver.names import PART_SUFFIX
 from archiver.outputs import (
     STOPPING_BUDGET,
     Described,
@@ -76,11 +77,13 @@ async def execute(
     lock = destination.holding(options.shard)
     lock.acquire()
     try:
-        warn_other_sharding(destination, options.shard)
-        await destination.bring_state(options.shard)
-        with State(destination.root, shard=options.shard) as state:
-            async with lock.kept():  # a store's lease, renewed; a lost one stops the run: 75
-                return await _run(settings, state, source, progress, options, destination)
+        async with lock.kept():  # a store's lease, renewed from now on; a lost one: exit 75
+            warn_other_sharding(destination, options.shard)
+            await destination.bring_state(options.shard)
+            if (lost := lock.lost()) is not None:
+                raise lost
+            with State(destination.root, shard=options.shard) as state:
+                return await _run(settings, state, source, progress, options, destination, lock)
     finally:
         lock.release()
 
@@ -92,6 +95,7 @@ async def _run(
     progress: Progress,
     options: RunOptions,
     destination: Destination,
+    lock: Holding,
 ) -> RunResult:
     started, started_at = time.monotonic(), utc_now()
     result = RunResult(new_run_id(options.clocks.wall()), Counts(), 0.0)
@@ -117,17 +121,23 @@ async def _run(
             options.shard,
             options.clocks.wall,
             lambda: signals.stopping_for(STOPPING_BUDGET),
+            fenced=lambda: lock.lost() is not None,
         )
         drive = signals.stops(
             asyncio.create_task(
                 _drive(settings, state, source, progress, view, options, result.run_id, destination)
             )
         )
+
+        def stop_driving() -> None:  # another run holds the archive now: stop at once
+            drive.cancel()
+
+        lock.on_lost(stop_driving)
         try:
             async with watched() as lag:
                 await drive
         except BaseException as exc:
-            result.error = _ending(exc, signals.received)
+            result.error = lock.lost() or _ending(exc, signals.received)
         finally:
             signals.finishing = True
             progress.close()
@@ -177,7 +187,10 @@ def warn_other_sharding(destination: Destination, shard: Shard | None) -> None:
     """Shards of one N share a folder without overlap; a run split another way (or not at
     all) has its own state, so it does not know what those archived and downloads it again."""
     ways = shard[1] if shard else 1
-    others = [s for s in destination.states() if (s[1] if s else 1) != ways]
+    states = destination.states()
+    if destination.rebuilds and shard not in states:
+        return  # a bucket's first state is rebuilt from the objects: nothing is fetched twice
+    others = [s for s in states if (s[1] if s else 1) != ways]
     if others:
         names = ", ".join(shard_label(s) or "the unsharded state" for s in others[:4])
         more = f" and {len(others) - 4} more" if len(others) > 4 else ""
@@ -191,10 +204,30 @@ def warn_other_sharding(destination: Destination, shard: Shard | None) -> None:
 
 
 def _remove_stale_parts(state: State, out_dir: Path) -> None:
-    """`.part` files a killed run left behind: never resumed blindly, removed."""
+    """`.part` files a killed run left behind: never resumed blindly, removed. Only names a
+    run gives a `.part` (relative, inside the folder, ending `.part`): a state restored from a
+    store's snapshot is input like any other, and must not name a file to delete elsewhere."""
     for relative in state.take_stale_parts():
-        (out_dir / relative).unlink(missing_ok=True)
+        path = part_inside(out_dir, relative)
+        if path is None:
+            log.warning("ignored a .part entry that is not one: %r", relative,
+                        extra={"event": "bad_part_entry"})  # fmt: skip
+            continue
+        path.unlink(missing_ok=True)
     state.commit()
+
+
+def part_inside(root: Path, relative: str) -> Path | None:
+    """`root / relative` when `relative` is a `.part` name of the archive, else None."""
+    pure = PurePosixPath(relative)
+    if pure.is_absolute() or ".." in pure.parts or not pure.name.endswith(PART_SUFFIX):
+        return None
+    path = root / pure
+    try:
+        inside = path.parent.resolve().is_relative_to(root.resolve())
+    except OSError:
+        return None
+    return path if inside else None
 
 
 async def _drive(

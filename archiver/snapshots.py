@@ -18,15 +18,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import secrets
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import obstore
+from obstore.exceptions import AlreadyExistsError
 
 from archiver import sqlite
 from archiver.ids import canonical_uuid
-from archiver.names import STATE_FILE, is_tool_file, state_folder
+from archiver.names import STATE_DIR, STATE_FILE, is_tool_file, state_folder
 from archiver.objectstore import META_CALL, META_KIND, META_SHA256
 from archiver.records import CallRecord
 from archiver.shard import Shard, in_shard
@@ -43,6 +47,11 @@ log = logging.getLogger("archiver.store")
 GENERATION_KEY = "snapshot_generation"  # state meta, and the snapshot's metadata
 META_GENERATION = "osvigeneration"
 REBUILT_RUN = "rebuilt-from-store"  # the run_id of the calls a rebuild found
+# The destination's identity: a random id created in the store by its first run, kept in each
+# state. A local state of another id is another destination's (the same bucket name at another
+# endpoint or account, a bucket emptied and reused): it is never trusted.
+ID_KEY = f"{STATE_DIR}/destination-id"
+DESTINATION_ID = "destination_id"
 _HEADS = 32  # metadata requests in flight while rebuilding
 
 
@@ -111,11 +120,69 @@ def fetch(dest: StoreDestination, shard: Shard | None, root: Path) -> bool:
     return True
 
 
+def store_id(dest: StoreDestination, *, create: bool = False) -> str | None:
+    """The destination's id, as the store keeps it; created (create-only) when `create`."""
+    for _ in range(2):
+        try:
+            return bytes(obstore.get(dest.store, ID_KEY).bytes()).decode("ascii", "replace")
+        except FileNotFoundError:
+            if not create:
+                return None
+        except Exception as exc:
+            raise store_error(exc, dest.key_url(ID_KEY), "read") from exc
+        try:
+            fresh = secrets.token_hex(16)
+            obstore.put(dest.store, ID_KEY, fresh.encode(), mode="create")
+            return fresh
+        except AlreadyExistsError:
+            continue  # another run created it first: read it
+        except Exception as exc:
+            raise store_error(exc, dest.key_url(ID_KEY), "write") from exc
+    raise StoreError(f"cannot read {dest.key_url(ID_KEY)}")
+
+
+def local_is_current(dest: StoreDestination, shard: Shard | None) -> bool:
+    """Whether this machine's state of `shard` is there, of this destination, and at least
+    as new as the store's snapshot (another machine may have run since)."""
+    local = state_folder(dest.root, shard) / STATE_FILE
+    if not local.is_file() or sqlite.read_meta(local, DESTINATION_ID) != store_id(dest):
+        return False
+    remote = _remote_generation(dest, shard)
+    return remote is None or int(sqlite.read_meta(local, GENERATION_KEY) or 0) >= remote
+
+
 async def bring(dest: StoreDestination, shard: Shard | None) -> None:
     """Make the local state the latest (see the module's docstring); under the run's lock."""
+    ident = await asyncio.to_thread(store_id, dest, create=True)
+    assert ident is not None
     local = state_folder(dest.root, shard) / STATE_FILE
+    if local.is_file() and sqlite.read_meta(local, DESTINATION_ID) != ident:
+        _set_aside(local, dest)
+    await _bring(dest, shard, local)
+    with State(dest.root, shard=shard) as state:
+        state.set_meta(DESTINATION_ID, ident)
+
+
+def _set_aside(local: Path, dest: StoreDestination) -> None:
+    """A local state of another destination: kept, renamed, never used for this one."""
+    aside = local.with_name(f"{local.name}.other-destination-{int(time.time())}")
+    log.warning(
+        "the local state %s is not of %s as the store knows it (another endpoint or account "
+        "with this bucket name, or the bucket was emptied): set aside as %s",
+        local,
+        dest.where,
+        aside.name,
+        extra={"event": "state_set_aside"},
+    )
+    local.replace(aside)
+    for companion in ("-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            local.with_name(local.name + companion).replace(aside.with_name(aside.name + companion))
+
+
+async def _bring(dest: StoreDestination, shard: Shard | None, local: Path) -> None:
     remote = await asyncio.to_thread(_remote_generation, dest, shard)
-    if local.is_file():
+    if local.is_file():  # noqa: ASYNC240 (one stat, before the run starts)
         mine = int(sqlite.read_meta(local, GENERATION_KEY) or 0)
         if remote is None or mine >= remote:
             return
@@ -144,30 +211,55 @@ async def bring(dest: StoreDestination, shard: Shard | None) -> None:
 
 
 async def rebuild(dest: StoreDestination, shard: Shard | None) -> int:
-    """A state from the objects themselves; how many archived calls were found."""
-    listed = await asyncio.to_thread(
-        lambda: [item for item in dest.listing("", recursive=True) if _candidate(item["path"])]
-    )
+    """A state from the objects themselves; how many archived calls were found. The listing
+    is read a page at a time and each page's metadata (a HEAD an object, _HEADS at once)
+    written before the next: memory stays flat whatever the bucket holds. A sidecar listed
+    before its recording (`<stem>.call.json` sorts before `<stem>.mp4`) waits for it; sidecars
+    of no recording are left out."""
     heads = asyncio.Semaphore(_HEADS)
 
     async def head(path: str) -> tuple[str, dict[str, Any], Any] | None:
         async with heads:
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 found = await obstore.get_async(dest.store, path, options={"head": True})
-                return path, dict(found.attributes), found.meta
-        return None
+            except FileNotFoundError:
+                return None  # deleted since it was listed
+            except Exception as exc:
+                raise store_error(exc, dest.key_url(path), "read") from exc
+            return path, dict(found.attributes), found.meta
 
-    answers = await asyncio.gather(*(head(item["path"]) for item in listed))
-    records, sidecars = _found(answers, shard)
+    pages = obstore.list(dest.store, chunk_size=1000)
+    waiting: dict[str, dict[str, Any]] = {}  # sidecars whose recording is not listed yet
+    total = 0
     with State(dest.root, shard=shard) as state:
-        ids = sorted(records)
-        for start in range(0, len(ids), 1000):  # rows for them, in a stable order
-            state.claim_block(ids[start : start + 1000], REBUILT_RUN)
-        for record in records.values():
-            extra = sidecars.get(record.call_id, {})
-            state.record(CallRecord(**{**_fields(record), **extra}))
-        state.commit()
-    return len(records)
+        while (page := await asyncio.to_thread(next_page, dest, pages)) is not None:
+            paths = [item["path"] for item in page if _candidate(item["path"])]
+            answers = await asyncio.gather(*(head(path) for path in paths))
+            records, sidecars = _found(answers, shard)
+            for call_id, extra in sidecars.items():
+                waiting.setdefault(call_id, {}).update(extra)
+            ids = sorted(records)
+            if ids:
+                state.claim_block(ids, REBUILT_RUN)
+            for call_id in ids:
+                state.record(dataclasses.replace(records[call_id], **waiting.pop(call_id, {})))
+            for call_id in [c for c in waiting if c not in records]:
+                known = state.get(call_id)  # its recording came in an earlier page
+                if known is not None and known.status == Status.ARCHIVED:
+                    state.record(dataclasses.replace(known, **waiting.pop(call_id)))
+            state.commit()
+            total += len(ids)
+    return total
+
+
+def next_page(dest: StoreDestination, pages: Any) -> list[Any] | None:
+    """The next page of an obstore listing (None: no more), read in a worker thread."""
+    try:
+        return list(next(pages))
+    except StopIteration:
+        return None
+    except Exception as exc:
+        raise store_error(exc, dest.where, "list") from exc
 
 
 def _candidate(path: str) -> bool:
@@ -206,7 +298,3 @@ def _found(
             run_id=REBUILT_RUN,
         )
     return records, sidecars
-
-
-def _fields(record: CallRecord) -> dict[str, Any]:
-    return {name: getattr(record, name) for name in record.__dataclass_fields__}

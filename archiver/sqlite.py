@@ -130,16 +130,19 @@ def open_readonly(path: Path) -> Serial:
 def backup(path: Path, target: Path) -> None:
     """A consistent copy of the state at `path` in `target` (SQLite's backup API, through a
     connection of its own: the run's goes on meanwhile), self-contained (no WAL beside it)."""
-    source = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        copy = sqlite3.connect(target)
+        source = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
-            source.backup(copy)
-            copy.execute("PRAGMA journal_mode=DELETE").fetchone()
+            copy = sqlite3.connect(target)
+            try:
+                source.backup(copy)
+                copy.execute("PRAGMA journal_mode=DELETE").fetchone()
+            finally:
+                copy.close()
         finally:
-            copy.close()
-    finally:
-        source.close()
+            source.close()
+    except sqlite3.Error as exc:
+        raise state_error(exc, target) from exc
 
 
 def read_meta(path: Path, key: str) -> str | None:

@@ -17,7 +17,7 @@ class StoreError(LocalError):
     cannot be written)."""
 
 
-def store_error(exc: Exception, url: str, doing: str) -> StoreError:
+def store_error(exc: BaseException, url: str, doing: str) -> StoreError:
     """The error a user can act on, without a secret (obstore names the request, never the
     credentials)."""
     return StoreError(f"cannot {doing} {url}: {reason(exc)}")
@@ -33,6 +33,15 @@ def reason(exc: BaseException) -> str:
     HTTP status, or the first line of obstore's text (which goes on with a debug dump)."""
     text = str(exc)
     code, message, status = _CODE.search(text), _MESSAGE.search(text), _STATUS.search(text)
+    if "169.254.169.254" in text or "credential" in text.lower():
+        return (
+            "no credentials for the store were found (AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY, a web identity or an instance role; "
+            "GOOGLE_APPLICATION_CREDENTIALS; AZURE_STORAGE_ACCOUNT_NAME and its key: README, "
+            '"Archiving into a bucket")'
+        )
+    if "error sending request" in text or "Connection refused" in text:
+        return "no connection to the store (is --store-endpoint right, is the network up?)"
     if code and message:
         said = f"{code.group(1)}: {message.group(1)}"
     elif status:

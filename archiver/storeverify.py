@@ -1,12 +1,12 @@
 """`osvi-archiver verify` on a bucket (§2, §12): every archived call's object held against the
 state, without downloading by default.
 
-The state is the local one where this machine has it, else the store's snapshot (each shard's).
-One listing of the prefix gives every object's size (missing, truncated); a HEAD of each
-archived object gives the sha256 its metadata carries (modified: another object was put
-there). `--deep` downloads each object and hashes its bytes (the store's own copy rotting, or
-an object rewritten with its metadata copied). Objects no state owns are unexpected. Reads
-only: no lock, nothing written to the store.
+The state is the local one where this machine has a current one, else the store's snapshot
+(each shard's). A HEAD of each archived object gives its size (missing, truncated) and the
+sha256 its metadata carries (modified: another object was put there), a thousand calls at a
+time; the listing, read a page at a time, gives the objects no state owns (unexpected).
+`--deep` downloads each object and hashes its bytes (the store's own copy rotting, or an
+object rewritten with its metadata copied). Reads only: no lock, nothing written.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 from typing import TYPE_CHECKING, Any
 
 import obstore
@@ -23,6 +24,7 @@ from archiver.names import STATE_DIR, STATE_FILE, is_tool_file
 from archiver.objectstore import META_SHA256
 from archiver.records import CallRecord
 from archiver.shard import shard_label
+from archiver.snapshots import next_page
 from archiver.state import State
 from archiver.status import Status
 from archiver.storeerrors import store_error
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from archiver.objectstore import StoreDestination
 
 _IN_FLIGHT = 32  # HEADs (or downloads, with --deep) at once
+_BATCH = 1000  # archived calls checked a batch at a time: memory flat in the archive's size
 
 
 async def verify_store(dest: StoreDestination, *, deep: bool = False) -> VerifyReport:
@@ -42,9 +45,6 @@ async def verify_store(dest: StoreDestination, *, deep: bool = False) -> VerifyR
             f"{dest.where} holds no osvi-archiver state (no {STATE_DIR}/{STATE_FILE} snapshot, "
             "no shard's)"
         )
-    listed = await asyncio.to_thread(
-        lambda: {item["path"]: item["size"] for item in dest.listing("", recursive=True)}
-    )
     with contextlib.ExitStack() as stack:
         states: list[State] = []
         for shard in shards:
@@ -53,19 +53,20 @@ async def verify_store(dest: StoreDestination, *, deep: bool = False) -> VerifyR
                 continue
             states.append(state)
             report.states.append(shard_label(shard) or "whole archive")
-            archived = [r for r in state.calls() if r.status == Status.ARCHIVED]
-            for problem, read in await _each(dest, archived, listed, deep=deep):
-                report.checked += 1
-                report.bytes_checked += read
-                if problem is not None:
-                    report.problems.append(problem)
-        for path in sorted(listed):
-            if tool_object(path):
-                continue
-            if not any(owned(state, path) for state in states):
-                report.problems.append(
-                    Problem("unexpected", path, None, unexpected_detail(path, "file"))
-                )
+            archived = (r for r in state.calls() if r.status == Status.ARCHIVED)
+            while batch := list(itertools.islice(archived, _BATCH)):
+                for problem, read in await _each(dest, batch, deep=deep):
+                    report.checked += 1
+                    report.bytes_checked += read
+                    if problem is not None:
+                        report.problems.append(problem)
+        pages = obstore.list(dest.store, chunk_size=1000)
+        while (page := await asyncio.to_thread(next_page, dest, pages)) is not None:
+            for item in page:
+                path = item["path"]
+                if not tool_object(path) and not any(owned(s, path) for s in states):
+                    detail = unexpected_detail(path, "file")
+                    report.problems.append(Problem("unexpected", path, None, detail))
     return report
 
 
@@ -78,36 +79,36 @@ def tool_object(path: str) -> bool:
 
 
 async def _each(
-    dest: StoreDestination, archived: list[CallRecord], listed: dict[str, int], *, deep: bool
+    dest: StoreDestination, archived: list[CallRecord], *, deep: bool
 ) -> list[tuple[Problem | None, int]]:
     checks = asyncio.Semaphore(_IN_FLIGHT)
 
     async def one(record: CallRecord) -> tuple[Problem | None, int]:
         async with checks:
-            return await _check(dest, record, listed, deep=deep)
+            return await _check(dest, record, deep=deep)
 
     return await asyncio.gather(*(one(r) for r in archived))
 
 
 async def _check(
-    dest: StoreDestination, record: CallRecord, listed: dict[str, int], *, deep: bool
+    dest: StoreDestination, record: CallRecord, *, deep: bool
 ) -> tuple[Problem | None, int]:
+    """One archived call's object, by a HEAD (its size and sha256 metadata), then with
+    `deep` its bytes."""
     path = record.path or ""
     if record.path is None or record.bytes is None or record.sha256 is None:
         return Problem("missing", path, record.call_id, "no object in the state"), 0
-    size = listed.get(path)
-    if size is None:
-        return Problem("missing", path, record.call_id, "no object at this key"), 0
-    if size != record.bytes:
-        kind = "truncated" if size < record.bytes else "modified"
-        detail = f"expected {record.bytes} bytes, found {size}"
-        return Problem(kind, path, record.call_id, detail), 0
     try:
         found = await obstore.get_async(dest.store, path, options={"head": True})
     except FileNotFoundError:
         return Problem("missing", path, record.call_id, "no object at this key"), 0
     except Exception as exc:
         raise store_error(exc, dest.key_url(path), "read") from exc
+    size = found.meta["size"]
+    if size != record.bytes:
+        kind = "truncated" if size < record.bytes else "modified"
+        detail = f"expected {record.bytes} bytes, found {size}"
+        return Problem(kind, path, record.call_id, detail), 0
     if found.attributes.get(META_SHA256) != record.sha256:
         detail = "its sha256 metadata differs (another object was put at this key)"
         return Problem("modified", path, record.call_id, detail), 0

@@ -27,17 +27,18 @@ class UploadCancelled(Exception):
     """Raised by an upload's source when its call is cancelled: obstore then aborts it."""
 
 
-async def multipart(store: Any, path: Path, key: str, attributes: dict[str, str]) -> None:
-    """A multipart upload of `path`, aborted when the caller is cancelled: the chunks' source
-    raises, and obstore aborts an upload whose source fails (cancelling its task instead
-    would leave the upload open)."""
-    cancelled = False
+async def multipart(
+    store: Any, path: Path, key: str, attributes: dict[str, str], abort: asyncio.Event
+) -> None:
+    """A multipart upload of `path`, aborted once `abort` is set: the chunks' source raises,
+    and obstore aborts an upload whose source fails (cancelling its task instead would leave
+    the upload open)."""
 
     async def chunks() -> AsyncIterator[bytes]:
         handle = await asyncio.to_thread(path.open, "rb")
         try:
             while True:
-                if cancelled:
+                if abort.is_set():
                     raise UploadCancelled(f"upload of {key} cancelled")
                 block = await asyncio.to_thread(handle.read, UPLOAD_CHUNK)
                 if not block:
@@ -46,27 +47,31 @@ async def multipart(store: Any, path: Path, key: str, attributes: dict[str, str]
         finally:
             handle.close()
 
-    task = asyncio.ensure_future(
-        obstore.put_async(
-            store,
-            key,
-            chunks(),
-            attributes=attributes,
-            use_multipart=True,
-            chunk_size=UPLOAD_CHUNK,
-            max_concurrency=PART_UPLOADS,
-        )
-    )
+    await obstore.put_async(store, key, chunks(), attributes=attributes, use_multipart=True,
+                            chunk_size=UPLOAD_CHUNK, max_concurrency=PART_UPLOADS)  # fmt: skip
+
+
+async def finished_or_aborted(work: asyncio.Future[None], abort: asyncio.Event, key: str) -> None:
+    """Await `work` (an upload and its check). Cancelled meanwhile: `abort` is set (a multipart
+    upload aborts at its next chunk) and `work` gets ABORT_WAIT to end; if it completed all
+    the same, the object is whole and confirmed, and this returns (the caller records it);
+    else the cancellation goes on."""
     try:
-        await asyncio.shield(task)
+        await asyncio.shield(work)
+        return
     except asyncio.CancelledError:
-        cancelled = True
-        done, _ = await asyncio.wait([task], timeout=ABORT_WAIT)
-        if done and not task.cancelled() and task.exception() is None:
-            return  # completed before the cancellation was seen: whole, recorded late
+        abort.set()
+        done, _ = await asyncio.wait([work], timeout=ABORT_WAIT)
+        if done and not work.cancelled() and work.exception() is None:
+            return
         if not done:
-            log.warning("the upload of %s did not abort in time: the bucket's lifecycle rule "
-                        "removes it", key, extra={"event": "upload_not_aborted"})  # fmt: skip
+            work.cancel()
+            log.warning(
+                "the upload of %s did not end in time: the bucket's lifecycle rule removes "
+                "what it left",
+                key,
+                extra={"event": "upload_not_aborted"},
+            )
         raise
 
 

@@ -148,9 +148,20 @@ async def test_a_bad_store_url_is_a_usage_error(tmp_path: Path) -> None:
         ("s3://UPPER/x", "is not a bucket name"),
         ("ftp://bucket/x", "unknown scheme"),
         ("s3://bucket/a/../b", "'..'"),
+        ("s3://bucket/a/%2e%2E", "'%'"),  # the store's client would decode it into '..'
+        ("s3:/bucket/x", "missing its '://'"),
+        ("s3//bucket/x", "missing its '://'"),
     ):
         done = await osvi("run", "--out", url, "-", env={"OSVI_API_TOKEN": "t" * 16},
                           stdin=b"")  # fmt: skip
         assert done.code == 2, (url, done.stderr)
         assert said in done.stderr
         assert "key:secret" not in done.stderr
+
+
+async def test_a_plain_http_endpoint_needs_its_switch(tmp_path: Path) -> None:
+    done = await osvi("run", "--out", "s3://bucket/x", "--store-endpoint", "http://10.0.0.9:9000",
+                      "--state-dir", str(tmp_path), "-",
+                      env={"OSVI_API_TOKEN": "t" * 16}, stdin=b"")  # fmt: skip
+    assert done.code == 2, done.stderr
+    assert "--store-allow-http" in done.stderr
