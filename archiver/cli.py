@@ -28,6 +28,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "manifest": commands.manifest_command,
     "demo": commands.demo_command,
     "fake-server": commands.fake_server_command,
+    "completion": commands.completion_command,
 }
 
 

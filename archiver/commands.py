@@ -28,10 +28,10 @@ from archiver.progress import choose_progress
 from archiver.settings import (
     Settings,
     choose_config_file,
-    config_file_warnings,
     load_settings,
 )
 from archiver.shard import resolve_shard, shard_text
+from archiver.sources import config_file_warnings, token_file_warnings
 from archiver.times import parse_moment
 
 if TYPE_CHECKING:
@@ -47,7 +47,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
     # From here on, errors and warnings go out in the format asked for, redacted.
     setup_logging(settings.log_level, [settings.token_value() or ""], settings.log_format)
     chosen = choose_config_file(config, os.environ)
-    for warning in config_file_warnings(chosen) if chosen else []:
+    warnings = config_file_warnings(chosen) if chosen else []
+    for warning in warnings + token_file_warnings(os.environ):
         log.warning("%s", warning, extra={"event": "config_warning"})
     return settings
 
@@ -72,7 +73,8 @@ def _summary(result: RunResult) -> None:
     from archiver.summary import render
 
     if not json_mode():
-        text = render(result.counts, result.seconds, result.manifest, result.report, result.error)
+        text = render(result.counts, result.seconds, result.manifest, result.report,
+                      result.error, result.watermark)  # fmt: skip
         # A stderr that went away (`2>&1 | head`) must not change the exit code: the run
         # report and the metrics already say it.
         with contextlib.suppress(OSError):
@@ -91,6 +93,7 @@ def _summary(result: RunResult) -> None:
             "error": str(result.error) if result.error else None,
             "manifest": str(result.manifest) if result.manifest else None,
             "report": str(result.report) if result.report else None,
+            "sync_watermark": result.watermark,
         },
     )
 
@@ -271,6 +274,17 @@ def fake_server_command(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     asyncio.run(fake_options.serve_until_signalled(args))
+    return 0
+
+
+def completion_command(args: argparse.Namespace) -> int:
+    """The shell's completion script, generated from the parser itself (shtab): it can
+    never name an option the tool does not have."""
+    import shtab
+
+    from archiver.options import build_parser
+
+    print(shtab.complete(build_parser(), shell=args.shell))
     return 0
 
 

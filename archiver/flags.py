@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from archiver.settings import FLAG_NAMES, Settings
+from archiver.settings import ENV_PREFIX, FLAG_NAMES, Settings
 from archiver.values import duration_text, parse_duration, parse_file_mode, parse_size, size_text
 
 
@@ -147,6 +147,11 @@ def default_text(name: str) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def env_name(name: str) -> str:
+    """The environment variable of a setting."""
+    return f"{ENV_PREFIX}{name.upper()}"
+
+
 def add_settings(parser: argparse.ArgumentParser, names: tuple[str, ...]) -> None:
     """The flags of these settings; each reaches the settings only when given (SUPPRESS)."""
     for name in names:
@@ -154,7 +159,9 @@ def add_settings(parser: argparse.ArgumentParser, names: tuple[str, ...]) -> Non
         options: dict[str, Any] = {
             "dest": name,
             "default": argparse.SUPPRESS,
-            "help": f"{flag.help} (default: {default_text(name)})".replace("%", "%%"),
+            "help": f"{flag.help} (default: {default_text(name)}; env {env_name(name)})".replace(
+                "%", "%%"
+            ),
         }
         if flag.switch:
             options.update(action="store_const", const=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from archiver import __version__
+from archiver.argparsing import EXIT_CODES, Parser
 from archiver.fake import options as fake_options
 from archiver.flags import RUN_SETTINGS, STORE_READ_SETTINGS, add_settings
 from archiver.times import TIME_HELP
@@ -21,7 +22,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         "--config",
         default=s,
         metavar="PATH",
-        help="TOML config file (default: $OSVI_CONFIG, else none)",
+        help="TOML config file (default: $OSVI_CONFIG, else "
+        "$XDG_CONFIG_HOME/osvi-archiver/config.toml when it exists)",
     )
     parser.add_argument(
         "-v",
@@ -113,11 +115,23 @@ def _add_listing_options(parser: argparse.ArgumentParser, *, default_status: str
     add("--until", default=None, metavar="T", help="end of the window (default: now)")
 
 
+TOP_EPILOG = f"""the API token: OSVI_API_TOKEN, else the file OSVI_API_TOKEN_FILE names, else
+  $CREDENTIALS_DIRECTORY/osvi-api-token (systemd's LoadCredential=), else api_token in the
+  config file; never a flag.
+the config file: --config, else $OSVI_CONFIG, else $XDG_CONFIG_HOME/osvi-archiver/config.toml
+  (~/.config/osvi-archiver/config.toml) when it exists.
+every setting: its flag > its OSVI_* environment variable (each option's help names it) >
+  the config file > the default.
+
+{EXIT_CODES}"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="osvi-archiver",
-        description="Keep your own verified copy of every OSVI AI call recording. The API "
-        "token comes from OSVI_API_TOKEN or api_token in the config file, never a flag.",
+        description="Keep your own verified copy of every OSVI AI call recording.",
+        epilog=TOP_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     _add_common(parser)
@@ -125,12 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser(
         "run",
         help="archive the calls named in CSV/text files or on stdin",
-        description="Archive the recordings of the calls named in INPUT files or on stdin. "
-        "Exit codes: 0 all done (archived, already archived, pending or not available), "
-        "1 some calls failed or rows were invalid, 2 usage error, 3 token rejected, "
-        "4 local error (disk, permissions, state), 69 the API or recording host unreachable for "
-        "--max-outage (or its TLS certificate or the proxy's login refused), 70 internal error, "
-        "75 archive busy, 129/130/143 interrupted by SIGHUP/SIGINT/SIGTERM.",
+        description="Archive the recordings of the calls named in INPUT files or on stdin.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_common(run)
     _add_input_options(run)
@@ -142,8 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
         "sync covers [watermark - overlap, now]: the watermark is the call_picked_at up to which "
         "every listed call reached an outcome, kept in the archive. The first sync needs "
         "--since. Pending calls (404 but younger than --pending-window) are tried again first "
-        "by every run and sync, failed ones by every sync, so the watermark can move past them. "
-        "Exit codes as for run.",
+        "by every run and sync, failed ones by every sync, so the watermark can move past them.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_common(sync)
     _add_run_options(sync)
@@ -218,4 +230,13 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     fake_options.add_arguments(fake)
+    completion = commands.add_parser(
+        "completion",
+        help="print a shell completion script for bash or zsh",
+        description="Print the completion script of every command and option, generated from "
+        "this parser (shtab): `osvi-archiver completion bash > "
+        "/etc/bash_completion.d/osvi-archiver`, or for zsh into a folder of your $fpath as "
+        "_osvi-archiver.",
+    )
+    completion.add_argument("shell", choices=("bash", "zsh"))
     return parser

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import difflib
 import re
-import stat
 import tomllib
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -35,6 +34,7 @@ from pydantic_settings import (
 from archiver import layout as layouts
 from archiver.errors import UsageError
 from archiver.location import StoreUrl, is_store_url, location
+from archiver.sources import default_config, read_token_file, token_file
 from archiver.urls import is_loopback
 from archiver.values import (
     Seconds,
@@ -168,7 +168,8 @@ FLAG_NAMES: Mapping[str, str] = {
 
 
 def choose_config_file(config_path: str | None, environ: Mapping[str, str]) -> Path | None:
-    """The config file in use: `--config`, else `OSVI_CONFIG`, else none."""
+    """The config file in use: `--config`, else `OSVI_CONFIG`, else the XDG one if it exists
+    (tokenfile.py)."""
     chosen = _chosen_config(config_path, environ)
     return None if chosen is None else chosen[0]
 
@@ -177,7 +178,10 @@ def _chosen_config(config_path: str | None, environ: Mapping[str, str]) -> tuple
     if config_path is not None:
         return Path(config_path), "--config"
     from_env = environ.get(f"{ENV_PREFIX}CONFIG", "")
-    return (Path(from_env), f"{ENV_PREFIX}CONFIG") if from_env else None
+    if from_env:
+        return Path(from_env), f"{ENV_PREFIX}CONFIG"
+    default = default_config(environ)
+    return (default, "the default location") if default else None
 
 
 def _read_config(path: Path, given_by: str) -> dict[str, Any]:
@@ -258,6 +262,8 @@ def load_settings(
     chosen = _chosen_config(config_path, environ)
     toml = {} if chosen is None else _read_config(*chosen)
     env = _env_values(environ)
+    if "api_token" not in env and (found := token_file(environ)) is not None:
+        env["api_token"] = read_token_file(*found)
     reset = _LOADING.set((env, toml))
     try:
         return Settings(**flags)
@@ -278,18 +284,3 @@ def require_token(settings: Settings) -> str:
             "(never on the command line)"
         )
     return token
-
-
-def config_file_warnings(path: Path) -> list[str]:
-    """A warning when the file holds the token and others can read it (or rewrite base_url)."""
-    try:
-        mode = stat.S_IMODE(path.stat().st_mode)
-        holds_token = "api_token" in tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return []
-    if not holds_token or not mode & 0o066:
-        return []
-    return [
-        f"config file {path} holds api_token but its mode is {mode:#o}, so others can read "
-        f"or change it: run `chmod 600 {path}`"
-    ]

@@ -15,10 +15,10 @@ from archiver.settings import (
     FLAG_NAMES,
     Settings,
     choose_config_file,
-    config_file_warnings,
     load_settings,
     require_token,
 )
+from archiver.sources import config_file_warnings
 from archiver.values import parse_duration
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
@@ -410,7 +410,8 @@ def test_each_settings_flag_is_named_and_defaulted_by_the_settings_model() -> No
         for action in sub._actions
     }
     for name in SETTING_FLAGS:
-        assert helps[name].endswith(f"(default: {default_text(name)})"), name
+        expected = f"(default: {default_text(name)}; env OSVI_{name.upper()})"
+        assert helps[name].endswith(expected), name
     assert default_text("max_outage") == "5m"
     assert default_text("max_recording_size") == "4GiB"
     assert default_text("file_mode") == "0o600"
