@@ -78,7 +78,9 @@ class CallArchiver:
         on_throttled: Callable[[], None] | None = None,
         downloads: dict[str, Receiving] | None = None,
         on_late: Callable[[CallRecord], None] | None = None,
+        on_retry: Callable[[str], None] | None = None,
     ) -> None:
+        self._on_retry = on_retry  # counts each retried attempt by its error kind
         # Told an outcome that came as the run was cancelled: a file already in place.
         self._on_late = on_late
         self._downloads = downloads if downloads is not None else {}  # in flight, for displays
@@ -101,7 +103,7 @@ class CallArchiver:
 
         Whatever fails in here is this call's outcome; only a `RunError` (and cancellation)
         is raised."""
-        attempts = Attempts(call_id, on_throttled=self._on_throttled)
+        attempts = Attempts(call_id, on_throttled=self._on_throttled, on_retry=self._on_retry)
         try:
             return await self._archive(call_id, fields, started_at, attempts)
         except RunError:

@@ -68,6 +68,7 @@ def build_pipeline(
         on_part=_part_noter(state),
         on_late=_late_noter(state, view),
         on_throttled=in_flight.throttled,
+        on_retry=view.counts.retried,
         downloads=view.downloads,
     )
     return Pipeline(
@@ -99,6 +100,7 @@ def _late_noter(state: State, view: RunView) -> Callable[[CallRecord], None]:
 
     def note(record: CallRecord) -> None:
         state.record(record)
-        view.counts.add(record.status or Status.ARCHIVED, record.call_id, record.bytes)
+        status = record.status or Status.ARCHIVED
+        view.counts.add(status, record.call_id, record.bytes, record.error_kind)
 
     return note

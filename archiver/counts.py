@@ -24,8 +24,10 @@ class Counts:
     other_shards: int = 0  # ids left to the other shards of a --shard K/N run
     bytes: int = 0
     failed_ids: list[str] = field(default_factory=list)
+    failed_kinds: list[str] = field(default_factory=list)  # the error kind of each failed id
+    retries: dict[str, int] = field(default_factory=dict)  # attempts retried, by error kind
 
-    def add(self, status: str, call_id: str, size: int | None) -> None:
+    def add(self, status: str, call_id: str, size: int | None, kind: str | None = None) -> None:
         """Count one call's outcome (a Status), or one found already archived."""
         match status:
             case Status.ARCHIVED:
@@ -35,6 +37,7 @@ class Counts:
                 self.failed += 1
                 if len(self.failed_ids) < MAX_FAILED_SHOWN:
                     self.failed_ids.append(call_id)
+                    self.failed_kinds.append(kind or "unknown")
             case Status.PENDING:
                 self.pending += 1
             case Status.NOT_AVAILABLE:
@@ -43,6 +46,10 @@ class Counts:
                 self.already_archived += 1
             case _:
                 raise ValueError(f"no such outcome: {status!r}")
+
+    def retried(self, kind: str) -> None:
+        """One attempt that failed with `kind` and is tried again."""
+        self.retries[kind] = self.retries.get(kind, 0) + 1
 
     @property
     def done(self) -> int:

@@ -45,6 +45,7 @@ class RunMetrics:
     finished_at: float  # epoch seconds
     last_success_at: float | None  # epoch seconds of the last run that exited 0
     shard: Shard | None = None
+    watermark: float | None = None  # sync's watermark (epoch seconds), once there is one
 
 
 def _labels(base: dict[str, str], **more: str) -> str:
@@ -97,7 +98,7 @@ def render(metrics: RunMetrics) -> str:
     family(
         "osvi_archiver_exit_code",
         "Exit code of the last run (0 ok, 1 some calls failed, 3 token, 4 local, 69 unreachable, "
-        "70 internal error, 129/130/143 signal).",
+        "70 internal error, 75 locked, 124 max duration, 129/130/143 signal).",
         iter([(one, metrics.exit_code)]),
     )
     if metrics.last_success_at is not None:
@@ -105,6 +106,13 @@ def render(metrics: RunMetrics) -> str:
             "osvi_archiver_last_success_timestamp_seconds",
             "When the last run that exited 0 ended (Unix time).",
             iter([(one, round(metrics.last_success_at, 3))]),
+        )
+    if metrics.watermark is not None:
+        family(
+            "osvi_archiver_sync_watermark_timestamp_seconds",
+            "sync's watermark: every listed call picked up before it reached an outcome (Unix "
+            "time); one that stops moving means syncs make no progress.",
+            iter([(one, round(metrics.watermark, 3))]),
         )
     return "\n".join(lines) + "\n"
 

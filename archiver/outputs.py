@@ -25,6 +25,7 @@ from archiver.shard import MARK, Shard, shard_label, shard_suffix
 from archiver.state import State
 from archiver.storage import remove_stale_temps
 from archiver.summary import exit_code
+from archiver.sync import read_watermark
 
 log = logging.getLogger("archiver.run")
 LAST_SUCCESS_KEY = "last_success_at"  # state meta: epoch seconds of the last run that exited 0
@@ -40,6 +41,7 @@ class RunResult:
     max_loop_lag_ms: float | None = None  # the event loop's longest stall (lag.py)
     manifest: Path | str | None = None
     report: Path | str | None = None
+    watermark: str | None = None  # sync's, as the run leaves it (ISO 8601, UTC)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -145,6 +147,7 @@ def _save_state(settings: Settings, state: State, result: RunResult, run: Descri
 
 
 def _write_report(settings: Settings, state: State, result: RunResult, run: Described) -> None:
+    result.watermark = _watermark_text(state)
     summary = {
         "run_id": result.run_id,
         "tool": "osvi-archiver",
@@ -159,6 +162,7 @@ def _write_report(settings: Settings, state: State, result: RunResult, run: Desc
         "shard": shard_label(state.shard) or None,
         "counts": result.counts.to_json(),
         "max_loop_lag_ms": result.max_loop_lag_ms,
+        "sync_watermark": result.watermark,
     }
     result.report = write_run_report(
         state, run.destination, result.run_id, summary, settings.file_mode
@@ -182,8 +186,19 @@ def _write_metrics(settings: Settings, state: State, result: RunResult, run: Des
             finished_at=finished,
             last_success_at=float(last) if last else None,
             shard=run.shard,
+            watermark=_watermark_of(state),
         ),
     )
+
+
+def _watermark_of(state: State) -> float | None:
+    mark = read_watermark(state)
+    return mark.timestamp() if mark else None
+
+
+def _watermark_text(state: State) -> str | None:
+    mark = read_watermark(state)
+    return mark.isoformat().replace("+00:00", "Z") if mark else None
 
 
 METRICS_TEMP_AGE = 3600.0  # a metrics folder is shared: only temp files this old are stale

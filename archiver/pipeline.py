@@ -176,6 +176,7 @@ class Pipeline:
         try:
             await self._state.durable()  # on disk (fsynced) before it is counted anywhere
         except asyncio.CancelledError:
-            self.counts.add(status, call_id, record.bytes)  # the run's last commit keeps it
+            # the run's last commit keeps it
+            self.counts.add(status, call_id, record.bytes, record.error_kind)
             raise
-        self.counts.add(status, call_id, record.bytes)
+        self.counts.add(status, call_id, record.bytes, record.error_kind)

@@ -97,12 +97,15 @@ class Attempts:
     count: int = 0
     not_audio: bool = False
     on_throttled: Callable[[], None] | None = None
+    on_retry: Callable[[str], None] | None = None  # told each retried attempt's error kind
 
     def retrying(self, state: RetryCallState) -> None:
         outcome = state.outcome
         exc = outcome.exception() if outcome else None
         if isinstance(exc, Throttled) and self.on_throttled is not None:
             self.on_throttled()  # fewer calls in flight while the server pushes back
+        if self.on_retry is not None:
+            self.on_retry(str(getattr(exc, "kind", type(exc).__name__)))
         wait = state.next_action.sleep if state.next_action else 0.0
         log.debug(
             "call %s attempt %d: %s; retrying in %.1fs",

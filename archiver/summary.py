@@ -32,6 +32,7 @@ def render(
     manifest: Path | str | None,
     report: Path | str | None,
     error: RunError | None,
+    watermark: str | None = None,
 ) -> str:
     """The block printed on stderr at the end of a run."""
     rate = counts.bytes / seconds if seconds > 0 else 0.0
@@ -49,16 +50,39 @@ def render(
         f"downloaded        {size_text(counts.bytes)} in {seconds:.1f} s "
         f"({size_text(rate)}/s, {calls_rate:.1f} calls/s)",
     ]
-    if counts.failed_ids:
-        more = counts.failed - len(counts.failed_ids)
-        lines.append("failed calls      " + ", ".join(counts.failed_ids))
-        if more > 0:
-            lines.append(f"                  … and {more} more (see the run report)")
+    if counts.retries:
+        by_kind = sorted(counts.retries.items(), key=lambda item: (-item[1], item[0]))
+        lines.append("retried           " + ", ".join(f"{n} {kind}" for kind, n in by_kind))
+    lines += _failed_lines(counts)
+    if watermark is not None:
+        lines.append(f"sync watermark    {watermark}")
     if error is not None:
         lines.append(f"stopped           {scrub(str(error))}")
+        if error.exit_code in RESUMABLE:
+            lines.append("                  a rerun of the same command continues from here")
     if manifest is not None:
         lines.append(f"manifest          {manifest}")
     if report is not None:
         lines.append(f"run report        {report}")
     lines.append(f"exit code         {exit_code(counts, error)}")
     return "\n".join(lines)
+
+
+# Exit codes after which a rerun picks up where the run stopped: signals, --max-duration,
+# an outage.
+RESUMABLE = frozenset({69, 124, 129, 130, 143})
+
+
+def _failed_lines(counts: Counts) -> list[str]:
+    """The failed calls one a line with their error kind (the first MAX_FAILED_SHOWN)."""
+    if not counts.failed_ids:
+        return []
+    lines = ["failed calls"]
+    kinds = counts.failed_kinds + ["unknown"] * (len(counts.failed_ids) - len(counts.failed_kinds))
+    lines += [
+        f"  {call_id}  {kind}" for call_id, kind in zip(counts.failed_ids, kinds, strict=True)
+    ]
+    more = counts.failed - len(counts.failed_ids)
+    if more > 0:
+        lines.append(f"  … and {more} more (see the run report)")
+    return lines

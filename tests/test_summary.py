@@ -68,6 +68,8 @@ def test_counts_to_json_is_plain_values() -> None:
         "other_shards": 0,
         "bytes": 5,
         "failed_ids": [],
+        "failed_kinds": [],
+        "retries": {},
     }
 
 
@@ -150,13 +152,15 @@ def test_render_of_an_instant_run_does_not_divide_by_zero() -> None:
     assert line_of(text, "downloaded") == "downloaded        10 B in 0.0 s (0 B/s, 0.0 calls/s)"
 
 
-def test_render_shows_the_first_twenty_failed_ids_and_how_many_more() -> None:
+def test_render_shows_the_first_twenty_failed_ids_one_a_line_with_their_kind() -> None:
     counts = Counts()
     for n in range(MAX_FAILED_SHOWN + 7):
-        counts.add("failed", call_id(n), None)
+        counts.add("failed", call_id(n), None, "not_audio" if n % 2 else "connection")
     text = render(counts, 10.0, None, None, None)
-    shown = line_of(text, "failed calls").removeprefix("failed calls").strip().split(", ")
-    assert shown == [call_id(n) for n in range(20)]
+    lines = text.splitlines()
+    start = lines.index("failed calls") + 1
+    shown = [line.split() for line in lines[start : start + MAX_FAILED_SHOWN]]
+    assert shown == [[call_id(n), "not_audio" if n % 2 else "connection"] for n in range(20)]
     assert call_id(20) not in text
     assert "… and 7 more" in text
 
@@ -166,8 +170,27 @@ def test_render_has_no_more_line_when_every_failed_id_is_shown() -> None:
     for n in range(3):
         counts.add("failed", call_id(n), None)
     text = render(counts, 1.0, None, None, None)
-    assert line_of(text, "failed calls").endswith(", ".join(call_id(n) for n in range(3)))
+    assert f"  {call_id(2)}  unknown" in text
     assert "more" not in text
+
+
+def test_render_counts_the_retries_by_kind_and_shows_the_watermark() -> None:
+    counts = Counts(archived=2)
+    for kind in ("connection", "connection", "url_expired", "connection"):
+        counts.retried(kind)
+    text = render(counts, 1.0, None, None, None, watermark="2026-12-01T00:00:00Z")
+    assert line_of(text, "retried") == "retried           3 connection, 1 url_expired"
+    assert line_of(text, "sync watermark") == "sync watermark    2026-12-01T00:00:00Z"
+
+
+def test_after_an_interruption_the_summary_says_a_rerun_continues() -> None:
+    from archiver.errors import Interrupted
+
+    text = render(Counts(archived=1), 1.0, None, None, Interrupted(15, "SIGTERM"))
+    assert "a rerun of the same command continues from here" in text
+    from archiver.errors import LocalError
+
+    assert "continues" not in render(Counts(), 1.0, None, None, LocalError("disk full"))
 
 
 def test_render_names_the_manifest_report_and_stopping_error(tmp_path: Path) -> None:

@@ -425,3 +425,34 @@ async def test_sync_total_comes_from_the_listing_and_done_reaches_it(
         assert watch.view.total == picked + retried
         assert watch.view.done == watch.view.total
     assert retried > 0
+
+
+async def test_the_watermark_is_in_the_summary_the_report_and_the_metrics(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from archiver.summary import render
+
+    fake = await make_fake(fake_config(8))
+    metrics = tmp_path / "osvi.prom"
+    since = datetime.now(UTC) - timedelta(days=4)
+    result = await sync(fake, tmp_path / "a", since=since, metrics_file=metrics)
+    assert result.exit_code == 0
+    with State(tmp_path / "a") as state:
+        mark = read_watermark(state)
+    assert mark is not None
+    shown = mark.isoformat().replace("+00:00", "Z")
+    assert result.watermark == shown
+    report = json.loads((tmp_path / "a" / "runs" / f"{result.run_id}.json").read_text())
+    assert report["sync_watermark"] == shown
+    samples = {
+        s.name: s.value
+        for family in text_string_to_metric_families(metrics.read_text())
+        for s in family.samples
+    }
+    assert samples["osvi_archiver_sync_watermark_timestamp_seconds"] == pytest.approx(
+        mark.timestamp(), abs=0.001
+    )
+    text = render(result.counts, result.seconds, None, None, None, result.watermark)
+    assert f"sync watermark    {shown}" in text
