@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 from archiver import commands
 from archiver.errors import InternalError, RunError
-from archiver.logs import forget_format, json_mode, setup_logging
+from archiver.logs import forget_format, json_mode, set_context, setup_logging
 from archiver.options import build_parser
 from archiver.redaction import scrub
 
@@ -42,6 +42,7 @@ def _wants_json(args: argparse.Namespace) -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     forget_format()
+    set_context(command=args.command)
     try:
         return COMMANDS[args.command](args)
     except RunError as exc:

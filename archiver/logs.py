@@ -11,8 +11,10 @@ adds every retry; `-q` (ERROR) only errors (a call that failed after its retries
 
 `--log-format json` writes JSON Lines on stderr: `time` (UTC, ISO 8601), `level`, `event`
 (a stable name: run_started, run_finished, retry, call_failed, invalid_row, progress, ...),
-`message`, and when they apply `call_id`, `attempt`, `status`, `error_kind` and the event's
-other fields (passed as `extra=` by the code that logs).
+`message`, `command` and, for `run` and `sync`, `shard` (K/N, when sharded) and `run_id` (from
+the moment the run has one: every line of a run), then when they apply `call_id`, `attempt`,
+`status`, `error_kind` and the event's other fields (passed as `extra=` by the code that
+logs). Eight shards' logs in one journal are told apart by `shard` and `run_id`.
 """
 
 from __future__ import annotations
@@ -31,7 +33,31 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "asctime",
     "taskName",
 }
-_FIRST_FIELDS = ("event", "call_id", "attempt", "status", "error_kind")
+_FIRST_FIELDS = ("event", "run_id", "command", "shard", "call_id", "attempt", "status",
+                 "error_kind")  # fmt: skip
+# What every line of this process says about its run: the command, the shard, the run's id
+# once it has one (set_context). One process runs one command: a module dict, which worker
+# threads see too (a ContextVar would not reach the input's reader thread).
+_context: dict[str, str] = {}
+
+
+def set_context(**fields: str | None) -> None:
+    """Add (or, with None, drop) fields every later log line carries."""
+    for name, value in fields.items():
+        if value is None:
+            _context.pop(name, None)
+        else:
+            _context[name] = value
+
+
+class Context(logging.Filter):
+    """Puts the process's context (set_context) on each record that has not its own."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for name, value in _context.items():
+            if not hasattr(record, name):
+                setattr(record, name, value)
+        return True
 
 
 class Redactor(logging.Filter):
@@ -117,9 +143,11 @@ def json_mode() -> bool:
 
 
 def forget_format() -> None:
-    """Back to text until the next setup_logging (each CLI invocation starts here)."""
+    """Back to text until the next setup_logging, no context (each CLI invocation starts
+    here)."""
     global _json_mode
     _json_mode = False
+    _context.clear()
 
 
 def setup_logging(level: str, secrets: list[str], log_format: str = "text") -> Redactor:
@@ -134,6 +162,7 @@ def setup_logging(level: str, secrets: list[str], log_format: str = "text") -> R
         handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S")
         )
+    handler.addFilter(Context())
     handler.addFilter(redactor)
     root = logging.getLogger()
     for old in list(root.handlers):

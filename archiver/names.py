@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from archiver.shard import LABEL_PATTERN, Shard, from_label, shard_label, shard_suffix
 
@@ -106,3 +106,16 @@ def states_in(out_dir: Path) -> list[Shard | None]:
         if shard and (out_dir / STATE_DIR / name / STATE_FILE).is_file():
             shards.append(shard)
     return found + sorted(shards, key=lambda s: (s[1], s[0]))
+
+
+def part_inside(root: Path, relative: str) -> Path | None:
+    """`root / relative` when `relative` is a `.part` name of the archive, else None."""
+    pure = PurePosixPath(relative)
+    if pure.is_absolute() or ".." in pure.parts or not pure.name.endswith(PART_SUFFIX):
+        return None
+    path = root / pure
+    try:
+        inside = path.parent.resolve().is_relative_to(root.resolve())
+    except OSError:
+        return None
+    return path if inside else None

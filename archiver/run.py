@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from archiver.assembly import Choices, build_pipeline
 from archiver.clocks import Clocks
@@ -23,8 +23,9 @@ from archiver.destination import SNAPSHOT_INTERVAL, Destination, Holding, open_d
 from archiver.errors import InternalError, Interrupted, RunError
 from archiver.http import Proxies
 from archiver.lag import watched
+from archiver.logs import set_context
 from archiver.manifest import write_manifest
-from archiver.names import PART_SUFFIX
+from archiver.names import part_inside
 from archiver.outputs import (
     STOPPING_BUDGET,
     Described,
@@ -35,7 +36,7 @@ from archiver.outputs import (
 from archiver.pipeline import SourceFactory
 from archiver.records import utc_now
 from archiver.settings import Settings, require_token
-from archiver.shard import Shard, shard_label
+from archiver.shard import Shard, shard_label, shard_text
 from archiver.signals import stop_on_signals
 from archiver.state import State
 
@@ -99,6 +100,7 @@ async def _run(
 ) -> RunResult:
     started, started_at = time.monotonic(), utc_now()
     result = RunResult(new_run_id(options.clocks.wall()), Counts(), 0.0)
+    set_context(run_id=result.run_id, shard=shard_text(options.shard) or None)
     log.info(
         "run %s started: archive %s%s",
         result.run_id,
@@ -108,7 +110,7 @@ async def _run(
             "event": "run_started",
             "run_id": result.run_id,
             "out_dir": str(settings.out_dir),
-            "shard": shard_label(options.shard) or None,
+            "shard": shard_text(options.shard) or None,
             "concurrency": settings.concurrency,
         },
     )
@@ -215,19 +217,6 @@ def _remove_stale_parts(state: State, out_dir: Path) -> None:
             continue
         path.unlink(missing_ok=True)
     state.commit()
-
-
-def part_inside(root: Path, relative: str) -> Path | None:
-    """`root / relative` when `relative` is a `.part` name of the archive, else None."""
-    pure = PurePosixPath(relative)
-    if pure.is_absolute() or ".." in pure.parts or not pure.name.endswith(PART_SUFFIX):
-        return None
-    path = root / pure
-    try:
-        inside = path.parent.resolve().is_relative_to(root.resolve())
-    except OSError:
-        return None
-    return path if inside else None
 
 
 async def _drive(

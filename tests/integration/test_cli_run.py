@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from archiver.fake import FakeConfig, FakeOSVI
+from archiver.fake import FakeConfig, FakeOSVI, Fault, FaultKind
 from archiver.lock import ArchiveLock
 from tests.conftest import FakeFactory
 from tests.integration.archive_helpers import assert_byte_exact, picked_ids
@@ -233,3 +233,23 @@ async def test_shards_split_the_input_between_runs(make_fake: FakeFactory, tmp_p
     assert taken[0] | taken[1] == {c.call_id for c in fake.calls if c.has_recording}
     assert all(shard_of(cid, 2) == 1 for cid in taken[1])
     assert "other shards" in first.stderr
+
+
+async def test_every_json_line_of_a_run_names_its_command_shard_and_run(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    """Eight shards' logs in one journal: each line says which run and shard it is from."""
+    fake = await make_fake(FakeConfig(calls=12, faults={FaultKind.RESET: Fault(rate=0.5)}))
+    ids = "".join(f"{c.call_id}\n" for c in fake.calls).encode()
+    done = await osvi("-v", "--log-format", "json", "run", "--shard", "1/2", "--out",
+                      str(tmp_path), "-", env=env_for(fake), stdin=ids)  # fmt: skip
+    assert done.code == 0, done.stderr
+    lines = [json.loads(line) for line in done.stderr.splitlines()]
+    assert len(lines) > 5
+    started = next(i for i, line in enumerate(lines) if line["event"] == "run_started")
+    run_id = lines[started]["run_id"]
+    for line in lines:
+        assert line["command"] == "run", line
+    for line in lines[started:]:
+        assert line["run_id"] == run_id, line
+        assert line["shard"] == "1/2", line
