@@ -29,6 +29,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "demo": commands.demo_command,
     "fake-server": commands.fake_server_command,
     "completion": commands.completion_command,
+    "status": commands.status_command,
 }
 
 

@@ -277,6 +277,16 @@ def fake_server_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def status_command(args: argparse.Namespace) -> int:
+    from archiver.destination import open_destination
+    from archiver.overview import overview, render
+
+    settings = settings_from(args)
+    view = overview(open_destination(settings))
+    print(json.dumps(view, indent=2) if args.json else render(view))
+    return 0
+
+
 def completion_command(args: argparse.Namespace) -> int:
     """The shell's completion script, generated from the parser itself (shtab): it can
     never name an option the tool does not have."""

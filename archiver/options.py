@@ -230,6 +230,18 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     fake_options.add_arguments(fake)
+    status = commands.add_parser(
+        "status",
+        help="what the archive holds and how its last run went, read cheaply",
+        description="Counts per status (as of the last manifest write), the sync watermark, "
+        "the last run (when, exit code, duration), the last success, and the pending calls "
+        "with when each was last tried; every shard's state in its own block. Reads the "
+        "state only: no lock, no file hashed, nothing written. Exit 0, or 4 when the state "
+        "cannot be read.",
+    )
+    _add_common(status)
+    add_settings(status, ("out_dir", *STORE_READ_SETTINGS))
+    status.add_argument("--json", action="store_true", help="print it as JSON on stdout")
     completion = commands.add_parser(
         "completion",
         help="print a shell completion script for bash or zsh",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import glob
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from archiver.sync import read_watermark
 
 log = logging.getLogger("archiver.run")
 LAST_SUCCESS_KEY = "last_success_at"  # state meta: epoch seconds of the last run that exited 0
+LAST_RUN_KEY = "last_run"  # state meta: the last run's id, times, exit code and counts (JSON)
 
 
 @dataclass
@@ -89,11 +91,19 @@ async def finish(
             result.error,
             extra={"event": "fatal", "exit_code": result.exit_code, "run_id": result.run_id},
         )
-    if result.exit_code == 0 and result.finished_at is not None:
-        try:
+    try:
+        state.set_meta(LAST_RUN_KEY, json.dumps(_last_run(result, run)))
+        if result.exit_code == 0 and result.finished_at is not None:
             state.set_meta(LAST_SUCCESS_KEY, repr(result.finished_at))
-        except LocalError as exc:  # the run stays a success; the next one records its own
-            log.error("could not record the success: %s", exc, extra={"event": "state_error"})
+    except LocalError as exc:  # the run's outcome stands; the next one records its own
+        log.error("could not record the run's end: %s", exc, extra={"event": "state_error"})
+
+
+def _last_run(result: RunResult, run: Described) -> dict[str, Any]:
+    """What `osvi-archiver status` shows of the last run."""
+    return {"run_id": result.run_id, "command": run.command, "started_at": run.started_at,
+            "finished_at": utc_now(), "seconds": round(result.seconds, 3),
+            "exit_code": result.exit_code, "counts": result.counts.to_json()}  # fmt: skip
 
 
 def _take_signal(result: RunResult, signals: list[Interrupted]) -> None:

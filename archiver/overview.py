@@ -1,0 +1,149 @@
+"""`osvi-archiver status`: what an archive holds and how its runs went, read cheaply.
+
+From the state only, opened read-only (no lock: it can run beside a nightly), without reading
+or hashing a recording and without a scan of the calls: the counts per status are the
+manifest's catalog (as of the last manifest write, at the end of every run and every minute of
+one), the pending calls come from their own small index, the watermark and the last run from
+the state's meta. A folder shared by shards, or a bucket's shards, show one block each.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+from archiver.catalog import snapshot
+from archiver.destination import Destination
+from archiver.outputs import LAST_RUN_KEY, LAST_SUCCESS_KEY
+from archiver.shard import shard_text
+from archiver.state import State
+from archiver.status import Status
+from archiver.sync import read_watermark
+
+PENDING_SHOWN = 20
+PENDING_READ = 10_000  # pending calls whose last try is read (their own index: cheap)
+
+
+def overview(destination: Destination) -> dict[str, Any]:
+    """Every state of the archive, summed up; raises nothing when there is none yet."""
+    states: list[dict[str, Any]] = []
+    for shard in destination.states():
+        with destination.viewing(shard) as state:
+            if state is not None:
+                states.append({"shard": shard_text(shard) or None, **_one(state)})
+    return {"archive": destination.where, "states": states}
+
+
+def _one(state: State) -> dict[str, Any]:
+    with snapshot(state) as snap:
+        parts = snap.parts()
+    counts: Counter[str] = Counter({status.value: 0 for status in Status})
+    for info in parts.values():
+        counts.update(info.counts)
+    mark = read_watermark(state)
+    last_run = state.get_meta(LAST_RUN_KEY)
+    success = state.get_meta(LAST_SUCCESS_KEY)
+    return {
+        "counts": dict(counts),
+        "total": sum(counts.values()),
+        "sync_watermark": _iso(mark.timestamp()) if mark else None,
+        "last_run": json.loads(last_run) if last_run else None,
+        "last_success_at": _iso(float(success)) if success else None,
+        "pending": _pending(state),
+    }
+
+
+def _pending(state: State) -> dict[str, Any]:
+    """How many calls are pending, and when each (the first PENDING_SHOWN) was last tried:
+    the time of the run that last asked (run ids start with their start time)."""
+    ids = state.ids_with_status((Status.PENDING.value,))
+    shown: list[dict[str, Any]] = []
+    oldest: str | None = None
+    count = 0
+    for call_id in ids:
+        count += 1
+        if count > PENDING_READ:
+            continue
+        record = state.get(call_id)
+        tried = _run_time(record.run_id if record else None)
+        if tried and (oldest is None or tried < oldest):
+            oldest = tried
+        if len(shown) < PENDING_SHOWN and record is not None:
+            shown.append({"call_id": call_id, "attempts": record.attempts, "last_tried": tried})
+    return {"count": count, "oldest_last_tried": oldest, "calls": shown}
+
+
+def _run_time(run_id: str | None) -> str | None:
+    """`20261202T031500.123Z-abcdef` -> `2026-12-02T03:15:00Z`; None for another shape."""
+    if not run_id:
+        return None
+    try:
+        moment = datetime.strptime(run_id.split("Z", 1)[0], "%Y%m%dT%H%M%S.%f")
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC, microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def _iso(epoch: float) -> str:
+    return (
+        datetime.fromtimestamp(epoch, UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    )
+
+
+def _ago(iso: str | None, now: float) -> str:
+    if iso is None:
+        return "?"
+    seconds = now - datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit} ago"
+    return f"{max(seconds, 0):.0f} s ago"
+
+
+def render(view: dict[str, Any], now: float | None = None) -> str:
+    """The block a person reads."""
+    at = time.time() if now is None else now
+    lines = ["── osvi-archiver status ──", f"archive           {view['archive']}"]
+    if not view["states"]:
+        lines.append("state             none yet: nothing was archived here")
+    for one in view["states"]:
+        lines += _block(one, at)
+    return "\n".join(lines)
+
+
+def _block(one: dict[str, Any], at: float) -> list[str]:
+    counts = one["counts"]
+    shown = ", ".join(f"{counts[s.value]:,} {s.value.replace('_', ' ')}" for s in Status)
+    lines = [
+        f"shard             {one['shard'] or 'whole archive'}",
+        f"calls             {one['total']:,} ({shown})",
+        f"sync watermark    {one['sync_watermark'] or 'none (no sync yet)'}",
+    ]
+    run = one["last_run"]
+    if run:
+        lines.append(
+            f"last run          {run['command']} {run['run_id']}, ended {run['finished_at'][:19]}Z"
+            f" ({_ago(run['finished_at'][:19] + 'Z', at)}), exit {run['exit_code']}, "
+            f"{run['seconds']:.1f} s"
+        )
+    else:
+        lines.append("last run          none recorded")
+    lines.append(f"last success      {one['last_success_at'] or 'never'}")
+    pending = one["pending"]
+    lines.append(
+        f"pending           {pending['count']:,}"
+        + (
+            f", oldest last tried {_ago(pending['oldest_last_tried'], at)}"
+            if pending["count"]
+            else ""
+        )
+    )
+    for call in pending["calls"]:
+        lines.append(
+            f"  {call['call_id']}  last tried {call['last_tried'] or '?'}, "
+            f"{call['attempts']} attempt{'' if call['attempts'] == 1 else 's'}"
+        )
+    return lines
