@@ -102,6 +102,10 @@ class Pace:
         self._bytes = 0  # in this window
         self._body = already  # of the whole body (a resumed one counts what came before)
 
+    def waited(self, seconds: float) -> None:
+        """Time spent held back by --bwlimit: left out of the min_speed window."""
+        self._since += seconds
+
     def received(self, count: int) -> None:
         self._body += count
         if self._body > self._policy.max_size:

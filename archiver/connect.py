@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from archiver.api import OsviApi, api_session
+from archiver.bandwidth import Bandwidth
 from archiver.body import DownloadPolicy
 from archiver.clocks import Clocks
 from archiver.download import Transfer
@@ -96,6 +97,11 @@ async def open_downloads(
             monotonic=clocks.monotonic,
             hosts=Hosts(clocks.monotonic, clocks.sleep, max_outage=settings.max_outage),
             proxies=proxies,
+            bandwidth=(
+                Bandwidth(settings.bwlimit, clocks.monotonic, clocks.sleep)
+                if settings.bwlimit
+                else None
+            ),
         )
 
 
@@ -122,7 +128,9 @@ class Downloader:
         monotonic: Callable[[], float] = time.monotonic,
         hosts: Hosts | None = None,
         proxies: Proxies | None = None,
+        bandwidth: Bandwidth | None = None,
     ) -> None:
+        self.bandwidth = bandwidth  # --bwlimit: shared by every transfer, None: no limit
         self._session = session
         self._policy = policy
         self._clock = clock

@@ -228,6 +228,8 @@ class Transfer:
                 held += len(chunk)
                 self._held = held
                 pace.received(len(chunk))
+                if self._of.bandwidth is not None:  # --bwlimit: the run's choice, not slowness
+                    pace.waited(await self._of.bandwidth.take(len(chunk)))
                 if self._part is None and held < audio.SNIFF_LEN:
                     continue
                 if self._part is None:

@@ -76,6 +76,11 @@ SETTING_FLAGS: dict[str, Flag] = {
         "in this run is waited for 60 s at most",
         metavar="DURATION",
     ),
+    "bwlimit": Flag(
+        "total download bandwidth of the run, all downloads together, per second: 10M, 512k "
+        "(rclone's units, powers of 1024); 0: no limit",
+        metavar="RATE",
+    ),
     "layout": Flag("path of each recording in the archive"),
     "pending_window": Flag(
         "a 404 for a call younger than this is 'pending', tried again by later runs"
@@ -121,7 +126,7 @@ STORE_READ_SETTINGS = ("state_dir", "store_endpoint", "store_region", "store_all
 RUN_SETTINGS = (
     "base_url", "out_dir", "concurrency", "max_requests_per_second", "max_attempts",
     "connect_timeout", "read_timeout", "api_timeout", "min_speed", "min_speed_time",
-    "max_recording_size", "max_outage", "layout", "pending_window", "file_mode",
+    "max_recording_size", "max_outage", "bwlimit", "layout", "pending_window", "file_mode",
     "allow_insecure_urls", "progress", "status_interval", "keep_run_reports", "with_metadata",
     "with_transcript", "metrics_file", *STORE_SETTINGS,
 )  # fmt: skip

@@ -85,6 +85,7 @@ class Settings(BaseSettings):
     min_speed: Annotated[Size, Field(ge=0)] = 1024  # bytes/s over min_speed_time; 0: no floor
     min_speed_time: Annotated[Seconds, Field(gt=0)] = 60.0
     max_recording_size: Annotated[Size, Field(gt=0)] = 4 << 30
+    bwlimit: Annotated[Size, Field(ge=0)] = 0  # bytes/s of all downloads together; 0: none
     max_outage: Annotated[Seconds, Field(gt=0)] = 300.0  # API or recording host unreachable
     layout: Annotated[str, AfterValidator(layouts.check)] = layouts.DEFAULT
     with_metadata: bool = False

@@ -17,7 +17,7 @@ from archiver.feed import run_input
 from archiver.inputs import CallId, InputItem
 from archiver.run import RunOptions, execute
 from tests.conftest import FakeFactory
-from tests.integration.archive_helpers import manifest_of, settings_for
+from tests.integration.archive_helpers import archive, manifest_of, settings_for
 from tests.integration.cli_helpers import osvi
 
 
@@ -109,3 +109,28 @@ async def test_a_rate_limited_api_is_met_with_fewer_calls_and_requests(
     assert result.exit_code == 0
     api_requests = fake.stats.requests["recording"] + fake.stats.requests["call"]
     assert fake.stats.faults_fired["rate-limit"] < 0.25 * api_requests
+
+
+async def test_bwlimit_holds_the_whole_run_to_its_rate(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    """--bwlimit 256k over ~1.3 MiB: the downloads wait, all together, for the rate (the
+    waits are recorded, not slept); without it only the API's pacing waits."""
+    from archiver.fake import FakeConfig
+
+    fake = await make_fake(FakeConfig(calls=24, size_min=64 << 10, size_max=64 << 10))
+    waits: list[float] = []
+
+    async def recorded(seconds: float) -> None:
+        waits.append(seconds)
+        await asyncio.sleep(0)
+
+    result = await archive(fake, tmp_path / "a", sleep=recorded, bwlimit="256k", concurrency=8)
+    assert result.exit_code == 0
+    total = result.counts.bytes
+    assert total > 1 << 20
+    # What the bucket could not cover from its burst and the real time the run took.
+    assert sum(waits) >= (total - (256 << 10) * (1 + result.seconds)) / (256 << 10)
+    limited, waits[:] = sum(waits), []
+    assert (await archive(fake, tmp_path / "b", sleep=recorded)).exit_code == 0
+    assert sum(waits) < limited / 10  # the API's own pacing only
