@@ -99,6 +99,16 @@ class Interrupted(RunError):
         self.at = at  # time.monotonic() when it came
 
 
+class DeadlineReached(Interrupted):
+    """--max-duration: the run stopped itself cleanly at its deadline (exit 124, as
+    timeout(1)); like a signal, a rerun continues where it stopped."""
+
+    def __init__(self, limit: str, at: float = 0.0) -> None:
+        RunError.__init__(self, f"stopped at --max-duration ({limit}): a rerun continues")
+        self.exit_code = 124
+        self.at = at
+
+
 class CallError(Exception):
     """A failure of one call. `kind` is what the manifest's `error.kind` says."""
 

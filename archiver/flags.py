@@ -81,6 +81,12 @@ SETTING_FLAGS: dict[str, Flag] = {
         "(rclone's units, powers of 1024); 0: no limit",
         metavar="RATE",
     ),
+    "max_duration": Flag(
+        "stop cleanly this long after the run starts (a nightly window): in-flight calls "
+        "cancelled, the manifest, report and metrics written, exit 124; a rerun continues "
+        "(rclone's --max-duration); 90m, 6h",
+        metavar="DURATION",
+    ),
     "layout": Flag("path of each recording in the archive"),
     "pending_window": Flag(
         "a 404 for a call younger than this is 'pending', tried again by later runs"
@@ -126,9 +132,9 @@ STORE_READ_SETTINGS = ("state_dir", "store_endpoint", "store_region", "store_all
 RUN_SETTINGS = (
     "base_url", "out_dir", "concurrency", "max_requests_per_second", "max_attempts",
     "connect_timeout", "read_timeout", "api_timeout", "min_speed", "min_speed_time",
-    "max_recording_size", "max_outage", "bwlimit", "layout", "pending_window", "file_mode",
-    "allow_insecure_urls", "progress", "status_interval", "keep_run_reports", "with_metadata",
-    "with_transcript", "metrics_file", *STORE_SETTINGS,
+    "max_recording_size", "max_outage", "bwlimit", "max_duration", "layout", "pending_window",
+    "file_mode", "allow_insecure_urls", "progress", "status_interval", "keep_run_reports",
+    "with_metadata", "with_transcript", "metrics_file", *STORE_SETTINGS,
 )  # fmt: skip
 
 

@@ -39,6 +39,7 @@ from archiver.settings import Settings, require_token
 from archiver.shard import Shard, shard_label, shard_text
 from archiver.signals import stop_on_signals
 from archiver.state import State
+from archiver.values import duration_text
 
 log = logging.getLogger("archiver.run")
 MANIFEST_INTERVAL = 60.0
@@ -135,6 +136,8 @@ async def _run(
             drive.cancel()
 
         lock.on_lost(stop_driving)
+        if settings.max_duration is not None:
+            signals.deadline(settings.max_duration, duration_text(settings.max_duration))
         try:
             async with watched() as lag:
                 await drive

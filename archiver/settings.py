@@ -86,6 +86,7 @@ class Settings(BaseSettings):
     min_speed_time: Annotated[Seconds, Field(gt=0)] = 60.0
     max_recording_size: Annotated[Size, Field(gt=0)] = 4 << 30
     bwlimit: Annotated[Size, Field(ge=0)] = 0  # bytes/s of all downloads together; 0: none
+    max_duration: Annotated[Seconds | None, Field(gt=0)] = None  # stop cleanly after this
     max_outage: Annotated[Seconds, Field(gt=0)] = 300.0  # API or recording host unreachable
     layout: Annotated[str, AfterValidator(layouts.check)] = layouts.DEFAULT
     with_metadata: bool = False

@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 
-from archiver.errors import Interrupted
+from archiver.errors import DeadlineReached, Interrupted
 
 log = logging.getLogger("archiver.run")
 
@@ -39,6 +39,23 @@ class Signals:
     def stops(self, task: asyncio.Task[None]) -> asyncio.Task[None]:
         self._task = task
         return task
+
+    def deadline(self, seconds: float, shown: str) -> None:
+        """Stop the run as a signal would once `seconds` have passed (--max-duration)."""
+        asyncio.get_running_loop().call_later(seconds, self._expire, shown)
+
+    def _expire(self, shown: str) -> None:
+        if self.received or self.finishing:
+            return  # stopped already, or done: the outputs are being written
+        self.received.append(DeadlineReached(shown, time.monotonic()))
+        log.warning(
+            "--max-duration (%s) reached: stopping; in-flight downloads are cancelled, the "
+            "outputs written, a rerun continues",
+            shown,
+            extra={"event": "max_duration"},
+        )
+        if self._task is not None:
+            self._task.cancel()
 
     def handle(self, signum: int) -> None:
         name = signal.Signals(signum).name

@@ -17,7 +17,7 @@ from archiver.feed import run_input
 from archiver.inputs import CallId, InputItem
 from archiver.run import RunOptions, execute
 from tests.conftest import FakeFactory
-from tests.integration.archive_helpers import archive, manifest_of, settings_for
+from tests.integration.archive_helpers import archive, manifest_of, picked_ids, settings_for
 from tests.integration.cli_helpers import osvi
 
 
@@ -134,3 +134,24 @@ async def test_bwlimit_holds_the_whole_run_to_its_rate(
     limited, waits[:] = sum(waits), []
     assert (await archive(fake, tmp_path / "b", sleep=recorded)).exit_code == 0
     assert sum(waits) < limited / 10  # the API's own pacing only
+
+
+async def test_max_duration_stops_the_run_cleanly_with_124_and_a_rerun_continues(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    from archiver.fake import FakeConfig
+
+    fake = await make_fake(FakeConfig(calls=30, size_min=256 << 10, size_max=256 << 10,
+                                      bandwidth=256 << 10))  # fmt: skip
+    result = await archive(fake, tmp_path, max_duration="1.5s", concurrency=2)
+    assert result.exit_code == 124
+    assert 0 < result.counts.archived < len(picked_ids(fake))
+    report = json.loads((tmp_path / "runs" / f"{result.run_id}.json").read_text())
+    assert report["exit_code"] == 124
+    assert report["interrupted"] is True
+    assert "max-duration" in report["error"]
+    assert list(tmp_path.rglob("*.part")) == []
+    fast = await archive(fake, tmp_path)
+    assert fast.exit_code == 0
+    assert fast.counts.already_archived == result.counts.archived
+    assert manifest_of(tmp_path)["calls"]
