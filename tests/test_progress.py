@@ -88,10 +88,19 @@ def test_eta_is_unknown_before_anything_is_done() -> None:
     assert eta(view, now=10.0) is None
 
 
-def test_eta_extrapolates_the_pace_so_far() -> None:
+def test_eta_extrapolates_the_pace_of_the_calls_that_needed_work() -> None:
     view = RunView(Counts(archived=8, duplicates=2), total=40, started=100.0)
-    # 10 done in 20 s: the 30 left take 60 s.
-    assert eta(view, now=120.0) == pytest.approx(60.0)
+    # 8 calls worked on in 20 s (the 2 duplicates cost nothing): the 30 left take 75 s.
+    assert eta(view, now=120.0) == pytest.approx(75.0)
+
+
+def test_a_resumed_runs_skipped_ids_do_not_shorten_its_eta() -> None:
+    """Issue 15's case: 900 ids already archived went by in 2 s, then 10 downloads took 8 s;
+    90 are left: 72 s, not the 1 s the pace of all ids done would say."""
+    view = RunView(Counts(already_archived=900, archived=10), total=1000, started=0.0)
+    assert eta(view, now=10.0) == pytest.approx(90 * 10.0 / 10)
+    only_skipped = RunView(Counts(already_archived=900), total=1000, started=0.0)
+    assert eta(only_skipped, now=2.0) is None
 
 
 def test_eta_is_zero_once_done_exceeds_a_high_total() -> None:
@@ -163,10 +172,10 @@ def test_status_line_with_a_total() -> None:
     line = status_line(view, now=60.0, rate=1024.0)
     assert "12 of 40 ids (30%)" in line
     assert "archived 10, failed 1, duplicates 1" in line
-    assert "ETA 2m20s" in line  # 28 left at 12 per minute
+    assert "ETA 2m32s" in line  # 28 left at 11 calls worked on a minute (not the duplicate)
     assert line == (
         "progress: 12 of 40 ids (30%); archived 10, failed 1, duplicates 1; "
-        "3.0 KiB at 1.0 KiB/s; 1 downloading; elapsed 1m00s; ETA 2m20s"
+        "3.0 KiB at 1.0 KiB/s; 1 downloading; elapsed 1m00s; ETA 2m32s"
     )
 
 
