@@ -81,7 +81,9 @@ def _explain(out_dir: Path, result: RunResult, leaks: int) -> None:
         f"only then renamed into place. The recording host saw the API token {leaks} times.\n"
         f"Look at: {out_dir}/manifest.json (every call, its status, sha256), "
         f"{out_dir}/runs/{result.run_id}.json,\n"
-        f"and the recordings themselves in {out_dir}/. Run `make demo` again: nothing is\n"
-        f"downloaded twice. Next: README.md, 'Running against the real API'.",
+        f"and the recordings themselves in {out_dir}/. Run `osvi-archiver demo` again\n"
+        f"(`make demo` in a checkout): nothing is downloaded twice. Then `osvi-archiver\n"
+        f"status --out {out_dir}`, `osvi-archiver verify --out {out_dir}`, and the README's\n"
+        f"'Running against the real API' (https://github.com/osvi-ai/osvi-archiver#readme).",
         file=sys.stderr,
     )

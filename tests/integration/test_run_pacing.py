@@ -92,6 +92,9 @@ async def test_demo_archives_the_fake_calls_into_demo_archive(tmp_path: Path) ->
     assert "osvi-archiver summary" in done.stderr
     assert "demo-archive/manifest.json" in done.stderr
     assert list((tmp_path / "demo-archive").rglob("*.part")) == []
+    # Its closing words make sense to someone who installed the wheel (no Makefile there).
+    assert "Run `osvi-archiver demo` again" in done.stderr
+    assert "Run `make demo` again" not in done.stderr
 
 
 async def test_a_rate_limited_api_is_met_with_fewer_calls_and_requests(
