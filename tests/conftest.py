@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -76,3 +76,13 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
     """A plain client session with no credentials, for talking to the fake directly."""
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+@pytest.fixture(autouse=True)
+def _no_log_context_across_tests() -> Iterator[None]:
+    """A command run in-process (cli.main) leaves its log context (logs.set_context) for the
+    process: cleared after each test, as each CLI invocation starts without one."""
+    yield
+    from archiver.logs import set_context
+
+    set_context(command=None, run_id=None, shard=None)

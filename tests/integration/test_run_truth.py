@@ -289,14 +289,16 @@ async def test_an_outcome_is_committed_before_it_is_counted(
     unseen: list[str] = []
     original = Counts.add
 
-    def add(self: Counts, status: str, call_id: str, size: int | None) -> None:
+    def add(
+        self: Counts, status: str, call_id: str, size: int | None, kind: str | None = None
+    ) -> None:
         if status != "already_archived":
             reader = sqlite3.connect(f"file:{out}/.osvi-archiver/state.sqlite3?mode=ro", uri=True)
             row = reader.execute("SELECT status FROM calls WHERE call_id = ?", (call_id,))
             if row.fetchone() != (status,):
                 unseen.append(call_id)
             reader.close()
-        original(self, status, call_id, size)
+        original(self, status, call_id, size, kind)
 
     monkeypatch.setattr(Counts, "add", add)
     result = await run_fake(fake, out, tmp_path / "m.prom")
