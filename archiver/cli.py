@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from archiver import commands
 from archiver.errors import InternalError, RunError
 from archiver.logs import forget_format, json_mode, set_context, setup_logging
-from archiver.options import build_parser
+from archiver.options import build_parser, completion_command
 from archiver.redaction import scrub
 
 log = logging.getLogger("archiver.cli")
@@ -28,7 +28,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "manifest": commands.manifest_command,
     "demo": commands.demo_command,
     "fake-server": commands.fake_server_command,
-    "completion": commands.completion_command,
+    "completion": completion_command,
     "status": commands.status_command,
 }
 

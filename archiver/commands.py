@@ -287,17 +287,6 @@ def status_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def completion_command(args: argparse.Namespace) -> int:
-    """The shell's completion script, generated from the parser itself (shtab): it can
-    never name an option the tool does not have."""
-    import shtab
-
-    from archiver.options import build_parser
-
-    print(shtab.complete(build_parser(), shell=args.shell))
-    return 0
-
-
 def demo_command(args: argparse.Namespace) -> int:
     from archiver.demo import run_demo
 

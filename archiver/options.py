@@ -252,3 +252,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     completion.add_argument("shell", choices=("bash", "zsh"))
     return parser
+
+
+def completion_command(args: argparse.Namespace) -> int:
+    """The shell's completion script, generated from the parser itself (shtab): it can
+    never name an option the tool does not have."""
+    import shtab
+
+    print(shtab.complete(build_parser(), shell=args.shell))
+    return 0
