@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shlex
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +28,13 @@ SERVICE = DEPLOY / "osvi-archiver.service"
 TIMER = DEPLOY / "osvi-archiver.timer"
 ENV_EXAMPLE = DEPLOY / "osvi-archiver.env.example"
 KUBERNETES = DEPLOY / "kubernetes-indexed-job.yaml"
+ALERTS = DEPLOY / "prometheus-alerts.yaml"
+METRICS_SOURCE = Path(__file__).parent.parent / "archiver" / "metrics.py"
 
 PROGRAM = "/usr/local/bin/osvi-archiver"
 ARCHIVE = "/srv/osvi-archive"
 METRICS = "/var/lib/node_exporter/textfile_collector/osvi_archiver.prom"
+CREDENTIAL = "osvi-api-token:/etc/osvi-archiver/token"
 PLACEHOLDER_TOKEN = "replace-with-your-token"
 
 _ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
@@ -160,6 +166,21 @@ def test_timer_documents_install_commands() -> None:
         assert command in text, command
 
 
+def test_timer_first_sync_and_install_use_the_services_credential() -> None:
+    text = TIMER.read_text()
+    assert "install -m 0600 -o root -g root /dev/null /etc/osvi-archiver/token" in text
+    commands = _commented_commands(TIMER)
+    assert commands
+    for command in commands:
+        words = shlex.split(command)
+        assert words[0] == "systemd-run"
+        assert ["-p", f"LoadCredential={CREDENTIAL}"] == words[words.index("-p") :][:2]
+        assert "--uid=osvi-archiver" in words
+    # How a host without node_exporter runs the unit: documented, not left to fail at night.
+    assert "install -d -m 0755 /var/lib/node_exporter/textfile_collector" in text
+    assert "systemctl edit osvi-archiver.service" in text
+
+
 # --- the service ------------------------------------------------------------------------------
 
 
@@ -167,7 +188,7 @@ def test_service_is_a_sandboxed_oneshot() -> None:
     service = _unit_settings(SERVICE)
     assert service["Type"] == ["oneshot"]
     assert service["ProtectSystem"] == ["strict"]
-    assert service["ReadWritePaths"] == [f"{ARCHIVE} {Path(METRICS).parent}"]
+    assert service["ReadWritePaths"] == [ARCHIVE, f"-{Path(METRICS).parent}"]
     assert service["User"] == ["osvi-archiver"]
     assert service["CapabilityBoundingSet"] == [""]
     assert service["NoNewPrivileges"] == ["yes"]
@@ -178,6 +199,21 @@ def test_service_is_a_sandboxed_oneshot() -> None:
     assert service["TimeoutStopSec"] == ["30"]
 
 
+def test_service_starts_on_a_host_without_the_metrics_folder() -> None:
+    """ReadWritePaths= of a missing folder fails the unit before the tool starts
+    (226/NAMESPACE): every path but the archive is optional (`-`), and so are the folders of
+    the tool's own flags that name files outside the archive."""
+    service = _unit_settings(SERVICE)
+    paths = [path for value in service["ReadWritePaths"] for path in value.split()]
+    assert paths[0] == ARCHIVE  # required: without it there is nothing to archive into
+    for path in paths[1:]:
+        assert path.startswith("-"), f"ReadWritePaths={path} fails a host that lacks it"
+    (exec_start,) = _service_exec_starts()[0]
+    ns = _parse(_tool_argv(shlex.split(exec_start)))
+    assert f"-{Path(ns.metrics_file).parent}" in paths
+    assert "StateDirectory" not in service  # it would chown node_exporter's folder
+
+
 def test_service_failed_calls_fail_the_unit() -> None:
     success = _unit_settings(SERVICE).get("SuccessExitStatus", [])
     codes = {code for value in success for code in value.split()}
@@ -186,12 +222,15 @@ def test_service_failed_calls_fail_the_unit() -> None:
     assert not codes & {"1", "2", "3", "4", "69", "70"}, codes
 
 
-def test_service_takes_the_token_from_a_file_never_a_literal() -> None:
+def test_service_takes_the_token_from_a_credential_never_a_literal() -> None:
     service = _unit_settings(SERVICE)
     text = SERVICE.read_text()
-    from_env_file = service.get("EnvironmentFile") == ["/etc/osvi-archiver/env"]
-    assert from_env_file or "LoadCredential" in service
-    assert "#LoadCredential=osvi_api_token:/etc/osvi-archiver/token" in text
+    # The tool reads $CREDENTIALS_DIRECTORY/osvi-api-token by itself: no shell wrapper.
+    assert service["LoadCredential"] == [CREDENTIAL]
+    # One token source at a time: OSVI_API_TOKEN from an environment file would win over the
+    # credential, so the file is only the commented-out alternative.
+    assert "EnvironmentFile" not in service
+    assert "#EnvironmentFile=/etc/osvi-archiver/env" in text.splitlines()
     # Environment= values show in `systemctl show`: the token never goes there.
     assert not any("TOKEN" in value.upper() for value in service.get("Environment", []))
     assert "api_token" not in text.lower().replace("osvi_api_token", "")
@@ -199,23 +238,71 @@ def test_service_takes_the_token_from_a_file_never_a_literal() -> None:
         assert value.startswith('"$(') or not value.rstrip(".,;)`'"), value
 
 
+def test_service_credential_is_the_one_the_tool_reads(tmp_path: Path) -> None:
+    from archiver import sources
+
+    name = CREDENTIAL.partition(":")[0]
+    assert name == sources.CREDENTIAL_NAME
+    # What systemd hands the run: $CREDENTIALS_DIRECTORY/<name>, the file's content as is.
+    (tmp_path / name).write_text("0123456789abcdef\n")
+    (tmp_path / name).chmod(0o400)
+    found = sources.token_file({"CREDENTIALS_DIRECTORY": str(tmp_path)})
+    assert found is not None
+    assert found[0] == tmp_path / name
+    assert sources.read_token_file(*found) == "0123456789abcdef"
+
+
 def test_service_exec_start_parses_as_the_nightly_sync() -> None:
-    active, _ = _service_exec_starts()
+    active, commented = _service_exec_starts()
     assert len(active) == 1, active
+    assert not commented, commented  # the credential needs no alternative command line
     words = shlex.split(active[0])
-    assert words[0] == PROGRAM
+    assert words[0] == PROGRAM  # the program itself: no shell, no `cat` of the token
+    assert "$" not in active[0]
     _assert_nightly_sync(_parse(_tool_argv(words)))
 
 
-def test_service_credential_alternative_parses_and_keeps_the_token_out_of_argv() -> None:
-    _, commented = _service_exec_starts()
-    assert len(commented) == 1, commented
-    words = shlex.split(commented[0])
-    assert words[:2] == ["/bin/sh", "-c"]
-    script = shlex.split(words[2])
-    assert script[0] == "OSVI_API_TOKEN=$(cat $CREDENTIALS_DIRECTORY/osvi_api_token)"
-    assert script[1:3] == ["exec", PROGRAM]
-    _assert_nightly_sync(_parse(_tool_argv(words)))
+def _scratch_units(tmp_path: Path) -> tuple[Path, Path]:
+    """The service and timer as systemd-analyze reads them here, with the program path
+    pointing at an executable that exists (verify checks it; nothing else is changed)."""
+    program = shutil.which("true")
+    assert program
+    service = tmp_path / SERVICE.name
+    timer = tmp_path / TIMER.name
+    service.write_text(SERVICE.read_text().replace(PROGRAM, program))
+    timer.write_text(TIMER.read_text())
+    return service, timer
+
+
+def _systemd_analyze(*args: str) -> subprocess.CompletedProcess[str]:
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed")
+    env = {**os.environ, "SYSTEMD_LOG_COLOR": "0", "SYSTEMD_PAGER": "", "LC_ALL": "C"}
+    return subprocess.run(
+        ["systemd-analyze", *args], capture_output=True, text=True, env=env, timeout=60
+    )
+
+
+def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
+    service, timer = _scratch_units(tmp_path)
+    result = _systemd_analyze("verify", str(service), str(timer))
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    # Warnings (an unknown key, a bad value) leave the exit code 0: none may name our units.
+    assert "osvi-archiver" not in output, output
+
+
+def test_service_sandbox_scores_ok_in_systemd_analyze_security(tmp_path: Path) -> None:
+    service, _ = _scratch_units(tmp_path)
+    # --threshold is in tenths of the printed level: 20 is 2.0. 1.2 with systemd 252 ("OK" is
+    # up to 3.9); a newer systemd may weigh more settings, hence the margin.
+    result = _systemd_analyze("security", "--offline=true", "--threshold=20", str(service))
+    if "--offline" in result.stderr and "unrecognized" in result.stderr:
+        pytest.skip("this systemd-analyze has no --offline (systemd < 250)")
+    level = re.search(r"Overall exposure level for \S+: (\d+\.\d)", result.stdout)
+    assert level, result.stdout[-2000:] + result.stderr
+    assert float(level[1]) <= 2.0, result.stdout
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr
 
 
 # --- the crontab ------------------------------------------------------------------------------
@@ -229,7 +316,8 @@ def test_crontab_runs_the_nightly_sync_at_0230() -> None:
     # cron turns an unescaped % into a newline, cutting the command short.
     assert re.search(r"(?<!\\)%", command) is None, command
     words = shlex.split(command)
-    assert words[0].startswith("OSVI_API_TOKEN=$(cat ")
+    # The tool reads the token file itself: no $(cat ...) putting it in the environment.
+    assert words[0] == "OSVI_API_TOKEN_FILE=$HOME/.config/osvi-archiver/token"
     assert words[1] == PROGRAM
     _assert_nightly_sync(_parse(_tool_argv(words)))
     # stderr (and the summary on it) goes to a log file, appended.
@@ -240,7 +328,7 @@ def test_crontab_runs_the_nightly_sync_at_0230() -> None:
 def test_crontab_explains_exit_codes_mail_and_first_run() -> None:
     text = CRONTAB.read_text()
     comments = "\n".join(line for line in text.splitlines() if line.startswith("#"))
-    for code in ("0", "1", "2", "3", "4", "69", "70", "75", "129", "130", "143"):
+    for code in ("0", "1", "2", "3", "4", "69", "70", "75", "124", "129", "130", "143"):
         assert re.search(rf"^#\s+{code}\s", comments, re.MULTILINE), f"exit code {code}"
     assert re.search(r"^MAILTO=", text, re.MULTILINE)
     assert "--since" in comments
@@ -281,7 +369,7 @@ def test_env_example_holds_only_a_placeholder_token() -> None:
 
 def test_no_deploy_file_passes_a_token_on_the_command_line() -> None:
     files = sorted(path for path in DEPLOY.iterdir() if path.is_file())
-    assert {CRONTAB, SERVICE, TIMER, ENV_EXAMPLE, KUBERNETES} <= set(files)
+    assert {CRONTAB, SERVICE, TIMER, ENV_EXAMPLE, KUBERNETES, BUCKET_JOB, ALERTS} <= set(files)
     for path in files:
         text = path.read_text()
         for flag in ("--token", "--api-token", "--api_token"):
@@ -299,52 +387,16 @@ def test_the_tool_has_no_token_flag() -> None:
             build_parser().parse_args(["sync", "--out", ARCHIVE, flag, "x" * 16])
 
 
-# --- the Kubernetes example -------------------------------------------------------------------
-
-
-def _assert_kubernetes_container(container: dict[str, Any]) -> None:
-    command = container["command"]
-    assert command[0] == "osvi-archiver"
-    ns = _parse([*command[1:], *container["args"]])
-    assert ns.command == "run"
-    assert ns.shard == "auto/8"
-    assert ns.out_dir == "/archive"
-    assert ns.inputs == ["/input/calls.csv"]
-
-
-def test_kubernetes_job_command_parses() -> None:
-    yaml = pytest.importorskip("yaml")
-    job = yaml.safe_load(KUBERNETES.read_text())
-    (container,) = job["spec"]["template"]["spec"]["containers"]
-    _assert_kubernetes_container(container)
-    token = next(e for e in container["env"] if e["name"] == "OSVI_API_TOKEN")
-    assert "value" not in token
-    assert "secretKeyRef" in token["valueFrom"]
-
-
-def test_kubernetes_job_command_parses_without_yaml() -> None:
-    """The same check with no YAML library: the file's block style read line by line."""
-    lines = KUBERNETES.read_text().splitlines()
-    (command_line,) = [line for line in lines if line.strip().startswith("command:")]
-    command = json.loads(command_line.split(":", 1)[1].split("#")[0])
-    start = next(i for i, line in enumerate(lines) if line.strip() == "args:")
-    indent = len(lines[start]) - len(lines[start].lstrip())
-    args: list[str] = []
-    for line in lines[start + 1 :]:
-        if len(line) - len(line.lstrip()) <= indent or not line.strip().startswith("- "):
-            break
-        args.append(line.strip()[2:].split(" #")[0].strip())
-    _assert_kubernetes_container({"command": command, "args": args})
-
-
-# --- the Kubernetes bucket example ------------------------------------------------------------
+# --- the Kubernetes examples and the alert rules ---------------------------------------------
 #
-# No YAML library is a dependency, so the manifests are read by _read_yaml: the subset of YAML
-# they are written in (block mappings and sequences, flat flow collections, plain, quoted and
-# integer scalars, comments). Anything else raises, so the file cannot drift into syntax the
-# reader would misread; where PyYAML is installed, a test checks both read the same.
+# No YAML library is a dependency, so the manifests and the alert rules are read by _read_yaml:
+# the subset of YAML they are written in (block mappings and sequences, flat flow collections,
+# plain, quoted and integer scalars, comments). Anything else raises, so the files cannot drift
+# into syntax the reader would misread; where PyYAML is installed, a test checks both read the
+# same.
 
 BUCKET_JOB = DEPLOY / "kubernetes-bucket-job.yaml"
+JOBS = [KUBERNETES, BUCKET_JOB]
 
 _Line = tuple[int, str]  # (indent, text with the comment cut off)
 _KEY = re.compile(r"[A-Za-z0-9_./-]+")
@@ -501,10 +553,14 @@ def _read_yaml(text: str) -> Any:
     return value
 
 
-def _bucket_job() -> dict[str, Any]:
-    job = _read_yaml(BUCKET_JOB.read_text())
+def _job(path: Path) -> dict[str, Any]:
+    job = _read_yaml(path.read_text())
     assert isinstance(job, dict)
     return job
+
+
+def _bucket_job() -> dict[str, Any]:
+    return _job(BUCKET_JOB)
 
 
 def _bucket_pod(job: dict[str, Any]) -> dict[str, Any]:
@@ -574,20 +630,17 @@ def test_yaml_reader_refuses_what_it_would_misread(text: str) -> None:
         _read_yaml(text)
 
 
-def test_yaml_reader_reads_both_kubernetes_examples_as_pyyaml_does() -> None:
-    old = _read_yaml(KUBERNETES.read_text())
-    # What the line-by-line test of the older example reads, the reader reads too.
-    (container,) = old["spec"]["template"]["spec"]["containers"]
-    _assert_kubernetes_container(container)
+def test_yaml_reader_reads_the_kubernetes_examples_and_alerts_as_pyyaml_does() -> None:
     yaml = pytest.importorskip("yaml")
-    for path in (KUBERNETES, BUCKET_JOB):
+    for path in (*JOBS, ALERTS):
         assert _read_yaml(path.read_text()) == yaml.safe_load(path.read_text()), path.name
     for document in _commented_secret_documents():
         assert _read_yaml(document) == yaml.safe_load(document), document
 
 
-def test_bucket_job_is_an_indexed_job_with_one_shard_per_index() -> None:
-    job = _bucket_job()
+@pytest.mark.parametrize("path", JOBS, ids=lambda p: p.name)
+def test_job_is_an_indexed_job_with_one_shard_per_index(path: Path) -> None:
+    job = _job(path)
     assert job["apiVersion"] == "batch/v1"
     assert job["kind"] == "Job"
     spec = job["spec"]
@@ -626,8 +679,9 @@ def test_bucket_job_command_is_a_sync_into_a_bucket() -> None:
     assert "nodeName" not in _bucket_pod(job)
 
 
-def test_bucket_job_failure_policy_follows_the_exit_codes() -> None:
-    job = _bucket_job()
+@pytest.mark.parametrize("path", JOBS, ids=lambda p: p.name)
+def test_job_failure_policy_follows_the_exit_codes(path: Path) -> None:
+    job = _job(path)
     rules = job["spec"]["podFailurePolicy"]["rules"]
     # The first matching rule wins: a drained pod (DisruptionTarget, often exit 143) must meet
     # the Ignore rule before the exit-code rules count it.
@@ -726,8 +780,9 @@ def test_bucket_job_documents_the_secrets_with_placeholders_only() -> None:
     assert "AWS_WEB_IDENTITY_TOKEN_FILE" in text
 
 
-def test_bucket_job_security_context_meets_the_restricted_standard() -> None:
-    job = _bucket_job()
+@pytest.mark.parametrize("path", JOBS, ids=lambda p: p.name)
+def test_job_security_context_meets_the_restricted_standard(path: Path) -> None:
+    job = _job(path)
     pod = _bucket_pod(job)
     container = _bucket_container(job)
     context = pod["securityContext"]
@@ -750,3 +805,303 @@ def test_bucket_job_security_context_meets_the_restricted_standard() -> None:
     for volume in pod["volumes"]:
         assert set(volume) - {"name"} <= _RESTRICTED_VOLUMES, volume
     assert not any("hostPort" in port for port in container.get("ports", []))
+
+
+@pytest.mark.parametrize("path", JOBS, ids=lambda p: p.name)
+def test_job_token_comes_from_a_secret_and_nothing_from_a_configmap(path: Path) -> None:
+    job = _job(path)
+    pod = _bucket_pod(job)
+    container = _bucket_container(job)
+    token = _bucket_env(container)["OSVI_API_TOKEN"]
+    assert set(token) == {"name", "valueFrom"}
+    assert set(token["valueFrom"]["secretKeyRef"]) >= {"name", "key"}
+    for name, entry in _bucket_env(container).items():
+        if _CREDENTIAL.search(name) and not name.endswith("_FILE"):
+            assert "value" not in entry, f"{name} holds a literal value"
+    # A ConfigMap holds at most 1 MiB (some 28,000 ids): no input comes from one.
+    for entry in [*container.get("env", []), *container.get("envFrom", [])]:
+        assert "configMapKeyRef" not in entry.get("valueFrom", {}), entry
+        assert "configMapRef" not in entry, entry
+    assert not any("configMap" in volume for volume in pod["volumes"])
+    assert "initContainers" not in pod
+    assert pod["automountServiceAccountToken"] is False
+
+
+@pytest.mark.parametrize("path", JOBS, ids=lambda p: p.name)
+def test_job_image_is_the_one_the_dockerfile_builds(path: Path) -> None:
+    job = _job(path)
+    container = _bucket_container(job)
+    assert container["image"] == "osvi-archiver:latest"
+    assert container["imagePullPolicy"] == "IfNotPresent"
+    # The image's user is the pod's (tests/test_packaging.py checks the Dockerfile's USER).
+    assert _bucket_pod(job)["securityContext"]["runAsUser"] == 10001
+    lines = path.read_text().splitlines()
+    image = next(i for i, line in enumerate(lines) if line.strip().startswith("image:"))
+    comment: list[str] = []
+    for line in reversed(lines[:image]):
+        if not line.strip().startswith("#"):
+            break
+        comment.insert(0, line.strip().lstrip("#").strip())
+    text = " ".join(comment)
+    assert "Dockerfile" in text, text
+    assert "docker build -t osvi-archiver ." in text, text
+
+
+def test_indexed_job_syncs_every_shard_into_one_shared_volume() -> None:
+    job = _job(KUBERNETES)
+    pod = _bucket_pod(job)
+    container = _bucket_container(job)
+    ns = _bucket_args(container)
+    # The API's own listing: no input file to produce and copy, nothing in a ConfigMap.
+    assert ns.command == "sync"
+    assert not getattr(ns, "inputs", None)
+    assert ns.since is not None  # a sync's first run needs its start
+    assert ns.log_format == "json"
+    assert ns.concurrency <= 32  # what the memory limit is sized for
+    assert _bytes(container["resources"]["limits"]["memory"]) == 512 << 20
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    mounts = {mount["mountPath"]: mount for mount in container["volumeMounts"]}
+    archive = mounts[ns.out_dir]
+    assert archive.get("readOnly", False) is False
+    # The one volume every pod shares (ReadWriteMany): each shard's state, lock and manifest.
+    claim = volumes[archive["name"]]["persistentVolumeClaim"]
+    assert claim == {"claimName": "osvi-archive"}
+    assert "ReadWriteMany" in KUBERNETES.read_text()
+    assert "emptyDir" in volumes[mounts["/tmp"]["name"]]  # writable /tmp, read-only root
+    env = _bucket_env(container)
+    assert env["HOME"]["value"] == "/tmp"
+    assert "OSVI_STATE_DIR" not in env  # a folder's state lives in the folder itself
+    for name in (name for name in env if name.startswith("OSVI_")):
+        assert name.removeprefix("OSVI_").lower() in Settings.model_fields, name
+    # Without it, every pod start chowns millions of recordings for fsGroup first.
+    assert pod["securityContext"]["fsGroupChangePolicy"] == "OnRootMismatch"
+    assert "nodeName" not in pod
+
+
+def test_indexed_job_explains_why_sync() -> None:
+    comments = " ".join(
+        line.lstrip("#").strip()
+        for line in KUBERNETES.read_text().splitlines()
+        if line.strip().startswith("#")
+    )
+    assert "ConfigMap" in comments
+    assert "1 MiB" in comments
+    assert "kubectl create secret generic osvi-api-token " in comments
+    assert "osvi-archiver verify --out /archive" in comments
+
+
+def test_deadline_exit_is_retried_like_a_held_lock() -> None:
+    """--max-duration's exit code is the tool's (DeadlineReached), not made up here: a pod
+    stopped at its deadline is retried as one that met a held lock (75) is, and the unit takes
+    it as it takes 75 and 143."""
+    from archiver.errors import DeadlineReached
+
+    code = DeadlineReached("1h").exit_code
+    rules = _job(KUBERNETES)["spec"]["podFailurePolicy"]["rules"]
+    actions = {
+        value: rule["action"] for rule in rules[1:] for value in rule["onExitCodes"]["values"]
+    }
+    assert actions[code] == actions[75] == "Count"
+    # The bucket Job has no rule for it: the default, Count, all the same.
+    bucket = _job(BUCKET_JOB)["spec"]["podFailurePolicy"]["rules"]
+    assert all(code not in rule.get("onExitCodes", {}).get("values", []) for rule in bucket)
+    success = _unit_settings(SERVICE)["SuccessExitStatus"][0].split()
+    assert {str(code), "75", "143"} <= set(success)
+
+
+def test_kubernetes_examples_pass_the_schema_validator() -> None:
+    """kubernetes-validate (PyPI; it carries the API's JSON schemas, no cluster needed), when
+    installed: strict, so a misspelt field fails, at the oldest version the Jobs need and the
+    newest it knows."""
+    validate = pytest.importorskip("kubernetes_validate")
+    for path in JOBS:
+        for version in ("1.29.0", validate.utils.latest_version()):
+            validate.validate(_job(path), version, strict=True)
+
+
+# --- the alert rules ----------------------------------------------------------------------------
+
+# The sync watermark's gauge (issue 15), with the labels of the others (command, shard).
+_WATERMARK = "osvi_archiver_sync_watermark_timestamp_seconds"
+_METRIC_NAME = re.compile(r"\bosvi_archiver_[a-z_]+\b")
+
+
+def _alert_rules() -> list[dict[str, Any]]:
+    groups = _read_yaml(ALERTS.read_text())["groups"]
+    assert [group["name"] for group in groups] == ["osvi-archiver"]
+    rules = groups[0]["rules"]
+    assert isinstance(rules, list)
+    return rules
+
+
+def _written_metric_names() -> set[str]:
+    return set(_METRIC_NAME.findall(METRICS_SOURCE.read_text()))
+
+
+def test_alert_rules_are_complete() -> None:
+    rules = _alert_rules()
+    names = [rule["alert"] for rule in rules]
+    assert len(set(names)) == len(names), names
+    for rule in rules:
+        assert set(rule) == {"alert", "expr", "for", "labels", "annotations"}, rule
+        assert re.fullmatch(r"OsviArchiver[A-Za-z]+", rule["alert"]), rule["alert"]
+        assert isinstance(rule["expr"], str)
+        assert re.fullmatch(r"\d+[smhd]", rule["for"]), rule["for"]
+        assert rule["labels"]["severity"] in {"page", "ticket"}, rule
+        assert rule["annotations"]["summary"], rule
+        assert "{{ $labels.instance }}" in rule["annotations"]["summary"], rule
+
+
+def test_alert_rules_use_only_metrics_the_tool_writes() -> None:
+    written = _written_metric_names()
+    assert {"osvi_archiver_exit_code", "osvi_archiver_last_success_timestamp_seconds"} <= written
+    assert _WATERMARK in written
+    for rule in _alert_rules():
+        for name in _METRIC_NAME.findall(rule["expr"]):
+            assert name in written, f"{rule['alert']}: {name}"
+
+
+def test_alert_rules_cover_the_nightly_the_exit_code_and_the_watermark() -> None:
+    exprs = {rule["alert"]: rule["expr"] for rule in _alert_rules()}
+    assert (
+        exprs["OsviArchiverNightlyNotSucceeded"]
+        == 'time() - osvi_archiver_last_success_timestamp_seconds{command="sync"} > 26 * 3600'
+    )
+    assert exprs["OsviArchiverExitCode"] == "osvi_archiver_exit_code != 0"
+    assert exprs["OsviArchiverWatermarkStuck"] == f"time() - {_WATERMARK} > 36 * 3600"
+    # The never-succeeded case: no last-success series at all, so the first rule cannot fire.
+    never = exprs["OsviArchiverNightlyNeverSucceeded"]
+    assert "unless osvi_archiver_last_success_timestamp_seconds" in never
+
+
+def _promtool() -> str:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (Debian's prometheus package has it)")
+    return promtool
+
+
+def test_alert_rules_pass_promtool_check() -> None:
+    result = subprocess.run(
+        [_promtool(), "check", "rules", str(ALERTS)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(_alert_rules())} rules found" in result.stdout
+
+
+def _alert(name: str, severity: str, summary: str, description: str) -> dict[str, Any]:
+    """An alert promtool must see: the labels, and the annotations as rendered."""
+    return {
+        "exp_labels": {"alertname": name, "severity": severity, **_SYNC},
+        "exp_annotations": {"summary": summary, "description": description},
+    }
+
+
+_SYNC = {"command": "sync", "instance": "host:9100", "job": "node"}
+_SERIES = '{command="sync",instance="host:9100",job="node"}'
+_EXIT_CODE_DESCRIPTION = (
+    "See the exit codes in the README (1: some calls failed, 3: token rejected, 4: local fatal "
+    "error, 69: unreachable, 75: another run held the archive, 124: stopped at --max-duration); "
+    "the run report in the archive and the log say more."
+)
+
+
+def test_alert_rules_fire_when_they_should(tmp_path: Path) -> None:
+    """promtool's own rule tests, on series a textfile would give (samples every minute;
+    promtool's clock starts at 0, so a timestamp of 0 is as old as the evaluation time)."""
+    promtool = _promtool()
+    minutes = 40 * 60
+    tests = [
+        {
+            "interval": "1m",
+            "input_series": [
+                # Succeeded once at time 0, never since: old at 26 h, alert 10 min later.
+                {
+                    "series": f"osvi_archiver_last_success_timestamp_seconds{_SERIES}",
+                    "values": f"0x{minutes}",
+                },
+                {"series": f"osvi_archiver_exit_code{_SERIES}", "values": f"0 1x{minutes}"},
+                {
+                    "series": f"osvi_archiver_sync_watermark_timestamp_seconds{_SERIES}",
+                    "values": f"0x{minutes}",
+                },
+            ],
+            "alert_rule_test": [
+                {"eval_time": "25h", "alertname": "OsviArchiverNightlyNotSucceeded"},
+                {
+                    "eval_time": "26h11m",
+                    "alertname": "OsviArchiverNightlyNotSucceeded",
+                    "exp_alerts": [
+                        _alert(
+                            "OsviArchiverNightlyNotSucceeded",
+                            "page",
+                            "osvi-archiver on host:9100: no successful nightly sync for 26 h",
+                            "The last sync that exited 0 ended 1d 2h 11m 0s ago. "
+                            "osvi_archiver_exit_code says how the last run ended; the journal "
+                            "(journalctl -u osvi-archiver) or sync.log, and the run report in "
+                            "the archive, say why.",
+                        )
+                    ],
+                },
+                {"eval_time": "3m", "alertname": "OsviArchiverExitCode"},
+                {
+                    "eval_time": "7m",
+                    "alertname": "OsviArchiverExitCode",
+                    "exp_alerts": [
+                        _alert(
+                            "OsviArchiverExitCode",
+                            "ticket",
+                            "osvi-archiver sync on host:9100 exited 1",
+                            _EXIT_CODE_DESCRIPTION,
+                        )
+                    ],
+                },
+                {"eval_time": "30h", "alertname": "OsviArchiverNightlyNeverSucceeded"},
+                {"eval_time": "35h", "alertname": "OsviArchiverWatermarkStuck"},
+                {
+                    "eval_time": "36h31m",
+                    "alertname": "OsviArchiverWatermarkStuck",
+                    "exp_alerts": [
+                        _alert(
+                            "OsviArchiverWatermarkStuck",
+                            "ticket",
+                            "osvi-archiver on host:9100: the sync watermark has not moved for 36 h",
+                            "The watermark is 1d 12h 31m 0s behind: calls picked after it are "
+                            "not known to be archived.",
+                        )
+                    ],
+                },
+            ],
+        },
+        {
+            "interval": "1m",
+            # Runs that all exited 3, and no success ever: no last-success series.
+            "input_series": [
+                {"series": f"osvi_archiver_exit_code{_SERIES}", "values": f"3x{minutes}"},
+            ],
+            "alert_rule_test": [
+                {"eval_time": "25h", "alertname": "OsviArchiverNightlyNeverSucceeded"},
+                {
+                    "eval_time": "26h1m",
+                    "alertname": "OsviArchiverNightlyNeverSucceeded",
+                    "exp_alerts": [
+                        _alert(
+                            "OsviArchiverNightlyNeverSucceeded",
+                            "page",
+                            "osvi-archiver on host:9100: the nightly sync has never succeeded",
+                            "Every sync for 26 h ended with a non-zero exit code (the last: 3), "
+                            "and none ever exited 0 on this archive.",
+                        )
+                    ],
+                },
+                {"eval_time": "26h1m", "alertname": "OsviArchiverNightlyNotSucceeded"},
+            ],
+        },
+    ]
+    spec = tmp_path / "alerts-test.yaml"
+    # JSON is YAML: promtool reads it as such.
+    spec.write_text(json.dumps({"rule_files": [str(ALERTS)], "tests": tests}))
+    result = subprocess.run(
+        [promtool, "test", "rules", str(spec)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
