@@ -32,6 +32,9 @@ EXIT_CODES = """exit codes:
   129/130/143  interrupted by SIGHUP / SIGINT / SIGTERM (a rerun continues)"""
 
 
+END_OF_OPTIONS = "--"
+
+
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser without abbreviations, whose errors suggest what was meant."""
 
@@ -70,8 +73,8 @@ class Parser(argparse.ArgumentParser):
             return
         mine = set(self._option_string_actions)
         for token in given:
-            if token in commands or not token.startswith("-"):
-                return
+            if token in commands or not token.startswith("--") or token == END_OF_OPTIONS:
+                return  # short options (-vq) and `--` are argparse's to read
             flag = token.split("=", 1)[0]
             if flag in mine:
                 continue

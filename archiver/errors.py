@@ -104,7 +104,7 @@ class DeadlineReached(Interrupted):
     timeout(1)); like a signal, a rerun continues where it stopped."""
 
     def __init__(self, limit: str, at: float = 0.0) -> None:
-        RunError.__init__(self, f"stopped at --max-duration ({limit}): a rerun continues")
+        RunError.__init__(self, f"stopped at --max-duration ({limit})")
         self.exit_code = 124
         self.at = at
 

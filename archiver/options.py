@@ -236,8 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Counts per status (as of the last manifest write), the sync watermark, "
         "the last run (when, exit code, duration), the last success, and the pending calls "
         "with when each was last tried; every shard's state in its own block. Reads the "
-        "state only: no lock, no file hashed, nothing written. Exit 0, or 4 when the state "
-        "cannot be read.",
+        "state only, as any SQLite reader (which may open its -wal/-shm files): no lock, no "
+        "file hashed. Exit 0, or 4 when the folder or its state cannot be read.",
     )
     _add_common(status)
     add_settings(status, ("out_dir", *STORE_READ_SETTINGS))

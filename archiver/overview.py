@@ -10,13 +10,15 @@ the state's meta. A folder shared by shards, or a bucket's shards, show one bloc
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
 from archiver.catalog import snapshot
-from archiver.destination import Destination
+from archiver.destination import Destination, LocalFolder
+from archiver.errors import LocalError
 from archiver.outputs import LAST_RUN_KEY, LAST_SUCCESS_KEY
 from archiver.shard import shard_text
 from archiver.state import State
@@ -28,7 +30,11 @@ PENDING_READ = 10_000  # pending calls whose last try is read (their own index: 
 
 
 def overview(destination: Destination) -> dict[str, Any]:
-    """Every state of the archive, summed up; raises nothing when there is none yet."""
+    """Every state of the archive, summed up. A folder that is not there is an error (a typo
+    in a monitoring check must not pass as an empty archive); one without a state yet is
+    not."""
+    if isinstance(destination, LocalFolder) and not destination.root.is_dir():
+        raise LocalError(f"{destination.root} is not a folder: no archive there")
     states: list[dict[str, Any]] = []
     for shard in destination.states():
         with destination.viewing(shard) as state:
@@ -44,16 +50,40 @@ def _one(state: State) -> dict[str, Any]:
     for info in parts.values():
         counts.update(info.counts)
     mark = read_watermark(state)
-    last_run = state.get_meta(LAST_RUN_KEY)
-    success = state.get_meta(LAST_SUCCESS_KEY)
     return {
         "counts": dict(counts),
         "total": sum(counts.values()),
         "sync_watermark": _iso(mark.timestamp()) if mark else None,
-        "last_run": json.loads(last_run) if last_run else None,
-        "last_success_at": _iso(float(success)) if success else None,
+        "last_run": _last_run(state.get_meta(LAST_RUN_KEY)),
+        "last_success_at": _success(state.get_meta(LAST_SUCCESS_KEY)),
         "pending": _pending(state),
     }
+
+
+_LAST_RUN_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "run_id": str, "command": str, "finished_at": str, "exit_code": int, "seconds": (int, float),
+}  # fmt: skip
+
+
+def _last_run(text: str | None) -> dict[str, Any] | None:
+    """The last run as outputs.finish recorded it; None when absent or unreadable."""
+    try:
+        found = json.loads(text) if text else None
+    except ValueError:
+        return None
+    if not isinstance(found, dict) or not all(
+        isinstance(found.get(k), kind) for k, kind in _LAST_RUN_FIELDS.items()
+    ):
+        return None
+    return found
+
+
+def _success(text: str | None) -> str | None:
+    try:
+        epoch = float(text) if text else None
+    except ValueError:
+        return None
+    return _iso(epoch) if epoch is not None and math.isfinite(epoch) else None
 
 
 def _pending(state: State) -> dict[str, Any]:

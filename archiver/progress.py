@@ -71,7 +71,9 @@ def eta(view: RunView, now: float) -> float | None:
     worked = c.archived + c.pending + c.not_available + c.failed
     if view.total is None or worked == 0:
         return None
-    left = max(0, view.total - view.done)
+    left: float = max(0, view.total - view.done)
+    if view.done and c.other_shards:  # a --shard K/N run: the others' ids cost nothing either
+        left *= 1 - c.other_shards / view.done
     return left * (now - view.started) / worked
 
 

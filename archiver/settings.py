@@ -236,10 +236,16 @@ def _check_flags(flags: Mapping[str, Any]) -> None:
 
 
 def _describe(
-    error: Mapping[str, Any], flags: Mapping[str, Any], env: Mapping[str, str], config: Path | None
+    error: Mapping[str, Any],
+    flags: Mapping[str, Any],
+    env: Mapping[str, str],
+    config: Path | None,
+    token_from: str | None = None,
 ) -> str:
     key = str(error["loc"][0]) if error["loc"] else "settings"
-    if key in flags:
+    if key == "api_token" and token_from:
+        where = f"from {token_from}"
+    elif key in flags:
         where = f"from {FLAG_NAMES[key]}"
     elif key in env:
         where = f"from {ENV_PREFIX}{key.upper()}"
@@ -264,14 +270,16 @@ def load_settings(
     chosen = _chosen_config(config_path, environ)
     toml = {} if chosen is None else _read_config(*chosen)
     env = _env_values(environ)
+    token_from = None
     if "api_token" not in env and (found := token_file(environ)) is not None:
         env["api_token"] = read_token_file(*found)
+        token_from = f"the token file {found[0]} ({found[1]})"
     reset = _LOADING.set((env, toml))
     try:
         return Settings(**flags)
     except ValidationError as exc:
         config = None if chosen is None else chosen[0]
-        lines = [_describe(error, flags, env, config) for error in exc.errors()]
+        lines = [_describe(error, flags, env, config, token_from) for error in exc.errors()]
         # `from None`: the pydantic error would carry the raw inputs, the token among them.
         raise UsageError("\n".join(lines)) from None
     finally:
@@ -282,7 +290,8 @@ def require_token(settings: Settings) -> str:
     token = settings.token_value()
     if token is None:
         raise UsageError(
-            "no API token: set OSVI_API_TOKEN or api_token in the config file "
+            "no API token: set OSVI_API_TOKEN, or OSVI_API_TOKEN_FILE to a file holding it, "
+            "or LoadCredential=osvi-api-token:... (systemd), or api_token in the config file "
             "(never on the command line)"
         )
     return token

@@ -59,6 +59,19 @@ class Signals:
 
     def handle(self, signum: int) -> None:
         name = signal.Signals(signum).name
+        if (
+            self.received
+            and isinstance(self.received[0], DeadlineReached)
+            and not any(not isinstance(r, DeadlineReached) for r in self.received)
+        ):
+            # The first real signal after --max-duration stopped the run: a first signal
+            # still (a supervisor's limit set to the same time), not a second one to die on.
+            self.received.append(Interrupted(signum, name, time.monotonic()))
+            log.warning("%s while stopping at --max-duration: still stopping cleanly", name,
+                        extra={"event": "signal", "signal": name})  # fmt: skip
+            if self._task is not None:
+                self._task.cancel()
+            return
         if self.received and self.finishing:
             print(
                 f"osvi-archiver: {name} again; exiting as soon as the manifest, run report "

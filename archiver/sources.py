@@ -12,6 +12,7 @@ The config file: `--config`, `OSVI_CONFIG`, else `$XDG_CONFIG_HOME/osvi-archiver
 
 from __future__ import annotations
 
+import os
 import stat
 import tomllib
 from collections.abc import Mapping
@@ -38,20 +39,31 @@ def token_file(environ: Mapping[str, str]) -> tuple[Path, str] | None:
 def read_token_file(path: Path, given_by: str) -> str:
     """The token a file holds (the UTF-8 text, stripped), or a UsageError naming the file."""
     try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_TOKEN_FILE + 1)
+        # O_NONBLOCK: a FIFO (or /dev/stdin) named here must not hang the command.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise UsageError(f"token file {path} (from {given_by}) is not a regular file")
+            data = os.read(fd, MAX_TOKEN_FILE + 1)
+        finally:
+            os.close(fd)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise UsageError(f"token file {path} (from {given_by}) cannot be read: {reason}") from None
     if len(data) > MAX_TOKEN_FILE:
         raise UsageError(f"token file {path} (from {given_by}) is too large to be a token")
     try:
-        return data.decode("utf-8").strip()
+        token = data.decode("utf-8").strip()
     except UnicodeDecodeError:
         raise UsageError(f"token file {path} (from {given_by}) is not UTF-8 text") from None
+    if not token:
+        raise UsageError(f"token file {path} (from {given_by}) is empty: put the token in it")
+    return token
 
 
 def token_file_warnings(environ: Mapping[str, str]) -> list[str]:
+    if environ.get("OSVI_API_TOKEN"):
+        return []  # the variable wins: the file is not read
     found = token_file(environ)
     if found is None:
         return []

@@ -124,3 +124,34 @@ def test_the_default_config_file_is_the_xdg_one(tmp_path: Path) -> None:
     assert load_settings({}, config_path=str(other), environ=environ).concurrency == 7
     relative = {"XDG_CONFIG_HOME": "rel", **home}
     assert load_settings({}, config_path=None, environ=relative).concurrency == 5
+
+
+def test_a_fifo_empty_or_odd_token_file_is_a_clear_usage_error(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # would block an open() until a writer came
+    with pytest.raises(UsageError, match="not a regular file"):
+        load_settings({}, config_path=None, environ={"OSVI_API_TOKEN_FILE": str(fifo)})
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    with pytest.raises(UsageError, match="is empty"):
+        load_settings({}, config_path=None, environ={"OSVI_API_TOKEN_FILE": str(empty)})
+    spaced = tmp_path / "spaced"
+    spaced.write_text("abc def\n")
+    with pytest.raises(UsageError, match=f"from the token file {spaced}"):
+        load_settings({}, config_path=None, environ={"OSVI_API_TOKEN_FILE": str(spaced)})
+    # Not read (OSVI_API_TOKEN wins): no warning about its mode.
+    loose = tmp_path / "loose"
+    loose.write_text(TOKEN)
+    loose.chmod(0o644)
+    environ = {"OSVI_API_TOKEN": TOKEN, "OSVI_API_TOKEN_FILE": str(loose)}
+    assert token_file_warnings(environ) == []
+
+
+def test_short_options_and_a_double_dash_before_the_command_are_argparses(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    err = usage_error(["-vq", "nonsense"], capsys)
+    assert "invalid choice: 'nonsense'" in err
+    assert "before the command" not in err

@@ -293,3 +293,9 @@ async def test_status_lines_close_before_start_is_harmless() -> None:
     lines.close()
     NoProgress().start(RunView())
     NoProgress().close()
+
+
+def test_a_sharded_runs_eta_leaves_the_other_shards_ids_out() -> None:
+    """Shard 0/8: of the 7,200 ids left, only about 900 are this shard's."""
+    view = RunView(Counts(archived=100, other_shards=700), total=8000, started=0.0)
+    assert eta(view, now=10.0) == pytest.approx(7200 * (1 - 700 / 800) * 10.0 / 100)

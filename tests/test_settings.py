@@ -205,8 +205,10 @@ def test_token_from_toml_and_env_wins(tmp_path: Path) -> None:
 
 
 def test_missing_token_says_where_to_put_it() -> None:
-    with pytest.raises(UsageError, match="set OSVI_API_TOKEN or api_token in the config file"):
+    with pytest.raises(UsageError, match="set OSVI_API_TOKEN, or OSVI_API_TOKEN_FILE") as caught:
         require_token(load())
+    assert "LoadCredential=osvi-api-token" in str(caught.value)
+    assert "api_token in the config file" in str(caught.value)
 
 
 def test_token_as_a_flag_is_a_programming_error() -> None:

@@ -158,3 +158,23 @@ async def test_max_duration_stops_the_run_cleanly_with_124_and_a_rerun_continues
     assert fast.exit_code == 0
     assert fast.counts.already_archived == result.counts.archived
     assert manifest_of(tmp_path)["calls"]
+
+
+async def test_a_sigterm_just_after_the_deadline_still_stops_cleanly(tmp_path: Path) -> None:
+    """A supervisor's limit set to the same time: its SIGTERM must not make the run exit at
+    once as a second signal would (nothing written)."""
+    import signal as signals
+
+    from archiver.errors import DeadlineReached
+    from archiver.signals import Signals
+
+    stops = Signals()
+    task = asyncio.ensure_future(asyncio.sleep(30))
+    stops.stops(task)
+    stops._expire("2s")
+    stops.handle(signals.SIGTERM)  # os._exit here would end the test process
+    assert isinstance(stops.received[0], DeadlineReached)
+    assert stops.received[0].exit_code == 124
+    assert [r.exit_code for r in stops.received] == [124, 143]
+    with pytest.raises(asyncio.CancelledError):
+        await task

@@ -45,6 +45,25 @@ async def test_status_shows_counts_watermark_last_run_and_pending_calls(
 
 
 async def test_status_of_an_empty_folder_says_there_is_nothing_yet(tmp_path: Path) -> None:
+    (tmp_path / "none").mkdir()
     shown = await osvi("status", "--out", str(tmp_path / "none"), env={})
     assert shown.code == 0, shown.stderr
     assert "nothing was archived here" in shown.stdout
+
+
+async def test_status_of_a_missing_folder_is_an_error_and_bad_meta_is_unreadable(
+    tmp_path: Path,
+) -> None:
+    missing = await osvi("status", "--out", str(tmp_path / "typo" / "deep"), env={})
+    assert missing.code == 4
+    assert "not a folder" in missing.stderr
+    from archiver.state import State
+
+    with State(tmp_path / "a") as state:
+        state.set_meta("last_run", "{")
+        state.set_meta("last_success_at", "nan")
+    shown = await osvi("status", "--json", "--out", str(tmp_path / "a"), env={})
+    assert shown.code == 0, shown.stderr
+    [one] = json.loads(shown.stdout)["states"]
+    assert one["last_run"] is None
+    assert one["last_success_at"] is None
