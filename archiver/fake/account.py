@@ -32,6 +32,14 @@ class FakeAccount:
         ):
             self._calls[call.call_id] = call
         self._next_index = config.calls
+        self._repeats_left = config.list_repeat_pages
+
+    def repeats_page(self) -> bool:
+        """Whether this answer to a page >= 2 repeats the page before it (list_repeat_pages)."""
+        if self._repeats_left <= 0:
+            return False
+        self._repeats_left -= 1
+        return True
 
     @property
     def calls(self) -> list[FakeCall]:

@@ -158,21 +158,48 @@ async def _list(request: web.Request) -> web.Response:
     if agent is not None and agent not in agent_uuids(account.config.seed):
         return _error(404, "agent_not_found")
     matching = [call for call in account.calls if keep(call)]
-    start = (page - 1) * per_page
-    meta = {
+    config = account.config
+    shown = 1 if config.list_ignore_page else page
+    if shown > 1 and account.repeats_page():
+        shown -= 1
+    start = (shown - 1) * per_page
+    data = [_listed(account, call) for call in matching[start : start + per_page]]
+    body: dict[str, Any] = {"success": True, "data": data}
+    if config.list_meta != "absent":
+        body["meta"] = _meta(config.list_meta, page, per_page, len(matching), len(data))
+    return web.json_response(body)
+
+
+def _meta(mode: str, page: int, per_page: int, count: int, shown: int) -> dict[str, int] | None:
+    """The listing's `meta`, honest or lying the way `list_meta` says."""
+    if mode == "null":
+        return None
+    if mode == "page-count":
+        count = shown
+    elif mode == "inflated":
+        count = 1000 * (count + 1)
+    return {
         "current_page": page,
-        "total_pages": math.ceil(len(matching) / per_page),
-        "total_count": len(matching),
+        "total_pages": math.ceil(count / per_page),
+        "total_count": count,
         "per_page": per_page,
     }
-    data = [_listed(account, call) for call in matching[start : start + per_page]]
-    return web.json_response({"success": True, "data": data, "meta": meta})
 
 
 def _shown(account: FakeAccount, call: FakeCall, fields: dict[str, Any]) -> dict[str, Any]:
-    """The call's fields with those the null_fields knob hides set to null."""
-    hidden = account.config.null_fields.get(call.call_id, frozenset())
-    return {k: (None if k in hidden else v) for k, v in fields.items()}
+    """The call's fields with those the null_fields knob hides set to null, and its times as
+    the naive_dates and time_shift knobs show them."""
+    config = account.config
+    hidden = config.null_fields.get(call.call_id, frozenset())
+    shown = {k: (None if k in hidden else v) for k, v in fields.items()}
+    if config.naive_dates or config.time_shift:
+        for name in ("created_at", "call_picked_at"):
+            value = shown.get(name)
+            if isinstance(value, str):
+                moment = datetime.fromisoformat(value) + timedelta(seconds=config.time_shift)
+                text = moment.isoformat(timespec="seconds")
+                shown[name] = text[:19] if config.naive_dates else text
+    return shown
 
 
 def _listed(account: FakeAccount, call: FakeCall) -> dict[str, Any]:

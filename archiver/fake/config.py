@@ -44,6 +44,10 @@ HOSTILE = frozenset(
     {FaultKind.TRICKLE, FaultKind.ENDLESS, FaultKind.GZIP, FaultKind.API_ECHO, FaultKind.API_HUGE}
 )
 OMIT = "<omit>"  # in FakeConfig.expires_in: leave expires_in_seconds out of the answer
+# How the listing's `meta` can lie (nothing about it is documented beyond its field names):
+# honest; null (`"meta": null`); absent (no `meta` key); page-count (total_count and
+# total_pages describe the page alone); inflated (a thousand times the calls there are).
+LIST_META_MODES = ("honest", "null", "absent", "page-count", "inflated")
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,15 @@ class FakeConfig:
     multipart_etag: bool = False  # send an S3 multipart ETag ("<md5>-2"), not a plain MD5
     trickle_rate: float = 1.0  # bytes/s of a trickle fault
     huge_body: int = 300 << 20  # bytes of an api-huge answer
+    # A listing that lies (issue 20): its meta (LIST_META_MODES), a `page` it ignores (every
+    # page is page 1), the next N answers to a page >= 2 repeating the page before it once,
+    list_meta: str = "honest"
+    list_ignore_page: bool = False
+    list_repeat_pages: int = 0
+    # and times shown without their UTC offset (IST wall time, as the API writes them), or
+    # shifted by `time_shift` seconds (a server whose clock runs ahead: times in the future).
+    naive_dates: bool = False
+    time_shift: float = 0.0
     faults: dict[FaultKind, Fault] = field(default_factory=dict)
     # Per call, what a broken or hostile API or host sends (Python API only; tests):
     # the recording_url the API gives ({signed}: the real, signed one; {origin}: the host's),
@@ -114,6 +127,10 @@ class FakeConfig:
             raise ValueError(f"need {MIN_SIZE} <= size_min <= size_max")
         if self.url_lifetime < 1:
             raise ValueError("url_lifetime must be >= 1 second")
+        if self.list_meta not in LIST_META_MODES:
+            raise ValueError(f"list_meta must be one of {', '.join(LIST_META_MODES)}")
+        if self.list_repeat_pages < 0:
+            raise ValueError("list_repeat_pages must be >= 0")
 
     def fault(self, kind: FaultKind) -> Fault:
         return self.faults.get(kind, Fault())

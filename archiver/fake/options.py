@@ -10,6 +10,7 @@ from archiver import values
 from archiver.fake.config import (
     CALL_PROPERTIES,
     HOSTILE,
+    LIST_META_MODES,
     FakeConfig,
     Fault,
     FaultKind,
@@ -96,6 +97,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=d.huge_body,
         help="size of an api-huge fault's answer",
     )
+    add(
+        "--list-meta",
+        choices=LIST_META_MODES,
+        default=d.list_meta,
+        help="the listing's meta: honest, null, absent, page-count (the page's own count) or "
+        "inflated (a thousand times the calls)",
+    )
+    add("--list-ignore-page", action="store_true", help="the listing answers page 1 to any page")
+    add(
+        "--list-repeat-pages",
+        type=int,
+        default=d.list_repeat_pages,
+        metavar="N",
+        help="the next N answers to a page >= 2 repeat the page before it",
+    )
+    add("--naive-dates", action="store_true", help="show times without their UTC offset (IST)")
+    add(
+        "--time-shift",
+        type=float,
+        default=d.time_shift,
+        metavar="SECONDS",
+        help="add SECONDS to the times shown (a clock running ahead: times in the future)",
+    )
     kinds = ", ".join(k.value for k in FaultKind)
     add(
         "--fault",
@@ -142,6 +166,11 @@ def config_from_args(args: argparse.Namespace) -> FakeConfig:
         multipart_etag=args.multipart_etag,
         trickle_rate=args.trickle_rate,
         huge_body=args.huge_body,
+        list_meta=args.list_meta,
+        list_ignore_page=args.list_ignore_page,
+        list_repeat_pages=args.list_repeat_pages,
+        naive_dates=args.naive_dates,
+        time_shift=args.time_shift,
         faults=faults,
     )
 

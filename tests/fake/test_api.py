@@ -603,3 +603,68 @@ async def test_asking_for_stats_is_not_itself_counted(
     for _ in range(3):
         await get(http, f"{fake.base_url}/_fake/stats")
     assert fake.stats.requests == Counter()
+
+
+# --- a listing that lies (issue 20) ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("mode", "meta"),
+    [
+        ("null", None),
+        ("page-count", {"current_page": 1, "total_pages": 1, "total_count": 7, "per_page": 7}),
+        ("inflated", {"current_page": 1, "total_pages": 7286, "total_count": 51000, "per_page": 7}),
+    ],
+)
+async def test_listing_meta_lies_as_the_knob_says(
+    make_fake: FakeFactory, http: aiohttp.ClientSession, mode: str, meta: dict[str, int] | None
+) -> None:
+    fake = await make_fake(FakeConfig(list_meta=mode))
+    body = (await api_get(http, fake, "/v1/calls", {"per_page": "7"})).json()
+    assert len(body["data"]) == 7
+    assert body["meta"] == meta
+
+
+async def test_listing_meta_can_be_absent(
+    make_fake: FakeFactory, http: aiohttp.ClientSession
+) -> None:
+    fake = await make_fake(FakeConfig(list_meta="absent"))
+    body = (await api_get(http, fake, "/v1/calls")).json()
+    assert set(body) == {"success", "data"}
+
+
+async def test_an_ignored_page_answers_page_one_to_every_page(
+    make_fake: FakeFactory, http: aiohttp.ClientSession
+) -> None:
+    fake = await make_fake(FakeConfig(list_ignore_page=True))
+    first = (await api_get(http, fake, "/v1/calls", {"per_page": "10"})).json()
+    third = (await api_get(http, fake, "/v1/calls", {"per_page": "10", "page": "3"})).json()
+    assert third["data"] == first["data"]
+    assert third["meta"]["current_page"] == 3  # it says so, and lies
+
+
+async def test_repeated_pages_repeat_the_page_before_then_heal(
+    make_fake: FakeFactory, http: aiohttp.ClientSession
+) -> None:
+    fake = await make_fake(FakeConfig(list_repeat_pages=1))
+    query = {"per_page": "10"}
+    first = (await api_get(http, fake, "/v1/calls", {**query, "page": "1"})).json()["data"]
+    glitch = (await api_get(http, fake, "/v1/calls", {**query, "page": "2"})).json()["data"]
+    healed = (await api_get(http, fake, "/v1/calls", {**query, "page": "2"})).json()["data"]
+    assert glitch == first
+    assert [i["call_id"] for i in healed] == [c.call_id for c in fake.calls[10:20]]
+
+
+async def test_naive_and_shifted_times_are_shown_but_filters_see_the_real_ones(
+    make_fake: FakeFactory, http: aiohttp.ClientSession
+) -> None:
+    fake = await make_fake(FakeConfig(naive_dates=True, time_shift=3600))
+    items = await _list_all(http, fake)
+    call = fake.calls[0]
+    item = next(i for i in items if i["call_id"] == call.call_id)
+    shown = datetime.fromisoformat(item["created_at"])
+    assert shown.tzinfo is None
+    assert shown == (call.created_at + timedelta(hours=1)).astimezone(IST).replace(tzinfo=None)
+    detail = (await api_get(http, fake, f"/v1/call/{call.call_id}")).json()["data"]
+    assert detail["created_at"] == item["created_at"]
+    assert len(items) == 50  # the listing's own filters use the true times
