@@ -63,15 +63,32 @@ def _amz_expires(url: str) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class ListPage:
+    """One page of `GET /v1/calls`. The `meta` numbers are hints only: the API documents
+    nothing about them beyond their names and any of them may be null, absent, count the page
+    alone or be inflated (None: not a usable count). The walk (listing.py) decides from the
+    pages themselves."""
+
     items: list[dict[str, Any]]  # each with a canonical (lower-case UUID) call_id
-    total_count: int
+    total_count: int | None = None
     # The call_id values that are not UUIDs (or items that are not objects), as shown.
     unusable: list[str] = field(default_factory=list)
+    total_pages: int | None = None
+    per_page: int | None = None
 
     @property
     def size(self) -> int:
-        """Items on the page, usable or not (what the page holds of `total_count`)."""
+        """Items on the page, usable or not."""
         return len(self.items) + len(self.unusable)
+
+
+def count_of(value: object) -> int | None:
+    """A `meta` number as a count: None for anything else (null, text, a bool, NaN, negative);
+    at most 10**12."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not math.isfinite(value) or value < 0:
+        return None
+    return min(int(value), 10**12)
 
 
 def error_text(body: bytes) -> str:

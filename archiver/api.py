@@ -12,7 +12,6 @@ and escaped before it is shown (redaction.py).
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -21,7 +20,7 @@ import aiohttp
 from yarl import URL
 
 from archiver import redaction
-from archiver.answers import ListPage, RecordingUrl, error_text, lifetime_of
+from archiver.answers import ListPage, RecordingUrl, count_of, error_text, lifetime_of
 from archiver.errors import (
     ApiBadResponse,
     ApiRejected,
@@ -108,8 +107,10 @@ class OsviApi:
             raise ApiRejected(f"the listing was refused: {self._text(body)}", 404)
         envelope = self._envelope(body)
         data, meta = envelope.get("data"), envelope.get("meta")
-        if not isinstance(data, list) or not isinstance(meta, dict):
-            raise ApiBadResponse("unexpected listing response: no data list or meta")
+        if not isinstance(data, list):
+            raise ApiBadResponse("unexpected listing response: no data list")
+        if not isinstance(meta, dict):  # null or absent: no hints, the pages alone decide
+            meta = {}
         items, unusable = [], []
         for item in data:
             raw = item.get("call_id") if isinstance(item, dict) else item
@@ -118,7 +119,13 @@ class OsviApi:
                 unusable.append(redaction.shorten(repr(raw), 80))
             else:
                 items.append({**item, "call_id": call_id})
-        return ListPage(items, _count(meta.get("total_count"), len(data)), unusable)
+        return ListPage(
+            items,
+            count_of(meta.get("total_count")),
+            unusable,
+            total_pages=count_of(meta.get("total_pages")),
+            per_page=count_of(meta.get("per_page")),
+        )
 
     async def transcript(self, call_id: str) -> dict[str, Any] | None:
         """`GET /v1/call/{id}/transcript` (turns kept as the objects they are); None on 404."""
@@ -278,12 +285,3 @@ async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
             raise ApiBadResponse(f"the API sent an answer of more than {MAX_BODY:,} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def _count(value: object, fallback: int) -> int:
-    """meta.total_count as a count: anything else (null, text, NaN, negative) is `fallback`."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return fallback
-    if not math.isfinite(value) or value < 0:
-        return fallback
-    return min(int(value), 10**12)

@@ -10,7 +10,15 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any, TextIO
 
-from archiver.listing import CALL_FIELDS, PER_PAGE, Filters, Pages, walk
+from archiver.listing import (
+    CALL_FIELDS,
+    PER_PAGE,
+    Filters,
+    Pages,
+    is_full,
+    says_more,
+    walk,
+)
 from archiver.times import api_time
 
 log = logging.getLogger("archiver.listing")
@@ -21,24 +29,35 @@ async def all_calls(
     filters: Filters,
     until: datetime | None = None,
     skipped: list[str] | None = None,
+    gaps: list[str] | None = None,
 ) -> AsyncIterator[dict[str, Any]]:
     """With no start: page through everything, newest first. Arrivals push calls to later
-    pages (repeats, never misses: calls are not deleted), so recent ids are remembered."""
+    pages (repeats, never misses: calls are not deleted), so recent ids are remembered. No
+    count from the API is trusted (listing.py): paging goes on while a page is full or the
+    hints say more, and stops at an empty page or one with no new id; when that page was full,
+    the rest of the listing cannot be reached, and `gaps` says so."""
     recent: dict[str, None] = {}
-    page = 1
+    page, count = 1, 0
     bound = {"end_date": api_time(until)} if until else {}
     while True:
         params = {**filters.params(), **bound, "page": str(page), "per_page": str(PER_PAGE)}
         listed = await api.list_page(params)
+        new = [item for item in listed.items if item["call_id"] not in recent]
+        if page > 1 and listed.size and not new and not listed.unusable:
+            if is_full(listed) and gaps is not None:
+                gaps.append(
+                    f"the whole listing after page {page - 1}: page {page} held only calls "
+                    "listed already (an API that ignores `page`, or pages that repeat)"
+                )
+            return
         _tell_unusable(listed.unusable, skipped)
-        for item in listed.items:
-            if item["call_id"] in recent:
-                continue
+        count += len(new)
+        for item in new:
             recent[item["call_id"]] = None
             if len(recent) > 10 * PER_PAGE:
                 del recent[next(iter(recent))]
             yield item
-        if not listed.size or page * PER_PAGE >= listed.total_count:
+        if not says_more(listed, page, count):
             return
         page += 1
 
@@ -50,15 +69,26 @@ async def listed_calls(
     until: datetime | None,
     now: datetime,
     skipped: list[str] | None = None,
+    gaps: list[str] | None = None,
 ) -> AsyncIterator[dict[str, Any]]:
     """Every listed call once: closed windows when there is a start, else plain paging. The
-    unusable call_id values are logged, and added to `skipped`."""
+    unusable call_id values are logged, and added to `skipped`; what could not be listed
+    completely is logged, and added to `gaps`."""
     if since is None:
-        async for item in all_calls(api, filters, until, skipped):
+        async for item in all_calls(api, filters, until, skipped, gaps):
             yield item
         return
     async for step in walk(api, filters, since, until or now):
         _tell_unusable(step.window.unusable, skipped)
+        if not step.window.complete:
+            log.error(
+                "could not list %s completely: %s",
+                step.window.span(),
+                step.window.problem,
+                extra={"event": "listing_incomplete"},
+            )
+            if gaps is not None:
+                gaps.append(f"{step.window.span()}: {step.window.problem}")
         for item in step.calls:
             yield item
 
@@ -86,14 +116,16 @@ async def print_listing(
     output_format: str,
     out: TextIO,
     skipped: list[str] | None = None,
+    gaps: list[str] | None = None,
 ) -> int:
     """Stream the listing to `out` as CSV (header: the call fields) or JSON Lines; how many
-    calls it printed. Items with an unusable call_id are not printed: logged, in `skipped`."""
+    calls it printed. Items with an unusable call_id are not printed: logged, in `skipped`;
+    what could not be listed completely is in `gaps`."""
     writer = csv.writer(out, lineterminator="\n") if output_format == "csv" else None
     if writer:
         writer.writerow(CALL_FIELDS)
     count = 0
-    async for item in listed_calls(api, filters, since, until, now, skipped):
+    async for item in listed_calls(api, filters, since, until, now, skipped, gaps):
         if writer:
             writer.writerow([_cell(item.get(name)) for name in CALL_FIELDS])
         else:

@@ -1,10 +1,28 @@
-"""Walking `GET /v1/calls` without missing or repeating a call (osvi-api/README.md).
+"""Walking `GET /v1/calls` without missing or repeating a call, and without trusting any
+count the API gives (osvi-api/README.md; issue 20).
 
 The listing is newest first and page numbers shift while calls arrive, so a time range is
-walked as closed windows on `call_picked_at`, each small enough to come back in one page: a
-window with more calls than a page is split in two, down to one second, below which it is
-paged with de-duplication. Windows come out oldest first and share their boundary instant, so
-a call exactly on it is listed twice: the consumer drops it by the previous window's ids.
+walked as closed windows on `call_picked_at`, oldest first. Nothing about the listing's `meta`
+is documented beyond its field names, and every field may be null, count the page alone or be
+inflated: its numbers are hints; the pages decide.
+
+- A full page (as long as the page size asked) means "maybe more": a window whose first page
+  is full is split, in as many pieces as `total_count` hints (2 to MAX_PIECES), down to one
+  second, below which it is paged with de-duplication.
+- A short page ends a window, unless the hints say there is more: then it is paged on, up to
+  an empty page or one that brings no new id (an API that ignores `page`).
+- A full page of calls already seen means the window cannot be walked past it: the window is
+  tried once more from its first page (a glitch heals), then yielded with its `problem`.
+- A walk has a bound on its requests that grows with the distinct calls it finds
+  (BUDGET_BASE + BUDGET_FACTOR x levels of splitting x pages of calls): a listing that keeps
+  answering full pages with the same calls is given up, the rest of the range as one window
+  with its problem.
+
+A window with a problem is incomplete: its calls found are archived, `sync` never moves its
+watermark over it, and the run exits 1 naming it. When the hints and the pages disagree, a
+warning gives the numbers (the first in full, then how many more at the end of the walk).
+Windows share their boundary instant, so a call exactly on it is listed twice: the consumer
+drops it by the previous window's ids.
 
 Each page is asked for through `RetriedListing`: retried like a call's requests, and a page
 that cannot be had ends the run (the walk cannot go on past it): a refusal of the query is a
@@ -15,7 +33,9 @@ not a UUID is never used: the windows carry it as `unusable`, for the run to rep
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -25,12 +45,16 @@ from archiver.answers import ListPage
 from archiver.errors import ApiRejected, AuthError, CallError, Unavailable, UsageError
 from archiver.ids import canonical_uuid
 from archiver.retrying import call_retrying
-from archiver.times import api_time
+from archiver.times import api_moment, api_time, utc_text
 
 log = logging.getLogger("archiver.listing")
 
 PER_PAGE = 100
 _MIN_SPAN = timedelta(seconds=1)
+MAX_PIECES = 16  # a full window is split into this many pieces at most
+MAX_LEAF_PAGES = 1_000  # pages of a one-second window: 100,000 calls in a second
+BUDGET_BASE = 64  # requests a walk may make before it has found a call
+BUDGET_FACTOR = 10  # more per level of splitting, for each page of distinct calls found
 
 
 @dataclass(frozen=True)
@@ -45,7 +69,7 @@ class Filters:
     call_type: str | None = None
 
     def params(self) -> dict[str, str]:
-        params = {"status": ",".join(self.status)} if self.status else {}
+        params = {"status": ",".join(sorted(set(self.status)))} if self.status else {}
         for name in (
             "agent_uuid",
             "campaign_id",
@@ -57,6 +81,11 @@ class Filters:
             if value is not None:
                 params[name] = str(value)
         return params
+
+    def text(self) -> str:
+        """The filter set as a person reads it, the same for the same set (`status=picked`,
+        `agent_uuid=..., status=busy,picked`); `none` for no filter at all."""
+        return ", ".join(f"{k}={v}" for k, v in sorted(self.params().items())) or "none"
 
 
 class Pages(Protocol):
@@ -99,12 +128,210 @@ class RetriedListing:
 @dataclass
 class Window:
     """[start, end] on call_picked_at, both inclusive, and the calls listed in it (with the
-    call_id values of the items that could not be used)."""
+    call_id values of the items that could not be used). `problem`: why the window could not
+    be listed completely (None: it was)."""
 
     start: datetime
     end: datetime
     calls: list[dict[str, Any]] = field(default_factory=list)
     unusable: list[str] = field(default_factory=list)
+    problem: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.problem is None
+
+    def span(self) -> str:
+        """The window as a person reads it (UTC, to the second)."""
+        return f"{utc_text(self.start)} .. {utc_text(self.end)}"
+
+
+def page_size(page: ListPage) -> int:
+    """The size of a full page: what was asked, or less when the API says it pages by less."""
+    if page.per_page is not None and 1 <= page.per_page < PER_PAGE:
+        return page.per_page
+    return PER_PAGE
+
+
+def is_full(page: ListPage) -> bool:
+    """A full page means "maybe more", whatever the meta says."""
+    return page.size >= page_size(page)
+
+
+def says_more(page: ListPage, number: int, seen: int) -> bool:
+    """Whether paging on after page `number` (with `seen` distinct items so far) may find
+    more: a full page, or a short one whose hints claim more pages or calls."""
+    if page.size == 0:
+        return False
+    if is_full(page):
+        return True
+    more_pages = page.total_pages is not None and page.total_pages > number
+    more_calls = page.total_count is not None and page.total_count > seen
+    return more_pages or more_calls
+
+
+def _key(item: dict[str, Any]) -> str:
+    return str(item["call_id"])
+
+
+class _OverBudget(Exception):
+    """The walk spent its bound on requests."""
+
+
+class _Walk:
+    """One walk of [start, end]: its requests and their bound, and what the hints said."""
+
+    def __init__(
+        self,
+        api: Pages,
+        base: Mapping[str, str],
+        start: datetime,
+        end: datetime,
+        on_total: Callable[[int], None] | None,
+    ) -> None:
+        self._api = api
+        self._base = base
+        self._on_total = on_total
+        self._levels = max(1, math.ceil(math.log2(max((end - start) / _MIN_SPAN, 2.0))))
+        self.requests = 0
+        self._recent: dict[str, None] = {}  # the distinct ids found lately (bounded)
+        self.found = 0  # distinct calls found so far
+        self._root: ListPage | None = None
+        self.disagreements = 0
+
+    def allowed(self) -> int:
+        """The requests the walk may have made by now: it grows with the calls found."""
+        return BUDGET_BASE + BUDGET_FACTOR * self._levels * (self.found // PER_PAGE + 1)
+
+    async def page(self, start: datetime, end: datetime, number: int) -> ListPage:
+        if self.requests >= self.allowed():
+            raise _OverBudget(
+                f"{self.requests} listing requests brought only {self.found} distinct calls"
+            )
+        self.requests += 1
+        params = {**self._base, "start_date": api_time(start), "end_date": api_time(end),
+                  "page": str(number), "per_page": str(PER_PAGE)}  # fmt: skip
+        listed = await self._api.list_page(params)
+        if self._root is None:
+            self._root = listed
+            if self._on_total is not None:  # a display's total: the hint only when plausible
+                hinted = listed.total_count if is_full(listed) else None
+                self._on_total(hinted if hinted is not None else listed.size)
+        return listed
+
+    async def node(self, start: datetime, end: datetime) -> AsyncIterator[Window]:
+        """The windows of [start, end], oldest first."""
+        first = await self.page(start, end, 1)
+        if is_full(first) and end - start > _MIN_SPAN:
+            for low, high in pieces(start, end, _pieces_for(first)):
+                async for window in self.node(low, high):
+                    yield window
+            return
+        window = await self._pages(start, end, first)
+        if not window.complete:  # once more from its first page: a glitch heals
+            window = await self._pages(start, end, await self.page(start, end, 1))
+        self._count(window)
+        yield window
+
+    async def _pages(self, start: datetime, end: datetime, first: ListPage) -> Window:
+        """Page through one window, de-duplicating, until the pages say it is done."""
+        window = Window(start, end)
+        seen: set[str] = set()
+        listed, number = first, 1
+        while True:
+            new = [item for item in listed.items if _key(item) not in seen]
+            bad = [value for value in listed.unusable if f"?{value}" not in seen]
+            if number > 1 and listed.size and not new and not bad:
+                if is_full(listed):
+                    window.problem = (
+                        f"page {number} held only calls listed already (an API that ignores "
+                        "`page`, or pages that repeat): the calls after them cannot be reached"
+                    )
+                break
+            seen.update(_key(item) for item in new)
+            seen.update(f"?{value}" for value in bad)
+            window.calls += new
+            window.unusable += bad
+            if not says_more(listed, number, len(seen)):
+                break
+            if number >= MAX_LEAF_PAGES:
+                window.problem = f"more than {MAX_LEAF_PAGES} pages of calls in one window"
+                break
+            number += 1
+            listed = await self.page(start, end, number)
+        self._compare(window, first, len(seen))
+        return window
+
+    def _count(self, window: Window) -> None:
+        """The window's calls not found lately: what the bound on requests grows with."""
+        for item in window.calls:
+            key = _key(item)
+            if key in self._recent:
+                continue
+            self._recent[key] = None
+            self.found += 1
+            if len(self._recent) > 20 * PER_PAGE:
+                del self._recent[next(iter(self._recent))]
+
+    def _compare(self, window: Window, first: ListPage, found: int) -> None:
+        """Warn when the first page's hints disagree with what the pages held."""
+        said = first.total_count
+        if said is None and first.total_pages is not None:
+            pages = -(-found // page_size(first))
+            if first.total_pages == pages or (found == 0 and first.total_pages <= 1):
+                return
+            self._disagree(window, f"total_pages {first.total_pages}", found)
+        elif said is not None and said != found:
+            self._disagree(window, f"total_count {said}", found)
+
+    def _disagree(self, window: Window, said: str, found: int) -> None:
+        self.disagreements += 1
+        if self.disagreements == 1:
+            log.warning(
+                "the listing's meta and its pages disagree for %s: the meta said %s, the "
+                "pages held %d calls; the pages are believed",
+                window.span(),
+                said,
+                found,
+                extra={"event": "listing_hints_disagree", "said": said, "found": found},
+            )
+
+    def finish(self) -> None:
+        """At the end of the walk: the root's hint against every distinct call found, and how
+        many windows' hints disagreed."""
+        said = self._root.total_count if self._root and is_full(self._root) else None
+        if said is not None and said != self.found:
+            self.disagreements += 1
+            log.warning(
+                "the listing's meta said %d calls for the whole walk; its pages held %d",
+                said,
+                self.found,
+                extra={"event": "listing_hints_disagree", "said": said, "found": self.found},
+            )
+        if self.disagreements > 1:
+            log.warning(
+                "the listing's meta disagreed with its pages %d times in this walk (the first "
+                "is above); the pages were believed",
+                self.disagreements,
+                extra={"event": "listing_hints_disagree", "times": self.disagreements},
+            )
+
+
+def _pieces_for(first: ListPage) -> int:
+    """How many pieces a full window is split into: as total_count hints (about 70 calls a
+    piece), 2 to MAX_PIECES; 2 without a hint."""
+    hint = first.total_count
+    if hint is None or hint <= PER_PAGE:
+        return 2
+    return max(2, min(MAX_PIECES, math.ceil(hint / (0.7 * PER_PAGE))))
+
+
+def pieces(start: datetime, end: datetime, count: int) -> list[tuple[datetime, datetime]]:
+    """[start, end] cut into `count` closed windows that share their boundaries (no piece
+    shorter than a second, unless the whole is shorter than two)."""
+    count = max(2, min(count, int((end - start) / _MIN_SPAN)))
+    bounds = [start + (end - start) * n / count for n in range(count)] + [end]
+    return list(itertools.pairwise(bounds))
 
 
 async def windows(
@@ -114,54 +341,20 @@ async def windows(
     end: datetime,
     on_total: Callable[[int], None] | None = None,
 ) -> AsyncIterator[Window]:
-    """Every window of [start, end] with its calls, oldest window first. `on_total` hears
-    the listing's `meta.total_count` for the whole of [start, end] (progress and ETA)."""
+    """Every window of [start, end] with its calls, oldest window first; when the walk runs
+    out of its bound on requests, the rest of the range as one window with its problem.
+    `on_total` hears how many calls the first page says there are (progress and ETA)."""
     if start > end:
         return
-    async for window in _walk(api, filters.params(), start, end, on_total):
-        yield window
-
-
-async def _walk(
-    api: Pages,
-    base: Mapping[str, str],
-    start: datetime,
-    end: datetime,
-    on_total: Callable[[int], None] | None = None,
-) -> AsyncIterator[Window]:
-    params = {**base, "start_date": api_time(start), "end_date": api_time(end)}
-    first = await api.list_page({**params, "page": "1", "per_page": str(PER_PAGE)})
-    if on_total is not None:
-        on_total(first.total_count)
-    if first.total_count <= first.size:
-        yield Window(start, end, first.items, first.unusable)
-    elif end - start > _MIN_SPAN:
-        middle = start + (end - start) / 2
-        async for window in _walk(api, base, start, middle):
+    walk = _Walk(api, filters.params(), start, end, on_total)
+    done_to = start
+    try:
+        async for window in walk.node(start, end):
+            done_to = window.end
             yield window
-        async for window in _walk(api, base, middle, end):
-            yield window
-    else:
-        yield await _all_pages(api, params, Window(start, end), first)
-
-
-async def _all_pages(
-    api: Pages, params: Mapping[str, str], window: Window, first: ListPage
-) -> Window:
-    """A one-second window with more calls than a page: page through it, de-duplicating."""
-    seen: set[str] = set()
-    pages = -(-first.total_count // PER_PAGE)
-    listed = first
-    for page in range(2, pages + 3):  # one page more: calls may arrive while we page
-        for item in listed.items:
-            if item["call_id"] not in seen:
-                seen.add(item["call_id"])
-                window.calls.append(item)
-        window.unusable += listed.unusable
-        if not listed.size or page > pages + 1:
-            break
-        listed = await api.list_page({**params, "page": str(page), "per_page": str(PER_PAGE)})
-    return window
+    except _OverBudget as exc:
+        yield Window(done_to, end, problem=f"{exc}: the listing cannot be walked reliably")
+    walk.finish()
 
 
 @dataclass(frozen=True)
@@ -201,7 +394,7 @@ def layout_fields_of(call: Mapping[str, Any]) -> dict[str, str]:
     """Layout values a listing item (or call detail) gives: the date of call_picked_at in the
     offset the API wrote it in (IST), and the agent. Only values safe in a path are kept."""
     fields: dict[str, str] = {}
-    picked = _moment(call.get("call_picked_at")) or _moment(call.get("created_at"))
+    picked = api_moment(call.get("call_picked_at")) or api_moment(call.get("created_at"))
     if picked is not None:
         fields |= {
             "yyyy": f"{picked.year:04d}",
@@ -216,18 +409,8 @@ def layout_fields_of(call: Mapping[str, Any]) -> dict[str, str]:
 
 def started_at_of(call: Mapping[str, Any]) -> float | None:
     """call_picked_at, else created_at, as epoch seconds: the age §5.4 measures."""
-    moment = _moment(call.get("call_picked_at")) or _moment(call.get("created_at"))
+    moment = api_moment(call.get("call_picked_at")) or api_moment(call.get("created_at"))
     return moment.timestamp() if moment else None
-
-
-def _moment(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else None
 
 
 CALL_STATUSES = ("picked", "not_picked", "failed", "busy", "voicemail", "in_progress")

@@ -1,14 +1,19 @@
-"""`--since` / `--until` values (SPEC §2) into moments, and moments into the API's format.
+"""`--since` / `--until` values (SPEC §2) into moments, moments into the API's format, and
+the API's own times into moments.
 
-Pure: `now` is passed in. Bare dates and `yesterday` are IST days, as the API reads dates.
+Pure: `now` is passed in. Bare dates and `yesterday` are IST days, as the API reads dates; a
+time the API writes without an offset is IST too (said once per run).
 """
 
 from __future__ import annotations
 
+import logging
 import re
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, timezone
 
 from archiver.errors import UsageError
+
+log = logging.getLogger("archiver.listing")
 
 # India Standard Time: the API reads bare dates in it and writes its timestamps in it.
 IST = timezone(timedelta(hours=5, minutes=30), "IST")
@@ -47,6 +52,52 @@ def _day_bound(day: date, *, end: bool) -> datetime:
     return start + timedelta(days=1, microseconds=-1) if end else start
 
 
+def utc_text(moment: datetime) -> str:
+    """A moment as reports and messages write it: UTC, to the second, with Z."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def api_time(moment: datetime) -> str:
     """The form sent as start_date/end_date: ISO-8601 in IST with an explicit offset."""
     return moment.astimezone(IST).isoformat()
+
+
+class NaiveTimes:
+    """Times the API writes without a UTC offset (`2026-12-06T10:00:00`) are read in IST, the
+    zone it documents for bare dates: said once per run (`reset` when a run starts), not once
+    per call."""
+
+    def __init__(self) -> None:
+        self.told = False
+
+    def reset(self) -> None:
+        self.told = False
+
+    def tell(self, value: str) -> None:
+        if self.told:
+            return
+        self.told = True
+        log.warning(
+            "the API wrote a time without a UTC offset (%r): read in IST (UTC+05:30), the zone "
+            "it documents for bare dates; said once per run",
+            value[:40],
+            extra={"event": "naive_time"},
+        )
+
+
+naive_times = NaiveTimes()
+
+
+def api_moment(value: object) -> datetime | None:
+    """A time the API wrote (call_picked_at, created_at), or None when it is not one. Without
+    an offset it is an IST wall time (naive_times says so once)."""
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        naive_times.tell(value)
+        return moment.replace(tzinfo=IST)
+    return moment

@@ -288,16 +288,32 @@ async def test_listing_items_whose_call_id_is_not_a_uuid_string_are_set_aside(
 
 
 @pytest.mark.parametrize(
-    ("total", "expected"), [(7, 7), (None, 2), ("7", 2), (-3, 2), (float("nan"), 2), (True, 2)]
+    ("total", "expected"),
+    [(7, 7), (None, None), ("7", None), (-3, None), (float("nan"), None), (True, None)],
 )
-async def test_listing_total_count_that_is_not_a_count_falls_back(
-    harness: Harness, total: object, expected: int
+async def test_a_listing_total_count_that_is_not_a_count_is_no_hint(
+    harness: Harness, total: object, expected: int | None
 ) -> None:
     body = {"success": True, "data": [{"call_id": A}, {"call_id": A}], "meta": {}}
     if total is not None:
-        body["meta"] = {"total_count": total}
+        body["meta"] = {"total_count": total, "total_pages": total, "per_page": total}
     harness.mocked.get(f"{BASE}/v1/calls", body=json.dumps(body))
-    assert (await harness.api.list_page({})).total_count == expected
+    page = await harness.api.list_page({})
+    assert (page.total_count, page.total_pages, page.per_page) == (expected,) * 3
+    assert page.size == 2
+
+
+@pytest.mark.parametrize("meta", ["null", None, '"text"', "[1]"])
+async def test_a_listing_without_a_usable_meta_is_still_a_page(
+    harness: Harness, meta: str | None
+) -> None:
+    """Every field of the listing's meta may be null: the page is read, with no hints."""
+    data = json.dumps([{"call_id": A}])
+    extra = f', "meta": {meta}' if meta is not None else ""
+    harness.mocked.get(f"{BASE}/v1/calls", body=f'{{"success": true, "data": {data}{extra}}}')
+    page = await harness.api.list_page({})
+    assert [item["call_id"] for item in page.items] == [A]
+    assert (page.total_count, page.total_pages) == (None, None)
 
 
 async def test_recording_url_404_is_not_available(harness: Harness) -> None:
