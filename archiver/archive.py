@@ -257,7 +257,8 @@ class CallArchiver:
         return self._by_age(call_id, attempts, exc, started)
 
     def _by_age(self, call_id: str, attempts: int, exc: NotAvailable, started: float) -> CallRecord:
-        if self._clock() - started < self._policy.pending_window:
+        # A start in the future (a clock ahead, a zone misread) is taken as now: pending.
+        if max(0.0, self._clock() - started) < self._policy.pending_window:
             return self._record(call_id, Status.PENDING, attempts, error=exc, kind="pending")
         return self._record(call_id, Status.NOT_AVAILABLE, attempts, error=exc)
 

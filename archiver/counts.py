@@ -4,10 +4,14 @@ model a display reads (progress.py renders it; nothing here imports rich)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from archiver.status import Status
+
+if TYPE_CHECKING:
+    from archiver.reconcile import WindowReport
 
 MAX_FAILED_SHOWN = 20
 
@@ -22,6 +26,7 @@ class Counts:
     duplicates: int = 0
     invalid_rows: int = 0
     other_shards: int = 0  # ids left to the other shards of a --shard K/N run
+    incomplete_windows: int = 0  # listing windows sync could not walk through (exit 1)
     bytes: int = 0
     failed_ids: list[str] = field(default_factory=list)
     failed_kinds: list[str] = field(default_factory=list)  # the error kind of each failed id
@@ -82,6 +87,8 @@ class RunView:
     # Ids retried first from the state (they are in the total) that the input names again:
     # done once, counted here so that `done` still reaches the total.
     retried_again: int = 0
+    # sync's check of its own window at the end (SyncSource.conclude), None for `run`.
+    listing: Callable[[], WindowReport] | None = None
 
     def add_total(self, more: int) -> None:
         self.total = (self.total or 0) + more

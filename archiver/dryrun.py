@@ -10,7 +10,8 @@ Nothing is written: no lock, no state, no folder, no manifest, no report; no rec
 asked for. The state is opened read-only when it exists (a run going on meanwhile is fine: the
 answer is then as of that moment). Duplicates are found with a set of the ids seen, in memory
 (about 100 bytes per id) since the state cannot be used for it without writing.
-Exit code 1 when the input has invalid rows (as the run would), else 0.
+Exit code 1 when the input has invalid rows or the listing has windows it could not walk through
+(as the run would), else 0.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from archiver.connect import open_api
 from archiver.decide import Decision, Filed, Skipped, decide, taken_first
 from archiver.destination import open_destination
 from archiver.inputs import InputItem, InvalidRow
-from archiver.listing import Filters, RetriedListing
+from archiver.listing import Filters, RetriedListing, Window
 from archiver.run import warn_other_sharding
 from archiver.settings import Settings, require_token
 from archiver.shard import Shard, in_shard
@@ -44,6 +45,7 @@ class DryRunCounts:
     skip: Counter[str] = field(default_factory=Counter)
     invalid_rows: int = 0
     other_shards: int = 0
+    incomplete_windows: int = 0
 
     def render(self) -> str:
         def listed(counts: Counter[str]) -> str:
@@ -55,13 +57,16 @@ class DryRunCounts:
             f"would skip        {sum(self.skip.values()):,} ({listed(self.skip)})",
             f"invalid rows      {self.invalid_rows:,}",
         ]
+        if self.incomplete_windows:
+            n = self.incomplete_windows
+            lines.append(f"not listed        {n:,} window{'' if n == 1 else 's'} (see above)")
         if self.other_shards:
             lines.append(f"other shards      {self.other_shards:,}")
         return "\n".join(lines)
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.invalid_rows else 0
+        return 1 if self.invalid_rows or self.incomplete_windows else 0
 
 
 class DryRun:
@@ -90,10 +95,13 @@ class DryRun:
             else:
                 self.call(item.call_id, retried=item.retried)
 
-    async def listed(self, listed: AsyncIterator[str | InvalidRow]) -> None:
+    async def listed(self, listed: AsyncIterator[str | InvalidRow | Window]) -> None:
         async for item in listed:
             if isinstance(item, InvalidRow):
                 self._invalid(item)
+            elif isinstance(item, Window):  # a window the listing could not walk through
+                self.counts.incomplete_windows += 1
+                print(f"incomplete\t{item.span()}\t{item.problem}", file=self._out)
             else:
                 self.call(item)
 
@@ -163,7 +171,7 @@ def dry_run_sync(
     warn_other_sharding(destination, shard)
 
     async def go(dry: DryRun, state: State | None) -> None:
-        mark = read_watermark(state) if state else None
+        mark = read_watermark(state, filters) if state else None
         sync = plan(mark, *window, settings.sync_overlap, filters)
         async with open_api(settings) as api:
             await dry.listed(listed_ids(RetriedListing(api, settings.max_attempts), sync))

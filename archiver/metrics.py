@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from archiver.counts import Counts
+from archiver.reconcile import WindowReport
 from archiver.shard import Shard, shard_text
 from archiver.status import Status
 from archiver.storage import write_atomic
@@ -46,6 +47,7 @@ class RunMetrics:
     last_success_at: float | None  # epoch seconds of the last run that exited 0
     shard: Shard | None = None
     watermark: float | None = None  # sync's watermark (epoch seconds), once there is one
+    listing: WindowReport | None = None  # sync's check of its own window
 
 
 def _labels(base: dict[str, str], **more: str) -> str:
@@ -107,12 +109,36 @@ def render(metrics: RunMetrics) -> str:
             "When the last run that exited 0 ended (Unix time).",
             iter([(one, round(metrics.last_success_at, 3))]),
         )
+    listing = metrics.listing
     if metrics.watermark is not None:
+        filtered = listing is not None and not listing.default_filters
+        own = base | ({"filters": listing.filters} if listing and filtered else {})
         family(
             "osvi_archiver_sync_watermark_timestamp_seconds",
             "sync's watermark: every listed call picked up before it reached an outcome (Unix "
-            "time); one that stops moving means syncs make no progress.",
-            iter([(one, round(metrics.watermark, 3))]),
+            "time); one that stops moving means syncs make no progress. A sync with filters "
+            "other than the default keeps its own, labelled with them.",
+            iter([(_labels(own), round(metrics.watermark, 3))]),
+        )
+    if listing is not None:
+        family(
+            "osvi_archiver_sync_window_calls",
+            "Calls the last sync listed in its window, and how many of them hold an outcome "
+            "(archived, pending or not available) at its end.",
+            iter([(_labels(base, calls="listed"), listing.listed),
+                  (_labels(base, calls="with_outcome"), listing.accounted)]),
+        )  # fmt: skip
+        family(
+            "osvi_archiver_sync_window_complete",
+            "1 when the last sync listed its whole window and every listed call holds an "
+            "outcome; else 0.",
+            iter([(one, int(listing.complete))]),
+        )
+        family(
+            "osvi_archiver_listing_incomplete_windows",
+            "Windows of the listing the last sync could not walk through completely (the "
+            "watermark stays before the first).",
+            iter([(one, len(listing.gaps))]),
         )
     return "\n".join(lines) + "\n"
 

@@ -19,6 +19,7 @@ from archiver.destination import Destination
 from archiver.errors import InternalError, Interrupted, LocalError, RunError
 from archiver.manifest import prune_run_reports, write_manifest, write_run_report
 from archiver.names import RUNS_DIR, manifest_name, parts_dir
+from archiver.reconcile import WindowReport
 from archiver.records import utc_now
 from archiver.redaction import scrub
 from archiver.settings import Settings
@@ -26,7 +27,7 @@ from archiver.shard import MARK, Shard, shard_label, shard_suffix
 from archiver.state import State
 from archiver.storage import remove_stale_temps
 from archiver.summary import exit_code
-from archiver.sync import read_watermark
+from archiver.sync import WATERMARK_KEY, watermark_at
 
 log = logging.getLogger("archiver.run")
 LAST_SUCCESS_KEY = "last_success_at"  # state meta: epoch seconds of the last run that exited 0
@@ -44,6 +45,7 @@ class RunResult:
     manifest: Path | str | None = None
     report: Path | str | None = None
     watermark: str | None = None  # sync's, as the run leaves it (ISO 8601, UTC)
+    listing: WindowReport | None = None  # sync's check of its own window at the end
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -157,7 +159,7 @@ def _save_state(settings: Settings, state: State, result: RunResult, run: Descri
 
 
 def _write_report(settings: Settings, state: State, result: RunResult, run: Described) -> None:
-    result.watermark = _watermark_text(state)
+    result.watermark = _watermark_text(state, _key(result))
     summary = {
         "run_id": result.run_id,
         "tool": "osvi-archiver",
@@ -173,6 +175,7 @@ def _write_report(settings: Settings, state: State, result: RunResult, run: Desc
         "counts": result.counts.to_json(),
         "max_loop_lag_ms": result.max_loop_lag_ms,
         "sync_watermark": result.watermark,
+        "listing": result.listing.to_json() if result.listing else None,
     }
     result.report = write_run_report(
         state, run.destination, result.run_id, summary, settings.file_mode
@@ -196,18 +199,25 @@ def _write_metrics(settings: Settings, state: State, result: RunResult, run: Des
             finished_at=finished,
             last_success_at=float(last) if last else None,
             shard=run.shard,
-            watermark=_watermark_of(state),
+            watermark=_watermark_of(state, _key(result)),
+            listing=result.listing,
         ),
     )
 
 
-def _watermark_of(state: State) -> float | None:
-    mark = read_watermark(state)
+def _key(result: RunResult) -> str:
+    """The watermark a run's outputs show: its own filter set's for a sync, else the
+    archive's (the default listing's)."""
+    return result.listing.watermark_key if result.listing else WATERMARK_KEY
+
+
+def _watermark_of(state: State, key: str) -> float | None:
+    mark = watermark_at(state, key)
     return mark.timestamp() if mark else None
 
 
-def _watermark_text(state: State) -> str | None:
-    mark = read_watermark(state)
+def _watermark_text(state: State, key: str) -> str | None:
+    mark = watermark_at(state, key)
     return mark.isoformat().replace("+00:00", "Z") if mark else None
 
 

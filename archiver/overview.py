@@ -23,7 +23,7 @@ from archiver.outputs import LAST_RUN_KEY, LAST_SUCCESS_KEY
 from archiver.shard import shard_text
 from archiver.state import State
 from archiver.status import Status
-from archiver.sync import read_watermark
+from archiver.sync import other_watermarks, read_watermark
 
 PENDING_SHOWN = 20
 PENDING_READ = 10_000  # pending calls whose last try is read (their own index: cheap)
@@ -50,10 +50,12 @@ def _one(state: State) -> dict[str, Any]:
     for info in parts.values():
         counts.update(info.counts)
     mark = read_watermark(state)
+    others = {filters: _iso(at.timestamp()) for filters, at in other_watermarks(state).items()}
     return {
         "counts": dict(counts),
         "total": sum(counts.values()),
         "sync_watermark": _iso(mark.timestamp()) if mark else None,
+        "other_watermarks": others,
         "last_run": _last_run(state.get_meta(LAST_RUN_KEY)),
         "last_success_at": _success(state.get_meta(LAST_SUCCESS_KEY)),
         "pending": _pending(state),
@@ -152,6 +154,8 @@ def _block(one: dict[str, Any], at: float) -> list[str]:
         f"calls             {one['total']:,} ({shown})",
         f"sync watermark    {one['sync_watermark'] or 'none (no sync yet)'}",
     ]
+    for filters, at in one["other_watermarks"].items():
+        lines.append(f"  of a sync with {filters}: {at}")
     run = one["last_run"]
     if run:
         lines.append(

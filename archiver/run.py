@@ -20,7 +20,7 @@ from archiver.clocks import Clocks
 from archiver.connect import Wiring, open_api, open_downloads
 from archiver.counts import Counts, Progress, RunView
 from archiver.destination import SNAPSHOT_INTERVAL, Destination, Holding, open_destination
-from archiver.errors import InternalError, Interrupted, RunError
+from archiver.errors import InternalError, Interrupted, LocalError, RunError
 from archiver.http import Proxies
 from archiver.lag import watched
 from archiver.logs import set_context
@@ -34,11 +34,13 @@ from archiver.outputs import (
     remove_stale_temps_of,
 )
 from archiver.pipeline import SourceFactory
+from archiver.reconcile import WindowReport
 from archiver.records import utc_now
 from archiver.settings import Settings, require_token
 from archiver.shard import Shard, shard_label, shard_text
 from archiver.signals import stop_on_signals
 from archiver.state import State
+from archiver.times import naive_times
 from archiver.values import duration_text
 
 log = logging.getLogger("archiver.run")
@@ -100,6 +102,7 @@ async def _run(
     lock: Holding,
 ) -> RunResult:
     started, started_at = time.monotonic(), utc_now()
+    naive_times.reset()  # a time without an offset is said once per run
     result = RunResult(new_run_id(options.clocks.wall()), Counts(), 0.0)
     set_context(run_id=result.run_id, shard=shard_text(options.shard) or None)
     log.info(
@@ -154,8 +157,21 @@ async def _run(
                 extra={"event": "loop_lag", "max_loop_lag_ms": lag.worst_ms},
             )
             await state.settled()
+            result.listing = _concluded(view)
             await finish(settings, state, result, described, signals.received)
     return result
+
+
+def _concluded(view: RunView) -> WindowReport | None:
+    """sync's check of its own window, from the state as committed; None for `run`, or when
+    the state cannot be read (the run's outcome stands, and says why)."""
+    if view.listing is None:
+        return None
+    try:
+        return view.listing()
+    except LocalError as exc:
+        log.error("could not check the sync's window: %s", exc, extra={"event": "state_error"})
+        return None
 
 
 def _ending(exc: BaseException, signals: list[Interrupted]) -> RunError:

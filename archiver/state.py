@@ -169,6 +169,31 @@ class State:
         self._taken_run = run_id
 
     @mapped
+    def start_listing(self) -> None:
+        """An empty `temp.listed`: the ids a sync lists, for its window's check at the end
+        (`listed_outcomes`). A temporary table: nothing fsynced, memory flat."""
+        self._db.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS listed (call_id TEXT PRIMARY KEY) WITHOUT ROWID"
+        )
+        self._db.execute("DELETE FROM temp.listed")
+
+    @mapped
+    def note_listed(self, call_ids: list[str]) -> None:
+        """Ids the listing gave (after `start_listing`); a repeat is kept once."""
+        self._db.executemany(
+            "INSERT OR IGNORE INTO temp.listed (call_id) VALUES (?)", [(i,) for i in call_ids]
+        )
+
+    @mapped
+    def listed_outcomes(self) -> dict[str, int]:
+        """How many of the listed ids hold each outcome, as committed (`unknown`: none)."""
+        query = (
+            "SELECT coalesce(c.status, 'unknown'), count(*) FROM temp.listed AS l "
+            "LEFT JOIN calls AS c ON c.call_id = l.call_id GROUP BY 1"
+        )
+        return {str(status): int(count) for status, count in self._db.execute(query)}
+
+    @mapped
     def record(self, record: CallRecord) -> None:
         """Store a call's outcome; `await durable()` before counting it (a grouped commit,
         fsynced). A crash before that commit loses the outcome, never its file: the call is
@@ -205,6 +230,15 @@ class State:
     def get_meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return str(row[0]) if row else None
+
+    @mapped
+    def metas(self, prefix: str) -> dict[str, str]:
+        """Every meta key that starts with `prefix`, with its value."""
+        rows = self._db.execute(
+            "SELECT key, value FROM meta WHERE key >= ? AND key < ? ORDER BY key",
+            (prefix, prefix + "\U0010ffff"),
+        )
+        return {str(key): str(value) for key, value in rows}
 
     @mapped
     def set_meta(self, key: str, value: str) -> None:

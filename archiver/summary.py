@@ -6,14 +6,16 @@ from pathlib import Path
 
 from archiver.counts import Counts
 from archiver.errors import RunError
+from archiver.reconcile import WindowReport
 from archiver.redaction import scrub
 
 
 def exit_code(counts: Counts, error: RunError | None) -> int:
-    """§6's table: a run-level error decides; else failures or invalid rows make it 1."""
+    """§6's table: a run-level error decides; else failures, invalid rows or listing windows
+    that could not be walked through make it 1."""
     if error is not None:
         return error.exit_code
-    return 1 if counts.failed or counts.invalid_rows else 0
+    return 1 if counts.failed or counts.invalid_rows or counts.incomplete_windows else 0
 
 
 def size_text(count: float) -> str:
@@ -33,6 +35,7 @@ def render(
     report: Path | str | None,
     error: RunError | None,
     watermark: str | None = None,
+    window: WindowReport | None = None,
 ) -> str:
     """The block printed on stderr at the end of a run."""
     rate = counts.bytes / seconds if seconds > 0 else 0.0
@@ -54,6 +57,8 @@ def render(
         by_kind = sorted(counts.retries.items(), key=lambda item: (-item[1], item[0]))
         lines.append("retried           " + ", ".join(f"{n} {kind}" for kind, n in by_kind))
     lines += _failed_lines(counts)
+    if window is not None:
+        lines += window.lines()
     if watermark is not None:
         lines.append(f"sync watermark    {watermark}")
     if error is not None:

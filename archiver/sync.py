@@ -3,13 +3,25 @@
 The watermark is the `call_picked_at` up to which every listed call has reached an outcome.
 Windows come oldest first; a window counts as done when each of its calls has an outcome, and
 the watermark moves to the end of the last window with every earlier one done, committed at
-once. Pending and failed calls in the state are retried first, whatever the watermark, so it
-may move past them without losing them.
+once. A window the listing could not be walked through completely (listing.py) is never done:
+the watermark stops before it for good in this run, and the run exits 1 naming it. Pending
+and failed calls in the state are retried first, whatever the watermark, so it may move past
+them without losing them.
+
+A watermark is a claim about every call of one listing: each filter set keeps its own
+(`watermark_key`). The default listing's (`--status picked`, nothing else) is the archive's
+watermark, which a sync with any other filter set never reads nor moves (issue 20: a
+one-agent sync moved it to now, and the plain syncs after it never listed the other agents'
+calls of that span).
+
+At the end, the sync checks its own window from the state (`conclude`): how many of the
+calls it listed hold an outcome; the summary and the run report say whether it is complete.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -33,11 +45,38 @@ from archiver.listing import (
     walk,
 )
 from archiver.pipeline import Listed, Work
+from archiver.reconcile import Gap, WindowReport
+from archiver.shard import in_shard
 from archiver.state import State
 
 log = logging.getLogger("archiver.sync")
 WATERMARK_KEY = "sync_watermark"
 LISTING = "<listing>"  # the source named by invalid rows from the listing
+DEFAULT_FILTERS = Filters(status=("picked",))  # a plain sync's: the calls with recordings
+
+
+def watermark_key(filters: Filters) -> str:
+    """The state's meta key of this filter set's watermark: `sync_watermark` for the default
+    listing (as it always was), else one of its own, keyed by the normalised set."""
+    if filters.params() == DEFAULT_FILTERS.params():
+        return WATERMARK_KEY
+    return f"{WATERMARK_KEY} {json.dumps(filters.params(), sort_keys=True)}"
+
+
+def filters_of_key(key: str) -> str | None:
+    """The filter set of a watermark key, as Filters.text says it; None: not a watermark's."""
+    if key == WATERMARK_KEY:
+        return DEFAULT_FILTERS.text()
+    prefix = f"{WATERMARK_KEY} "
+    if not key.startswith(prefix):
+        return None
+    try:
+        params = json.loads(key[len(prefix) :])
+    except ValueError:
+        return None
+    if not isinstance(params, dict):
+        return None
+    return ", ".join(f"{k}={v}" for k, v in sorted(params.items())) or "none"
 
 
 @dataclass(frozen=True)
@@ -46,6 +85,10 @@ class SyncPlan:
     end: datetime
     filters: Filters
     moves_watermark: bool  # only when the window starts at or before the watermark (§2)
+
+    @property
+    def key(self) -> str:
+        return watermark_key(self.filters)
 
 
 def plan(
@@ -56,10 +99,11 @@ def plan(
     overlap: float,
     filters: Filters,
 ) -> SyncPlan:
-    """The window a sync covers: explicit times, else [`mark` (the watermark) - overlap, now]."""
+    """The window a sync covers: explicit times, else [`mark` (this filter set's watermark)
+    - overlap, now]."""
     if since is None:
         if mark is None:
-            raise no_watermark("this archive")
+            raise no_watermark("this archive", filters)
         since = datetime.fromtimestamp(mark.timestamp() - overlap, mark.tzinfo)
     # Never past now: calls can still arrive for a moment that has not come yet.
     end = min(until, now) if until else now
@@ -68,17 +112,41 @@ def plan(
     return SyncPlan(since, end, filters, moves_watermark=mark is None or since <= mark)
 
 
-def no_watermark(where: str) -> UsageError:
-    """A plain sync of an archive that was never synced: it has no start."""
+def no_watermark(where: str, filters: Filters = DEFAULT_FILTERS) -> UsageError:
+    """A plain sync of an archive (or filter set) that was never synced: it has no start."""
+    which = "" if filters == DEFAULT_FILTERS else f" for these filters ({filters.text()})"
     return UsageError(
-        f"{where} has no sync watermark yet: pass --since for the first sync "
+        f"{where} has no sync watermark{which} yet: pass --since for the first sync "
         "(e.g. --since 7d or --since 2026-06-01)"
     )
 
 
-def read_watermark(state: State) -> datetime | None:
-    value = state.get_meta(WATERMARK_KEY)
+def read_watermark(state: State, filters: Filters = DEFAULT_FILTERS) -> datetime | None:
+    """This filter set's watermark (the default listing's: the archive's)."""
+    return watermark_at(state, watermark_key(filters))
+
+
+def other_watermarks(state: State) -> dict[str, datetime]:
+    """The watermarks of the syncs with other filter sets than the default, by filter set."""
+    found: dict[str, datetime] = {}
+    for key in state.metas(f"{WATERMARK_KEY} "):
+        filters, mark = filters_of_key(key), watermark_at(state, key)
+        if filters is not None and mark is not None:
+            found[filters] = mark
+    return found
+
+
+def watermark_at(state: State, key: str) -> datetime | None:
+    value = state.get_meta(key)
     return datetime.fromisoformat(value) if value else None
+
+
+@dataclass
+class _Open:
+    """A window whose calls are not all done yet."""
+
+    window: Window
+    left: int  # its calls without an outcome yet
 
 
 class SyncSource:
@@ -92,10 +160,16 @@ class SyncSource:
         self._steps: AsyncIterator[Step] = walk(
             pages, sync.filters, sync.start, sync.end, on_total=view.add_total
         )
+        self._counts = view.counts
         self._unusable = 0  # listed items whose call_id is not a UUID, so far
         self._buffer: deque[Work] = deque()
-        self._open: dict[int, tuple[Window, int]] = {}  # window number -> (window, calls left)
+        self._open: dict[int, _Open] = {}  # window number -> its window and calls left
         self._first_open = 0
+        self._stuck = False  # a window it could not list: the watermark moves no more
+        self.report = WindowReport(
+            sync.start, sync.end, sync.filters.text(), sync.key, sync.key == WATERMARK_KEY
+        )
+        state.start_listing()
 
     async def next_block(self) -> list[Work] | None:
         """The calls retried first, in blocks; then each listing window's calls (and its
@@ -106,6 +180,7 @@ class SyncSource:
         while not self._buffer:
             step = await anext(self._steps, None)
             if step is None:
+                self.report.walked = True
                 return None
             self._take(step)
         block = list(self._buffer)
@@ -115,44 +190,77 @@ class SyncSource:
     def _take(self, step: Step) -> None:
         rows = unusable_rows(step.window, self._unusable)  # reported as invalid input rows are
         self._unusable += len(rows)
+        self.report.unusable += len(rows)
         self._buffer.extend(rows)
-        self._open[step.number] = (step.window, len(step.calls))
+        if not step.window.complete:
+            self._gap(step.window)
+        self._open[step.number] = _Open(step.window, len(step.calls))
+        # The API client set aside every item whose call_id is not a UUID: canonical.
+        ids = [item["call_id"] for item in step.calls]
+        self._state.note_listed([i for i in ids if in_shard(i, self._state.shard)])
         for item in step.calls:
-            # The API client set aside every item whose call_id is not a UUID: canonical.
             self._buffer.append(
                 Listed(item["call_id"], layout_fields_of(item), started_at_of(item), step.number)
             )
         self._advance()
 
+    def _gap(self, window: Window) -> None:
+        """A window the listing could not be walked through: said, counted (exit 1), and the
+        watermark stops before it."""
+        gap = Gap(window.start, window.end, window.problem or "incomplete")
+        self.report.gaps.append(gap)
+        self._counts.incomplete_windows += 1
+        log.error(
+            "could not list %s; the sync watermark stays before it and the next sync lists it "
+            "again",
+            gap.text(),
+            extra={"event": "listing_incomplete", "start": gap.to_json()["start"],
+                   "end": gap.to_json()["end"]},
+        )  # fmt: skip
+
     def finished(self, item: Work) -> None:
         if isinstance(item, Listed):
-            window, left = self._open[item.window]
-            self._open[item.window] = (window, left - 1)
+            self._open[item.window].left -= 1
             self._advance()
 
     def _advance(self) -> None:
         moved_to = None
-        while self._first_open in self._open and self._open[self._first_open][1] == 0:
-            moved_to = self._open.pop(self._first_open)[0].end
+        while not self._stuck:
+            entry = self._open.get(self._first_open)
+            if entry is None or entry.left:
+                break
+            del self._open[self._first_open]
+            if not entry.window.complete:
+                self._stuck = True
+                break
+            moved_to = entry.window.end
             self._first_open += 1
         if moved_to is not None and self._plan.moves_watermark:
-            current = read_watermark(self._state)
+            current = read_watermark(self._state, self._plan.filters)
             if current is None or moved_to > current:
-                self._state.set_meta(WATERMARK_KEY, moved_to.isoformat())
+                self._state.set_meta(self._plan.key, moved_to.isoformat())
+
+    def conclude(self) -> WindowReport:
+        """The window checked from the state, as committed: how many of its listed calls
+        hold each outcome (reconcile.py judges whether that is complete)."""
+        self.report.outcomes = self._state.listed_outcomes()
+        return self.report
 
     def close(self) -> None:
         pass
 
 
-async def listed_ids(pages: Pages, sync: SyncPlan) -> AsyncIterator[str | InvalidRow]:
+async def listed_ids(pages: Pages, sync: SyncPlan) -> AsyncIterator[str | InvalidRow | Window]:
     """The ids the listing gives for the plan's window, as SyncSource takes them (`--dry-run`),
-    and the unusable items as invalid rows."""
+    the unusable items as invalid rows, and each window it could not list completely."""
     unusable = 0
     async for step in walk(pages, sync.filters, sync.start, sync.end):
         rows = unusable_rows(step.window, unusable)
         unusable += len(rows)
         for row in rows:
             yield row
+        if not step.window.complete:
+            yield step.window
         for item in step.calls:
             yield item["call_id"]
 
@@ -179,8 +287,9 @@ def make_source(
 
     def build(state: State, api: OsviApi, view: RunView) -> SyncSource:
         pages = RetriedListing(api, max_attempts, sleep)
-        return SyncSource(
-            pages, state, plan(read_watermark(state), since, until, now, overlap, filters), view
-        )
+        mark = read_watermark(state, filters)
+        source = SyncSource(pages, state, plan(mark, since, until, now, overlap, filters), view)
+        view.listing = source.conclude
+        return source
 
     return build

@@ -66,6 +66,7 @@ def test_counts_to_json_is_plain_values() -> None:
         "duplicates": 0,
         "invalid_rows": 0,
         "other_shards": 0,
+        "incomplete_windows": 0,
         "bytes": 5,
         "failed_ids": [],
         "failed_kinds": [],

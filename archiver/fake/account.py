@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections import Counter, deque
@@ -54,14 +55,19 @@ class FakeAccount:
             return None
         return self._calls.get(canonical)
 
-    def add_calls(self, count: int, created_at: datetime | None = None) -> list[FakeCall]:
+    def add_calls(
+        self, count: int, created_at: datetime | None = None, picked_at: datetime | None = None
+    ) -> list[FakeCall]:
         """New calls just ended (or created at `created_at`), as during a live sync. Created 45 s
-        ago by default, so that their call_picked_at (up to 40 s after) is not in the future."""
+        ago by default, so that their call_picked_at (up to 40 s after) is not in the future;
+        `picked_at`: every answered one picked up at that moment (a burst)."""
         when = created_at or utc_from_epoch(self.clock() - 45)
         added = []
         for _ in range(count):
             cfg = self.config
             call = make_call(cfg.seed, self._next_index, when, cfg.size_min, cfg.size_max)
+            if picked_at is not None and call.call_picked_at is not None:
+                call = dataclasses.replace(call, call_picked_at=picked_at)
             self._next_index += 1
             self._calls[call.call_id] = call
             added.append(call)

@@ -67,8 +67,10 @@ class FakeOSVI:
         """All calls, newest first."""
         return self.account.calls
 
-    def add_calls(self, count: int, created_at: datetime | None = None) -> list[FakeCall]:
-        return self.account.add_calls(count, created_at)
+    def add_calls(
+        self, count: int, created_at: datetime | None = None, picked_at: datetime | None = None
+    ) -> list[FakeCall]:
+        return self.account.add_calls(count, created_at, picked_at)
 
     async def start(self) -> None:
         rec_app = build_recording_app(self.account, self._signing_key)
