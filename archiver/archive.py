@@ -11,6 +11,7 @@ cancellation pass through, to stop the whole run.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -124,6 +125,7 @@ class CallArchiver:
             detail = await self._fetch(call_id, self._api.call, "call")
             fields, started_at = layout_fields_of(detail), started_at_of(detail)
         record = await self._recording(call_id, fields, started_at, attempts)
+        record = dataclasses.replace(record, started_at=started_at)  # `check` finds it by time
         if record.status != Status.ARCHIVED or record.path is None:
             return record
         return await add_sidecars(

@@ -28,6 +28,7 @@ class CallRecord:
     error_message: str | None = None
     metadata_path: str | None = None
     transcript_path: str | None = None
+    started_at: float | None = None  # the call's time (epoch s), when a listing or details said
 
 
 class Seen(NamedTuple):
@@ -41,5 +42,18 @@ class Seen(NamedTuple):
 
 COLUMNS = (
     "call_id, status, path, bytes, sha256, content_type, archived_at, attempts, run_id, "
-    "error_kind, error_message, metadata_path, transcript_path"
+    "error_kind, error_message, metadata_path, transcript_path, started_at"
 )
+# The same, from a state of schema 4 opened read-only (not migrated): no call times yet.
+COLUMNS_V4 = COLUMNS.replace("started_at", "NULL")
+
+
+class Found(NamedTuple):
+    """What `check` reads of a call: its outcome, why it failed, its file and time."""
+
+    call_id: str
+    status: str | None
+    error_kind: str | None
+    error_message: str | None
+    path: str | None
+    started_at: float | None

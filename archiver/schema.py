@@ -66,7 +66,14 @@ CREATE TABLE IF NOT EXISTS manifest_parts (
     counts TEXT NOT NULL       -- JSON: calls per status in the part
 );
 """
-MIGRATIONS = (_V1, _V2, _V3, _V4)
+_V5 = """
+-- The call's time (call_picked_at, else created_at; epoch seconds) as a listing or the call's
+-- details gave it (issue 20): `check` finds the archived calls of a window by it, and says
+-- since when a call is pending. NULL when unknown (every call recorded before).
+ALTER TABLE calls ADD COLUMN started_at REAL;
+CREATE INDEX IF NOT EXISTS calls_by_start ON calls (started_at) WHERE started_at IS NOT NULL;
+"""
+MIGRATIONS = (_V1, _V2, _V3, _V4, _V5)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

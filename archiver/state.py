@@ -24,7 +24,7 @@ from typing import Any
 from archiver.commits import GroupCommit
 from archiver.errors import LocalError
 from archiver.names import STATE_FILE, state_folder
-from archiver.records import COLUMNS, CallRecord, Seen
+from archiver.records import COLUMNS, COLUMNS_V4, CallRecord, Found, Seen
 from archiver.schema import migrate
 from archiver.shard import Shard
 from archiver.sqlite import Serial, mapped, open_readonly, open_writable, state_error
@@ -79,6 +79,11 @@ class State:
 
     def _migrate(self) -> None:
         migrate(self._db, self.path, readonly=self.readonly)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(calls)")}
+        # A state of schema 4 opened read-only (status, verify, check before the first run of
+        # this version migrates it) has no call times: read as unknown.
+        self.keeps_call_times = "started_at" in columns
+        self._columns = COLUMNS if self.keeps_call_times else COLUMNS_V4
         if self.readonly:
             return
         # One aggregate a statement: SQLite answers each from its index (two in one would
@@ -109,7 +114,7 @@ class State:
 
     @mapped
     def get(self, call_id: str) -> CallRecord | None:
-        row = self._db.execute(f"SELECT {COLUMNS} FROM calls WHERE call_id = ?", (call_id,))
+        row = self._db.execute(f"SELECT {self._columns} FROM calls WHERE call_id = ?", (call_id,))
         found = row.fetchone()
         return CallRecord(*found) if found else None
 
@@ -201,12 +206,13 @@ class State:
         self._db.execute(
             "UPDATE calls SET status=?, path=?, bytes=?, sha256=?, content_type=?, "
             "archived_at=?, attempts=?, run_id=?, error_kind=?, error_message=?, "
-            "metadata_path=?, transcript_path=?, changed=? WHERE call_id=?",
+            "metadata_path=?, transcript_path=?, changed=?, "
+            "started_at=coalesce(?, started_at) WHERE call_id=?",
             (
                 record.status, record.path, record.bytes, record.sha256, record.content_type,
                 record.archived_at, record.attempts, record.run_id, record.error_kind,
                 record.error_message, record.metadata_path, record.transcript_path,
-                self._next_change, record.call_id,
+                self._next_change, record.started_at, record.call_id,
             ),
         )  # fmt: skip
         self._next_change += 1
@@ -272,10 +278,34 @@ class State:
     @mapped
     def find_path(self, relative_path: str) -> CallRecord | None:
         row = self._db.execute(
-            f"SELECT {COLUMNS} FROM calls WHERE path = ? AND status = 'archived'",
+            f"SELECT {self._columns} FROM calls WHERE path = ? AND status = 'archived'",
             (relative_path,),
         ).fetchone()
         return CallRecord(*row) if row else None
+
+    @mapped
+    def outcomes(self, call_ids: list[str]) -> dict[str, Found]:
+        """What the state holds of each of these calls (`check`), those it knows."""
+        started = "started_at" if self.keeps_call_times else "NULL"
+        found: dict[str, Found] = {}
+        for chunk in _chunks(call_ids):
+            query = (
+                f"SELECT call_id, status, error_kind, error_message, path, {started} FROM calls "
+                f"WHERE call_id IN ({','.join('?' * len(chunk))})"
+            )
+            found.update((row[0], Found(*row)) for row in self._db.execute(query, chunk))
+        return found
+
+    @mapped
+    def archived_between(self, low: float, high: float) -> list[Found]:
+        """The archived calls whose time (epoch s) lies in [low, high]: their own index."""
+        if not self.keeps_call_times:
+            return []
+        query = (
+            "SELECT call_id, status, error_kind, error_message, path, started_at FROM calls "
+            "WHERE started_at IS NOT NULL AND started_at BETWEEN ? AND ? AND status = 'archived'"
+        )
+        return [Found(*row) for row in self._db.execute(query, (low, high))]
 
     @mapped
     def add_invalid_row(self, run_id: str, source: str, line: int, reason: str, value: str) -> None:
@@ -298,12 +328,13 @@ class State:
 
     def calls(self) -> Iterator[CallRecord]:
         """Every call with an outcome, sorted by call_id, streamed."""
-        query = f"SELECT {COLUMNS} FROM calls WHERE status IS NOT NULL ORDER BY call_id"
+        query = f"SELECT {self._columns} FROM calls WHERE status IS NOT NULL ORDER BY call_id"
         return (CallRecord(*row) for row in self._rows(query))
 
     def run_outcomes(self, run_id: str) -> Iterator[CallRecord]:
         query = (
-            f"SELECT {COLUMNS} FROM calls WHERE run_id = ? AND status IS NOT NULL ORDER BY call_id"
+            f"SELECT {self._columns} FROM calls WHERE run_id = ? AND status IS NOT NULL "
+            "ORDER BY call_id"
         )
         return (CallRecord(*row) for row in self._rows(query, (run_id,)))
 

@@ -351,10 +351,64 @@ def test_a_schema_1_state_is_migrated_forward_keeping_its_calls(tmp_path: Path) 
         state.add_part("3f2a9c1e-7b4d-4e8a-9c2f-1a2b3c4d5e6f", "a.mp4.part")  # v2's table
         assert state.find_path("a.mp4") == record
     db = sqlite3.connect(folder / "state.sqlite3")
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
     # schema 4: the calls numbered for the manifest's parts, each marked changed (written once)
     assert db.execute("SELECT seq, changed FROM calls").fetchall() == [(0, 1)]
     db.close()
+
+
+def _schema_4_state(out_dir: Path) -> None:
+    """A state as osvi-archiver wrote it before call times (schema 4), with one call."""
+    from archiver.schema import MIGRATIONS
+
+    folder = out_dir / ".osvi-archiver"
+    folder.mkdir()
+    db = sqlite3.connect(folder / "state.sqlite3")
+    for step in MIGRATIONS[:4]:
+        db.executescript(step)
+    db.execute(
+        "INSERT INTO calls (call_id, status, path, bytes, sha256, attempts, seq, changed) "
+        f"VALUES ('{A}', 'archived', 'a.mp4', 3, 'x', 1, 0, 1)"
+    )
+    db.execute("PRAGMA user_version = 4")
+    db.commit()
+    db.close()
+
+
+def test_a_schema_4_state_read_only_has_no_call_times_and_still_reads(tmp_path: Path) -> None:
+    """status, verify and check read a state the new version has not migrated yet."""
+    _schema_4_state(tmp_path)
+    with State(tmp_path, readonly=True) as state:
+        assert not state.keeps_call_times
+        record = state.get(A)
+        assert record is not None
+        assert record.started_at is None
+        assert [r.call_id for r in state.calls()] == [A]
+        assert state.outcomes([A, B])[A].status == "archived"
+        assert state.archived_between(0, 2e9) == []
+    with State(tmp_path) as state:  # the first writing open migrates it
+        assert state.keeps_call_times
+
+
+def test_call_times_are_kept_and_found_by_window(state: State) -> None:
+    from dataclasses import replace
+
+    state.claim_block([A, B, C], "run-1")
+    state.record(replace(archived(A), started_at=1000.0))
+    state.record(replace(archived(B), started_at=5000.0))
+    state.record(replace(failed(C), started_at=1500.0))
+    state.record(archived(A, "run-2"))  # a later outcome that does not know the time keeps it
+    assert state.get(A).started_at == 1000.0  # type: ignore[union-attr]
+    assert [f.call_id for f in state.archived_between(900, 2000)] == [A]
+    found = state.outcomes([A, C, D])
+    assert set(found) == {A, C}
+    assert (found[C].status, found[C].error_kind) == ("failed", "server_error")
+    plan = state._db.execute(
+        "EXPLAIN QUERY PLAN SELECT call_id FROM calls WHERE started_at IS NOT NULL "
+        "AND started_at BETWEEN ? AND ? AND status = 'archived'",
+        (0, 1),
+    ).fetchall()
+    assert "calls_by_start" in " ".join(row[3] for row in plan)
 
 
 def test_claiming_a_block_reads_and_writes_once_for_any_number_of_ids(state: State) -> None:
