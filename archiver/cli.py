@@ -30,6 +30,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "fake-server": commands.fake_server_command,
     "completion": completion_command,
     "status": commands.status_command,
+    "check": commands.check_command,
 }
 
 

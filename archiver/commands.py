@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -29,6 +30,7 @@ from archiver.settings import (
     Settings,
     choose_config_file,
     load_settings,
+    require_token,
 )
 from archiver.shard import resolve_shard, shard_text
 from archiver.sources import config_file_warnings, token_file_warnings
@@ -252,6 +254,39 @@ def verify_command(args: argparse.Namespace) -> int:
     else:
         print(render_text(report, settings.out_dir))
     return 0 if report.ok else 1
+
+
+def check_command(args: argparse.Namespace) -> int:
+    """`osvi-archiver check`: the archive held against the API's listing (check.py)."""
+    from archiver.check import check, render_text
+    from archiver.metrics import CheckMetrics, write_check
+
+    settings = settings_from(args)
+    _check_metrics_file(settings)
+    require_token(settings)
+    filters = _filters(args, ("picked",))
+    shard = _shard(args.shard)
+    report = asyncio.run(check(settings, filters, _window(args), shard))
+    if args.ids:
+        sys.stdout.write("".join(f"{missing.call_id}\n" for missing in report.missing))
+    elif args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(render_text(report))
+    sys.stdout.flush()
+    log.info(
+        "checked %d listed calls: %d missing",
+        report.listed,
+        len(report.missing),
+        extra={"event": "check_finished", "listed": report.listed,
+               "missing": len(report.missing), "exit_code": report.exit_code},
+    )  # fmt: skip
+    if settings.metrics_file is not None:
+        unlisted = None if report.unlisted is None else len(report.unlisted)
+        write_check(settings.metrics_file, CheckMetrics(
+            len(report.missing), report.listed, len(report.gaps), unlisted, report.exit_code,
+            time.time(), shard))  # fmt: skip
+    return report.exit_code
 
 
 def manifest_command(args: argparse.Namespace) -> int:

@@ -85,7 +85,12 @@ class Filters:
     def text(self) -> str:
         """The filter set as a person reads it, the same for the same set (`status=picked`,
         `agent_uuid=..., status=busy,picked`); `none` for no filter at all."""
-        return ", ".join(f"{k}={v}" for k, v in sorted(self.params().items())) or "none"
+        return params_text(self.params())
+
+
+def params_text(params: Mapping[str, object]) -> str:
+    """Filters.text of the listing's parameters."""
+    return ", ".join(f"{k}={v}" for k, v in sorted(params.items())) or "none"
 
 
 class Pages(Protocol):

@@ -143,6 +143,56 @@ def render(metrics: RunMetrics) -> str:
     return "\n".join(lines) + "\n"
 
 
+@dataclass(frozen=True)
+class CheckMetrics:
+    """What `osvi-archiver check` reports to monitoring: plain numbers."""
+
+    missing: int
+    listed: int
+    incomplete_windows: int
+    unlisted: int | None  # None: not checked
+    exit_code: int
+    finished_at: float  # epoch seconds
+    shard: Shard | None = None
+
+
+def render_check(metrics: CheckMetrics) -> str:
+    """A check's own textfile: kept apart from the runs' (a file is replaced whole)."""
+    base = {"command": "check"} | ({"shard": shard_text(metrics.shard)} if metrics.shard else {})
+    one = _labels(base)
+    series = [
+        ("osvi_archiver_check_missing_calls",
+         "Listed calls the archive does not hold (failed, never seen), at the last check.",
+         metrics.missing),
+        ("osvi_archiver_check_listed_calls", "Calls the last check listed in its window.",
+         metrics.listed),
+        ("osvi_archiver_check_incomplete_windows",
+         "Windows of the listing the last check could not walk through.",
+         metrics.incomplete_windows),
+        ("osvi_archiver_check_timestamp_seconds", "When the last check ended (Unix time).",
+         round(metrics.finished_at, 3)),
+        ("osvi_archiver_check_exit_code",
+         "Exit code of the last check (0 nothing missing, 1 something missing).",
+         metrics.exit_code),
+    ]  # fmt: skip
+    if metrics.unlisted is not None:
+        series.append(("osvi_archiver_check_unlisted_calls",
+                       "Archived calls of the last check's window that the listing did not show.",
+                       metrics.unlisted))  # fmt: skip
+    lines: list[str] = []
+    for name, help_text, value in series:
+        lines += [
+            f"# HELP {name} {help_text}",
+            f"# TYPE {name} gauge",
+            f"{name}{one} {_number(value)}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def write_check(path: Path, metrics: CheckMetrics) -> None:
+    write_atomic(path, [render_check(metrics).encode()], METRICS_MODE)
+
+
 def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 

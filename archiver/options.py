@@ -215,6 +215,38 @@ def build_parser() -> argparse.ArgumentParser:
         default="json",
         help="output format (default: json)",
     )
+    check = commands.add_parser(
+        "check",
+        help="reconcile the archive with the API's listing: what it missed, and why",
+        description="Walk GET /v1/calls over a window exactly as sync does (asking no "
+        "recording URL) and hold every listed call against the archive's state, read-only "
+        "(no lock: beside a running nightly; a folder or a bucket). Missing: listed calls the "
+        "archive does not hold as archived, pending or not available, with why (never seen, "
+        "failed and its kind). Unlisted: archived calls of the window the listing does not "
+        "show (reported, not an error). The window: --since (default 7d) to --until (default: "
+        "the sync watermark of these filters, when there is one, else now). Exit 0 when "
+        "nothing is missing, 1 when something is (or a window could not be listed); "
+        "`check --ids ... | osvi-archiver run --out DEST -` archives what is missing.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_common(check)
+    add_settings(check, ("out_dir", "base_url", "max_requests_per_second", "max_attempts",
+                         "metrics_file", *STORE_READ_SETTINGS))  # fmt: skip
+    _add_listing_options(check, default_status="picked")
+    shown = check.add_mutually_exclusive_group()
+    shown.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    shown.add_argument(
+        "--ids",
+        action="store_true",
+        help="print only the missing call ids, one a line (feeds `osvi-archiver run -`)",
+    )
+    check.add_argument(
+        "--shard",
+        default=None,
+        metavar="K/N",
+        help="only that shard's calls and state (default: every state of the archive)",
+    )
     demo = commands.add_parser(
         "demo",
         help="run the whole product against the embedded fake OSVI service",

@@ -41,6 +41,7 @@ from archiver.listing import (
     Step,
     Window,
     layout_fields_of,
+    params_text,
     started_at_of,
     walk,
 )
@@ -55,10 +56,15 @@ LISTING = "<listing>"  # the source named by invalid rows from the listing
 DEFAULT_FILTERS = Filters(status=("picked",))  # a plain sync's: the calls with recordings
 
 
+def is_default(filters: Filters) -> bool:
+    """Whether this is the default listing's filter set (its watermark is the archive's)."""
+    return filters.params() == DEFAULT_FILTERS.params()
+
+
 def watermark_key(filters: Filters) -> str:
     """The state's meta key of this filter set's watermark: `sync_watermark` for the default
     listing (as it always was), else one of its own, keyed by the normalised set."""
-    if filters.params() == DEFAULT_FILTERS.params():
+    if is_default(filters):
         return WATERMARK_KEY
     return f"{WATERMARK_KEY} {json.dumps(filters.params(), sort_keys=True)}"
 
@@ -68,15 +74,11 @@ def filters_of_key(key: str) -> str | None:
     if key == WATERMARK_KEY:
         return DEFAULT_FILTERS.text()
     prefix = f"{WATERMARK_KEY} "
-    if not key.startswith(prefix):
-        return None
     try:
-        params = json.loads(key[len(prefix) :])
+        params = json.loads(key[len(prefix) :]) if key.startswith(prefix) else None
     except ValueError:
         return None
-    if not isinstance(params, dict):
-        return None
-    return ", ".join(f"{k}={v}" for k, v in sorted(params.items())) or "none"
+    return params_text(params) if isinstance(params, dict) else None
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,7 @@ def plan(
 
 def no_watermark(where: str, filters: Filters = DEFAULT_FILTERS) -> UsageError:
     """A plain sync of an archive (or filter set) that was never synced: it has no start."""
-    which = "" if filters == DEFAULT_FILTERS else f" for these filters ({filters.text()})"
+    which = "" if is_default(filters) else f" for these filters ({filters.text()})"
     return UsageError(
         f"{where} has no sync watermark{which} yet: pass --since for the first sync "
         "(e.g. --since 7d or --since 2026-06-01)"
@@ -129,15 +131,18 @@ def read_watermark(state: State, filters: Filters = DEFAULT_FILTERS) -> datetime
 def other_watermarks(state: State) -> dict[str, datetime]:
     """The watermarks of the syncs with other filter sets than the default, by filter set."""
     found: dict[str, datetime] = {}
-    for key in state.metas(f"{WATERMARK_KEY} "):
-        filters, mark = filters_of_key(key), watermark_at(state, key)
+    for key, value in state.metas(f"{WATERMARK_KEY} ").items():
+        filters, mark = filters_of_key(key), _moment(value)
         if filters is not None and mark is not None:
             found[filters] = mark
     return found
 
 
 def watermark_at(state: State, key: str) -> datetime | None:
-    value = state.get_meta(key)
+    return _moment(state.get_meta(key))
+
+
+def _moment(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
@@ -167,7 +172,7 @@ class SyncSource:
         self._first_open = 0
         self._stuck = False  # a window it could not list: the watermark moves no more
         self.report = WindowReport(
-            sync.start, sync.end, sync.filters.text(), sync.key, sync.key == WATERMARK_KEY
+            sync.start, sync.end, sync.filters.text(), sync.key, is_default(sync.filters)
         )
         state.start_listing()
 

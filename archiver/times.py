@@ -23,13 +23,15 @@ _UNITS = {"m": 60.0, "h": 3600.0, "d": 86400.0}
 TIME_HELP = (
     "an ISO-8601 timestamp with offset (2026-06-01T09:00:00+05:30), a bare date read in IST "
     "(UTC+05:30) as the API does (a bare --until date includes that whole day), or a relative "
-    "form: 90m, 24h, 7d, yesterday (the previous IST day), today"
+    "form: 90m, 24h, 7d, yesterday (the previous IST day), today, now"
 )
 
 
 def parse_moment(text: str, now: datetime, *, end: bool, flag: str) -> datetime:
     """A moment from one of the accepted forms; `end` makes a bare day mean its last instant."""
     value = text.strip().lower()
+    if value == "now":
+        return now
     if value in ("yesterday", "today"):
         day = now.astimezone(IST).date() - timedelta(days=1 if value == "yesterday" else 0)
         return _day_bound(day, end=end)

@@ -27,6 +27,10 @@ def test_relative_forms_count_back_from_now() -> None:
     assert moment("90m") == NOW - timedelta(minutes=90)
 
 
+def test_now_is_now() -> None:
+    assert moment(" Now ", end=True) == NOW
+
+
 def test_yesterday_and_today_are_ist_days() -> None:
     assert moment("yesterday") == datetime(2026, 11, 23, tzinfo=IST)
     assert moment("yesterday", end=True).date() == datetime(2026, 11, 23).date()
