@@ -29,11 +29,14 @@ TIMER = DEPLOY / "osvi-archiver.timer"
 ENV_EXAMPLE = DEPLOY / "osvi-archiver.env.example"
 KUBERNETES = DEPLOY / "kubernetes-indexed-job.yaml"
 ALERTS = DEPLOY / "prometheus-alerts.yaml"
+CHECK_SERVICE = DEPLOY / "osvi-archiver-check.service"
+CHECK_TIMER = DEPLOY / "osvi-archiver-check.timer"
 METRICS_SOURCE = Path(__file__).parent.parent / "archiver" / "metrics.py"
 
 PROGRAM = "/usr/local/bin/osvi-archiver"
 ARCHIVE = "/srv/osvi-archive"
 METRICS = "/var/lib/node_exporter/textfile_collector/osvi_archiver.prom"
+CHECK_METRICS = "/var/lib/node_exporter/textfile_collector/osvi_archiver_check.prom"
 CREDENTIAL = "osvi-api-token:/etc/osvi-archiver/token"
 PLACEHOLDER_TOKEN = "replace-with-your-token"
 
@@ -98,11 +101,11 @@ def _crontab_jobs() -> list[tuple[list[str], str]]:
     return jobs
 
 
-def _service_exec_starts() -> tuple[list[str], list[str]]:
-    """The non-empty ExecStart= values of the service: (active ones, commented-out ones)."""
+def _service_exec_starts(path: Path = SERVICE) -> tuple[list[str], list[str]]:
+    """The non-empty ExecStart= values of a service: (active ones, commented-out ones)."""
     active: list[str] = []
     commented: list[str] = []
-    for line in SERVICE.read_text().splitlines():
+    for line in path.read_text().splitlines():
         match = re.match(r"^(#?)\s*ExecStart=(.+)$", line)
         if match:
             # A leading -, @, +, ! or : is a systemd prefix, not part of the path.
@@ -310,7 +313,7 @@ def test_service_sandbox_scores_ok_in_systemd_analyze_security(tmp_path: Path) -
 
 def test_crontab_runs_the_nightly_sync_at_0230() -> None:
     jobs = _crontab_jobs()
-    assert len(jobs) == 1, jobs
+    assert len(jobs) == 2, jobs  # the nightly sync, the weekly check
     fields, command = jobs[0]
     assert fields == ["30", "2", "*", "*", "*"]
     # cron turns an unescaped % into a newline, cutting the command short.
@@ -323,6 +326,27 @@ def test_crontab_runs_the_nightly_sync_at_0230() -> None:
     # stderr (and the summary on it) goes to a log file, appended.
     assert "2>&1" in words
     assert any(word.startswith(">>") for word in words)
+
+
+def test_crontab_checks_the_archive_every_sunday_after_the_night() -> None:
+    fields, command = _crontab_jobs()[1]
+    assert fields == ["0", "6", "*", "*", "0"]  # Sunday 06:00, after the 02:30 sync
+    assert re.search(r"(?<!\\)%", command) is None, command
+    words = shlex.split(command)
+    assert words[0] == "OSVI_API_TOKEN_FILE=$HOME/.config/osvi-archiver/token"
+    _assert_weekly_check(_parse(_tool_argv(words)))
+    assert "2>&1" in words
+    assert any(word.startswith(">>") and "check.log" in word for word in words)
+
+
+def _assert_weekly_check(ns: argparse.Namespace) -> None:
+    assert ns.command == "check"
+    assert ns.out_dir == ARCHIVE
+    assert ns.since == "8d"  # a week and a night of overlap
+    assert ns.until is None  # up to the sync watermark
+    assert ns.log_format == "json"
+    # Its own textfile: a file is replaced whole, so sharing the nightly's would erase it.
+    assert ns.metrics_file == CHECK_METRICS != METRICS
 
 
 def test_crontab_explains_exit_codes_mail_and_first_run() -> None:
@@ -348,6 +372,47 @@ def test_documented_first_sync_parses_with_since(path: Path) -> None:
         assert ns.since is not None
 
 
+# --- the weekly check -------------------------------------------------------------------------
+
+
+def test_check_service_runs_the_weekly_check_in_the_nightlys_sandbox() -> None:
+    check, nightly = _unit_settings(CHECK_SERVICE), _unit_settings(SERVICE)
+    (exec_start,) = _service_exec_starts(CHECK_SERVICE)[0]
+    words = shlex.split(exec_start)
+    assert words[0] == PROGRAM
+    _assert_weekly_check(_parse(_tool_argv(words)))
+    assert check["LoadCredential"] == [CREDENTIAL]
+    assert check["Type"] == ["oneshot"]
+    assert not check.get("SuccessExitStatus")  # 1 (calls missing) fails the unit: noticed
+    for key, values in nightly.items():
+        if key in {"ProtectSystem", "ReadWritePaths", "User", "UMask", "NoNewPrivileges"} or (
+            key.startswith(("Protect", "Private", "Restrict", "SystemCall"))
+        ):
+            assert check.get(key) == values, key
+
+
+def test_check_timer_runs_weekly_after_the_night() -> None:
+    timer = _unit_settings(CHECK_TIMER)
+    assert timer["OnCalendar"] == ["Sun *-*-* 06:00:00"]
+    assert timer["Persistent"] == ["true"]
+    assert timer["Unit"] == [CHECK_SERVICE.name]
+    text = CHECK_TIMER.read_text()
+    assert "systemctl enable --now osvi-archiver-check.timer" in text
+
+
+def test_check_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
+    program = shutil.which("true")
+    assert program
+    service = tmp_path / CHECK_SERVICE.name
+    service.write_text(CHECK_SERVICE.read_text().replace(PROGRAM, program))
+    timer = tmp_path / CHECK_TIMER.name
+    timer.write_text(CHECK_TIMER.read_text())
+    result = _systemd_analyze("verify", str(service), str(timer))
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "osvi-archiver" not in output, output
+
+
 # --- the environment file ---------------------------------------------------------------------
 
 
@@ -369,7 +434,8 @@ def test_env_example_holds_only_a_placeholder_token() -> None:
 
 def test_no_deploy_file_passes_a_token_on_the_command_line() -> None:
     files = sorted(path for path in DEPLOY.iterdir() if path.is_file())
-    assert {CRONTAB, SERVICE, TIMER, ENV_EXAMPLE, KUBERNETES, BUCKET_JOB, ALERTS} <= set(files)
+    assert {CRONTAB, SERVICE, TIMER, ENV_EXAMPLE, KUBERNETES, BUCKET_JOB, ALERTS, CHECK_SERVICE,
+            CHECK_TIMER} <= set(files)  # fmt: skip
     for path in files:
         text = path.read_text()
         for flag in ("--token", "--api-token", "--api_token"):
@@ -972,6 +1038,11 @@ def test_alert_rules_cover_the_nightly_the_exit_code_and_the_watermark() -> None
     # The never-succeeded case: no last-success series at all, so the first rule cannot fire.
     never = exprs["OsviArchiverNightlyNeverSucceeded"]
     assert "unless osvi_archiver_last_success_timestamp_seconds" in never
+    # The weekly check (issue 20): what it found missing, and that it runs at all.
+    assert exprs["OsviArchiverCheckFoundMissingCalls"] == "osvi_archiver_check_missing_calls > 0"
+    assert exprs["OsviArchiverCheckNotRun"] == (
+        "time() - osvi_archiver_check_timestamp_seconds > 8 * 86400"
+    )
 
 
 def _promtool() -> str:
@@ -989,10 +1060,12 @@ def test_alert_rules_pass_promtool_check() -> None:
     assert f"SUCCESS: {len(_alert_rules())} rules found" in result.stdout
 
 
-def _alert(name: str, severity: str, summary: str, description: str) -> dict[str, Any]:
+def _alert(
+    name: str, severity: str, summary: str, description: str, command: str = "sync"
+) -> dict[str, Any]:
     """An alert promtool must see: the labels, and the annotations as rendered."""
     return {
-        "exp_labels": {"alertname": name, "severity": severity, **_SYNC},
+        "exp_labels": {"alertname": name, "severity": severity, **_SYNC, "command": command},
         "exp_annotations": {"summary": summary, "description": description},
     }
 
@@ -1098,6 +1171,66 @@ def test_alert_rules_fire_when_they_should(tmp_path: Path) -> None:
             ],
         },
     ]
+    check = '{command="check",instance="host:9100",job="node"}'
+    tests.append(
+        {
+            "interval": "1m",
+            # A check that found 3 missing calls at time 0, and none since.
+            "input_series": [
+                {"series": f"osvi_archiver_check_missing_calls{check}", "values": "3x10 0x10"},
+                {
+                    "series": f"osvi_archiver_check_timestamp_seconds{check}",
+                    "values": f"0x{minutes}",
+                },
+            ],
+            "alert_rule_test": [
+                {"eval_time": "3m", "alertname": "OsviArchiverCheckFoundMissingCalls"},
+                {
+                    "eval_time": "6m",
+                    "alertname": "OsviArchiverCheckFoundMissingCalls",
+                    "exp_alerts": [
+                        _alert(
+                            "OsviArchiverCheckFoundMissingCalls",
+                            "ticket",
+                            "osvi-archiver on host:9100: the check found 3 calls missing from "
+                            "the archive",
+                            "`osvi-archiver check --out DIR --since 8d` lists them with why "
+                            "(failed and its kind, or never seen); `osvi-archiver check --out "
+                            "DIR --since 8d --ids | osvi-archiver run --out DIR -` archives them.",
+                            command="check",
+                        )
+                    ],
+                },
+                {"eval_time": "20m", "alertname": "OsviArchiverCheckFoundMissingCalls"},
+                {"eval_time": "39h", "alertname": "OsviArchiverCheckNotRun"},
+            ],
+        }
+    )
+    tests.append(
+        {
+            "interval": "4m",  # under the 5 min after which a series goes stale
+            # The last check ended at time 0, and none since: 8 days later, an hour's grace.
+            "input_series": [
+                {"series": f"osvi_archiver_check_timestamp_seconds{check}", "values": "0x3000"},
+            ],
+            "alert_rule_test": [
+                {"eval_time": "192h30m", "alertname": "OsviArchiverCheckNotRun"},
+                {
+                    "eval_time": "193h10m",
+                    "alertname": "OsviArchiverCheckNotRun",
+                    "exp_alerts": [
+                        _alert(
+                            "OsviArchiverCheckNotRun",
+                            "ticket",
+                            "osvi-archiver on host:9100: no check of the archive for 8 days",
+                            "The last check ended 8d 1h 10m 0s ago.",
+                            command="check",
+                        )
+                    ],
+                },
+            ],
+        }
+    )
     spec = tmp_path / "alerts-test.yaml"
     # JSON is YAML: promtool reads it as such.
     spec.write_text(json.dumps({"rule_files": [str(ALERTS)], "tests": tests}))
