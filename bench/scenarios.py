@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench.checking import CHECK
 from bench.harness import (
     Timed,
     archiver_argv,
@@ -457,6 +458,7 @@ ALL = {
     "durability": durability,
     **SCALE,
     **STORES,
+    **CHECK,
 }
 
 

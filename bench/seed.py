@@ -29,10 +29,19 @@ def seeded_ids(count: int, seed: int = 12) -> list[str]:
     return sorted(str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(count))
 
 
-def seed(out: Path, count: int, *, files: bool = False, manifest: bool = True) -> list[str]:
-    """`count` archived calls in a new archive at `out` (sorted ids, seq in that order); its
-    manifest written unless `manifest` is false (the next run then writes every part)."""
-    ids = seeded_ids(count)
+def seed(
+    out: Path,
+    count: int,
+    *,
+    files: bool = False,
+    manifest: bool = True,
+    ids: list[str] | None = None,
+) -> list[str]:
+    """`count` archived calls in a new archive at `out` (sorted ids, seq in that order), or
+    these `ids`; its manifest written unless `manifest` is false (the next run then writes
+    every part)."""
+    ids = sorted(ids) if ids is not None else seeded_ids(count)
+    count = len(ids)
     with State(out) as state:
         db = state._db
         for start in range(0, count, CHUNK):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import time
 import uuid
@@ -33,6 +34,9 @@ class FakeAccount:
         ):
             self._calls[call.call_id] = call
         self._next_index = config.calls
+        self._newest_first: list[FakeCall] | None = None  # the listing's order, kept
+        self._by_pick: list[FakeCall] | None = None  # answered calls by call_picked_at
+        self._pick_times: list[datetime] = []
         self._repeats_left = config.list_repeat_pages
 
     def repeats_page(self) -> bool:
@@ -45,7 +49,25 @@ class FakeAccount:
     @property
     def calls(self) -> list[FakeCall]:
         """All calls, newest first (by `created_at`, then index)."""
-        return sorted(self._calls.values(), key=lambda c: (c.created_at, c.index), reverse=True)
+        if self._newest_first is None:
+            self._newest_first = sorted(self._calls.values(), key=_newest, reverse=True)
+        return self._newest_first
+
+    def picked_between(self, low: datetime | None, high: datetime | None) -> list[FakeCall]:
+        """The calls picked up within [low, high], newest first; every call when neither bound
+        is given (a listing of 100,000 calls answers each window from an index, not a sort)."""
+        if low is None and high is None:
+            return self.calls
+        if self._by_pick is None:
+            pairs = sorted(
+                ((c.call_picked_at, c) for c in self._calls.values() if c.call_picked_at),
+                key=lambda pair: pair[0],
+            )
+            self._pick_times = [at for at, _ in pairs]
+            self._by_pick = [call for _, call in pairs]
+        first = 0 if low is None else bisect.bisect_left(self._pick_times, low)
+        last = len(self._by_pick) if high is None else bisect.bisect_right(self._pick_times, high)
+        return sorted(self._by_pick[first:last], key=_newest, reverse=True)
 
     def get(self, call_id: str) -> FakeCall | None:
         """The call for a path id; malformed and unknown ids both give None."""
@@ -71,6 +93,7 @@ class FakeAccount:
             self._next_index += 1
             self._calls[call.call_id] = call
             added.append(call)
+        self._newest_first = self._by_pick = None
         return added
 
     def fires(self, kind: FaultKind, subject: str) -> bool:
@@ -126,3 +149,7 @@ class FakeAccount:
         if call is None:
             raise KeyError(call_id)
         return self.body(call).sha256_hex()
+
+
+def _newest(call: FakeCall) -> tuple[datetime, int]:
+    return call.created_at, call.index

@@ -157,7 +157,8 @@ async def _list(request: web.Request) -> web.Response:
     agent = request.query.get("agent_uuid")
     if agent is not None and agent not in agent_uuids(account.config.seed):
         return _error(404, "agent_not_found")
-    matching = [call for call in account.calls if keep(call)]
+    low, high = _bounds(request.query)
+    matching = [call for call in account.picked_between(low, high) if keep(call)]
     config = account.config
     shown = 1 if config.list_ignore_page else page
     if shown > 1 and account.repeats_page():
@@ -260,6 +261,19 @@ def _date_checks(query: Any) -> list[Callable[[FakeCall], bool]]:
         high = _parse_when(query["end_date"], "end_date", end_of_day=True)
         checks.append(lambda c: c.call_picked_at is not None and c.call_picked_at <= high)
     return checks
+
+
+def _bounds(query: Any) -> tuple[datetime | None, datetime | None]:
+    """The listing's date bounds (already validated), for the account's index."""
+    low = (
+        _parse_when(query["start_date"], "start_date", end_of_day=False)
+        if "start_date" in query
+        else None
+    )
+    high = (
+        _parse_when(query["end_date"], "end_date", end_of_day=True) if "end_date" in query else None
+    )
+    return low, high
 
 
 def _parse_when(text: str, name: str, *, end_of_day: bool) -> datetime:
