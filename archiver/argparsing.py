@@ -19,7 +19,8 @@ from typing import Any, NoReturn
 
 EXIT_CODES = """exit codes:
   0        every call archived, already archived, pending or not available (or nothing to do)
-  1        some calls failed after their retries, or some input rows were invalid
+  1        some calls failed after their retries, some input rows (or listed items) were
+           invalid, or a window of the API's listing could not be listed (sync, list)
   2        usage or configuration error; nothing was attempted
   3        the API rejected the token
   4        local fatal error: disk full, folder not writable, state unreadable, a bucket
@@ -30,6 +31,17 @@ EXIT_CODES = """exit codes:
   75       another run holds this archive
   124      --max-duration reached: stopped cleanly, a rerun continues
   129/130/143  interrupted by SIGHUP / SIGINT / SIGTERM (a rerun continues)"""
+
+CHECK_EXIT_CODES = """exit codes:
+  0        nothing missing: every listed call held (archived, pending, not available) or the
+           next sync's
+  1        calls missing, a window of the listing that could not be listed, or listed items
+           without a usable call_id
+  2        usage or configuration error
+  3        the API rejected the token
+  4        the archive or its state cannot be read (a folder that does not exist included)
+  69       the API unreachable for max_outage, or its TLS certificate refused
+  70       an internal error (a bug)"""
 
 
 END_OF_OPTIONS = "--"

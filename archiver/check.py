@@ -3,30 +3,38 @@
 `rclone check` compares two remotes; here the API's listing is the source of truth. The window
 is walked exactly as `sync` walks it (listing.walk: the same code, the same distrust of every
 count the API gives), nothing else is asked of the API (no recording URL), and each listed
-call is looked up in the archive's state, read-only: no lock, nothing written, beside a
-running nightly, on a folder or a bucket (whose state is its snapshot). A folder shared by
-shards is looked up in the state that owns each call.
+call is looked up in the archive's state, read-only: no lock, beside a running nightly, on a
+folder or a bucket (whose state is its snapshot). A folder shared by shards is looked up in
+the states that own each call.
 
 - missing: listed calls the archive does not hold as archived, pending or not available
-  (reconcile.HELD), with why: never seen, failed (its kind and message), or taken by a run that
-  stopped before the call had an outcome;
+  (reconcile.HELD), with why: never seen, failed (its kind and message), or no outcome (in
+  flight in a run going on, or taken by a run that stopped first);
+- not synced yet: such calls less than GRACE old and picked after the watermark of these
+  filters less `sync_overlap` (where the next plain sync starts: a call listed late is taken
+  by it), which the next nightly sync takes: shown, not missing. Older than GRACE, a call is
+  missing whatever the watermark says (a sync that stopped moving it, a window it could not
+  list); with no watermark at all (an archive filled by `run`), every call not held is
+  missing;
+- pending: held (every run asks again), shown with since when;
 - unlisted: archived calls whose call time falls in the window and that the listing does not
-  show: reported, not an error (a call archived by `run` with another status, or one the API
-  no longer lists). Only without filters besides --status, and only for calls whose time the
-  state keeps (recorded since schema 5);
-- the counts per outcome, the filter set's watermark, and whether it covers the window.
+  show anywhere: reported, not an error (a voicemail archived by `run`, a call the API no
+  longer lists). Only when the listing is filtered by --status alone and lists picked calls,
+  and only for calls whose time the state keeps (recorded since schema 5);
+- the counts per outcome, the windows the listing could not give, and the watermarks.
 
-The window: `--since` (default 7 days ago) to `--until`, by default the filter set's sync
-watermark when there is one after --since (the span a sync has claimed complete), else now.
-Exit 0 when nothing is missing and the whole window was listed; 1 when a call is missing, a
-window could not be listed, or a listed item had no usable call_id.
+The window: `--since` (default 7 days ago) to `--until` (default now). Exit 0 when the window
+is complete (reconcile.is_complete): nothing missing, the whole window listed, every listed
+item usable; else 1.
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import dataclasses
 import logging
+from array import array
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -35,9 +43,9 @@ from typing import Any
 
 from archiver.connect import open_api
 from archiver.destination import Destination, LocalFolder, open_destination
-from archiver.errors import LocalError
-from archiver.listing import Filters, Pages, RetriedListing, walk
-from archiver.reconcile import HELD, Gap
+from archiver.errors import LocalError, UsageError
+from archiver.listing import Filters, Gap, Pages, RetriedListing, walk
+from archiver.reconcile import HELD, NO_OUTCOME, is_complete
 from archiver.records import Found
 from archiver.settings import Settings
 from archiver.shard import Shard, in_shard, shard_text
@@ -49,20 +57,27 @@ from archiver.times import api_moment, utc_text
 log = logging.getLogger("archiver.check")
 
 DEFAULT_SPAN = timedelta(days=7)  # --since when not given
-SHOWN = 20  # missing and unlisted calls in the text output; --json and --ids give them all
+# How long a call picked after the sync watermark may wait for a sync before it is missing:
+# a night and a half, as the watermark alert (prometheus-alerts.yaml).
+GRACE = timedelta(hours=36)
+SHOWN = 20  # calls of each list in the text output; --json and --ids give them all
 NEVER_SEEN = "never_seen"
-NO_OUTCOME = "no_outcome"  # taken by a run that stopped before the call had an outcome
+NOT_SYNCED = "not_synced_yet"
+WHY_TEXT = {
+    NEVER_SEEN: "never seen",
+    NO_OUTCOME: "no outcome (in flight in a run going on, or taken by a run that stopped first)",
+}
 
 
 @dataclass(frozen=True, slots=True)
 class Missing:
-    """A listed call the archive does not hold, and why (or holds as pending, and since when)."""
+    """A listed call the archive does not hold, and why."""
 
     call_id: str
-    why: str  # never_seen, failed, no_outcome (or pending: held, listed apart)
+    why: str  # never_seen, failed, no_outcome
     kind: str | None = None  # a failed call's error kind
     message: str | None = None
-    picked_at: str | None = None  # as the listing gives it
+    picked_at: str | None = None  # UTC, from the listing
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -73,10 +88,15 @@ class Missing:
         return WHY_TEXT.get(self.why, self.why)
 
 
-WHY_TEXT = {
-    NEVER_SEEN: "never seen",
-    NO_OUTCOME: "taken by a run that stopped before it had an outcome",
-}
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """A listed call shown apart: pending since, or not synced yet, when it was picked."""
+
+    call_id: str
+    picked_at: str | None  # UTC, from the listing
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,15 +113,14 @@ class Unlisted:
 
 @dataclass(frozen=True, slots=True)
 class Mark:
-    """One state's watermark of the filter set, and whether it covers the window."""
+    """One state's watermark of the filter set."""
 
     shard: str | None
     watermark: datetime | None
-    covers: bool
 
     def to_json(self) -> dict[str, Any]:
         mark = utc_text(self.watermark) if self.watermark else None
-        return {"shard": self.shard, "watermark": mark, "covers_window": self.covers}
+        return {"shard": self.shard, "watermark": mark}
 
 
 @dataclass
@@ -109,11 +128,11 @@ class CheckReport:
     archive: str
     start: datetime
     end: datetime
-    until_from: str  # --until, the sync watermark, or now
     filters: str
     outcomes: Counter[str] = field(default_factory=Counter)  # listed calls by what is held
     missing: list[Missing] = field(default_factory=list)
-    pending: list[Missing] = field(default_factory=list)  # held, asked again by every run
+    pending: list[Listed] = field(default_factory=list)
+    later: list[Listed] = field(default_factory=list)  # not synced yet
     unusable: list[str] = field(default_factory=list)
     gaps: list[Gap] = field(default_factory=list)
     unlisted: list[Unlisted] | None = field(default_factory=list)  # None: not checked
@@ -126,58 +145,57 @@ class CheckReport:
         return sum(self.outcomes.values())
 
     @property
-    def covered(self) -> bool:
-        return bool(self.marks) and all(mark.covers for mark in self.marks)
+    def complete(self) -> bool:
+        return is_complete(walked=self.walked, gaps=len(self.gaps),
+                           unusable=len(self.unusable), missing=len(self.missing))  # fmt: skip
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.missing or self.gaps or self.unusable or not self.walked else 0
+        return 0 if self.complete else 1
 
     def to_json(self) -> dict[str, Any]:
         return {
             "archive": self.archive,
-            "window": {
-                "start": utc_text(self.start),
-                "end": utc_text(self.end),
-                "until": self.until_from,
-            },
+            "window": {"start": utc_text(self.start), "end": utc_text(self.end)},
             "filters": self.filters,
             "listed": self.listed,
             "outcomes": dict(sorted(self.outcomes.items())),
             "missing": [m.to_json() for m in self.missing],
-            "pending": [m.to_json() for m in self.pending],
+            "pending": [p.to_json() for p in self.pending],
+            "not_synced_yet": [p.to_json() for p in self.later],
             "unusable": self.unusable,
             "incomplete_windows": [gap.to_json() for gap in self.gaps],
             "unlisted": None if self.unlisted is None else [u.to_json() for u in self.unlisted],
             "unlisted_note": self.unlisted_note,
             "watermarks": [mark.to_json() for mark in self.marks],
-            "covered_by_watermark": self.covered,
+            "complete": self.complete,
             "exit_code": self.exit_code,
         }
 
 
-def default_window(
-    marks: list[datetime | None], since: datetime | None, until: datetime | None, now: datetime
-) -> tuple[datetime, datetime, str]:
-    """The window checked and where its end came from: --until; else the filter set's sync
-    watermark (the oldest of the states'), when every state has one after the start; else
-    now."""
+def window_of(
+    since: datetime | None, until: datetime | None, now: datetime
+) -> tuple[datetime, datetime]:
+    """[--since (default 7 days ago), --until (default now)], never past now."""
     start = since if since is not None else now - DEFAULT_SPAN
-    if until is not None:
-        return start, min(until, now), "--until"
-    known = [mark for mark in marks if mark is not None]
-    if known and len(known) == len(marks) and min(known) > start:
-        return start, min(min(known), now), "the sync watermark"
-    return start, now, "now"
+    end = min(until, now) if until is not None else now
+    if start > end:
+        raise UsageError(f"--since ({utc_text(start)}) is after --until ({utc_text(end)})")
+    return start, end
 
 
 class Archive:
     """The states of an archive (the whole one's, each shard's), opened read-only: which
-    holds each call, and what. `shard`: only that shard's calls are checked."""
+    holds each call, and what; the watermark that covers each call. `shard`: only that
+    shard's calls are checked."""
 
-    def __init__(self, states: list[State], shard: Shard | None = None) -> None:
+    def __init__(
+        self, states: list[State], filters: Filters, shard: Shard | None = None, overlap: float = 0
+    ) -> None:
         self.states = states
         self.shard = shard
+        self.marks = [read_watermark(state, filters) for state in states]
+        self.overlap = timedelta(seconds=overlap)  # where the next plain sync starts
 
     def lookup(self, call_ids: list[str]) -> dict[str, Found]:
         """What the archive holds of each call: its best outcome across the states that own
@@ -190,6 +208,13 @@ class Archive:
                     best[call_id] = found
         return best
 
+    def watermark(self, call_id: str) -> datetime | None:
+        """The newest watermark among the states that own the call (None: no sync claims
+        it)."""
+        owned = [m for s, m in zip(self.states, self.marks, strict=True)
+                 if m is not None and in_shard(call_id, s.shard)]  # fmt: skip
+        return max(owned, default=None)
+
     def archived_between(self, start: datetime, end: datetime) -> Iterator[Found]:
         for state in self.states:
             yield from state.archived_between(start.timestamp(), end.timestamp())
@@ -200,50 +225,81 @@ def _rank(found: Found) -> int:
     return 3 if status == Status.ARCHIVED else 2 if status in HELD else 1 if status else 0
 
 
+class _Ids:
+    """Every id the walk listed, in 8 bytes each (a million ids: 8 MB), for the unlisted
+    calls found at the end. Two ids sharing their first 8 bytes would hide an unlisted one:
+    for random UUIDs, never in practice."""
+
+    def __init__(self) -> None:
+        self._keys = array("Q")
+        self._sorted = True
+
+    def add(self, call_id: str) -> None:
+        self._keys.append(_key(call_id))
+        self._sorted = False
+
+    def __contains__(self, call_id: str) -> bool:
+        if not self._sorted:
+            self._keys = array("Q", sorted(self._keys))
+            self._sorted = True
+        key = _key(call_id)
+        at = bisect.bisect_left(self._keys, key)
+        return at < len(self._keys) and self._keys[at] == key
+
+
+def _key(call_id: str) -> int:
+    return int(call_id.replace("-", "")[:16], 16)
+
+
 async def reconcile(
-    pages: Pages,
-    archive: Archive,
-    filters: Filters,
-    report: CheckReport,
+    pages: Pages, archive: Archive, filters: Filters, report: CheckReport, now: datetime
 ) -> CheckReport:
     """Walk the report's window and hold every listed call against the archive."""
-    unlisted_checked = report.unlisted is not None
+    listed = _Ids()
+    candidates: dict[str, Unlisted] = {}
     async for step in walk(pages, filters, report.start, report.end):
-        window = step.window
-        report.unusable += window.unusable
-        if not window.complete:
-            report.gaps.append(Gap(window.start, window.end, window.problem or "incomplete"))
+        report.unusable += step.unusable
+        gap = step.window.gap()
+        if gap is not None:
+            report.gaps.append(gap)
         mine = [item for item in step.calls if in_shard(item["call_id"], archive.shard)]
         found = archive.lookup([item["call_id"] for item in mine])
         for item in mine:
-            _hold(report, item, found.get(item["call_id"]))
-        if unlisted_checked and window.complete and report.unlisted is not None:
-            shown = {item["call_id"] for item in window.calls}
-            report.unlisted += [
-                Unlisted(
-                    one.call_id, one.path, utc_text(datetime.fromtimestamp(one.started_at, UTC))
-                )
-                for one in archive.archived_between(window.start, window.end)
-                if one.call_id not in shown and one.started_at is not None
-            ]
+            _hold(report, archive, item, found.get(item["call_id"]), now)
+        for item in step.calls:
+            listed.add(item["call_id"])
+        if report.unlisted is not None and gap is None:
+            for one in archive.archived_between(step.window.start, step.window.end):
+                if one.started_at is not None:
+                    at = utc_text(datetime.fromtimestamp(one.started_at, UTC))
+                    candidates[one.call_id] = Unlisted(one.call_id, one.path, at)
     report.walked = True
-    if report.unlisted is not None:  # a call on a shared boundary belongs to both windows
-        report.unlisted = list({u.call_id: u for u in report.unlisted}.values())
+    if report.unlisted is not None:  # listed in any window of the walk: not unlisted
+        report.unlisted = [one for key, one in candidates.items() if key not in listed]
     return report
 
 
-def _hold(report: CheckReport, item: dict[str, Any], found: Found | None) -> None:
-    picked = item.get("call_picked_at")
-    picked_at = picked if isinstance(picked, str) and api_moment(picked) else None
+def _hold(
+    report: CheckReport, archive: Archive, item: dict[str, Any], found: Found | None, now: datetime
+) -> None:
     call_id = item["call_id"]
+    picked = api_moment(item.get("call_picked_at"))
+    picked_at = utc_text(picked) if picked else None
+    status = found.status if found is not None else None
+    if status in HELD:
+        report.outcomes[str(status)] += 1
+        if status == Status.PENDING:
+            report.pending.append(Listed(call_id, picked_at))
+        return
+    mark = archive.watermark(call_id)
+    if picked and mark and picked > mark - archive.overlap and now - picked < GRACE:
+        report.outcomes[NOT_SYNCED] += 1  # the next sync's: not missing
+        report.later.append(Listed(call_id, picked_at))
+        return
     if found is None:
         report.outcomes[NEVER_SEEN] += 1
         report.missing.append(Missing(call_id, NEVER_SEEN, picked_at=picked_at))
-    elif found.status in HELD:
-        report.outcomes[str(found.status)] += 1
-        if found.status == Status.PENDING:
-            report.pending.append(Missing(call_id, Status.PENDING, picked_at=picked_at))
-    elif found.status == Status.FAILED:
+    elif status == Status.FAILED:
         report.outcomes[Status.FAILED] += 1
         report.missing.append(
             Missing(call_id, Status.FAILED, found.error_kind, found.error_message, picked_at)
@@ -260,6 +316,8 @@ async def check(
     shard: Shard | None,
 ) -> CheckReport:
     """The check of one window: every state read-only, the listing walked as sync walks it."""
+    since, until, now = window
+    start, end = window_of(since, until, now)
     destination = open_destination(settings)
     if isinstance(destination, LocalFolder) and not destination.root.is_dir():
         raise LocalError(f"{destination.root} is not a folder: no archive there")
@@ -270,22 +328,18 @@ async def check(
                 destination.where,
                 extra={"event": "check_no_state"},
             )
-        marks = [read_watermark(state, filters) for state in states]
-        start, end, until_from = default_window(marks, *window)
-        report = CheckReport(destination.where, start, end, until_from, filters.text())
-        report.marks = [
-            Mark(shard_text(state.shard) or None, mark, mark is not None and mark >= end)
-            for state, mark in zip(states, marks, strict=True)
-        ]
+        archive = Archive(states, filters, shard, settings.sync_overlap)
+        report = CheckReport(destination.where, start, end, filters.text())
+        report.marks = [Mark(shard_text(s.shard) or None, m)
+                        for s, m in zip(states, archive.marks, strict=True)]  # fmt: skip
         report.unlisted_note = unlisted_scope(filters, states)
         if report.unlisted_note is not None:
             report.unlisted = None
         else:
             report.unlisted_note = UNLISTED_PARTLY
-        archive = Archive(states, shard)
         async with open_api(settings) as api:
             pages = RetriedListing(api, settings.max_attempts)
-            return await reconcile(pages, archive, filters, report)
+            return await reconcile(pages, archive, filters, report, now)
 
 
 @contextlib.contextmanager
@@ -299,8 +353,11 @@ def _opened(destination: Destination, shard: Shard | None) -> Iterator[list[Stat
 
 def unlisted_scope(filters: Filters, states: list[State]) -> str | None:
     """Why unlisted calls cannot be checked for this filter set and archive; None: they can."""
-    if {k for k in filters.params() if k != "status"}:
+    params = filters.params()
+    if set(params) - {"status"}:
         return "not checked: the listing is filtered by more than --status"
+    if "status" in params and "picked" not in params["status"].split(","):
+        return "not checked: the listing does not list picked calls (--status)"
     if any(not state.keeps_call_times for state in states):
         return (
             "not checked: the archive's state does not keep call times yet (a `run` or "
@@ -309,45 +366,45 @@ def unlisted_scope(filters: Filters, states: list[State]) -> str | None:
     return None
 
 
-UNLISTED_PARTLY = (
-    "only calls archived since the state keeps call times (osvi-archiver 2026-12) are checked"
-)
+UNLISTED_PARTLY = "checked for the calls whose time the state keeps (archived by a sync)"
 
 
 def render_text(report: CheckReport) -> str:
-    """The block a person reads."""
+    """The block a person reads (times in UTC)."""
     o = report.outcomes
     lines = [
         "── osvi-archiver check ──",
         f"archive           {report.archive}",
-        f"window            {utc_text(report.start)} .. {utc_text(report.end)} "
-        f"(until: {report.until_from})",
+        f"window            {utc_text(report.start)} .. {utc_text(report.end)}",
         f"filters           {report.filters}",
         f"listed            {report.listed:,} calls{_unusable(report)}",
         f"archived          {o[Status.ARCHIVED]:,}",
         f"pending           {o[Status.PENDING]:,}",
         *[f"  {p.call_id}  pending since {p.picked_at or '?'}" for p in report.pending[:SHOWN]],
         f"not available     {o[Status.NOT_AVAILABLE]:,}",
-        f"failed            {o[Status.FAILED]:,}",
-        f"never seen        {o[NEVER_SEEN]:,}",
+        f"not synced yet    {o[NOT_SYNCED]:,}"
+        + (" (the next sync's: after its watermark, less than 36 h ago)" if o[NOT_SYNCED] else ""),
+        f"missing           {len(report.missing):,}"
+        + (f" ({_kinds(o)})" if report.missing else ""),
     ]
-    if o[NO_OUTCOME]:
-        lines.append(f"no outcome yet    {o[NO_OUTCOME]:,}")
-    lines.append(f"missing           {len(report.missing):,}")
-    for missing in report.missing[:SHOWN]:
-        lines.append(f"  {missing.call_id}  {missing.text()}")
+    lines += [f"  {missing.call_id}  {missing.text()}" for missing in report.missing[:SHOWN]]
     if len(report.missing) > SHOWN:
         lines.append(f"  … and {len(report.missing) - SHOWN:,} more (--ids or --json)")
     if report.unlisted is None:
         lines.append(f"unlisted          {report.unlisted_note}")
     else:
         lines.append(f"unlisted          {len(report.unlisted):,} (archived, not in the listing)")
-        for one in report.unlisted[:SHOWN]:
-            lines.append(f"  {one.call_id}  {one.path or ''} (call at {one.started_at})")
+        lines += [f"  {u.call_id}  {u.path or ''} (call at {u.started_at})"
+                  for u in report.unlisted[:SHOWN]]  # fmt: skip
     lines += [f"  could not list {gap.text()}" for gap in report.gaps]
     lines += _mark_lines(report)
     lines.append(f"result            {_verdict(report)}")
     return "\n".join(lines)
+
+
+def _kinds(o: Counter[str]) -> str:
+    said = [(NEVER_SEEN, "never seen"), (Status.FAILED, "failed"), (NO_OUTCOME, "no outcome")]
+    return ", ".join(f"{o[k]:,} {text}" for k, text in said if o[k])
 
 
 def _unusable(report: CheckReport) -> str:
@@ -358,19 +415,19 @@ def _unusable(report: CheckReport) -> str:
 def _mark_lines(report: CheckReport) -> list[str]:
     lines = []
     for mark in report.marks:
+        whose = f" (shard {mark.shard})" if mark.shard else ""
         if mark.watermark is None:
-            said = "none: no sync with these filters yet"
-        elif mark.covers:
-            said = f"{utc_text(mark.watermark)}, covers the window"
+            said = "none: no sync with these filters; every call not held is missing"
         else:
-            said = f"{utc_text(mark.watermark)}: the window ends after it (not synced yet)"
-        lines.append(f"sync watermark    {said}" + (f" (shard {mark.shard})" if mark.shard else ""))
+            said = utc_text(mark.watermark)
+        lines.append(f"sync watermark    {said}{whose}")
     return lines
 
 
 def _verdict(report: CheckReport) -> str:
-    if report.exit_code == 0:
-        return f"complete: every one of the {report.listed:,} listed calls is held"
+    if report.complete:
+        later = f" ({len(report.later):,} are the next sync's)" if report.later else ""
+        return f"complete: nothing missing of the {report.listed:,} listed calls{later}"
     said = []
     if report.missing:
         said.append(f"{len(report.missing):,} missing (`check ... --ids | run --out ... -`)")

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from archiver import layout as layouts
 from archiver.counts import NoProgress, Progress
-from archiver.errors import UsageError
+from archiver.errors import InternalError, RunError, UsageError
 from archiver.flags import settings_given
 from archiver.ids import canonical_uuid
 from archiver.inputs import InputItem, check_sources, count_ids, read_sources
@@ -257,16 +257,23 @@ def verify_command(args: argparse.Namespace) -> int:
 
 
 def check_command(args: argparse.Namespace) -> int:
-    """`osvi-archiver check`: the archive held against the API's listing (check.py)."""
+    """`osvi-archiver check`: the archive held against the API's listing (check.py). With
+    --metrics-file, the textfile says how it ended whatever happened, as a run's does."""
     from archiver.check import check, render_text
     from archiver.metrics import CheckMetrics, write_check
 
     settings = settings_from(args)
     _check_metrics_file(settings)
-    require_token(settings)
-    filters = _filters(args, ("picked",))
     shard = _shard(args.shard)
-    report = asyncio.run(check(settings, filters, _window(args), shard))
+    try:
+        require_token(settings)
+        filters = _filters(args, ("picked",))
+        report = asyncio.run(check(settings, filters, _window(args), shard))
+    except Exception as exc:  # the textfile still says how it ended (70: a bug, as cli.main)
+        if settings.metrics_file is not None:
+            code = exc.exit_code if isinstance(exc, RunError) else InternalError.exit_code
+            write_check(settings.metrics_file, CheckMetrics(code, time.time(), shard=shard))
+        raise
     if args.ids:
         sys.stdout.write("".join(f"{missing.call_id}\n" for missing in report.missing))
     elif args.json:
@@ -284,8 +291,8 @@ def check_command(args: argparse.Namespace) -> int:
     if settings.metrics_file is not None:
         unlisted = None if report.unlisted is None else len(report.unlisted)
         write_check(settings.metrics_file, CheckMetrics(
-            len(report.missing), report.listed, len(report.gaps), unlisted, report.exit_code,
-            time.time(), shard))  # fmt: skip
+            report.exit_code, time.time(), len(report.missing), report.listed,
+            len(report.gaps), unlisted, shard))  # fmt: skip
     return report.exit_code
 
 

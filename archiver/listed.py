@@ -15,8 +15,7 @@ from archiver.listing import (
     PER_PAGE,
     Filters,
     Pages,
-    is_full,
-    says_more,
+    page_verdict,
     walk,
 )
 from archiver.times import api_time
@@ -43,21 +42,19 @@ async def all_calls(
         params = {**filters.params(), **bound, "page": str(page), "per_page": str(PER_PAGE)}
         listed = await api.list_page(params)
         new = [item for item in listed.items if item["call_id"] not in recent]
-        if page > 1 and listed.size and not new and not listed.unusable:
-            if is_full(listed) and gaps is not None:
-                gaps.append(
-                    f"the whole listing after page {page - 1}: page {page} held only calls "
-                    "listed already (an API that ignores `page`, or pages that repeat)"
-                )
-            return
-        _tell_unusable(listed.unusable, skipped)
+        bad = [value for value in listed.unusable if f"?{value}" not in recent]
+        _tell_unusable(bad, skipped)
         count += len(new)
-        for item in new:
-            recent[item["call_id"]] = None
+        for key in [item["call_id"] for item in new] + [f"?{value}" for value in bad]:
+            recent[key] = None
             if len(recent) > 10 * PER_PAGE:
                 del recent[next(iter(recent))]
+        for item in new:
             yield item
-        if not says_more(listed, page, count):
+        more, problem = page_verdict(listed, page, len(new) + len(bad), count)
+        if problem is not None and gaps is not None:
+            gaps.append(f"the whole listing after page {page - 1}: {problem}")
+        if not more:
             return
         page += 1
 
@@ -79,16 +76,12 @@ async def listed_calls(
             yield item
         return
     async for step in walk(api, filters, since, until or now):
-        _tell_unusable(step.window.unusable, skipped)
-        if not step.window.complete:
-            log.error(
-                "could not list %s completely: %s",
-                step.window.span(),
-                step.window.problem,
-                extra={"event": "listing_incomplete"},
-            )
+        _tell_unusable(step.unusable, skipped)
+        gap = step.window.gap()
+        if gap is not None:
+            log.error("could not list %s", gap.text(), extra={"event": "listing_incomplete"})
             if gaps is not None:
-                gaps.append(f"{step.window.span()}: {step.window.problem}")
+                gaps.append(gap.text())
         for item in step.calls:
             yield item
 

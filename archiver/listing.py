@@ -150,6 +150,25 @@ class Window:
         """The window as a person reads it (UTC, to the second)."""
         return f"{utc_text(self.start)} .. {utc_text(self.end)}"
 
+    def gap(self) -> Gap | None:
+        """The window as a gap in the listing, when it could not be listed completely."""
+        return None if self.problem is None else Gap(self.start, self.end, self.problem)
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """A window the listing could not be walked through completely, and why."""
+
+    start: datetime
+    end: datetime
+    problem: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"start": utc_text(self.start), "end": utc_text(self.end), "problem": self.problem}
+
+    def text(self) -> str:
+        return f"{utc_text(self.start)} .. {utc_text(self.end)}: {self.problem}"
+
 
 def page_size(page: ListPage) -> int:
     """The size of a full page: what was asked, or less when the API says it pages by less."""
@@ -173,6 +192,21 @@ def says_more(page: ListPage, number: int, seen: int) -> bool:
     more_pages = page.total_pages is not None and page.total_pages > number
     more_calls = page.total_count is not None and page.total_count > seen
     return more_pages or more_calls
+
+
+def page_verdict(listed: ListPage, number: int, new: int, seen: int) -> tuple[bool, str | None]:
+    """After page `number`, which brought `new` items not seen before (`seen` in all): whether
+    to ask the next page, and why the paging cannot go on although it should (None: it need
+    not). A page of only items seen already ends the paging (an API that ignores `page`);
+    when it was full, what comes after it cannot be reached."""
+    if number > 1 and listed.size and not new:
+        if is_full(listed):
+            return False, (
+                f"page {number} held only calls listed already (an API that ignores `page`, "
+                "or pages that repeat): the calls after them cannot be reached"
+            )
+        return False, None
+    return says_more(listed, number, seen), None
 
 
 def _key(item: dict[str, Any]) -> str:
@@ -219,7 +253,8 @@ class _Walk:
         listed = await self._api.list_page(params)
         if self._root is None:
             self._root = listed
-            if self._on_total is not None:  # a display's total: the hint only when plausible
+            if self._on_total is not None:  # a display's total only (progress, ETA): the
+                # hint of a full first page, which may lie; a short page's own count
                 hinted = listed.total_count if is_full(listed) else None
                 self._on_total(hinted if hinted is not None else listed.size)
         return listed
@@ -235,7 +270,6 @@ class _Walk:
         window = await self._pages(start, end, first)
         if not window.complete:  # once more from its first page: a glitch heals
             window = await self._pages(start, end, await self.page(start, end, 1))
-        self._count(window)
         yield window
 
     async def _pages(self, start: datetime, end: datetime, first: ListPage) -> Window:
@@ -246,18 +280,13 @@ class _Walk:
         while True:
             new = [item for item in listed.items if _key(item) not in seen]
             bad = [value for value in listed.unusable if f"?{value}" not in seen]
-            if number > 1 and listed.size and not new and not bad:
-                if is_full(listed):
-                    window.problem = (
-                        f"page {number} held only calls listed already (an API that ignores "
-                        "`page`, or pages that repeat): the calls after them cannot be reached"
-                    )
-                break
             seen.update(_key(item) for item in new)
             seen.update(f"?{value}" for value in bad)
+            self._count(new)  # as the pages come: a burst paged at once grows the bound too
             window.calls += new
             window.unusable += bad
-            if not says_more(listed, number, len(seen)):
+            more, window.problem = page_verdict(listed, number, len(new) + len(bad), len(seen))
+            if not more:
                 break
             if number >= MAX_LEAF_PAGES:
                 window.problem = f"more than {MAX_LEAF_PAGES} pages of calls in one window"
@@ -267,9 +296,9 @@ class _Walk:
         self._compare(window, first, len(seen))
         return window
 
-    def _count(self, window: Window) -> None:
-        """The window's calls not found lately: what the bound on requests grows with."""
-        for item in window.calls:
+    def _count(self, calls: list[dict[str, Any]]) -> None:
+        """Calls not found lately: what the bound on requests grows with."""
+        for item in calls:
             key = _key(item)
             if key in self._recent:
                 continue
@@ -364,11 +393,13 @@ async def windows(
 
 @dataclass(frozen=True)
 class Step:
-    """One window of a walk: its calls less those the window before it listed."""
+    """One window of a walk: its calls (and unusable items) less those the window before it
+    listed (their shared boundary)."""
 
     number: int  # 0 for the oldest window of the walk
     window: Window
     calls: list[dict[str, Any]]
+    unusable: list[str]
 
 
 async def walk(
@@ -378,12 +409,14 @@ async def walk(
     end: datetime,
     on_total: Callable[[int], None] | None = None,
 ) -> AsyncIterator[Step]:
-    """The listing of [start, end] window by window, each call once: what `list`, `sync` and
-    `sync --dry-run` all read."""
+    """The listing of [start, end] window by window, each call once: what `list`, `sync`,
+    `sync --dry-run` and `check` all read."""
     previous: Window | None = None
     number = 0
     async for window in windows(api, filters, start, end, on_total):
-        yield Step(number, window, without_repeats(previous, window))
+        before = set(previous.unusable) if previous else set()
+        unusable = [value for value in window.unusable if value not in before]
+        yield Step(number, window, without_repeats(previous, window), unusable)
         previous, number = window, number + 1
 
 

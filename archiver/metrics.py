@@ -12,7 +12,7 @@ still reports it). Sharded runs label every series with `shard="K/N"`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,17 +62,29 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
+class _Families:
+    """Gauge families as the text exposition format writes them (0.0.4)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def __call__(self, name: str, help_text: str, samples: Iterable[tuple[str, float]]) -> None:
+        self.lines.append(f"# HELP {name} {help_text}")
+        self.lines.append(f"# TYPE {name} gauge")
+        self.lines.extend(f"{name}{labels} {_number(value)}" for labels, value in samples)
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+def _base(command: str, shard: Shard | None) -> dict[str, str]:
+    return {"command": command} | ({"shard": shard_text(shard)} if shard else {})
+
+
 def render(metrics: RunMetrics) -> str:
     """The textfile's content (text exposition format 0.0.4)."""
-    base = {"command": metrics.command}
-    if metrics.shard:
-        base["shard"] = shard_text(metrics.shard)
-    lines: list[str] = []
-
-    def family(name: str, help_text: str, samples: Iterator[tuple[str, float]]) -> None:
-        lines.append(f"# HELP {name} {help_text}")
-        lines.append(f"# TYPE {name} gauge")
-        lines.extend(f"{name}{labels} {_number(value)}" for labels, value in samples)
+    base = _base(metrics.command, metrics.shard)
+    family = _Families()
 
     counts = metrics.counts
     family(
@@ -110,15 +122,16 @@ def render(metrics: RunMetrics) -> str:
             iter([(one, round(metrics.last_success_at, 3))]),
         )
     listing = metrics.listing
+    if listing is not None and not listing.default_filters:  # its own watermark and window
+        base = base | {"filters": listing.filters}
+        one = _labels(base)
     if metrics.watermark is not None:
-        filtered = listing is not None and not listing.default_filters
-        own = base | ({"filters": listing.filters} if listing and filtered else {})
         family(
             "osvi_archiver_sync_watermark_timestamp_seconds",
             "sync's watermark: every listed call picked up before it reached an outcome (Unix "
             "time); one that stops moving means syncs make no progress. A sync with filters "
             "other than the default keeps its own, labelled with them.",
-            iter([(_labels(own), round(metrics.watermark, 3))]),
+            iter([(one, round(metrics.watermark, 3))]),
         )
     if listing is not None:
         family(
@@ -140,27 +153,29 @@ def render(metrics: RunMetrics) -> str:
             "watermark stays before the first).",
             iter([(one, len(listing.gaps))]),
         )
-    return "\n".join(lines) + "\n"
+    return family.text()
 
 
 @dataclass(frozen=True)
 class CheckMetrics:
-    """What `osvi-archiver check` reports to monitoring: plain numbers."""
+    """What `osvi-archiver check` reports to monitoring: plain numbers. A check that could
+    not end (a usage error, the token refused, the API unreachable) has no counts: its exit
+    code and time only."""
 
-    missing: int
-    listed: int
-    incomplete_windows: int
-    unlisted: int | None  # None: not checked
     exit_code: int
     finished_at: float  # epoch seconds
+    missing: int | None = None
+    listed: int | None = None
+    incomplete_windows: int | None = None
+    unlisted: int | None = None  # None: not checked
     shard: Shard | None = None
 
 
 def render_check(metrics: CheckMetrics) -> str:
     """A check's own textfile: kept apart from the runs' (a file is replaced whole)."""
-    base = {"command": "check"} | ({"shard": shard_text(metrics.shard)} if metrics.shard else {})
-    one = _labels(base)
-    series = [
+    one = _labels(_base("check", metrics.shard))
+    family = _Families()
+    counts = (
         ("osvi_archiver_check_missing_calls",
          "Listed calls the archive does not hold (failed, never seen), at the last check.",
          metrics.missing),
@@ -169,24 +184,22 @@ def render_check(metrics: CheckMetrics) -> str:
         ("osvi_archiver_check_incomplete_windows",
          "Windows of the listing the last check could not walk through.",
          metrics.incomplete_windows),
-        ("osvi_archiver_check_timestamp_seconds", "When the last check ended (Unix time).",
-         round(metrics.finished_at, 3)),
-        ("osvi_archiver_check_exit_code",
-         "Exit code of the last check (0 nothing missing, 1 something missing).",
-         metrics.exit_code),
-    ]  # fmt: skip
-    if metrics.unlisted is not None:
-        series.append(("osvi_archiver_check_unlisted_calls",
-                       "Archived calls of the last check's window that the listing did not show.",
-                       metrics.unlisted))  # fmt: skip
-    lines: list[str] = []
-    for name, help_text, value in series:
-        lines += [
-            f"# HELP {name} {help_text}",
-            f"# TYPE {name} gauge",
-            f"{name}{one} {_number(value)}",
-        ]
-    return "\n".join(lines) + "\n"
+        ("osvi_archiver_check_unlisted_calls",
+         "Archived calls of the last check's window that the listing did not show.",
+         metrics.unlisted),
+    )  # fmt: skip
+    for name, help_text, value in counts:
+        if value is not None:
+            family(name, help_text, [(one, value)])
+    family("osvi_archiver_check_timestamp_seconds", "When the last check ended (Unix time).",
+           [(one, round(metrics.finished_at, 3))])  # fmt: skip
+    family(
+        "osvi_archiver_check_exit_code",
+        "Exit code of the last check (0 nothing missing, 1 calls missing or a window not "
+        "listed, 2 usage, 3 token, 4 local, 69 unreachable, 70 internal error).",
+        [(one, metrics.exit_code)],
+    )
+    return family.text()
 
 
 def write_check(path: Path, metrics: CheckMetrics) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from archiver import __version__
-from archiver.argparsing import EXIT_CODES, Parser
+from archiver.argparsing import CHECK_EXIT_CODES, EXIT_CODES, Parser
 from archiver.fake import options as fake_options
 from archiver.flags import RUN_SETTINGS, STORE_READ_SETTINGS, add_settings
 from archiver.times import TIME_HELP
@@ -223,16 +223,16 @@ def build_parser() -> argparse.ArgumentParser:
         "(no lock: beside a running nightly; a folder or a bucket). Missing: listed calls the "
         "archive does not hold as archived, pending or not available, with why (never seen, "
         "failed and its kind). Unlisted: archived calls of the window the listing does not "
-        "show (reported, not an error). The window: --since (default 7d) to --until (default: "
-        "the sync watermark of these filters, when there is one, else now). Exit 0 when "
-        "nothing is missing, 1 when something is (or a window could not be listed); "
-        "`check --ids ... | osvi-archiver run --out DEST -` archives what is missing.",
-        epilog=EXIT_CODES,
+        "show (reported, not an error). A call picked after the sync watermark of these "
+        "filters less than 36 h ago is the next sync's: shown, not missing. The window: "
+        "--since (default 7d) to --until (default now). `check --ids ... | osvi-archiver run "
+        "--out DEST -` archives what is missing.",
+        epilog=CHECK_EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_common(check)
     add_settings(check, ("out_dir", "base_url", "max_requests_per_second", "max_attempts",
-                         "metrics_file", *STORE_READ_SETTINGS))  # fmt: skip
+                         "sync_overlap", "metrics_file", *STORE_READ_SETTINGS))  # fmt: skip
     _add_listing_options(check, default_status="picked")
     shown = check.add_mutually_exclusive_group()
     shown.add_argument("--json", action="store_true", help="print one JSON document on stdout")

@@ -154,8 +154,8 @@ def _block(one: dict[str, Any], at: float) -> list[str]:
         f"calls             {one['total']:,} ({shown})",
         f"sync watermark    {one['sync_watermark'] or 'none (no sync yet)'}",
     ]
-    for filters, at in one["other_watermarks"].items():
-        lines.append(f"  of a sync with {filters}: {at}")
+    for filters, mark in one["other_watermarks"].items():
+        lines.append(f"  of a sync with {filters}: {mark}")
     run = one["last_run"]
     if run:
         lines.append(

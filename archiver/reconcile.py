@@ -1,6 +1,7 @@
 """The archive held against the API's listing: which outcomes account for a listed call, and
-whether a listed window is complete (issue 20). Pure values: the end of every `sync` and
-`osvi-archiver check` both judge with these, from what the state has committed.
+whether a listed window is complete (issue 20). Pure values: the end of every `sync`
+(WindowReport) and `osvi-archiver check` both judge with `HELD` and `is_complete`, from what
+the state has committed.
 
 A listed call is accounted for when the state holds it `archived`, `pending` (asked again by
 every later run) or `not_available` (a 404 past the pending window): an outcome that needs no
@@ -15,26 +16,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from archiver.listing import Gap
 from archiver.status import Status
 from archiver.times import utc_text as iso
 
 HELD = (Status.ARCHIVED, Status.PENDING, Status.NOT_AVAILABLE)
-UNKNOWN = "unknown"  # listed, and the state holds no outcome for it
+NO_OUTCOME = "no_outcome"  # listed, and the state holds no outcome for it (yet)
+_WHY = {Status.FAILED: "failed", NO_OUTCOME: "without an outcome"}
 
 
-@dataclass(frozen=True, slots=True)
-class Gap:
-    """A window the listing could not be walked through completely, and why."""
-
-    start: datetime
-    end: datetime
-    problem: str
-
-    def to_json(self) -> dict[str, str]:
-        return {"start": iso(self.start), "end": iso(self.end), "problem": self.problem}
-
-    def text(self) -> str:
-        return f"{iso(self.start)} .. {iso(self.end)}: {self.problem}"
+def is_complete(*, walked: bool, gaps: int, unusable: int, missing: int) -> bool:
+    """Whether a listed window is complete: walked to its end, no window it could not list,
+    no item without a usable call_id, no listed call missing."""
+    return walked and not gaps and not unusable and not missing
 
 
 @dataclass
@@ -49,7 +43,7 @@ class WindowReport:
     unusable: int = 0  # listed items whose call_id is not a UUID
     gaps: list[Gap] = field(default_factory=list)
     walked: bool = False  # the listing was walked to its end
-    outcomes: dict[str, int] = field(default_factory=dict)  # listed ids by outcome
+    outcomes: dict[str, int] = field(default_factory=dict)  # listed ids by outcome, NO_OUTCOME
 
     @property
     def listed(self) -> int:
@@ -83,7 +77,7 @@ class WindowReport:
         if self.complete:
             return [f"window            complete: {said}"]
         missing = {k: v for k, v in sorted(self.outcomes.items()) if k not in HELD and v}
-        why = ", ".join(f"{n:,} {k.replace('_', ' ')}" for k, n in missing.items())
+        why = ", ".join(f"{n:,} {_WHY.get(k, k)}" for k, n in missing.items())
         lines = [f"window            NOT complete: {said}" + (f" ({why})" if why else "")]
         lines += [f"  could not list {gap.text()}" for gap in self.gaps]
         if self.unusable:

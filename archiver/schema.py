@@ -68,8 +68,8 @@ CREATE TABLE IF NOT EXISTS manifest_parts (
 """
 _V5 = """
 -- The call's time (call_picked_at, else created_at; epoch seconds) as a listing or the call's
--- details gave it (issue 20): `check` finds the archived calls of a window by it, and says
--- since when a call is pending. NULL when unknown (every call recorded before).
+-- details gave it (issue 20): `check` finds the archived calls of a window by it (those the
+-- listing no longer shows). NULL when unknown (every call recorded before).
 ALTER TABLE calls ADD COLUMN started_at REAL;
 CREATE INDEX IF NOT EXISTS calls_by_start ON calls (started_at) WHERE started_at IS NOT NULL;
 """

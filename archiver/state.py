@@ -190,13 +190,13 @@ class State:
         )
 
     @mapped
-    def listed_outcomes(self) -> dict[str, int]:
-        """How many of the listed ids hold each outcome, as committed (`unknown`: none)."""
+    def listed_outcomes(self) -> dict[str | None, int]:
+        """How many of the listed ids hold each outcome, as committed (None: none yet)."""
         query = (
-            "SELECT coalesce(c.status, 'unknown'), count(*) FROM temp.listed AS l "
+            "SELECT c.status, count(*) FROM temp.listed AS l "
             "LEFT JOIN calls AS c ON c.call_id = l.call_id GROUP BY 1"
         )
-        return {str(status): int(count) for status, count in self._db.execute(query)}
+        return {status: int(count) for status, count in self._db.execute(query)}
 
     @mapped
     def record(self, record: CallRecord) -> None:

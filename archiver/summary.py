@@ -60,7 +60,8 @@ def render(
     if window is not None:
         lines += window.lines()
     if watermark is not None:
-        lines.append(f"sync watermark    {watermark}")
+        own = f" (of {window.filters})" if window and not window.default_filters else ""
+        lines.append(f"sync watermark    {watermark}{own}")
     if error is not None:
         lines.append(f"stopped           {scrub(str(error))}")
         if error.exit_code in RESUMABLE:

@@ -36,6 +36,7 @@ from archiver.feed import BLOCK
 from archiver.inputs import InvalidRow
 from archiver.listing import (
     Filters,
+    Gap,
     Pages,
     RetriedListing,
     Step,
@@ -46,7 +47,7 @@ from archiver.listing import (
     walk,
 )
 from archiver.pipeline import Listed, Work
-from archiver.reconcile import Gap, WindowReport
+from archiver.reconcile import NO_OUTCOME, WindowReport
 from archiver.shard import in_shard
 from archiver.state import State
 
@@ -193,12 +194,13 @@ class SyncSource:
         return block
 
     def _take(self, step: Step) -> None:
-        rows = unusable_rows(step.window, self._unusable)  # reported as invalid input rows are
+        rows = unusable_rows(step, self._unusable)  # reported as invalid input rows are
         self._unusable += len(rows)
         self.report.unusable += len(rows)
         self._buffer.extend(rows)
-        if not step.window.complete:
-            self._gap(step.window)
+        gap = step.window.gap()
+        if gap is not None:
+            self._gap(gap)
         self._open[step.number] = _Open(step.window, len(step.calls))
         # The API client set aside every item whose call_id is not a UUID: canonical.
         ids = [item["call_id"] for item in step.calls]
@@ -209,10 +211,9 @@ class SyncSource:
             )
         self._advance()
 
-    def _gap(self, window: Window) -> None:
+    def _gap(self, gap: Gap) -> None:
         """A window the listing could not be walked through: said, counted (exit 1), and the
         watermark stops before it."""
-        gap = Gap(window.start, window.end, window.problem or "incomplete")
         self.report.gaps.append(gap)
         self._counts.incomplete_windows += 1
         log.error(
@@ -248,7 +249,8 @@ class SyncSource:
     def conclude(self) -> WindowReport:
         """The window checked from the state, as committed: how many of its listed calls
         hold each outcome (reconcile.py judges whether that is complete)."""
-        self.report.outcomes = self._state.listed_outcomes()
+        found = self._state.listed_outcomes()
+        self.report.outcomes = {status or NO_OUTCOME: n for status, n in found.items()}
         return self.report
 
     def close(self) -> None:
@@ -260,7 +262,7 @@ async def listed_ids(pages: Pages, sync: SyncPlan) -> AsyncIterator[str | Invali
     the unusable items as invalid rows, and each window it could not list completely."""
     unusable = 0
     async for step in walk(pages, sync.filters, sync.start, sync.end):
-        rows = unusable_rows(step.window, unusable)
+        rows = unusable_rows(step, unusable)
         unusable += len(rows)
         for row in rows:
             yield row
@@ -270,12 +272,12 @@ async def listed_ids(pages: Pages, sync: SyncPlan) -> AsyncIterator[str | Invali
             yield item["call_id"]
 
 
-def unusable_rows(window: Window, before: int) -> list[InvalidRow]:
-    """The window's items whose call_id is not a UUID, as invalid rows of the listing (their
+def unusable_rows(step: Step, before: int) -> list[InvalidRow]:
+    """The step's items whose call_id is not a UUID, as invalid rows of the listing (their
     line: the count of such items in this run's listing, `before` came earlier)."""
     return [
         InvalidRow(LISTING, before + n, "call_id is not a UUID", value)
-        for n, value in enumerate(window.unusable, 1)
+        for n, value in enumerate(step.unusable, 1)
     ]
 
 

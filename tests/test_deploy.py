@@ -1043,6 +1043,9 @@ def test_alert_rules_cover_the_nightly_the_exit_code_and_the_watermark() -> None
     assert exprs["OsviArchiverCheckNotRun"] == (
         "time() - osvi_archiver_check_timestamp_seconds > 8 * 86400"
     )
+    assert exprs["OsviArchiverCheckFailed"] == (
+        "osvi_archiver_check_exit_code != 0 unless osvi_archiver_check_missing_calls > 0"
+    )
 
 
 def _promtool() -> str:
@@ -1071,6 +1074,20 @@ def _alert(
 
 
 _SYNC = {"command": "sync", "instance": "host:9100", "job": "node"}
+
+
+def _check_failed(code: int) -> dict[str, Any]:
+    return _alert(
+        "OsviArchiverCheckFailed",
+        "ticket",
+        f"osvi-archiver on host:9100: the check exited {code}",
+        "The check could not prove the archive complete: its log (journalctl -u "
+        "osvi-archiver-check, or check.log) says why (a window the listing could not give, an "
+        "exit code of the README).",
+        command="check",
+    )
+
+
 _SERIES = '{command="sync",instance="host:9100",job="node"}'
 _EXIT_CODE_DESCRIPTION = (
     "See the exit codes in the README (1: some calls failed, 3: token rejected, 4: local fatal "
@@ -1203,6 +1220,30 @@ def test_alert_rules_fire_when_they_should(tmp_path: Path) -> None:
                 },
                 {"eval_time": "20m", "alertname": "OsviArchiverCheckFoundMissingCalls"},
                 {"eval_time": "39h", "alertname": "OsviArchiverCheckNotRun"},
+            ],
+        }
+    )
+    tests.append(
+        {
+            "interval": "1m",
+            # A check that exits 1 with nothing missing (a window it could not list), then one
+            # that found missing calls (the other alert's), then a check refused its token (3).
+            "input_series": [
+                {"series": f"osvi_archiver_check_exit_code{check}", "values": "1x10 1x10 3x10"},
+                {"series": f"osvi_archiver_check_missing_calls{check}", "values": "0x10 2x10 _x10"},
+            ],
+            "alert_rule_test": [
+                {
+                    "eval_time": "8m",
+                    "alertname": "OsviArchiverCheckFailed",
+                    "exp_alerts": [_check_failed(1)],
+                },
+                {"eval_time": "19m", "alertname": "OsviArchiverCheckFailed"},
+                {  # the missing count gone stale 5 min after its last sample, then 5 min more
+                    "eval_time": "33m",
+                    "alertname": "OsviArchiverCheckFailed",
+                    "exp_alerts": [_check_failed(3)],
+                },
             ],
         }
     )

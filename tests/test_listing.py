@@ -310,3 +310,13 @@ def test_a_time_without_an_offset_is_read_in_ist_and_said_once(
 @pytest.mark.parametrize("value", ["", "yesterday", "2026-13-01T00:00:00", "x" * 500, 17, None])
 def test_a_time_that_is_not_one_gives_no_age(value: object) -> None:
     assert started_at_of({"call_picked_at": value}) is None
+
+
+async def test_a_burst_larger_than_the_first_bound_is_paged_to_its_end() -> None:
+    """40,000 calls in one second, the first thing the walk meets: the bound grows with each
+    page of new calls, so it never stops an honest burst."""
+    calls = [(cid, T0 + timedelta(seconds=5)) for cid in ids(40_000)]
+    api = StubApi(calls, meta="null")
+    seen, gaps = await walk_with_gaps(api, T0, T0 + timedelta(days=1))
+    assert gaps == []
+    assert len(seen) == 40_000

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from archiver.check import CheckReport, check, default_window, render_text
+from archiver.check import CheckReport, check, render_text, window_of
+from archiver.errors import UsageError
 from archiver.fake import FakeOSVI, Fault, FaultKind
 from archiver.listing import Filters
 from archiver.state import State
@@ -50,8 +51,7 @@ async def test_a_clean_archive_checks_complete(make_fake: FakeFactory, tmp_path:
     assert report.outcomes["archived"] == len(expected)
     assert report.missing == []
     assert report.unlisted == []
-    assert report.until_from == "the sync watermark"
-    assert report.covered
+    assert report.marks[0].watermark is not None
     assert "result            complete" in render_text(report)
     asked = {k: v - downloads.get(k, 0) for k, v in fake.stats.requests.items()}
     assert {k for k, v in asked.items() if v} == {"calls"}  # the listing only: no URL asked
@@ -131,7 +131,6 @@ async def test_check_ids_piped_into_run_repairs_the_archive(
     assert document["missing"] == []
     assert document["exit_code"] == 0
     assert document["listed"] == document["outcomes"]["archived"]
-    assert document["window"]["until"] == "the sync watermark"
 
 
 async def test_check_json_and_metrics_say_what_is_missing(
@@ -149,8 +148,7 @@ async def test_check_json_and_metrics_say_what_is_missing(
     assert done.code == 1
     document = json.loads(done.stdout)
     assert late.call_id in [m["call_id"] for m in document["missing"]]
-    assert document["window"]["until"] == "--until"
-    assert document["watermarks"][0]["covers_window"] is False
+    assert document["watermarks"][0]["watermark"] is not None
     samples = {
         s.name: s.value
         for family in text_string_to_metric_families(metrics.read_text())
@@ -186,28 +184,18 @@ async def test_an_archive_with_no_state_misses_every_listed_call(
     report = await checked(fake, tmp_path, since)
     assert report.exit_code == 1
     assert report.listed == len(report.missing) > 0
-    assert report.until_from == "now"
+    assert report.marks == []
     assert not tmp_path.joinpath(".osvi-archiver").exists()
 
 
-@pytest.mark.parametrize(
-    ("marks", "until", "expected"),
-    [
-        ([], None, (T + timedelta(days=7), "now")),
-        ([T + timedelta(days=5)], None, (T + timedelta(days=5), "the sync watermark")),
-        ([T + timedelta(days=5), None], None, (T + timedelta(days=7), "now")),
-        ([T - timedelta(days=1)], None, (T + timedelta(days=7), "now")),  # before --since
-        ([T + timedelta(days=5)], T + timedelta(days=6), (T + timedelta(days=6), "--until")),
-    ],
-)
-def test_the_window_ends_at_the_watermark_unless_told(
-    marks: list[datetime | None], until: datetime | None, expected: tuple[datetime, str]
-) -> None:
+def test_the_window_is_seven_days_to_now_unless_told_and_never_reversed() -> None:
     now = T + timedelta(days=7)
-    start, end, source = default_window(marks, T, until, now)
-    assert start == T
-    assert (end, source) == expected
-    assert default_window([], None, None, now)[0] == now - timedelta(days=7)
+    assert window_of(None, None, now) == (T, now)
+    assert window_of(T, now + timedelta(days=1), now) == (T, now)  # never past now
+    with pytest.raises(UsageError, match="is after --until"):
+        window_of(T + timedelta(days=2), T + timedelta(days=1), now)
+    with pytest.raises(UsageError, match="is after --until"):
+        window_of(now + timedelta(hours=1), None, now)  # --since in the future
 
 
 async def test_pending_calls_are_held_and_shown_with_since_when(
@@ -224,5 +212,79 @@ async def test_pending_calls_are_held_and_shown_with_since_when(
     assert report.outcomes["pending"] == len(report.pending)
     first = report.pending[0]
     assert first.picked_at is not None
+    assert first.picked_at.endswith("Z")  # UTC, as every time of the report
     assert f"  {first.call_id}  pending since {first.picked_at}" in render_text(report)
     assert report.to_json()["pending"][0]["call_id"] == first.call_id
+
+
+async def test_calls_after_the_watermark_are_the_next_syncs_until_they_are_old(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    """A call picked after the last sync is not missing while the next nightly may still
+    take it; one that no sync took for 36 h is missing, whatever the watermark says (a
+    nightly stuck before a window it cannot list must not make the check pass)."""
+    fake = await make_fake(fake_config(40))
+    now = datetime.now(UTC)
+    since = now - timedelta(days=4)
+    await synced(fake, tmp_path, since)
+    fresh = [c for c in fake.add_calls(10) if c.status == "picked"]  # listed late: the overlap
+    report = await checked(fake, tmp_path, since)
+    assert report.exit_code == 0
+    assert {c.call_id for c in report.later} == {c.call_id for c in fresh}
+    assert report.missing == []
+    assert "not synced yet    " in render_text(report)
+    with State(tmp_path) as state:  # the nightly has been stuck for three days
+        state.set_meta("sync_watermark", (now - timedelta(days=3)).isoformat())
+    added = fake.add_calls(10, created_at=now - timedelta(hours=40))
+    old = [c for c in added if c.status == "picked"]
+    stuck = await checked(fake, tmp_path, since)
+    assert stuck.exit_code == 1
+    assert {m.call_id for m in stuck.missing} == {c.call_id for c in old}
+    assert {c.call_id for c in stuck.later} == {c.call_id for c in fresh}
+
+
+async def test_a_listing_the_check_cannot_walk_fails_the_check(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    """The nightly cannot list a window (its watermark stops before it): the check walks the
+    same listing, meets the same window, and exits 1, naming it."""
+    fake = await make_fake(fake_config(100, list_ignore_page=True))
+    now = datetime.now(UTC)
+    burst = now - timedelta(hours=30)
+    fake.add_calls(300, created_at=burst - timedelta(seconds=10), picked_at=burst)
+    since = now - timedelta(days=2)
+    assert (await sync(fake, tmp_path, since=since)).exit_code == 1
+    report = await checked(fake, tmp_path, since)
+    assert report.exit_code == 1
+    assert len(report.gaps) == 1
+    assert "could not list" in render_text(report)
+
+
+async def test_calls_listed_in_another_window_than_their_stored_time_are_not_unlisted(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    """A clock ahead (times shown an hour late): the stored time puts a call in another
+    window than the one the API listed it in; listed anywhere, it is not unlisted."""
+    fake = await make_fake(fake_config(300, days=2, time_shift=3600))
+    since = datetime.now(UTC) - timedelta(days=3)
+    await synced(fake, tmp_path, since)
+    report = await checked(fake, tmp_path, since)
+    assert report.exit_code == 0
+    assert report.unlisted == []
+
+
+async def test_a_failed_or_unfinished_check_still_says_its_exit_code_in_its_metrics(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    fake = await make_fake(fake_config(5))
+    metrics = tmp_path / "check.prom"
+    env = {**env_for(fake), "OSVI_API_TOKEN": "x" * 16}
+    done = await osvi("check", "--out", str(tmp_path), "--metrics-file", str(metrics), env=env)
+    assert done.code == 3
+    samples = {
+        s.name: s.value
+        for family in text_string_to_metric_families(metrics.read_text())
+        for s in family.samples
+    }
+    assert samples["osvi_archiver_check_exit_code"] == 3
+    assert "osvi_archiver_check_missing_calls" not in samples  # no count it does not know

@@ -18,6 +18,7 @@ from archiver.fake.calls import agent_uuids
 from archiver.listing import Filters
 from archiver.outputs import RunResult
 from archiver.overview import overview
+from archiver.overview import render as render_status
 from archiver.state import State
 from archiver.summary import render
 from archiver.sync import read_watermark
@@ -103,9 +104,14 @@ async def test_a_filtered_sync_continues_from_its_own_watermark(
     assert (since.exit_code, again.exit_code) == (0, 0)
     assert again.listing is not None
     assert again.listing.start < now
-    shown = overview(LocalFolder(tmp_path))["states"][0]
+    view = overview(LocalFolder(tmp_path))
+    shown = view["states"][0]
     assert shown["sync_watermark"] is not None
-    assert list(shown["other_watermarks"]) == [f"agent_uuid={agent.agent_uuid}, status=picked"]
+    filters = f"agent_uuid={agent.agent_uuid}, status=picked"
+    assert list(shown["other_watermarks"]) == [filters]
+    assert f"  of a sync with {filters}: " in render_status(view)
+    text = render(again.counts, 1.0, None, None, None, again.watermark, again.listing)
+    assert f"sync watermark    {again.watermark} (of {filters})" in text
 
 
 # --- 2 and 3. no count from the wire is trusted ---------------------------------------------
