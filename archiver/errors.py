@@ -35,6 +35,7 @@ outcome (its `kind` is the manifest's `error.kind`) and never stops the run.
         ├── TooLarge                   too_large: the recording is over max_recording_size
         ├── NotAvailable               not_available: 404 recording_not_available
         ├── NotAudio                   not_audio: not audio again after a fresh try
+        ├── StoreRefused               store_refused: the bucket refused this one object
         └── InternalCallError          internal_error: an unexpected exception in this call
 
 Library exceptions (aiohttp, OSError, sqlite3, ValueError from a URL parser) are mapped into
@@ -206,6 +207,13 @@ class NotAvailable(PermanentError):
 
 class NotAudio(PermanentError):
     kind = "not_audio"
+
+
+class StoreRefused(PermanentError):
+    """The object store refused this call's object (a 4xx on its key), while it accepts
+    others: that call fails; a refusal of the bucket itself is a run-level StoreError."""
+
+    kind = "store_refused"
 
 
 class InternalCallError(PermanentError):

@@ -82,11 +82,21 @@ def sidecar_stem(relative: str) -> str | None:
     return None
 
 
+PROBE_PREFIX = ".osvi-archiver-probe-"  # a bucket's write test beside a refused key
+
+
+def probe_name(folder: str, token: str) -> str:
+    """The key of a probe object in `folder` (a bucket's: does it accept writes there?)."""
+    return f"{folder}/{PROBE_PREFIX}{token}" if folder else f"{PROBE_PREFIX}{token}"
+
+
 def is_tool_file(folder: str, name: str) -> bool:
     """The tool's own (in `folder`, relative to the archive; '' its top): the state, the
     manifest and the reports, a `.part` of a run in flight, the temp file of an atomic
-    write."""
+    write, a bucket's probe object."""
     if not folder and (name in _TOP_LEVEL or _SHARD_MANIFEST.fullmatch(name)):
+        return True
+    if name.startswith(PROBE_PREFIX):
         return True
     return name.endswith(PART_SUFFIX) or (name.startswith(".") and name.endswith(TEMP_SUFFIX))
 

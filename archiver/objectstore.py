@@ -8,12 +8,13 @@ spool (`<state_dir>/<destination>/`, at most `concurrency` of them), then upload
 final key: one PUT up to UPLOAD_CHUNK, a multipart upload above, which the store shows only
 once it is completed. The object carries its sha256, size and call id as metadata; a HEAD then
 confirms the store holds that size and that sha256 before the call is recorded as archived.
-A cancelled upload (SIGINT, SIGTERM) is aborted, never left half done: its chunks come from
-an iterator that raises on cancellation, and obstore aborts a multipart upload whose source
-fails. A kill -9 leaves an incomplete upload, invisible, that the bucket's lifecycle rule
-removes (README, "Archiving into a bucket").
+A cancelled upload (SIGINT, SIGTERM) is aborted at once, even with a slow part in flight,
+never left half done (uploads.py). A kill -9 leaves an incomplete upload, invisible, that the
+bucket's lifecycle rule removes (README, "Archiving into a bucket"). The store refusing one
+object (a 4xx on its key, while a write beside it succeeds) is that call's outcome,
+`store_refused`; refusing the bucket, the prefix or the credentials stops the run (exit 4).
 
-Memory stays bounded: UPLOADS uploads at once, each holding at most PART_UPLOADS + 1 chunks.
+Memory stays bounded: UPLOADS uploads at once, each holding two parts (uploads.py).
 Credentials never pass through this module: obstore reads them from the environment (AWS_*,
 GOOGLE_*, AZURE_*) and the provider chains, and its error messages name keys, never secrets.
 """
@@ -26,32 +27,35 @@ import itertools
 import logging
 import os
 import re
+import secrets
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import obstore
+from obstore.exceptions import InvalidPathError
 
 from archiver.destination import Destination, Holding, Stored
-from archiver.errors import LocalError
+from archiver.errors import LocalError, StoreRefused
 from archiver.heap import fix_mmap_threshold
 from archiver.lease import Lease, LeaseHolding
 from archiver.location import StoreUrl, default_state_dir
 from archiver.lock import ArchiveLock
-from archiver.names import STATE_DIR, STATE_FILE, states_in
+from archiver.names import STATE_DIR, STATE_FILE, probe_name, states_in
 from archiver.shard import from_label
 from archiver.state import State
 from archiver.storage import PartFile, remove_quietly
 from archiver.storeclient import store_of
-from archiver.storeerrors import StoreError, store_error
+from archiver.storeerrors import StoreError, reason, refusal, store_error
 from archiver.uploads import (
     PART_UPLOADS,
     UPLOAD_CHUNK,
     UPLOADS,
+    UploadCancelled,
     finished_or_aborted,
     first_bytes,
-    multipart,
+    upload_file,
 )
 
 if TYPE_CHECKING:
@@ -69,6 +73,45 @@ META_SHA256, META_SIZE, META_CALL, META_KIND = "osvisha256", "osvisize", "osvica
 # A media type as a header may carry it: what the recording host sent, checked (a control
 # character in it made obstore's request signing panic).
 _MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}")
+
+
+_PAGE = 1000  # objects a listing batch holds
+_RUST_STRING = re.compile(r'path: "((?:[^"\\]|\\.)*)"')
+_RUST_ESCAPE = re.compile(r"\\(u\{([0-9a-fA-F]{1,6})\}|.)")
+
+
+def bad_key(exc: BaseException, prefix: str) -> str | None:
+    """The key (relative to the store's prefix) an InvalidPathError of a listing names."""
+    found = _RUST_STRING.search(str(exc))
+    if found is None:
+        return None
+
+    def unescape(escape: re.Match[str]) -> str:
+        if escape.group(2):
+            return chr(int(escape.group(2), 16))
+        return {"n": "\n", "r": "\r", "t": "\t", "0": "\0"}.get(escape.group(1), escape.group(1))
+
+    path = _RUST_ESCAPE.sub(unescape, found.group(1))
+    lead = f"{prefix.rstrip('/')}/" if prefix else ""
+    return path[len(lead) :] if path.startswith(lead) else None
+
+
+def key_after(key: str) -> str:
+    """The smallest key the store client can parse that sorts after `key` and after every
+    key sharing its first invalid part (`a//...`, `x/../...`, `c\x01...`): where a listing
+    goes on past an invalid key (its offset is exclusive: this key itself is looked up)."""
+    start = 0
+    segments = key.split("/")
+    for number, segment in enumerate(segments):
+        last = number == len(segments) - 1
+        if segment in ("", ".", ".."):
+            # Everything under it is invalid: go on after the '/' that follows (then '0').
+            return key + " " if last else key[: start + len(segment)] + "0"
+        for at, char in enumerate(segment):
+            if ord(char) < 0x20 or ord(char) == 0x7F:
+                return key[: start + at] + (" " if ord(char) < 0x20 else "\x80")
+        start += len(segment) + 1
+    return key + " "
 
 
 class StoreDestination(Destination):
@@ -102,10 +145,8 @@ class StoreDestination(Destination):
 
     def prepare(self) -> None:
         super().prepare()
-        try:  # one listing request: the bucket exists and the credentials may read it
-            next(iter(obstore.list(self.store, prefix=STATE_DIR, chunk_size=1)), None)
-        except Exception as exc:
-            raise store_error(exc, self.where, "list") from exc
+        # One listing request: the bucket exists and the credentials may read it.
+        next(self.listing(STATE_DIR, recursive=True), None)
 
     def holding(self, shard: Shard | None) -> Holding:
         """A local `flock` (two runs of one machine share its local state) and the lease in
@@ -140,40 +181,57 @@ class StoreDestination(Destination):
 
     async def publish(self, part: PartFile, relative: str, stored: Stored) -> None:
         await part.seal()
-        abort = asyncio.Event()
-        work = asyncio.ensure_future(self._put(part.path, relative, stored, abort))
-        await finished_or_aborted(work, abort, relative)
+        work = asyncio.ensure_future(self._put(part.path, relative, stored))
+        await finished_or_aborted(work, relative)
         await remove_quietly(part.path)
 
-    async def _put(self, path: Path, key: str, stored: Stored, abort: asyncio.Event) -> None:
-        await self.upload(path, key, stored.size, self.attributes(stored), abort)
+    async def _put(self, path: Path, key: str, stored: Stored) -> None:
+        await self.upload(path, key, stored.size, self.attributes(stored))
         await self.confirm(key, stored)
 
-    async def upload(
-        self,
-        path: Path,
-        key: str,
-        size: int,
-        attributes: dict[str, str],
-        abort: asyncio.Event | None = None,
-    ) -> None:
-        """`path` under `key`: whole or not at all (a multipart upload aborted once `abort`
-        is set). Small files go up in one PUT, at once; large ones UPLOADS at a time (their
-        buffers are the memory bound)."""
+    async def upload(self, path: Path, key: str, size: int, attributes: dict[str, str]) -> None:
+        """`path` under `key`: whole or not at all (a multipart upload is aborted at once when
+        cancelled). Small files go up in one PUT, at once; large ones UPLOADS at a time (their
+        buffers are the memory bound). The store refusing this key alone (while it accepts a
+        write beside it) is the call's StoreRefused; refusing the bucket, a StoreError."""
         try:
-            if size <= UPLOAD_CHUNK:  # one PUT: atomic
-                body = await asyncio.to_thread(path.read_bytes)
-                await obstore.put_async(self.store, key, body, attributes=attributes,
-                                        use_multipart=False)  # fmt: skip
+            if size <= UPLOAD_CHUNK:
+                await upload_file(self.store, path, key, size, attributes)
                 return
             async with self._uploads:
-                await multipart(self.store, path, key, attributes, abort or asyncio.Event())
-        except (asyncio.CancelledError, LocalError):
+                await upload_file(self.store, path, key, size, attributes)
+        except (asyncio.CancelledError, LocalError, UploadCancelled):
             raise
         except BaseException as exc:  # obstore's PanicException is a BaseException
             if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
                 raise
-            raise store_error(exc, self.key_url(key), "upload to") from exc
+            refused = refusal(exc)
+            if refused is None:
+                raise store_error(exc, self.key_url(key), "upload to") from exc
+            await self._probe(key, refused)
+            raise refused from exc
+
+    async def _probe(self, key: str, refused: StoreRefused) -> None:
+        """After a refusal of `key`: a write of a few bytes beside it (then deleted) tells a
+        refusal of this one key (the call fails) from one of the whole folder or bucket
+        (StoreError: the run stops)."""
+        folder = key.rpartition("/")[0]
+        probe = probe_name(folder, secrets.token_hex(8))
+        try:
+            await obstore.put_async(self.store, probe, b"probe", use_multipart=False)
+        except Exception as exc:
+            raise StoreError(
+                f"the store refuses writes under {self.key_url(folder or '')}: {reason(exc)} "
+                f"(it refused {self.key_url(key)}: {refused})"
+            ) from exc
+        with contextlib.suppress(Exception):  # left behind: a tool file, skipped everywhere
+            await obstore.delete_async(self.store, probe)
+        log.warning(
+            "the store refused %s alone (a write beside it succeeded): %s",
+            self.key_url(key),
+            refused,
+            extra={"event": "store_refused", "key": key},
+        )
 
     async def confirm(self, key: str, stored: Stored) -> None:
         """What the store holds under `key` is `stored`: size and sha256 metadata (a HEAD)."""
@@ -182,8 +240,8 @@ class StoreDestination(Destination):
         except Exception as exc:
             raise store_error(exc, self.key_url(key), "read back") from exc
         size, sha256 = found.meta["size"], found.attributes.get(META_SHA256)
-        if size != stored.size or sha256 != stored.sha256:
-            raise StoreError(
+        if size != stored.size or sha256 != stored.sha256:  # this object's outcome
+            raise StoreRefused(
                 f"{self.key_url(key)} holds {size} bytes with sha256 {sha256!r} after its "
                 f"upload of {stored.size} bytes with {stored.sha256}: the store did not keep "
                 "what was sent"
@@ -218,21 +276,87 @@ class StoreDestination(Destination):
                 return self.read(relative)
             raise store_error(exc, self.key_url(relative), "read") from exc
 
-    def listing(self, folder: str, *, recursive: bool = False) -> Iterator[Any]:
-        """The objects under `folder` (their `path` relative to the prefix, `size`, ...)."""
-        prefix = folder.rstrip("/") or None
+    def listing(
+        self, folder: str, *, recursive: bool = False, skipped: list[str] | None = None
+    ) -> Iterator[Any]:
+        """The objects under `folder` (their `path` relative to the prefix, `size`, ...),
+        directly in it unless `recursive`. A key the store client cannot parse (`a//b`, a
+        control character, a `.` or `..` segment: never one of the tool's) is skipped, with
+        one warning naming those skipped, and added to `skipped`: the listing goes on after
+        it. obstore reads the store's listing a page of up to 1,000 keys at a time and
+        refuses a whole page holding such a key, so the keys listed before it in its page
+        (after the last one read) are not seen either: a caller that must see every key
+        looks at `skipped` (present: a HEAD each; names: refuses)."""
+        skipped = [] if skipped is None else skipped
         try:
-            if not recursive:
-                yield from obstore.list_with_delimiter(self.store, prefix)["objects"]
-                return
-            for batch in obstore.list(self.store, prefix=prefix, chunk_size=1000):
-                yield from batch
+            for item in self._objects(folder.rstrip("/") or None, skipped):
+                if recursive or self._direct(folder, item["path"]):
+                    yield item
         except Exception as exc:
             raise store_error(exc, self.key_url(folder), "list") from exc
+        finally:
+            if skipped:
+                log.warning(
+                    "skipped %d keys under %s that are no file names (%s); the keys the store "
+                    "listed before each in the same page (up to 999) could not be read either",
+                    len(skipped),
+                    self.key_url(folder),
+                    ", ".join(repr(key) for key in skipped[:5]) + (", ..." if skipped[5:] else ""),
+                    extra={"event": "foreign_keys", "count": len(skipped)},
+                )
+
+    def _objects(self, prefix: str | None, skipped: list[str]) -> Iterator[Any]:
+        """Every object under `prefix`, each invalid key added to `skipped` and gone past."""
+        offset: str | None = None
+        chunk = _PAGE  # 1 after an invalid key: obstore drops the whole batch holding one
+        while True:
+            try:
+                for batch in obstore.list(self.store, prefix=prefix, offset=offset,
+                                          chunk_size=chunk):  # fmt: skip
+                    for item in batch:
+                        offset = item["path"]
+                        yield item
+                return
+            except InvalidPathError as exc:
+                bad = bad_key(exc, self.store.prefix or "")
+                if bad is None or (offset is not None and bad <= offset):
+                    raise
+                if chunk != 1:  # again from the last good key, an object at a time
+                    chunk = 1
+                    continue
+                skipped.append(bad)
+                offset, chunk = key_after(bad), _PAGE
+                found = self._head(offset)
+                if found is not None:
+                    yield found
+
+    @staticmethod
+    def _direct(folder: str, path: str) -> bool:
+        """Whether `path` is directly in `folder` (not in a folder under it)."""
+        inner = folder.rstrip("/")
+        return "/" not in (path[len(inner) + 1 :] if inner else path)
+
+    def pages(self, folder: str = "", size: int = 1000) -> Iterator[list[Any]]:
+        """The whole listing under `folder`, a page of `size` objects at a time (memory stays
+        flat), foreign keys skipped as `listing` does."""
+        objects = self.listing(folder, recursive=True)
+        while page := list(itertools.islice(objects, size)):
+            yield page
+
+    def _head(self, key: str) -> Any:
+        """A key's listing entry (its metadata), None when there is no such object."""
+        try:
+            return obstore.head(self.store, key)
+        except FileNotFoundError:
+            return None
 
     def present(self, relatives: Iterable[str], folder: str) -> set[str]:
-        there = {item["path"] for item in self.listing(folder)}
-        return {name for name in relatives if name in there}
+        skipped: list[str] = []
+        there = {item["path"] for item in self.listing(folder, skipped=skipped)}
+        wanted = set(relatives)
+        if skipped:  # the listing may have missed some: a HEAD each for those not seen
+            there |= {name for name in wanted - there if self._head(name) is not None}
+        return wanted & there
 
     def remove(self, relative: str) -> None:
         try:
@@ -243,7 +367,16 @@ class StoreDestination(Destination):
             raise store_error(exc, self.key_url(relative), "delete") from exc
 
     def names(self, folder: str) -> list[str]:
-        return [item["path"].rsplit("/", 1)[-1] for item in self.listing(folder)]
+        """Every file name in `folder`; a LocalError when keys there could not be read (the
+        names could be incomplete: run reports are then not pruned)."""
+        skipped: list[str] = []
+        found = [item["path"].rsplit("/", 1)[-1] for item in self.listing(folder, skipped=skipped)]
+        if skipped:
+            raise StoreError(
+                f"{self.key_url(folder)} holds keys the store client cannot read "
+                f"({', '.join(repr(key) for key in skipped[:3])}): its listing is incomplete"
+            )
+        return found
 
     def on_disk(self) -> Callable[[Filed], bool]:
         """The state is trusted: a rerun does not send a HEAD per archived call (millions);

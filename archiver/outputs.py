@@ -180,7 +180,10 @@ def _write_report(settings: Settings, state: State, result: RunResult, run: Desc
     result.report = write_run_report(
         state, run.destination, result.run_id, summary, settings.file_mode
     )
-    prune_run_reports(run.destination, settings.keep_run_reports, state.shard)
+    try:  # housekeeping: the report is written, the run's outcome stands
+        prune_run_reports(run.destination, settings.keep_run_reports, state.shard)
+    except LocalError as exc:
+        log.warning("could not remove old run reports: %s", exc, extra={"event": "prune_failed"})
 
 
 def _write_metrics(settings: Settings, state: State, result: RunResult, run: Described) -> None:

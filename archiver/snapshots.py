@@ -228,11 +228,11 @@ async def rebuild(dest: StoreDestination, shard: Shard | None) -> int:
                 raise store_error(exc, dest.key_url(path), "read") from exc
             return path, dict(found.attributes), found.meta
 
-    pages = obstore.list(dest.store, chunk_size=1000)
+    pages = dest.pages()
     waiting: dict[str, dict[str, Any]] = {}  # sidecars whose recording is not listed yet
     total = 0
     with State(dest.root, shard=shard) as state:
-        while (page := await asyncio.to_thread(next_page, dest, pages)) is not None:
+        while (page := await asyncio.to_thread(next, pages, None)) is not None:
             paths = [item["path"] for item in page if _candidate(item["path"])]
             answers = await asyncio.gather(*(head(path) for path in paths))
             records, sidecars = _found(answers, shard)
@@ -250,16 +250,6 @@ async def rebuild(dest: StoreDestination, shard: Shard | None) -> int:
             state.commit()
             total += len(ids)
     return total
-
-
-def next_page(dest: StoreDestination, pages: Any) -> list[Any] | None:
-    """The next page of an obstore listing (None: no more), read in a worker thread."""
-    try:
-        return list(next(pages))
-    except StopIteration:
-        return None
-    except Exception as exc:
-        raise store_error(exc, dest.where, "list") from exc
 
 
 def _candidate(path: str) -> bool:

@@ -8,7 +8,7 @@ import re
 
 from obstore.exceptions import PermissionDeniedError, UnauthenticatedError
 
-from archiver.errors import LocalError
+from archiver.errors import LocalError, StoreRefused
 from archiver.redaction import scrub, shorten
 
 
@@ -23,6 +23,29 @@ def store_error(exc: BaseException, url: str, doing: str) -> StoreError:
     return StoreError(f"cannot {doing} {url}: {reason(exc)}")
 
 
+def refusal(exc: BaseException) -> StoreRefused | None:
+    """The store's refusal of one request (an HTTP 4xx answer: 400 InvalidRequest, 403 on a
+    key, 409 object-lock, a key too long), as that call's outcome; None for anything else:
+    no answer at all, a 5xx past obstore's retries, the credentials or the bucket refused
+    (which the caller makes a run-level StoreError)."""
+    if isinstance(exc, UnauthenticatedError) or _is_bucket_refusal(str(exc)):
+        return None
+    status = _STATUS.search(str(exc))
+    if status is None or not status.group(1).startswith("4"):
+        return None
+    return StoreRefused(f"the store refused it: {reason(exc)}")
+
+
+def _is_bucket_refusal(text: str) -> bool:
+    code = _CODE.search(text)
+    bucket = code is not None and code.group(1) in _BUCKET_CODES
+    return bucket or "credential" in text.lower() or "169.254.169.254" in text
+
+
+# Error codes that refuse the bucket or the credentials, not one object.
+_BUCKET_CODES = frozenset({"NoSuchBucket", "ContainerNotFound", "InvalidAccessKeyId",
+                           "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
+                           "AccountIsDisabled", "AuthenticationFailed"})  # fmt: skip
 _CODE = re.compile(r"<Code>([^<]{1,80})</Code>")
 _MESSAGE = re.compile(r"<Message>([^<]{1,300})</Message>")
 _STATUS = re.compile(r"status code: (\d{3}[^:]{0,40})")

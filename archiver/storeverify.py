@@ -24,7 +24,6 @@ from archiver.names import STATE_DIR, STATE_FILE, is_tool_file
 from archiver.objectstore import META_SHA256
 from archiver.records import CallRecord
 from archiver.shard import shard_label
-from archiver.snapshots import next_page
 from archiver.state import State
 from archiver.status import Status
 from archiver.storeerrors import store_error
@@ -60,8 +59,8 @@ async def verify_store(dest: StoreDestination, *, deep: bool = False) -> VerifyR
                     report.bytes_checked += read
                     if problem is not None:
                         report.problems.append(problem)
-        pages = obstore.list(dest.store, chunk_size=1000)
-        while (page := await asyncio.to_thread(next_page, dest, pages)) is not None:
+        pages = dest.pages()
+        while (page := await asyncio.to_thread(next, pages, None)) is not None:
             for item in page:
                 path = item["path"]
                 if not tool_object(path) and not any(owned(s, path) for s in states):

@@ -18,6 +18,8 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from tests.store.faults import FaultProxy, fault_proxy
+
 # Placeholders, but distinctive: a test fails if either shows up in any output.
 ACCESS_KEY = "AKIAOSVITESTKEY00001"
 SECRET_KEY = "osvi-test-secret-key-do-not-leak-0001"
@@ -92,3 +94,11 @@ def s3(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> S3:
     bucket = f"osvi-{secrets.token_hex(6)}"
     client.create_bucket(Bucket=bucket)
     return S3(s3_server, client, bucket)
+
+
+@pytest.fixture
+def proxy(s3: S3) -> Iterator[FaultProxy]:
+    """A fault proxy in front of the test's bucket (tests/store/faults.py): point the tool's
+    store_endpoint at `proxy.endpoint`."""
+    with fault_proxy(s3.endpoint, s3.bucket) as running:
+        yield running
