@@ -3,6 +3,7 @@ promises of a folder (§5 to §7) kept in a bucket (§12)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import json
@@ -191,13 +192,23 @@ async def test_a_second_run_on_the_same_bucket_exits_75(
 
 
 async def test_a_lease_past_its_expiry_is_taken_over(
-    make_fake: FakeFactory, s3: S3, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    make_fake: FakeFactory,
+    s3: S3,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """A lock a killed run left, not renewed for a whole lease by the store's clock (its
+    Last-Modified: a lease of 1 s here, whole seconds)."""
     fake = await make_fake(small(calls=3))
-    dead = {"owner": "killed-pod", "host": "node-7", "pid": 1, "expires_at": 1_000_000.0}
+    monkeypatch.setattr("archiver.lease.LEASE_SECONDS", 1.0)
+    dead = {"owner": "killed-pod", "host": "node-7", "pid": 1}
     s3.client.put_object(
         Bucket=s3.bucket, Key=f"{PREFIX}/.osvi-archiver/lock", Body=json.dumps(dead).encode()
     )
+    with pytest.raises(ArchiveLocked, match="node-7"):
+        await into(s3, fake, tmp_path / "state")
+    await asyncio.sleep(2.1)
     result = await into(s3, fake, tmp_path / "state")
     assert result.exit_code == 0
     assert "took over the lease" in caplog.text
