@@ -122,8 +122,7 @@ class Lease:
         except Exception as exc:
             raise _failed(exc, self._shown, "take over") from exc
         log.warning(
-            "took over the lease %s of a run that stopped renewing it %.0f s ago (host %s, pid "
-            "%s)",
+            "took over the lease %s of a run that stopped renewing it %.0f s ago (host %s, pid %s)",
             self._shown,
             age,
             holder.get("host", "?"),
