@@ -24,14 +24,12 @@ from archiver.records import utc_now
 from archiver.redaction import scrub
 from archiver.settings import Settings
 from archiver.shard import MARK, Shard, shard_label, shard_suffix
-from archiver.state import State
+from archiver.state import LAST_RUN_KEY, LAST_SUCCESS_KEY, State
 from archiver.storage import remove_stale_temps
 from archiver.summary import exit_code
 from archiver.sync import WATERMARK_KEY, watermark_at
 
 log = logging.getLogger("archiver.run")
-LAST_SUCCESS_KEY = "last_success_at"  # state meta: epoch seconds of the last run that exited 0
-LAST_RUN_KEY = "last_run"  # state meta: the last run's id, times, exit code and counts (JSON)
 
 
 @dataclass

@@ -19,9 +19,8 @@ from typing import Any
 from archiver.catalog import snapshot
 from archiver.destination import Destination, LocalFolder
 from archiver.errors import LocalError
-from archiver.outputs import LAST_RUN_KEY, LAST_SUCCESS_KEY
 from archiver.shard import shard_text
-from archiver.state import State
+from archiver.state import LAST_RUN_KEY, LAST_SUCCESS_KEY, State
 from archiver.status import Status
 from archiver.sync import other_watermarks, read_watermark
 

@@ -3,15 +3,30 @@
 While a run lasts, the local SQLite state (`<state_dir>/<destination>/.osvi-archiver/...`) is
 the truth, as in a folder. A consistent copy of it (SQLite's backup API, from a connection of
 its own) is uploaded to `.osvi-archiver/[shard-K-of-N/]state.sqlite3` under the prefix every
-SNAPSHOT_INTERVAL during a run and at its end. Each snapshot has a generation number, in the
-state and in the object's metadata.
+SNAPSHOT_INTERVAL during a run and at its end.
 
-A run starting (under its lock) uses the local state when it is at least as new as the
-store's snapshot; else it restores the snapshot (a pod restarted on an empty disk, or a state
-another machine moved on since). When the store has no snapshot either, the state is rebuilt
-from the store itself: every object under the prefix whose metadata names a call of this
-shard, with the tool's sha256, is archived. Either way a run re-downloads at most the calls
-archived since the last snapshot (their objects are then written again, with the same bytes).
+A snapshot is known by a random id, in the object's metadata and, once the store has
+confirmed the upload (a HEAD reads it back), in the state that uploaded it (`snapshot_id`):
+the lineage a state descends from. A number could not tell two lineages apart (issue 21: a
+machine whose last upload failed kept a generation as high as another machine's, trusted its
+own state, and forgot the other's calls for good). A run starting (under its lock):
+
+- with no local state, restores the snapshot; with no snapshot either, rebuilds the state from
+  the store itself (every object whose metadata names a call of this shard, with the tool's
+  sha256, is archived);
+- with a local state of the snapshot's lineage (it uploaded it, or restored it), keeps its
+  own: it is at least as new;
+- with a local state of another lineage (another machine ran since this one's last good
+  upload, or this one's upload failed or was cut), merges them: the snapshot is the base, and
+  each call this machine holds archived and the snapshot does not is kept when the bucket
+  holds its object with the same size and sha256 (a HEAD each), other outcomes the snapshot
+  lacks are kept too. No call either machine archived is lost or downloaded again.
+
+A snapshot is uploaded only over the one its run started from: one that changed meanwhile
+(another machine, which the lease should make impossible) is never overwritten. A local state
+or a snapshot that is not an osvi-archiver state (an empty file, another application's
+tables) is never taken for an empty one: a local one is set aside, a snapshot is passed over
+for the rebuild from the objects.
 """
 
 from __future__ import annotations
@@ -19,9 +34,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import logging
 import secrets
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +52,7 @@ from archiver.names import STATE_DIR, STATE_FILE, is_tool_file, state_folder
 from archiver.objectstore import META_CALL, META_KIND, META_SHA256
 from archiver.records import CallRecord
 from archiver.shard import Shard, in_shard
-from archiver.state import State
+from archiver.state import LAST_SUCCESS_KEY, State
 from archiver.status import Status
 from archiver.storeerrors import StoreError, store_error
 from archiver.uploads import PART_UPLOADS, UPLOAD_CHUNK
@@ -44,7 +62,10 @@ if TYPE_CHECKING:
 
 
 log = logging.getLogger("archiver.store")
-GENERATION_KEY = "snapshot_generation"  # state meta, and the snapshot's metadata
+SNAPSHOT_KEY = "snapshot_id"  # state meta: the snapshot this state descends from
+META_SNAPSHOT = "osvisnapshot"  # the snapshot object's metadata: its id
+# Before 2026-12 (issue 21), snapshots were numbered: read to compare two such states only.
+GENERATION_KEY = "snapshot_generation"
 META_GENERATION = "osvigeneration"
 REBUILT_RUN = "rebuilt-from-store"  # the run_id of the calls a rebuild found
 # The destination's identity: a random id created in the store by its first run, kept in each
@@ -52,36 +73,23 @@ REBUILT_RUN = "rebuilt-from-store"  # the run_id of the calls a rebuild found
 # endpoint or account, a bucket emptied and reused): it is never trusted.
 ID_KEY = f"{STATE_DIR}/destination-id"
 DESTINATION_ID = "destination_id"
-_HEADS = 32  # metadata requests in flight while rebuilding
+_HEADS = 32  # metadata requests in flight while rebuilding or merging
 
 
 def snapshot_key(shard: Shard | None) -> str:
     return (state_folder(Path(), shard) / STATE_FILE).as_posix()
 
 
-def save(dest: StoreDestination, state: State) -> None:
-    """Upload a snapshot of `state` (in a worker thread: the run goes on)."""
-    state.commit()
-    generation = int(state.get_meta(GENERATION_KEY) or 0) + 1
-    state.set_meta(GENERATION_KEY, str(generation))
-    copy = state.path.with_name(f".{STATE_FILE}.snapshot")
-    copy.unlink(missing_ok=True)
-    try:
-        sqlite.backup(state.path, copy)
-        key = snapshot_key(state.shard)
-        attributes = {META_GENERATION: str(generation)}
-        try:
-            with copy.open("rb") as handle:
-                obstore.put(dest.store, key, handle, attributes=attributes,
-                            chunk_size=UPLOAD_CHUNK, max_concurrency=PART_UPLOADS)  # fmt: skip
-        except Exception as exc:
-            raise store_error(exc, dest.key_url(key), "upload the state's snapshot to") from exc
-    finally:
-        copy.unlink(missing_ok=True)
-    log.debug("state snapshot %d uploaded", generation, extra={"event": "snapshot_saved"})
+@dataclasses.dataclass(frozen=True)
+class Remote:
+    """The snapshot the store holds: its id (None: uploaded before ids), its old number."""
+
+    ident: str | None
+    generation: int
 
 
-def _remote_generation(dest: StoreDestination, shard: Shard | None) -> int | None:
+def remote(dest: StoreDestination, shard: Shard | None) -> Remote | None:
+    """The store's snapshot of `shard`, from a HEAD; None when there is none."""
     key = snapshot_key(shard)
     try:
         found = obstore.get(dest.store, key, options={"head": True})
@@ -89,11 +97,58 @@ def _remote_generation(dest: StoreDestination, shard: Shard | None) -> int | Non
         return None
     except Exception as exc:
         raise store_error(exc, dest.key_url(key), "read") from exc
-    return int(found.attributes.get(META_GENERATION) or 0)
+    attributes = found.attributes
+    generation = str(attributes.get(META_GENERATION) or "0")
+    return Remote(attributes.get(META_SNAPSHOT), int(generation) if generation.isdigit() else 0)
+
+
+def save(dest: StoreDestination, state: State) -> None:
+    """Upload a snapshot of `state` (in a worker thread: the run goes on), over the one this
+    state descends from only, and record its id once the store shows it."""
+    state.commit()
+    key = snapshot_key(state.shard)
+    found = remote(dest, state.shard)
+    if found is not None and not descends(state.get_meta(SNAPSHOT_KEY), state, found):
+        raise StoreError(
+            f"the state's snapshot {dest.key_url(key)} is not the one this run started from "
+            "(another machine wrote it meanwhile): not overwritten; the next run merges them"
+        )
+    ident = secrets.token_hex(8)
+    copy = state.path.with_name(f".{STATE_FILE}.snapshot")
+    copy.unlink(missing_ok=True)
+    try:
+        sqlite.backup(state.path, copy)
+        try:
+            with copy.open("rb") as handle:
+                obstore.put(dest.store, key, handle, attributes={META_SNAPSHOT: ident},
+                            chunk_size=UPLOAD_CHUNK, max_concurrency=PART_UPLOADS)  # fmt: skip
+        except Exception as exc:
+            raise store_error(exc, dest.key_url(key), "upload the state's snapshot to") from exc
+    finally:
+        copy.unlink(missing_ok=True)
+    shown = remote(dest, state.shard)
+    if shown is None or shown.ident != ident:
+        raise StoreError(f"the store does not show the state's snapshot {dest.key_url(key)} "
+                         "just uploaded: its lineage is left as it was")  # fmt: skip
+    state.set_meta(SNAPSHOT_KEY, ident)
+    log.debug("state snapshot %s uploaded", ident, extra={"event": "snapshot_saved"})
+
+
+def descends(mine: str | None, state: State | Path, found: Remote) -> bool:
+    """Whether a local state (its snapshot id `mine`) descends from the store's snapshot:
+    by id; between two states of before ids, by their numbers as before."""
+    if found.ident is not None or mine is not None:
+        return mine == found.ident
+    if isinstance(state, State):
+        generation = state.get_meta(GENERATION_KEY) or "0"
+    else:
+        generation = sqlite.read_meta(state, GENERATION_KEY) or "0"
+    return int(generation) >= found.generation if generation.isdigit() else False
 
 
 def fetch(dest: StoreDestination, shard: Shard | None, root: Path) -> bool:
-    """The store's snapshot as the state of `root` (whole, checked); False when none."""
+    """The store's snapshot as the state of `root` (whole, checked, ours); False when there
+    is none, or it is not an osvi-archiver state (said: the caller rebuilds instead)."""
     from archiver.storage import ensure_folder
 
     key = snapshot_key(shard)
@@ -110,9 +165,12 @@ def fetch(dest: StoreDestination, shard: Shard | None, root: Path) -> bool:
     except Exception as exc:
         temp.unlink(missing_ok=True)
         raise store_error(exc, dest.key_url(key), "download the state's snapshot from") from exc
-    if not sqlite.intact(temp):
+    why = sqlite.foreign(temp) or (None if sqlite.intact(temp) else "not a whole database")
+    if why is not None:
         temp.unlink(missing_ok=True)
-        raise StoreError(f"the state's snapshot {dest.key_url(key)} is not a whole database")
+        log.warning("the state's snapshot %s is %s, not an osvi-archiver state: passed over",
+                    dest.key_url(key), why, extra={"event": "snapshot_foreign"})  # fmt: skip
+        return False
     for companion in ("-wal", "-shm"):
         target.with_name(target.name + companion).unlink(missing_ok=True)
     temp.chmod(0o600)
@@ -142,13 +200,24 @@ def store_id(dest: StoreDestination, *, create: bool = False) -> str | None:
 
 
 def local_is_current(dest: StoreDestination, shard: Shard | None) -> bool:
-    """Whether this machine's state of `shard` is there, of this destination, and at least
-    as new as the store's snapshot (another machine may have run since)."""
+    """Whether this machine's state of `shard` is there, ours, of this destination, and of
+    the store's snapshot's lineage (another machine may have run since)."""
     local = state_folder(dest.root, shard) / STATE_FILE
-    if not local.is_file() or sqlite.read_meta(local, DESTINATION_ID) != store_id(dest):
+    if not local.is_file() or _unusable(local, store_id(dest)) is not None:
         return False
-    remote = _remote_generation(dest, shard)
-    return remote is None or int(sqlite.read_meta(local, GENERATION_KEY) or 0) >= remote
+    found = remote(dest, shard)
+    return found is None or descends(sqlite.read_meta(local, SNAPSHOT_KEY), local, found)
+
+
+def _unusable(local: Path, ident: str | None) -> str | None:
+    """Why a local state cannot be this destination's (None: it can)."""
+    why = sqlite.foreign(local)
+    if why is not None:
+        return f"{why}, not an osvi-archiver state"
+    if sqlite.read_meta(local, DESTINATION_ID) != ident:
+        return ("not of this destination as the store knows it (another endpoint or "
+                "account with this bucket name, or the bucket was emptied)")  # fmt: skip
+    return None
 
 
 async def bring(dest: StoreDestination, shard: Shard | None) -> None:
@@ -156,24 +225,18 @@ async def bring(dest: StoreDestination, shard: Shard | None) -> None:
     ident = await asyncio.to_thread(store_id, dest, create=True)
     assert ident is not None
     local = state_folder(dest.root, shard) / STATE_FILE
-    if local.is_file() and sqlite.read_meta(local, DESTINATION_ID) != ident:
-        _set_aside(local, dest)
+    if local.is_file() and (why := _unusable(local, ident)) is not None:
+        _set_aside(local, dest, why)
     await _bring(dest, shard, local)
     with State(dest.root, shard=shard) as state:
         state.set_meta(DESTINATION_ID, ident)
 
 
-def _set_aside(local: Path, dest: StoreDestination) -> None:
-    """A local state of another destination: kept, renamed, never used for this one."""
-    aside = local.with_name(f"{local.name}.other-destination-{int(time.time())}")
-    log.warning(
-        "the local state %s is not of %s as the store knows it (another endpoint or account "
-        "with this bucket name, or the bucket was emptied): set aside as %s",
-        local,
-        dest.where,
-        aside.name,
-        extra={"event": "state_set_aside"},
-    )
+def _set_aside(local: Path, dest: StoreDestination, why: str) -> None:
+    """A local state that cannot be this destination's: kept, renamed, never used."""
+    aside = local.with_name(f"{local.name}.set-aside-{int(time.time())}")
+    log.warning("the local state %s is %s: set aside as %s", local, why, aside.name,
+                extra={"event": "state_set_aside"})  # fmt: skip
     local.replace(aside)
     for companion in ("-wal", "-shm"):
         with contextlib.suppress(FileNotFoundError):
@@ -181,33 +244,130 @@ def _set_aside(local: Path, dest: StoreDestination) -> None:
 
 
 async def _bring(dest: StoreDestination, shard: Shard | None, local: Path) -> None:
-    remote = await asyncio.to_thread(_remote_generation, dest, shard)
+    found = await asyncio.to_thread(remote, dest, shard)
     if local.is_file():  # noqa: ASYNC240 (one stat, before the run starts)
-        mine = int(sqlite.read_meta(local, GENERATION_KEY) or 0)
-        if remote is None or mine >= remote:
+        if found is None or descends(sqlite.read_meta(local, SNAPSHOT_KEY), local, found):
             return
-        log.warning(
-            "the local state of %s is older than its snapshot in the store (%d < %d): "
-            "another machine ran since; using the snapshot",
-            dest.where,
-            mine,
-            remote,
-            extra={"event": "snapshot_newer"},
-        )
-    if remote is not None:
-        await asyncio.to_thread(fetch, dest, shard, dest.root)
-        log.info("restored the state of %s from its snapshot (generation %d)", dest.where,
-                 remote, extra={"event": "snapshot_restored"})  # fmt: skip
+        await merge(dest, shard, local, found)
         return
-    found = await rebuild(dest, shard)
-    if found:
-        log.warning(
-            "no state for %s here or in the store: rebuilt it from the store's listing "
-            "(%d archived calls found)",
-            dest.where,
-            found,
-            extra={"event": "state_rebuilt"},
+    if found is not None and await asyncio.to_thread(fetch, dest, shard, dest.root):
+        if found.ident is not None:
+            with State(dest.root, shard=shard) as state:
+                state.set_meta(SNAPSHOT_KEY, found.ident)
+        log.info("restored the state of %s from its snapshot", dest.where,
+                 extra={"event": "snapshot_restored"})  # fmt: skip
+        return
+    count = await rebuild(dest, shard)
+    log.warning(
+        "no state for %s here or in the store: rebuilt it from the store's listing (%d "
+        "archived calls found)",
+        dest.where,
+        count,
+        extra={"event": "state_rebuilt"},
+    )
+
+
+async def merge(dest: StoreDestination, shard: Shard | None, local: Path, found: Remote) -> None:
+    """This machine's state and the store's snapshot have diverged (another machine ran
+    since this one's last good upload, or that upload failed): the snapshot is the base, and
+    what this machine holds that it lacks is added, each archived call only when the bucket
+    holds its object with its size and sha256. The merged state replaces the local one."""
+    with tempfile.TemporaryDirectory(prefix=".merging-", dir=dest.root) as temp:
+        root = Path(temp)
+        if not await asyncio.to_thread(fetch, dest, shard, root):
+            return  # no usable snapshot after all: this machine's state is the whole truth
+        with State(root, shard=shard) as merged:
+            kept, dropped = await _adopt(dest, merged, local)
+            _adopt_meta(merged, local, watermarks=not dropped)
+            if found.ident is not None:
+                merged.set_meta(SNAPSHOT_KEY, found.ident)
+            merged.set_meta(DESTINATION_ID, sqlite.read_meta(local, DESTINATION_ID) or "")
+        merged_path = state_folder(root, shard) / STATE_FILE
+        for companion in ("-wal", "-shm"):
+            local.with_name(local.name + companion).unlink(missing_ok=True)
+        merged_path.replace(local)
+    log.warning(
+        "the local state of %s and its snapshot in the store had diverged (another machine "
+        "ran since this one's last snapshot, or that upload failed): merged them, keeping "
+        "%d calls of this machine's%s",
+        dest.where,
+        kept,
+        f" ({dropped} archived here whose objects the bucket does not hold: left to be "
+        "archived again)"
+        if dropped
+        else "",
+        extra={"event": "states_merged", "kept": kept, "dropped": dropped},
+    )
+
+
+async def _adopt(dest: StoreDestination, merged: State, local: Path) -> tuple[int, int]:
+    """Add the local state's outcomes the snapshot lacks; (kept, dropped) counts."""
+    kept = dropped = 0
+    records = merged.diverging(local)
+    while batch := await asyncio.to_thread(_take, records, 1000):
+        checks = [r for r in batch if r.status == Status.ARCHIVED]
+        held = await _held(dest, checks)
+        chosen = [r for r in batch if r.status != Status.ARCHIVED or r.call_id in held]
+        dropped += len(checks) - len(held)
+        kept += len(chosen)
+        merged.adopt(chosen)
+    return kept, dropped
+
+
+def _take(records: Iterator[CallRecord], count: int) -> list[CallRecord]:
+    return list(itertools.islice(records, count))
+
+
+async def _held(dest: StoreDestination, records: list[CallRecord]) -> set[str]:
+    """The calls among `records` whose objects the bucket holds, size and sha256 as said."""
+    heads = asyncio.Semaphore(_HEADS)
+
+    async def one(record: CallRecord) -> str | None:
+        if record.path is None:
+            return None
+        async with heads:
+            try:
+                found = await obstore.get_async(dest.store, record.path, options={"head": True})
+            except FileNotFoundError:
+                return None
+            except Exception as exc:
+                raise store_error(exc, dest.key_url(record.path), "read") from exc
+        same = found.meta["size"] == record.bytes
+        return (
+            record.call_id if same and found.attributes.get(META_SHA256) == record.sha256 else None
         )
+
+    return {call_id for call_id in await asyncio.gather(*(one(r) for r in records)) if call_id}
+
+
+def _adopt_meta(merged: State, local: Path, *, watermarks: bool) -> None:
+    """The local state's watermarks where they are further (only when every call it
+    archived is kept: a claim with a call dropped is not made), and its last success."""
+    if watermarks:
+        for key, value in sqlite.read_metas(local, "sync_watermark").items():
+            current = merged.get_meta(key)
+            if current is None or _later(value, current):
+                merged.set_meta(key, value)
+    mine = sqlite.read_meta(local, LAST_SUCCESS_KEY)
+    theirs = merged.get_meta(LAST_SUCCESS_KEY)
+    if mine and (theirs is None or _number(mine) > _number(theirs)):
+        merged.set_meta(LAST_SUCCESS_KEY, mine)
+
+
+def _later(one: str, other: str) -> bool:
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(one) > datetime.fromisoformat(other)
+    except (ValueError, TypeError):
+        return False
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return 0.0
 
 
 async def rebuild(dest: StoreDestination, shard: Shard | None) -> int:

@@ -160,6 +160,50 @@ def read_meta(path: Path, key: str) -> str | None:
     return str(row[0]) if row else None
 
 
+def read_metas(path: Path, prefix: str) -> dict[str, str]:
+    """Every meta key of a state starting with `prefix`, read-only; none when unreadable."""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return {}
+    try:
+        rows = db.execute(
+            "SELECT key, value FROM meta WHERE key >= ? AND key < ?",
+            (prefix, prefix + "\U0010ffff"),
+        ).fetchall()
+    except sqlite3.Error:
+        return {}
+    finally:
+        db.close()
+    return {str(key): str(value) for key, value in rows}
+
+
+def foreign(path: Path) -> str | None:
+    """Why the file at `path` is not an osvi-archiver state (an empty file, an empty
+    database, another application's tables), or None: it is one (or cannot be read: the
+    open says what is wrong then)."""
+    try:
+        if path.stat().st_size == 0:
+            return "an empty file"
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except (OSError, sqlite3.Error):
+        return None
+    try:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        tables = [row[0] for row in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]  # fmt: skip
+    except sqlite3.Error:
+        return None
+    finally:
+        db.close()
+    if version >= 1 and {"calls", "meta"} <= set(tables):
+        return None
+    if not tables:
+        return "an empty database"
+    shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+    return f"a database of another application (tables {shown})"
+
+
 def intact(path: Path) -> bool:
     """Whether `path` is a whole SQLite database (a snapshot just downloaded, say)."""
     try:

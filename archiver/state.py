@@ -16,6 +16,7 @@ the connection; sqlite.Serial makes each statement and commit whole.
 from __future__ import annotations
 
 import contextlib
+import secrets
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,11 +28,20 @@ from archiver.names import STATE_FILE, state_folder
 from archiver.records import COLUMNS, COLUMNS_V4, CallRecord, Found, Seen
 from archiver.schema import migrate
 from archiver.shard import Shard
-from archiver.sqlite import Serial, mapped, open_readonly, open_writable, state_error
-from archiver.storage import ensure_folder
+from archiver.sqlite import (
+    Serial,
+    foreign,
+    mapped,
+    open_readonly,
+    open_writable,
+    state_error,
+)
+from archiver.storage import ensure_folder, fsync_folder, local_error
 
 _CLAIM_CHUNK = 900  # ids per IN (...) of a block claim: under any SQLite's variable limit
 MANIFEST_CHANGE_KEY = "manifest_change"  # meta: the change number the manifest is written to
+LAST_SUCCESS_KEY = "last_success_at"  # meta: epoch seconds of the last run that exited 0
+LAST_RUN_KEY = "last_run"  # meta: the last run's id, times, exit code and counts (JSON)
 
 
 def _chunks(items: list[str]) -> Iterator[list[str]]:
@@ -64,11 +74,15 @@ class State:
 
     def _connect(self) -> Serial:
         ensure_folder(self.folder)
+        if not self.path.exists():
+            create(self.path)
+        refuse_foreign(self.path)
         return open_writable(self.path)
 
     def _connect_readonly(self) -> Serial:
         if not self.path.is_file():
             raise LocalError(f"no osvi-archiver state here: {self.path} is missing")
+        refuse_foreign(self.path)
         return open_readonly(self.path)
 
     def _prepare(self) -> None:
@@ -307,6 +321,37 @@ class State:
         )
         return [Found(*row) for row in self._db.execute(query, (low, high))]
 
+    def diverging(self, other: Path) -> Iterator[CallRecord]:
+        """The outcomes `other` (another copy of this archive's state: a merge) holds that
+        this state lacks: calls it does not know or has no outcome for, and calls `other`
+        holds archived where this one does not (or with other bytes). Streamed."""
+        self.commit()
+        self._db.execute("ATTACH DATABASE ? AS theirs", (str(other),))  # only read
+        try:
+            known = {row[1] for row in self._db.execute("PRAGMA theirs.table_info(calls)")}
+            columns = ", ".join(
+                f"t.{name}" if name in known else "NULL" for name in COLUMNS.split(", ")
+            )
+            query = (
+                f"SELECT {columns} FROM theirs.calls AS t LEFT JOIN main.calls AS m "
+                "ON m.call_id = t.call_id WHERE t.status IS NOT NULL AND (m.status IS NULL OR "
+                "(t.status = 'archived' AND (m.status != 'archived' OR m.sha256 IS NOT t.sha256)))"
+            )
+            yield from (CallRecord(*row) for row in self._rows(query))
+        finally:
+            self._db.execute("DETACH DATABASE theirs")
+
+    @mapped
+    def adopt(self, records: list[CallRecord]) -> None:
+        """Outcomes of another copy of this state (a merge), recorded over this one's; a call
+        new here gets the next `seq` (the manifest's parts)."""
+        fresh = [(r.call_id, self._next_seq + n) for n, r in enumerate(records)]
+        self._db.executemany("INSERT OR IGNORE INTO calls (call_id, seq) VALUES (?, ?)", fresh)
+        self._next_seq += len(fresh)
+        for record in records:
+            self.record(record)
+        self.commit()
+
     @mapped
     def add_invalid_row(self, run_id: str, source: str, line: int, reason: str, value: str) -> None:
         self._db.execute(
@@ -352,6 +397,46 @@ class State:
         narrow = "status IN ('pending', 'failed') AND " if retried else ""  # as calls_to_retry
         query = f"SELECT call_id FROM calls WHERE {narrow}status IN ({marks}) ORDER BY call_id"
         return (row[0] for row in self._rows(query, statuses))
+
+
+def create(path: Path) -> None:
+    """A new state, whole or absent: made under a temporary name, its schema in, then
+    renamed into place (a crash of a first run left an empty file that later runs took for
+    a new state; now a state file without our schema is never one of ours)."""
+    temp = path.with_name(f".{path.name}.new-{secrets.token_hex(4)}")
+    try:
+        db = open_writable(temp)
+        try:
+            migrate(db, temp, readonly=False)
+        finally:
+            db.close()
+        temp.replace(path)
+        fsync_folder(path.parent)
+    except sqlite3.Error as exc:
+        raise state_error(exc, path, opening=True) from exc
+    except OSError as exc:
+        raise local_error(exc, path) from exc
+    finally:
+        for leftover in (
+            temp,
+            temp.with_name(temp.name + "-wal"),
+            temp.with_name(temp.name + "-shm"),
+        ):
+            leftover.unlink(missing_ok=True)
+
+
+def refuse_foreign(path: Path) -> None:
+    """Exit 4 before an open of a state file that is not ours: taken for a new, empty state,
+    it would have every call downloaded again and the manifest rewritten with a run's calls
+    alone."""
+    why = foreign(path)
+    if why is not None:
+        raise LocalError(
+            f"the archive state {path} is {why}, not an osvi-archiver state; it was left "
+            "untouched. To start afresh on purpose, move it aside: the next run starts a new "
+            "state and downloads every call again (an archive in a bucket rebuilds its state "
+            "from its objects instead)."
+        )
 
 
 @contextlib.contextmanager

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import sqlite3
 import stat
 import threading
@@ -611,3 +612,49 @@ def test_writes_and_commits_from_three_threads_never_split_a_transaction(state: 
         for thread in threads:
             thread.join()
     assert errors == []
+
+
+@pytest.mark.parametrize(
+    ("make", "why"),
+    [
+        (lambda path: path.write_bytes(b""), "an empty file"),
+        (lambda path: sqlite3.connect(path).executescript(
+            "CREATE TABLE songs (id INTEGER); CREATE TABLE users (name TEXT);"),
+         "another application (tables songs, users)"),
+        (lambda path: sqlite3.connect(path).execute("PRAGMA user_version = 0").fetchone(),
+         "an empty"),
+    ],
+)  # fmt: skip
+def test_a_state_file_that_is_not_ours_is_refused_and_left_untouched(
+    tmp_path: Path, make: Callable[[Path], object], why: str
+) -> None:
+    """Issue 21: a 0-byte or foreign state was taken for a new, empty one: every call was
+    downloaded again and the manifest rewritten with one run's calls."""
+    path = state_file(tmp_path)
+    path.parent.mkdir(parents=True)
+    make(path)
+    before = path.read_bytes()
+    for readonly in (False, True):
+        with pytest.raises(LocalError, match=re.escape(why)) as caught:
+            State(tmp_path, readonly=readonly)
+        assert caught.value.exit_code == 4
+        assert "move it aside" in str(caught.value)
+    assert path.read_bytes() == before
+
+
+def test_a_new_state_is_whole_or_absent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Made under a temporary name and renamed: a first run killed while creating it leaves
+    no empty file behind for the next run to refuse."""
+    import archiver.state as state_module
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(state_module, "migrate", broken)
+    with pytest.raises(LocalError):
+        State(tmp_path)
+    assert list((tmp_path / STATE_DIR).iterdir()) == []
+    monkeypatch.undo()
+    with State(tmp_path) as state:
+        state.claim(A, "run-1")
+    assert state_file(tmp_path).stat().st_size > 0

@@ -110,3 +110,91 @@ async def test_keys_the_store_client_cannot_parse_are_skipped_with_one_warning(
     rebuilt = await archive(fake, url, state_dir=tmp_path / "b", **s3.settings())
     assert rebuilt.exit_code == 0, rebuilt.error
     assert_in_bucket(s3, fake, picked_ids(fake), tmp_path / "b")
+
+
+SNAPSHOT = f"{PREFIX}/.osvi-archiver/state.sqlite3"
+
+
+def snapshot_put(status: int = 403) -> Rule:
+    return Rule(lambda m, key, q: m == "PUT" and key == SNAPSHOT, "refuse", times=None,
+                status=status, code="AccessDenied", message="denied")  # fmt: skip
+
+
+async def test_two_machines_whose_states_diverged_are_merged_and_nothing_is_lost_or_fetched_twice(
+    make_fake: FakeFactory,
+    s3: S3,
+    proxy: FaultProxy,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The reproduction: A's final snapshot upload fails, B restores the older snapshot and
+    archives more, A reruns: it trusted its own state (its generation as high as B's) and
+    B's calls were never in it. Now A merges: B's snapshot as the base, A's own calls added
+    where the bucket holds their objects."""
+    fake = await make_fake(small(calls=40))
+    ids = picked_ids(fake)
+    one, two, three = ids[:8], ids[8:16], ids[16:]
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert (await through(s3, proxy, fake, a, ids=one)).exit_code == 0
+    proxy.add(snapshot_put())
+    failed = await through(s3, proxy, fake, a, ids=two)
+    assert failed.exit_code == 4  # its snapshot could not be written: said, exit 4
+    proxy.clear()
+    assert (await through(s3, proxy, fake, b, ids=three)).exit_code == 0  # from A's first
+    downloads = fake.stats.requests["download"]
+    again = await through(s3, proxy, fake, a)
+    assert again.exit_code == 0, again.error
+    assert fake.stats.requests["download"] == downloads  # nothing fetched twice
+    assert again.counts.already_archived == len(ids)
+    merged = [r for r in caplog.records if getattr(r, "event", None) == "states_merged"]
+    assert [getattr(r, "kept", None) for r in merged] == [len(two)]
+    assert_in_bucket(s3, fake, ids, a)
+    report = await verify_store(destination(s3, fake, a))
+    assert report.ok, report.problems
+    back = await through(s3, proxy, fake, b)  # and B, from A's merged snapshot
+    assert back.exit_code == 0
+    assert fake.stats.requests["download"] == downloads
+
+
+async def test_a_merge_keeps_no_call_whose_object_the_bucket_lost(
+    make_fake: FakeFactory, s3: S3, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    fake = await make_fake(small(calls=20))
+    ids = picked_ids(fake)
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert (await through(s3, proxy, fake, a, ids=ids[:4])).exit_code == 0
+    proxy.add(snapshot_put())
+    assert (await through(s3, proxy, fake, a, ids=ids[4:8])).exit_code == 4
+    proxy.clear()
+    assert (await through(s3, proxy, fake, b, ids=ids[8:])).exit_code == 0
+    lost = ids[5]
+    s3.delete(f"{PREFIX}/{lost}.mp4")  # A archived it; the bucket no longer holds it
+    downloads = fake.stats.requests["download"]
+    again = await through(s3, proxy, fake, a)
+    assert again.exit_code == 0
+    assert fake.stats.requests["download"] - downloads == 1  # that one call, again
+    assert_in_bucket(s3, fake, ids, a)
+
+
+async def test_an_empty_or_foreign_state_is_never_taken_for_a_new_one_in_a_bucket(
+    make_fake: FakeFactory, s3: S3, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 0-byte local state is set aside (the snapshot restored); a snapshot that is not an
+    osvi-archiver state is passed over for the rebuild from the objects: either way nothing
+    is downloaded again and the manifest keeps every call."""
+    fake = await make_fake(small(calls=10))
+    state = tmp_path / "state"
+    url: Any = s3.url(PREFIX)
+    assert (await archive(fake, url, state_dir=state, **s3.settings())).exit_code == 0
+    downloads = fake.stats.requests["download"]
+    local = next(state.rglob("state.sqlite3"))
+    local.write_bytes(b"")
+    again = await archive(fake, url, state_dir=state, **s3.settings())
+    assert again.exit_code == 0
+    assert "an empty file" in caplog.text
+    s3.client.put_object(Bucket=s3.bucket, Key=SNAPSHOT, Body=b"")
+    fresh = await archive(fake, url, state_dir=tmp_path / "elsewhere", **s3.settings())
+    assert fresh.exit_code == 0
+    assert "passed over" in caplog.text
+    assert fake.stats.requests["download"] == downloads
+    assert_in_bucket(s3, fake, picked_ids(fake), tmp_path / "elsewhere")

@@ -14,7 +14,6 @@ import pytest
 
 from archiver import lease as lease_module
 from archiver.fake import FakeConfig
-from archiver.snapshots import GENERATION_KEY
 from tests.conftest import FakeFactory
 from tests.integration.archive_helpers import picked_ids
 from tests.store.conftest import S3
@@ -90,11 +89,10 @@ async def test_a_snapshot_cannot_make_the_tool_delete_a_file_elsewhere(
     db = sqlite3.connect(db_path)
     db.execute("INSERT INTO parts (call_id, path) VALUES ('x', ?)", (str(victim),))
     db.execute("INSERT INTO parts (call_id, path) VALUES ('y', '../../victim.txt.part')")
-    db.execute("UPDATE meta SET value = '99' WHERE key = ?", (GENERATION_KEY,))
     db.commit()
     db.close()
     s3.client.upload_file(str(db_path), s3.bucket, f"{PREFIX}/.osvi-archiver/state.sqlite3",
-                          ExtraArgs={"Metadata": {"osvigeneration": "99"}})  # fmt: skip
+                          ExtraArgs={"Metadata": {"osvisnapshot": "forged"}})  # fmt: skip
     shutil.rmtree(state_dir)
     assert (await into(s3, fake, state_dir)).exit_code == 0
     assert victim.read_text() == "keep me"
