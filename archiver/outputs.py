@@ -77,7 +77,13 @@ async def finish(
     """The manifest, the run report and the metrics, each saying the exit code the process
     ends with. Written off the event loop (a signal meanwhile is still seen); when the exit
     code changes while they are written (a write fails, a signal arrives), the report and the
-    metrics are written again with the new one. The last success moves only on a real 0."""
+    metrics are written again with the new one. The last success moves only on a real 0.
+    The run's end is recorded in the state before a store's snapshot is taken, so that
+    `status` elsewhere and a new machine's metrics see it (issue 21)."""
+    try:
+        result.extra["last_success_before"] = state.get_meta(LAST_SUCCESS_KEY)
+    except LocalError:
+        result.extra["last_success_before"] = None
     for _ in range(3):  # the code changes at most twice: a failed write, then a signal
         _take_signal(result, signals)
         code = result.exit_code
@@ -91,12 +97,6 @@ async def finish(
             result.error,
             extra={"event": "fatal", "exit_code": result.exit_code, "run_id": result.run_id},
         )
-    try:
-        state.set_meta(LAST_RUN_KEY, json.dumps(_last_run(result, run)))
-        if result.exit_code == 0 and result.finished_at is not None:
-            state.set_meta(LAST_SUCCESS_KEY, repr(result.finished_at))
-    except LocalError as exc:  # the run's outcome stands; the next one records its own
-        log.error("could not record the run's end: %s", exc, extra={"event": "state_error"})
 
 
 def _last_run(result: RunResult, run: Described) -> dict[str, Any]:
@@ -119,6 +119,7 @@ def _write_outputs(settings: Settings, state: State, result: RunResult, run: Des
     manifest written already is not written again when the report is."""
     writes = (
         ("the manifest", _write_manifest),
+        ("the run's end in the state", _record_end),
         ("the state's snapshot", _save_state),
         ("the run report", _write_report),
         ("the metrics file", _write_metrics),
@@ -126,7 +127,7 @@ def _write_outputs(settings: Settings, state: State, result: RunResult, run: Des
     for what, write in writes:
         if write is _write_manifest and result.manifest is not None:
             continue
-        if run.fenced() and write is not _write_metrics:
+        if run.fenced() and write not in (_write_metrics, _record_end):  # the latter: local
             log.warning("%s is not written: another run holds the archive now", what,
                         extra={"event": "not_written"})  # fmt: skip
             continue
@@ -149,6 +150,21 @@ STOPPING_BUDGET = 2.0
 
 def _write_manifest(settings: Settings, state: State, result: RunResult, run: Described) -> None:
     result.manifest = write_manifest(state, run.destination, settings.file_mode, run.stopping)
+
+
+def _record_end(settings: Settings, state: State, result: RunResult, run: Described) -> None:
+    """The last run, and the last success when the code is 0 so far (a code that changes
+    afterwards, a write failing, puts the earlier last success back). Recorded before the
+    store's snapshot and the metrics, which then carry them."""
+    result.finished_at = run.clock()
+    state.set_meta(LAST_RUN_KEY, json.dumps(_last_run(result, run)))
+    before = result.extra.get("last_success_before")
+    if result.exit_code == 0:
+        state.set_meta(LAST_SUCCESS_KEY, repr(result.finished_at))
+    elif isinstance(before, str):
+        state.set_meta(LAST_SUCCESS_KEY, before)
+    else:
+        state.delete_meta(LAST_SUCCESS_KEY)
 
 
 def _save_state(settings: Settings, state: State, result: RunResult, run: Described) -> None:
@@ -185,7 +201,9 @@ def _write_report(settings: Settings, state: State, result: RunResult, run: Desc
 
 
 def _write_metrics(settings: Settings, state: State, result: RunResult, run: Described) -> None:
-    result.finished_at = finished = run.clock()
+    if result.finished_at is None:  # the state could not record the run's end
+        result.finished_at = run.clock()
+    finished = result.finished_at
     path = settings.metrics_file
     if path is None:
         return

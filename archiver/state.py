@@ -261,6 +261,11 @@ class State:
         return {str(key): str(value) for key, value in rows}
 
     @mapped
+    def delete_meta(self, key: str) -> None:
+        self._db.execute("DELETE FROM meta WHERE key = ?", (key,))
+        self.commit()
+
+    @mapped
     def set_meta(self, key: str, value: str) -> None:
         """Committed at once (the sync watermark must survive a crash right after)."""
         self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))

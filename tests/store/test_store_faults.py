@@ -198,3 +198,29 @@ async def test_an_empty_or_foreign_state_is_never_taken_for_a_new_one_in_a_bucke
     assert "passed over" in caplog.text
     assert fake.stats.requests["download"] == downloads
     assert_in_bucket(s3, fake, picked_ids(fake), tmp_path / "elsewhere")
+
+
+async def test_status_and_the_last_success_are_in_the_snapshot_of_the_run_that_made_them(
+    make_fake: FakeFactory, s3: S3, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    """Issue 21: the last run and last success were recorded after the final snapshot:
+    `status` elsewhere said 'none recorded / never', and a new pod whose run exited 1 wrote
+    no last success, firing the never-succeeded alert falsely."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from archiver.overview import overview
+
+    fake = await make_fake(small(calls=10))
+    ids = picked_ids(fake)
+    good = await through(s3, proxy, fake, tmp_path / "a", ids=ids[:4])
+    assert good.exit_code == 0
+    seen = overview(destination(s3, fake, tmp_path / "elsewhere"))["states"][0]
+    assert seen["last_run"]["run_id"] == good.run_id
+    assert seen["last_run"]["exit_code"] == 0
+    assert seen["last_success_at"] is not None
+    proxy.add(recording_put(ids[5]))
+    metrics = tmp_path / "pod.prom"
+    failed = await through(s3, proxy, fake, tmp_path / "new-pod", metrics_file=metrics)
+    assert failed.exit_code == 1
+    names = {s.name for f in text_string_to_metric_families(metrics.read_text()) for s in f.samples}
+    assert "osvi_archiver_last_success_timestamp_seconds" in names
