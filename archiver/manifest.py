@@ -80,9 +80,10 @@ def write_manifest(
     archive: Destination | Path,
     file_mode: int,
     stop: Callable[[], bool] | None = None,
-) -> Path | str:
+) -> Path | str | None:
     """Bring the manifest up to date with what the state has committed: the parts changed
-    since the last write, then the index. In a worker thread; returns where the index is.
+    since the last write, then the index. In a worker thread; returns where the index is,
+    None when none was written (a first write cut short: the next run writes it).
 
     `stop` is asked before each part: once it says so, the parts not written yet are left for
     the next write (the index then lists them as they were, and the state still marks them to
@@ -112,13 +113,14 @@ def write_manifest(
         dest.remove(part_name(part, shard))
         known.pop(part, None)
     known.update((info.part, info) for info in written if info.calls)
-    if complete or is_index:
+    written_index = complete or is_index
+    if written_index:
         document = [_index_document(known, shard)]
         dest.write(index, document, file_mode, temp_dir=parts_dir(shard))
     # Only a write that did every part moves the mark: an interrupted one is done again.
     store(state, [info for info in written if info.calls], emptied, upto if complete else None)
     state.commit()
-    return dest.shown(index)
+    return dest.shown(index) if written_index else None
 
 
 def as_destination(archive: Destination | Path) -> Destination:

@@ -277,7 +277,12 @@ class StoreDestination(Destination):
             raise store_error(exc, self.key_url(relative), "read") from exc
 
     def listing(
-        self, folder: str, *, recursive: bool = False, skipped: list[str] | None = None
+        self,
+        folder: str,
+        *,
+        recursive: bool = False,
+        skipped: list[str] | None = None,
+        after: str | None = None,
     ) -> Iterator[Any]:
         """The objects under `folder` (their `path` relative to the prefix, `size`, ...),
         directly in it unless `recursive`. A key the store client cannot parse (`a//b`, a
@@ -289,7 +294,7 @@ class StoreDestination(Destination):
         looks at `skipped` (present: a HEAD each; names: refuses)."""
         skipped = [] if skipped is None else skipped
         try:
-            for item in self._objects(folder.rstrip("/") or None, skipped):
+            for item in self._objects(folder.rstrip("/") or None, skipped, after):
                 if recursive or self._direct(folder, item["path"]):
                     yield item
         except Exception as exc:
@@ -305,9 +310,12 @@ class StoreDestination(Destination):
                     extra={"event": "foreign_keys", "count": len(skipped)},
                 )
 
-    def _objects(self, prefix: str | None, skipped: list[str]) -> Iterator[Any]:
-        """Every object under `prefix`, each invalid key added to `skipped` and gone past."""
-        offset: str | None = None
+    def _objects(
+        self, prefix: str | None, skipped: list[str], after: str | None = None
+    ) -> Iterator[Any]:
+        """Every object under `prefix` (after the key `after`), each invalid key added to
+        `skipped` and gone past."""
+        offset = after
         chunk = _PAGE  # 1 after an invalid key: obstore drops the whole batch holding one
         while True:
             try:
@@ -336,10 +344,12 @@ class StoreDestination(Destination):
         inner = folder.rstrip("/")
         return "/" not in (path[len(inner) + 1 :] if inner else path)
 
-    def pages(self, folder: str = "", size: int = 1000) -> Iterator[list[Any]]:
-        """The whole listing under `folder`, a page of `size` objects at a time (memory stays
-        flat), foreign keys skipped as `listing` does."""
-        objects = self.listing(folder, recursive=True)
+    def pages(
+        self, folder: str = "", size: int = 1000, after: str | None = None
+    ) -> Iterator[list[Any]]:
+        """The whole listing under `folder` (after the key `after`), a page of `size` objects
+        at a time (memory stays flat), foreign keys skipped as `listing` does."""
+        objects = self.listing(folder, recursive=True, after=after)
         while page := list(itertools.islice(objects, size)):
             yield page
 

@@ -38,7 +38,7 @@ from archiver.reconcile import WindowReport
 from archiver.records import utc_now
 from archiver.settings import Settings, require_token
 from archiver.shard import Shard, shard_label, shard_text
-from archiver.signals import stop_on_signals
+from archiver.signals import Signals, stop_on_signals
 from archiver.state import State
 from archiver.times import naive_times
 from archiver.values import duration_text
@@ -81,15 +81,51 @@ async def execute(
     lock = destination.holding(options.shard)
     lock.acquire()
     try:
-        async with lock.kept():  # a store's lease, renewed from now on; a lost one: exit 75
-            warn_other_sharding(destination, options.shard)
-            await destination.bring_state(options.shard)
-            if (lost := lock.lost()) is not None:
-                raise lost
-            with State(destination.root, shard=options.shard) as state:
-                return await _run(settings, state, source, progress, options, destination, lock)
+        # From here signals and --max-duration stop the run cleanly, the state's restore or
+        # rebuild included (issue 21: a SIGTERM then killed it, leaving the lease for 60 s).
+        with stop_on_signals() as signals:
+            if settings.max_duration is not None:
+                signals.deadline(settings.max_duration, duration_text(settings.max_duration))
+            held = Held(destination, lock, signals)
+            async with lock.kept():  # a store's lease, renewed from now on; a lost one: exit 75
+                warn_other_sharding(destination, options.shard)
+                await _bring_state(held, options.shard)
+                with State(destination.root, shard=options.shard) as state:
+                    return await _run(settings, state, source, progress, options, held)
     finally:
         lock.release()
+
+
+@dataclass(frozen=True)
+class Held:
+    """What a run holds while it goes: its destination, its lock, the signals that stop it."""
+
+    destination: Destination
+    lock: Holding
+    signals: Signals
+
+
+async def _bring_state(held: Held, shard: Shard | None) -> None:
+    """The state made the latest (a store's restore or rebuild), stopped like the run by a
+    signal, --max-duration or a lost lease: the run then ends before its state is ready,
+    with that exit code, no report and no metrics (there is no state to write them from),
+    the lease released. A rebuild goes on from where it stopped next time."""
+    task = held.signals.stops(asyncio.create_task(held.destination.bring_state(shard)))
+
+    def stop_bringing() -> None:  # another run holds the archive now: stop at once
+        task.cancel()
+
+    held.lock.on_lost(stop_bringing)
+    try:
+        await task
+    except asyncio.CancelledError:
+        if held.signals.received:
+            raise held.signals.received[0] from None
+        if (lost := held.lock.lost()) is not None:
+            raise lost from None
+        raise
+    if (lost := held.lock.lost()) is not None:
+        raise lost
 
 
 async def _run(
@@ -98,9 +134,9 @@ async def _run(
     source: SourceFactory,
     progress: Progress,
     options: RunOptions,
-    destination: Destination,
-    lock: Holding,
+    held: Held,
 ) -> RunResult:
+    destination, lock, signals = held.destination, held.lock, held.signals
     started, started_at = time.monotonic(), utc_now()
     naive_times.reset()  # a time without an offset is said once per run
     result = RunResult(new_run_id(options.clocks.wall()), Counts(), 0.0)
@@ -119,46 +155,43 @@ async def _run(
         },
     )
     view = RunView(result.counts, total=options.total)
-    with stop_on_signals() as signals:
-        described = Described(
-            started_at,
-            options.command,
-            destination,
-            options.shard,
-            options.clocks.wall,
-            lambda: signals.stopping_for(STOPPING_BUDGET),
-            fenced=lambda: lock.lost() is not None,
+    described = Described(
+        started_at,
+        options.command,
+        destination,
+        options.shard,
+        options.clocks.wall,
+        lambda: signals.stopping_for(STOPPING_BUDGET),
+        fenced=lambda: lock.lost() is not None,
+    )
+    drive = signals.stops(
+        asyncio.create_task(
+            _drive(settings, state, source, progress, view, options, result.run_id, destination)
         )
-        drive = signals.stops(
-            asyncio.create_task(
-                _drive(settings, state, source, progress, view, options, result.run_id, destination)
-            )
+    )
+
+    def stop_driving() -> None:  # another run holds the archive now: stop at once
+        drive.cancel()
+
+    lock.on_lost(stop_driving)
+    try:
+        async with watched() as lag:
+            await drive
+    except BaseException as exc:
+        result.error = lock.lost() or _ending(exc, signals.received)
+    finally:
+        signals.finishing = True
+        progress.close()
+        result.seconds = time.monotonic() - started
+        result.max_loop_lag_ms = lag.worst_ms
+        log.debug(
+            "the event loop stalled %.1f ms at most",
+            lag.worst_ms,
+            extra={"event": "loop_lag", "max_loop_lag_ms": lag.worst_ms},
         )
-
-        def stop_driving() -> None:  # another run holds the archive now: stop at once
-            drive.cancel()
-
-        lock.on_lost(stop_driving)
-        if settings.max_duration is not None:
-            signals.deadline(settings.max_duration, duration_text(settings.max_duration))
-        try:
-            async with watched() as lag:
-                await drive
-        except BaseException as exc:
-            result.error = lock.lost() or _ending(exc, signals.received)
-        finally:
-            signals.finishing = True
-            progress.close()
-            result.seconds = time.monotonic() - started
-            result.max_loop_lag_ms = lag.worst_ms
-            log.debug(
-                "the event loop stalled %.1f ms at most",
-                lag.worst_ms,
-                extra={"event": "loop_lag", "max_loop_lag_ms": lag.worst_ms},
-            )
-            await state.settled()
-            result.listing = _concluded(view)
-            await finish(settings, state, result, described, signals.received)
+        await state.settled()
+        result.listing = _concluded(view)
+        await finish(settings, state, result, described, signals.received)
     return result
 
 

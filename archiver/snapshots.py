@@ -35,6 +35,7 @@ import asyncio
 import contextlib
 import dataclasses
 import itertools
+import json
 import logging
 import secrets
 import tempfile
@@ -68,12 +69,15 @@ META_SNAPSHOT = "osvisnapshot"  # the snapshot object's metadata: its id
 GENERATION_KEY = "snapshot_generation"
 META_GENERATION = "osvigeneration"
 REBUILT_RUN = "rebuilt-from-store"  # the run_id of the calls a rebuild found
+REBUILD_KEY = "rebuild_after"  # state meta: the listing's last key a rebuild under way did
+WAITING_KEY = "rebuild_waiting"  # state meta: its sidecars still waiting for a recording
 # The destination's identity: a random id created in the store by its first run, kept in each
 # state. A local state of another id is another destination's (the same bucket name at another
 # endpoint or account, a bucket emptied and reused): it is never trusted.
 ID_KEY = f"{STATE_DIR}/destination-id"
 DESTINATION_ID = "destination_id"
 _HEADS = 32  # metadata requests in flight while rebuilding or merging
+REBUILD_PAGE = 1000  # objects a rebuild reads and commits at a time
 
 
 def snapshot_key(shard: Shard | None) -> str:
@@ -205,6 +209,8 @@ def local_is_current(dest: StoreDestination, shard: Shard | None) -> bool:
     local = state_folder(dest.root, shard) / STATE_FILE
     if not local.is_file() or _unusable(local, store_id(dest)) is not None:
         return False
+    if sqlite.read_meta(local, REBUILD_KEY) is not None:  # a rebuild under way: not whole
+        return False
     found = remote(dest, shard)
     return found is None or descends(sqlite.read_meta(local, SNAPSHOT_KEY), local, found)
 
@@ -227,7 +233,7 @@ async def bring(dest: StoreDestination, shard: Shard | None) -> None:
     local = state_folder(dest.root, shard) / STATE_FILE
     if local.is_file() and (why := _unusable(local, ident)) is not None:
         _set_aside(local, dest, why)
-    await _bring(dest, shard, local)
+    await _bring(dest, shard, local, ident)
     with State(dest.root, shard=shard) as state:
         state.set_meta(DESTINATION_ID, ident)
 
@@ -243,8 +249,13 @@ def _set_aside(local: Path, dest: StoreDestination, why: str) -> None:
             local.with_name(local.name + companion).replace(aside.with_name(aside.name + companion))
 
 
-async def _bring(dest: StoreDestination, shard: Shard | None, local: Path) -> None:
+async def _bring(dest: StoreDestination, shard: Shard | None, local: Path, ident: str) -> None:
     found = await asyncio.to_thread(remote, dest, shard)
+    if local.is_file() and sqlite.read_meta(local, REBUILD_KEY) is not None:  # noqa: ASYNC240
+        await _rebuilt(dest, shard, ident, resumed=True)  # a rebuild stopped: go on with it
+        if found is not None:  # and another machine's snapshot meanwhile: merged into it
+            await merge(dest, shard, local, found)
+        return
     if local.is_file():  # noqa: ASYNC240 (one stat, before the run starts)
         if found is None or descends(sqlite.read_meta(local, SNAPSHOT_KEY), local, found):
             return
@@ -257,14 +268,21 @@ async def _bring(dest: StoreDestination, shard: Shard | None, local: Path) -> No
         log.info("restored the state of %s from its snapshot", dest.where,
                  extra={"event": "snapshot_restored"})  # fmt: skip
         return
-    count = await rebuild(dest, shard)
+    await _rebuilt(dest, shard, ident, resumed=False)
+
+
+async def _rebuilt(
+    dest: StoreDestination, shard: Shard | None, ident: str, *, resumed: bool
+) -> None:
     log.warning(
-        "no state for %s here or in the store: rebuilt it from the store's listing (%d "
-        "archived calls found)",
+        "no state for %s here or in the store: %s it from the store's listing",
         dest.where,
-        count,
-        extra={"event": "state_rebuilt"},
+        "going on rebuilding" if resumed else "rebuilding",
+        extra={"event": "state_rebuilding"},
     )
+    count = await rebuild(dest, shard, ident)
+    log.warning("rebuilt the state of %s (%d archived calls found)", dest.where, count,
+                extra={"event": "state_rebuilt"})  # fmt: skip
 
 
 async def merge(dest: StoreDestination, shard: Shard | None, local: Path, found: Remote) -> None:
@@ -370,12 +388,14 @@ def _number(text: str) -> float:
         return 0.0
 
 
-async def rebuild(dest: StoreDestination, shard: Shard | None) -> int:
+async def rebuild(dest: StoreDestination, shard: Shard | None, ident: str) -> int:
     """A state from the objects themselves; how many archived calls were found. The listing
     is read a page at a time and each page's metadata (a HEAD an object, _HEADS at once)
     written before the next: memory stays flat whatever the bucket holds. A sidecar listed
     before its recording (`<stem>.call.json` sorts before `<stem>.mp4`) waits for it; sidecars
-    of no recording are left out."""
+    of no recording are left out. Each page is committed with where the listing got to
+    (REBUILD_KEY): a rebuild stopped (a signal, --max-duration) goes on from there next time,
+    and a state with that mark is never taken for a whole one."""
     heads = asyncio.Semaphore(_HEADS)
 
     async def head(path: str) -> tuple[str, dict[str, Any], Any] | None:
@@ -388,10 +408,14 @@ async def rebuild(dest: StoreDestination, shard: Shard | None) -> int:
                 raise store_error(exc, dest.key_url(path), "read") from exc
             return path, dict(found.attributes), found.meta
 
-    pages = dest.pages()
-    waiting: dict[str, dict[str, Any]] = {}  # sidecars whose recording is not listed yet
     total = 0
     with State(dest.root, shard=shard) as state:
+        after = state.get_meta(REBUILD_KEY)
+        # sidecars whose recording is not listed yet (kept across a stop)
+        waiting: dict[str, dict[str, Any]] = json.loads(state.get_meta(WAITING_KEY) or "{}")
+        state.set_meta(DESTINATION_ID, ident)
+        state.set_meta(REBUILD_KEY, after or "")
+        pages = dest.pages(size=REBUILD_PAGE, after=after or None)
         while (page := await asyncio.to_thread(next, pages, None)) is not None:
             paths = [item["path"] for item in page if _candidate(item["path"])]
             answers = await asyncio.gather(*(head(path) for path in paths))
@@ -407,8 +431,11 @@ async def rebuild(dest: StoreDestination, shard: Shard | None) -> int:
                 known = state.get(call_id)  # its recording came in an earlier page
                 if known is not None and known.status == Status.ARCHIVED:
                     state.record(dataclasses.replace(known, **waiting.pop(call_id)))
-            state.commit()
+            state.set_meta(WAITING_KEY, json.dumps(waiting))
+            state.set_meta(REBUILD_KEY, page[-1]["path"])  # committed with the page
             total += len(ids)
+        state.delete_meta(REBUILD_KEY)
+        state.delete_meta(WAITING_KEY)
     return total
 
 

@@ -175,7 +175,8 @@ def test_schema_rejects_a_failed_call_without_an_error(
 # write_manifest: the index and its parts
 
 
-def index_of(path: Path | str, validator: Draft202012Validator) -> dict[str, Any]:
+def index_of(path: Path | str | None, validator: Draft202012Validator) -> dict[str, Any]:
+    assert path is not None  # the index was written
     index: dict[str, Any] = json.loads(Path(path).read_text("utf-8"))
     assert sorted(validator.iter_errors(index), key=str) == []
     return index
@@ -285,7 +286,8 @@ def test_a_write_asked_to_stop_leaves_the_rest_for_the_next_one(
     store(state, ARCHIVED, FAILED, PENDING)
     state.commit()
     asked = iter([False, True])
-    write_manifest(state, tmp_path, 0o600, stop=lambda: next(asked, True))
+    shown = write_manifest(state, tmp_path, 0o600, stop=lambda: next(asked, True))
+    assert shown is None  # and said so: a summary never names a manifest that is not there
     assert not (tmp_path / MANIFEST_NAME).exists()  # no index until every part is there
     assert sorted(p.name for p in (tmp_path / "manifest").iterdir()) == ["part-000000.json"]
     index = index_of(write_manifest(state, tmp_path, 0o600), validator)

@@ -29,12 +29,13 @@ _HOP = {"host", "content-length", "transfer-encoding", "connection", "keep-alive
 @dataclass
 class Rule:
     match: Match
-    kind: str  # refuse, fail, slow, hold
+    kind: str  # refuse, fail, slow, hold, delay
     times: int | None = 1
     status: int = 400
     code: str = "InvalidRequest"
     message: str = "refused by the fault proxy"
     rate: float = 100_000.0  # bytes a second, for slow
+    seconds: float = 0.5  # for delay: before the request goes on
 
     def fires(self) -> bool:
         if self.times is None:
@@ -93,6 +94,8 @@ class FaultProxy:
         if rule is not None and rule.kind in ("refuse", "fail"):
             await request.read()
             return self._note(request, key, _error(rule.status, rule.code, rule.message))
+        if rule is not None and rule.kind == "delay":
+            await asyncio.sleep(rule.seconds)
         body = await (self._slowly(request, rule.rate) if rule and rule.kind == "slow"
                       else request.read())  # fmt: skip
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}

@@ -4,17 +4,22 @@ truthful, bounded outcome."""
 
 from __future__ import annotations
 
+import asyncio
+import signal
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from archiver import sqlite
 from archiver.fake import FakeOSVI
 from archiver.status import Status
 from archiver.storeverify import verify_store
 from tests.conftest import FakeFactory
 from tests.integration.archive_helpers import archive, picked_ids
-from tests.store.conftest import S3
+from tests.integration.cli_helpers import env_for, finish, start_osvi
+from tests.store.conftest import ACCESS_KEY, S3, SECRET_KEY
 from tests.store.faults import FaultProxy, Rule
 from tests.store.test_store_run import (
     PREFIX,
@@ -224,3 +229,63 @@ async def test_status_and_the_last_success_are_in_the_snapshot_of_the_run_that_m
     assert failed.exit_code == 1
     names = {s.name for f in text_string_to_metric_families(metrics.read_text()) for s in f.samples}
     assert "osvi_archiver_last_success_timestamp_seconds" in names
+
+
+async def test_max_duration_stops_a_rebuild_which_the_next_run_goes_on_with(
+    make_fake: FakeFactory,
+    s3: S3,
+    proxy: FaultProxy,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 21: `--max-duration 2s` ran a rebuild of 3,000 objects to its end (18.9 s) and
+    exited 0. It stops there now, the lease released, and the next run goes on from the
+    last page the rebuild committed: nothing is downloaded again."""
+    from archiver import snapshots
+    from archiver.errors import DeadlineReached
+
+    monkeypatch.setattr(snapshots, "REBUILD_PAGE", 4)
+    fake = await make_fake(small(calls=24))
+    assert (await through(s3, proxy, fake, tmp_path / "a")).exit_code == 0
+    downloads = fake.stats.requests["download"]
+    s3.delete(SNAPSHOT)
+    proxy.add(Rule(lambda m, key, q: m == "HEAD" and key.endswith(".mp4"), "delay",
+                   times=None, seconds=0.4))  # fmt: skip
+    with pytest.raises(DeadlineReached):
+        await through(s3, proxy, fake, tmp_path / "b", max_duration=1.0)
+    assert f"{PREFIX}/.osvi-archiver/lock" not in s3.keys(PREFIX)  # released at once
+    marked = sqlite.read_meta(next((tmp_path / "b").rglob("state.sqlite3")), "rebuild_after")
+    assert marked  # some pages done, kept
+    proxy.clear()
+    again = await through(s3, proxy, fake, tmp_path / "b")
+    assert again.exit_code == 0, again.error
+    assert fake.stats.requests["download"] == downloads
+    assert_in_bucket(s3, fake, picked_ids(fake), tmp_path / "b")
+
+
+async def test_sigterm_during_a_rebuild_stops_it_cleanly_and_releases_the_lease(
+    make_fake: FakeFactory, s3: S3, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    """Issue 21: SIGTERM during a rebuild killed the process outright (no word) and left
+    the lease for 60 s. It stops cleanly now: exit 143, said, the lease released."""
+    fake = await make_fake(small(calls=24))
+    assert (await through(s3, proxy, fake, tmp_path / "a")).exit_code == 0
+    s3.delete(SNAPSHOT)
+    proxy.add(Rule(lambda m, key, q: m == "HEAD" and key.endswith(".mp4"), "delay",
+                   times=None, seconds=5))  # fmt: skip
+    env = env_for(fake, OSVI_STATE_DIR=str(tmp_path / "b"), OSVI_STORE_ENDPOINT=proxy.endpoint,
+                  OSVI_STORE_ALLOW_HTTP="true", OSVI_STORE_REGION="us-east-1",
+                  AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY)  # fmt: skip
+    process = await start_osvi("run", "--out", s3.url(PREFIX), "-", env=env, stdin=b"")
+    for _ in range(400):
+        await asyncio.sleep(0.05)
+        if [s for s in proxy.requests("HEAD") if s.key.endswith(".mp4")] or proxy.requests("GET"):
+            break
+    await asyncio.sleep(1.0)
+    process.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    done = await finish(process)
+    assert done.code == 143, done.stderr
+    assert time.monotonic() - started < 5
+    assert "interrupted by SIGTERM" in done.stderr
+    assert f"{PREFIX}/.osvi-archiver/lock" not in s3.keys(PREFIX)
