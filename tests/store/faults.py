@@ -12,6 +12,7 @@ number of times (None: always).
 from __future__ import annotations
 
 import asyncio
+import io
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -100,7 +101,8 @@ class FaultProxy:
                       else request.read())  # fmt: skip
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
         async with aiohttp.ClientSession(auto_decompress=False) as session, session.request(
-            request.method, self.target + request.raw_path, headers=headers, data=body,
+            request.method, self.target + request.raw_path, headers=headers,
+            data=io.BytesIO(body) if body else None,
             allow_redirects=False,
         ) as upstream:  # fmt: skip
             payload = await upstream.read()

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from archiver import sqlite
-from archiver.fake import FakeOSVI
+from archiver.fake import FakeConfig, FakeOSVI
 from archiver.status import Status
 from archiver.storeverify import verify_store
 from tests.conftest import FakeFactory
@@ -289,3 +289,58 @@ async def test_sigterm_during_a_rebuild_stops_it_cleanly_and_releases_the_lease(
     assert time.monotonic() - started < 5
     assert "interrupted by SIGTERM" in done.stderr
     assert f"{PREFIX}/.osvi-archiver/lock" not in s3.keys(PREFIX)
+
+
+async def test_done_when_a_refusing_slow_shared_store_ends_every_fault_truthfully(
+    make_fake: FakeFactory,
+    s3: S3,
+    proxy: FaultProxy,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 21's 'done when': a store that refuses one key, slows one part to 100 KB/s,
+    answers 503 to one lock renewal and holds a foreign `a//b` key under the prefix. The run
+    archives every other call, is SIGTERMed, leaves no incomplete upload and a valid
+    manifest; a rerun on another machine completes it, exit 1 (the refused call), nothing
+    downloaded twice but what was in flight."""
+    import os
+
+    monkeypatch.setattr("archiver.lease.LEASE_SECONDS", 6.0)
+    fake = await make_fake(FakeConfig(calls=30, size_min=64 << 10, size_max=7 << 20))
+    ids = picked_ids(fake)
+    refused = ids[0]
+    s3.client.put_object(Bucket=s3.bucket, Key=f"{PREFIX}/a//b.mp4", Body=b"foreign")
+    lock_puts = [0]
+
+    def second_lock_put(method: str, key: str, query: str) -> bool:
+        if method == "PUT" and key.endswith(".osvi-archiver/lock"):
+            lock_puts[0] += 1
+            return lock_puts[0] == 2  # the first renewal
+        return False
+
+    proxy.add(recording_put(refused))
+    proxy.add(Rule(second_lock_put, "fail", status=503, code="SlowDown", message="slow down"))
+    proxy.add(Rule(lambda m, k, q: m == "PUT" and "partNumber" in q, "slow", rate=100_000))
+    run = asyncio.ensure_future(through(s3, proxy, fake, tmp_path / "a", concurrency=4))
+    for _ in range(600):
+        await asyncio.sleep(0.05)
+        if [s for s in proxy.requests("POST") if "uploads" in s.query] and lock_puts[0] >= 3:
+            break
+    await asyncio.sleep(1.0)  # the slow part under way
+    assert not run.done(), run.result().error
+    os.kill(os.getpid(), signal.SIGTERM)
+    first = await asyncio.wait_for(run, 30)
+    assert first.exit_code == 143, first.error
+    assert s3.uploads() == []  # the part in flight aborted, not left for the lifecycle rule
+    archived = {c["call_id"] for c in manifest_in(s3, fake, tmp_path / "a")["calls"]
+                if c["status"] == Status.ARCHIVED}  # fmt: skip
+    assert archived
+    assert lock_puts[0] >= 3  # a renewal failed, the next one carried the lease on
+    proxy.clear()
+    proxy.add(recording_put(refused))
+    again = await through(s3, proxy, fake, tmp_path / "b")  # another machine
+    assert again.exit_code == 1, again.error
+    assert again.counts.failed_kinds == ["store_refused"]
+    for call_id in archived:  # fetched once, never again
+        assert fake.stats.calls[call_id].downloads_complete == 1, call_id
+    assert_in_bucket(s3, fake, [i for i in ids if i != refused], tmp_path / "b")
