@@ -108,11 +108,17 @@ async def test_the_fence_stops_the_run_before_the_lease_can_expire_and_then_keep
     proxy.add(Rule(lambda m, k, q: m == "PUT" and k.endswith(KEY), "fail", times=None,
                    status=503, code="SlowDown", message="slow down"))  # fmt: skip
     told = asyncio.Event()
-    lease.on_lost(told.set)
+    stamps: list[float] = []
+
+    def lost_now() -> None:
+        stamps.append(clock.now)  # when the fence fired, on the lease's own clock
+        told.set()
+
+    lease.on_lost(lost_now)
     async with lease.kept():
         await asyncio.wait_for(told.wait(), 20)
-        lost_at = clock.now
     driving.cancel()
+    (lost_at,) = stamps
     lost = lease.lost()
     assert lost is not None
     assert "could not renew" in str(lost)

@@ -82,7 +82,7 @@ async def test_a_store_that_refuses_the_whole_folder_stops_the_run_with_exit_4(
     assert result.exit_code == 4
     assert "refuses writes under" in str(result.error)
     assert "AccessDenied" in str(result.error)
-    assert fake.stats.requests["download"] <= 8 + 1  # it stopped at the first refusal
+    assert fake.stats.requests["download"] < len(picked_ids(fake))  # it stopped early
 
 
 FOREIGN = ("a//b.mp4", "ctl\x01name", "x/../y.mp4")
