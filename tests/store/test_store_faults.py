@@ -344,3 +344,19 @@ async def test_done_when_a_refusing_slow_shared_store_ends_every_fault_truthfull
     for call_id in archived:  # fetched once, never again
         assert fake.stats.calls[call_id].downloads_complete == 1, call_id
     assert_in_bucket(s3, fake, [i for i in ids if i != refused], tmp_path / "b")
+
+
+async def test_a_snapshot_whose_old_number_is_not_a_number_is_no_internal_error(
+    make_fake: FakeFactory, s3: S3, tmp_path: Path
+) -> None:
+    """Issue 21: non-numeric generation metadata on the snapshot exited 70."""
+    fake = await make_fake(small(calls=6))
+    url: Any = s3.url(PREFIX)
+    assert (await archive(fake, url, state_dir=tmp_path / "a", **s3.settings())).exit_code == 0
+    body = s3.body(SNAPSHOT)
+    s3.client.put_object(Bucket=s3.bucket, Key=SNAPSHOT, Body=body,
+                         Metadata={"osvigeneration": "not-a-number"})  # fmt: skip
+    for machine in ("a", "b"):  # its own state of another lineage; none at all
+        again = await archive(fake, url, state_dir=tmp_path / machine, **s3.settings())
+        assert again.exit_code == 0, again.error
+        assert again.counts.already_archived == len(picked_ids(fake))
