@@ -475,6 +475,28 @@ async def test_a_symlink_planted_at_a_part_path_is_not_written_through(
     assert_byte_exact(fake, out, picked_ids(fake))
 
 
+@pytest.mark.parametrize("folder", ["runs", "manifest"])
+async def test_a_linked_runs_or_manifest_folder_is_refused_before_anything(
+    make_fake: FakeFactory, tmp_path: Path, folder: str
+) -> None:
+    """Reports written and files pruned wherever the link points: refused at once, exit 4."""
+    fake = await make_fake(small())
+    out = tmp_path / "out"
+    out.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "20260101T000000.000Z-abcdef.json").write_text("not ours\n")
+    (out / folder).symlink_to(elsewhere)
+    done = await osvi(
+        "run", "--out", str(out), "--keep-run-reports", "1", "-", env=env_for(fake),
+        stdin="\n".join(picked_ids(fake)).encode(),
+    )  # fmt: skip
+    assert done.code == 4, done.stderr
+    assert f"{out / folder} is a symbolic link" in done.stderr
+    assert [p.name for p in elsewhere.iterdir()] == ["20260101T000000.000Z-abcdef.json"]
+    assert sum(fake.stats.requests.values()) == 0  # nothing was attempted
+
+
 async def test_a_file_put_in_place_as_the_run_is_cancelled_is_recorded(
     make_fake: FakeFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
