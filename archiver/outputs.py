@@ -10,6 +10,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -159,7 +160,8 @@ def _save_state(settings: Settings, state: State, result: RunResult, run: Descri
 
 
 def _write_report(settings: Settings, state: State, result: RunResult, run: Described) -> None:
-    result.watermark = _watermark_text(state, _key(result))
+    mark = _watermark(state, result)
+    result.watermark = mark.isoformat().replace("+00:00", "Z") if mark else None
     summary = {
         "run_id": result.run_id,
         "tool": "osvi-archiver",
@@ -199,7 +201,7 @@ def _write_metrics(settings: Settings, state: State, result: RunResult, run: Des
             finished_at=finished,
             last_success_at=float(last) if last else None,
             shard=run.shard,
-            watermark=_watermark_of(state, _key(result)),
+            watermark=mark.timestamp() if (mark := _watermark(state, result)) else None,
             listing=result.listing,
         ),
     )
@@ -211,14 +213,16 @@ def _key(result: RunResult) -> str:
     return result.listing.watermark_key if result.listing else WATERMARK_KEY
 
 
-def _watermark_of(state: State, key: str) -> float | None:
-    mark = watermark_at(state, key)
-    return mark.timestamp() if mark else None
-
-
-def _watermark_text(state: State, key: str) -> str | None:
-    mark = watermark_at(state, key)
-    return mark.isoformat().replace("+00:00", "Z") if mark else None
+def _watermark(state: State, result: RunResult) -> datetime | None:
+    """The watermark the outputs show. One the state holds damaged is shown as none,
+    and ends the run with its LocalError (exit 4) unless it had an error already: the report
+    and the metrics, written again with the new code, then say 4 too."""
+    try:
+        mark = watermark_at(state, _key(result))
+    except LocalError as exc:
+        result.error = result.error or exc
+        return None
+    return mark
 
 
 METRICS_TEMP_AGE = 3600.0  # a metrics folder is shared: only temp files this old are stale
