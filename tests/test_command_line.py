@@ -155,3 +155,19 @@ def test_short_options_and_a_double_dash_before_the_command_are_argparses(
     err = usage_error(["-vq", "nonsense"], capsys)
     assert "invalid choice: 'nonsense'" in err
     assert "before the command" not in err
+
+
+@pytest.mark.parametrize("command", ["sync", "list", "check"])
+@pytest.mark.parametrize("since", ["99999999999d", "0001-01-01T00:00:00+14:00"])
+def test_a_since_out_of_range_is_a_usage_error_not_a_crash(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+    since: str,
+) -> None:
+    monkeypatch.setenv("OSVI_API_TOKEN", TOKEN)
+    monkeypatch.setenv("OSVI_BASE_URL", "http://127.0.0.1:9")  # never reached
+    out = ["--out", str(tmp_path)] if command != "list" else []
+    assert main([command, *out, "--since", since]) == 2
+    assert "is out of range" in capsys.readouterr().err
