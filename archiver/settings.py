@@ -33,7 +33,7 @@ from pydantic_settings import (
 
 from archiver import layout as layouts
 from archiver.errors import UsageError
-from archiver.location import StoreUrl, is_store_url, location
+from archiver.location import StoreUrl, is_store_url, location, shown_url
 from archiver.sources import default_config, read_token_file, token_file
 from archiver.urls import is_loopback
 from archiver.values import (
@@ -252,7 +252,10 @@ def _describe(
     else:
         where = f"in {config}"
     message = _USERINFO.sub(r"\1***@", str(error["msg"]).removeprefix("Value error, "))
-    shown = _USERINFO.sub(r"\1***@", repr(error["input"]))
+    given = error["input"]
+    if isinstance(given, str) and _LOOKS_LIKE_URL.match(given):
+        given = shown_url(given)  # a query (a presigned URL's signature) is never echoed
+    shown = _USERINFO.sub(r"\1***@", repr(given))
     if key != "api_token" and shown not in message:
         message += f" (got {shown:.60})"
     return f"invalid {key} {where}: {message}"
@@ -260,6 +263,7 @@ def _describe(
 
 # The user:password@ of a URL, shown as ***@ in messages (credentials a user put in one).
 _USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]*@")
+_LOOKS_LIKE_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:/")
 
 
 def load_settings(
