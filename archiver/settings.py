@@ -19,6 +19,7 @@ from pydantic import (
     AfterValidator,
     BeforeValidator,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     ValidationInfo,
@@ -102,6 +103,9 @@ class Settings(BaseSettings):
     )
     metrics_file: UserPath | None = None
     keep_run_reports: Annotated[int, Field(ge=1)] = 100
+    # Why the token file could not be read: said by `require_token`, so that it stops only
+    # the commands that need the token (status, verify, manifest, run --dry-run do not).
+    _token_problem: UsageError | None = PrivateAttr(default=None)
 
     @field_validator("base_url")
     @classmethod
@@ -274,13 +278,18 @@ def load_settings(
     chosen = _chosen_config(config_path, environ)
     toml = {} if chosen is None else _read_config(*chosen)
     env = _env_values(environ)
-    token_from = None
+    token_from = problem = None
     if "api_token" not in env and (found := token_file(environ)) is not None:
-        env["api_token"] = read_token_file(*found)
+        try:
+            env["api_token"] = read_token_file(*found)
+        except UsageError as exc:
+            problem = exc
         token_from = f"the token file {found[0]} ({found[1]})"
     reset = _LOADING.set((env, toml))
     try:
-        return Settings(**flags)
+        settings = Settings(**flags)
+        settings._token_problem = problem
+        return settings
     except ValidationError as exc:
         config = None if chosen is None else chosen[0]
         lines = [_describe(error, flags, env, config, token_from) for error in exc.errors()]
@@ -291,6 +300,10 @@ def load_settings(
 
 
 def require_token(settings: Settings) -> str:
+    """The token, for a command that needs it; else a UsageError saying why there is none
+    (a token file named that cannot be read wins over a token from the config file)."""
+    if settings._token_problem is not None:
+        raise UsageError(str(settings._token_problem))
     token = settings.token_value()
     if token is None:
         raise UsageError(
