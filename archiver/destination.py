@@ -167,17 +167,19 @@ class LocalFolder(Destination):
         path = self._inside(relative)
         try:
             # O_NOFOLLOW: a link at the file's own name is not the tool's file either; nor is
-            # anything but a regular file (a FIFO, /dev/zero).
+            # anything but a regular file (a folder, a FIFO, /dev/zero).
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError:
             return None
-        with os.fdopen(fd, "rb") as handle:
-            try:
-                if not stat.S_ISREG(os.fstat(fd).st_mode):
-                    return None
-                return handle.read(-1 if limit is None else limit)
-            except OSError:
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
                 return None
+            with os.fdopen(os.dup(fd), "rb") as handle:
+                return handle.read(-1 if limit is None else limit)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
 
     def present(self, relatives: Iterable[str], folder: str) -> set[str]:
         return {name for name in relatives if (self.root / name).is_file()}

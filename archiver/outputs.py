@@ -48,6 +48,7 @@ class RunResult:
     watermark: str | None = None  # sync's, as the run leaves it (ISO 8601, UTC)
     listing: WindowReport | None = None  # sync's check of its own window at the end
     extra: dict[str, Any] = field(default_factory=dict)
+    said: set[str] = field(default_factory=set)  # failures to write an output, logged once
 
     @property
     def exit_code(self) -> int:
@@ -136,12 +137,24 @@ def _write_outputs(settings: Settings, state: State, result: RunResult, run: Des
         try:
             write(settings, state, result, run)
         except LocalError as exc:
-            log.error("could not write %s: %s", what, exc, extra={"event": "not_written"})
-            result.error = result.error or exc
+            _not_written(result, what, exc)
         except Exception as exc:
             log.debug("traceback", exc_info=exc, extra={"event": "internal_error"})
-            log.error("could not write %s: %s", what, exc, extra={"event": "not_written"})
-            result.error = result.error or InternalError.of(exc)
+            _not_written(result, what, InternalError.of(exc))
+
+
+def _not_written(result: RunResult, what: str, error: RunError) -> None:
+    """One of the outputs could not be written. When that ends the run (it had no error yet),
+    the `fatal` line says it once, at the end; else it is said here, once: not again when
+    the outputs are written a second time (the exit code changed) and fail the same way."""
+    if result.error is None:
+        result.error = error
+        return
+    text = str(error)
+    if text == str(result.error) or text in result.said:
+        return
+    result.said.add(text)
+    log.error("could not write %s: %s", what, text, extra={"event": "not_written"})
 
 
 # A run that was asked to stop writes the manifest parts for this long after the signal at
