@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from archiver.decide import on_disk_in
 from archiver.errors import ArchiveLocked, LocalError
-from archiver.lock import ArchiveLock
+from archiver.lock import ArchiveLock, held
 from archiver.names import OWN_FOLDERS, states_in
 from archiver.state import existing_state
 from archiver.storage import PartFile, ensure_folder, refuse_link, write_atomic
@@ -133,6 +133,11 @@ class Destination(ABC):
         """The state opened read-only for a look (dry run, verify, sync's first check), no
         lock taken; None when there is none yet."""
 
+    def run_holds(self, shard: Shard | None) -> bool | None:
+        """Whether a run holds this archive (or shard) now, found without taking its lock;
+        None when that cannot be known."""
+        return None
+
 
 class LocalFolder(Destination):
     """`out_dir` is a folder: everything is in it, as the tool has always done.
@@ -218,6 +223,9 @@ class LocalFolder(Destination):
 
     def viewing(self, shard: Shard | None) -> AbstractContextManager[State | None]:
         return existing_state(self.root, shard)
+
+    def run_holds(self, shard: Shard | None) -> bool | None:
+        return held(self.root, shard)
 
 
 def open_destination(settings: Settings) -> Destination:

@@ -59,6 +59,17 @@ def part_name(part: int, shard: Shard | None) -> str:
     return f"{parts_dir(shard)}/part-{part:06d}.json"
 
 
+def part_number(relative: str, shard: Shard | None) -> int | None:
+    """N of `manifest/part-NNNNNN.json` (a shard's: in `manifest.shard-K-of-N/`), the name of
+    a part of this index; None for any other name (an index naming anything else, such as
+    an absolute path, is not one the tool wrote)."""
+    prefix = f"{parts_dir(shard)}/part-"
+    number = relative.removeprefix(prefix).removesuffix(".json")
+    if not relative.startswith(prefix) or not re.fullmatch(r"\d{6,}", number, re.ASCII):
+        return None
+    return int(number) if part_name(int(number), shard) == relative else None
+
+
 def report_name(run_id: str, shard: Shard | None) -> str:
     return f"{run_id}{shard_suffix(shard)}.json"
 
