@@ -102,7 +102,7 @@ def export(
         lagging = changed[name] + _unlisted(dest, s, index)
         if lagging:
             lag = IndexLag(name, tuple(lagging), dest.run_holds(s))
-            log.warning("%s (the export used the parts as they are)", lag.explain(),
+            log.warning("%s (the export has the parts it lists, as they are)", lag.explain(),
                         extra={"event": "manifest_index_lags"})  # fmt: skip
     return count
 

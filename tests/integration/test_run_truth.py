@@ -135,7 +135,7 @@ def at_sidecars(monkeypatch: pytest.MonkeyPatch, target: str) -> None:
     monkeypatch.setattr(
         sidecars_module,
         "_save_json",
-        raise_for(target, original, lambda _p, call_id, _r, _d, _o: call_id),
+        raise_for(target, original, lambda _p, _a, call_id, _r, _d, _o: call_id),
     )
 
 
