@@ -1,5 +1,6 @@
 """What the API's answers hold, as plain values: a recording URL and how long it may be used,
-a page of the listing, the text of an error. Pure: no session, no I/O."""
+a page of the listing, the text of an error, a JSON answer kept as it came. Pure: no session,
+no I/O."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from archiver.errors import UrlExpired
+from archiver import redaction
+from archiver.errors import ApiBadResponse, UrlExpired
 
+SHOWN = 300  # characters of a server's error text shown in a message
 MAX_LIFETIME = 7 * 86400.0  # the longest an S3 presigned URL can live
 # A URL whose lifetime the API did not say is used at once: for its first request (and its
 # redirects) within this many seconds of its arrival, and never again (every try asks anew).
@@ -106,3 +109,39 @@ def error_text(body: bytes) -> str:
             suffix = f" ({json.dumps(details, default=str)})" if details else ""
             return f"{parsed['error']}{suffix}"
     return body.decode("utf-8", "replace").strip() or "(empty body)"
+
+
+def shown_text(body: bytes) -> str:
+    """The error text of a body, shown: the token masked (should the server echo it) and
+    control characters escaped before it is cut to SHOWN characters."""
+    return redaction.shorten(error_text(body[: 64 << 10]), SHOWN)
+
+
+def envelope_of(body: bytes) -> dict[str, Any]:
+    """`{"success": true, "data": ...}`, the envelope of every answer; ApiBadResponse else."""
+    try:
+        parsed = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise ApiBadResponse(f"the API sent a body that is not JSON: {shown_text(body)}") from exc
+    if not isinstance(parsed, dict) or parsed.get("success") is not True:
+        raise ApiBadResponse(f"unexpected API envelope: {shown_text(body)}")
+    if "data" not in parsed:
+        raise ApiBadResponse(f"unexpected API envelope (no data): {shown_text(body)}")
+    return parsed
+
+
+@dataclass(frozen=True, slots=True)
+class JsonAnswer:
+    """An answer whose `data` is an object (a call's detail, its transcript), kept as the
+    bytes that came (at most api.MAX_BODY) and parsed only when asked: parsed, a detail of
+    MiBs of small objects takes many times its size, so whoever holds one parses it in its
+    turn (api.OsviApi.parsing) and keeps none of it parsed across an await."""
+
+    body: bytes
+    what: str  # "call", "transcript": for messages
+
+    def data(self) -> dict[str, Any]:
+        data = envelope_of(self.body)["data"]
+        if not isinstance(data, dict):
+            raise ApiBadResponse(f"unexpected {self.what} response: data is not an object")
+        return data

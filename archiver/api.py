@@ -4,15 +4,18 @@ The token is sent per request to the `base_url` origin only, never as a session 
 aiohttp would carry across a cross-origin redirect): redirects are followed here, by hand, and
 only within that origin. aiohttp's exceptions are mapped into archiver.errors in `_send`, the
 one place a request is made. Every request is bounded: `api_timeout` for the whole of it,
-MAX_BODY for its body (read in pieces, never more), and an unreachable API ends the run
-(reachability.py) instead of failing each call in turn. Any text the server sends is masked
-and escaped before it is shown (redaction.py).
+MAX_BODY for its body (read in pieces, never more; a large one parsed only while no other
+is, `parsing`), and an unreachable API ends the run (reachability.py) instead of failing
+each call in turn. Any text the server sends is masked and escaped before it is shown
+(redaction.py).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
+import asyncio
+import contextlib
+import io
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -20,7 +23,15 @@ import aiohttp
 from yarl import URL
 
 from archiver import redaction
-from archiver.answers import ListPage, RecordingUrl, count_of, error_text, lifetime_of
+from archiver.answers import (
+    JsonAnswer,
+    ListPage,
+    RecordingUrl,
+    count_of,
+    envelope_of,
+    lifetime_of,
+    shown_text,
+)
 from archiver.errors import (
     ApiBadResponse,
     ApiRejected,
@@ -46,8 +57,8 @@ from archiver.retrying import parse_retry_after
 _MAX_REDIRECTS = 3
 _REDIRECTS = (301, 302, 303, 307, 308)
 MAX_BODY = 8 << 20  # an answer is KiBs (a page of 100 calls ~60 KiB): past this, refused
+LARGE_ANSWER = 1 << 20  # an answer over this is parsed only while no other one is (parsing)
 _READ = 64 << 10
-_SHOWN = 300  # characters of a server's error text shown in a message
 DEFAULT_TIMEOUT = 60.0
 
 
@@ -83,6 +94,7 @@ class OsviApi:
         self._reach = reach  # None: every failure is the request's own (unit tests)
         self._proxies = proxies or Proxies()
         self._timeout = timeout
+        self._large = asyncio.Semaphore(1)  # the large answer being parsed (parsing)
 
     def __repr__(self) -> str:
         return f"OsviApi(base_url={self._base!r}, token=***)"
@@ -127,25 +139,38 @@ class OsviApi:
             per_page=count_of(meta.get("per_page")),
         )
 
-    async def transcript(self, call_id: str) -> dict[str, Any] | None:
-        """`GET /v1/call/{id}/transcript` (turns kept as the objects they are); None on 404."""
-        status, body = await self._get(f"/v1/call/{call_id}/transcript")
-        if status == 404:
-            return None
-        data = self._data(body)
-        if not isinstance(data, dict):
-            raise ApiBadResponse("unexpected transcript response: data is not an object")
-        return data
+    async def transcript(self, call_id: str) -> JsonAnswer | None:
+        """`GET /v1/call/{id}/transcript`, unparsed (turns kept as the objects they are);
+        None on 404."""
+        return await self._answer(f"/v1/call/{call_id}/transcript", "transcript")
+
+    async def detail(self, call_id: str) -> JsonAnswer | None:
+        """`GET /v1/call/{id}`, unparsed: None when the API does not know the call (404)."""
+        return await self._answer(f"/v1/call/{call_id}", "call")
 
     async def call(self, call_id: str) -> dict[str, Any] | None:
-        """`GET /v1/call/{id}`; None when the API does not know the call (404)."""
-        status, body = await self._get(f"/v1/call/{call_id}")
-        if status == 404:
+        """`GET /v1/call/{id}`, parsed in its turn; None when the API does not know it."""
+        answer = await self.detail(call_id)
+        if answer is None:
             return None
-        data = self._data(body)
-        if not isinstance(data, dict):
-            raise ApiBadResponse("unexpected call response: data is not an object")
-        return data
+        async with self.parsing(answer):
+            return answer.data()
+
+    @contextlib.asynccontextmanager
+    async def parsing(self, answer: JsonAnswer) -> AsyncIterator[None]:
+        """Held while `answer` is parsed and what it parses to is alive. A large one (over
+        LARGE_ANSWER) only while no other large one is: 8 MiB of small JSON objects take
+        hundreds of MB parsed, and sixteen calls at once would take GBs; a small one goes
+        through at once. Whoever holds it keeps nothing parsed past the `with`."""
+        if len(answer.body) <= LARGE_ANSWER:
+            yield
+            return
+        async with self._large:
+            yield
+
+    async def _answer(self, path: str, what: str) -> JsonAnswer | None:
+        status, body = await self._get(path)
+        return None if status == 404 else JsonAnswer(body, what)
 
     async def _get(self, path: str, params: Mapping[str, str] | None = None) -> tuple[int, bytes]:
         """(status, body) of a 200 or 404; every other answer raises the mapped error."""
@@ -220,25 +245,13 @@ class OsviApi:
         return ConnectionFault(f"no answer from the API: {reason}", outage=outage)
 
     def _envelope(self, body: bytes) -> dict[str, Any]:
-        try:
-            parsed = json.loads(body)
-        except (ValueError, RecursionError) as exc:
-            raise ApiBadResponse(
-                f"the API sent a body that is not JSON: {self._text(body)}"
-            ) from exc
-        if not isinstance(parsed, dict) or parsed.get("success") is not True:
-            raise ApiBadResponse(f"unexpected API envelope: {self._text(body)}")
-        if "data" not in parsed:
-            raise ApiBadResponse(f"unexpected API envelope (no data): {self._text(body)}")
-        return parsed
+        return envelope_of(body)
 
     def _data(self, body: bytes) -> Any:
-        return self._envelope(body)["data"]
+        return envelope_of(body)["data"]
 
     def _text(self, body: bytes) -> str:
-        """The error text of a body, shown: the token masked (should the server echo it) and
-        control characters escaped before it is cut to _SHOWN characters."""
-        return redaction.shorten(error_text(body[: 64 << 10]), _SHOWN)
+        return shown_text(body)
 
     def _same_origin(self, url: str, location: str) -> str:
         try:
@@ -278,10 +291,11 @@ async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
         raise ApiBadResponse(
             f"the API announced a {announced:,}-byte answer (at most {MAX_BODY:,})"
         )
-    chunks, size = [], 0
+    # One growing buffer, its bytes handed over without a copy: chunks joined at the end
+    # would hold each large answer twice.
+    buffer = io.BytesIO()
     async for chunk in response.content.iter_chunked(_READ):
-        size += len(chunk)
-        if size > MAX_BODY:
+        if buffer.tell() + len(chunk) > MAX_BODY:
             raise ApiBadResponse(f"the API sent an answer of more than {MAX_BODY:,} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        buffer.write(chunk)
+    return buffer.getvalue()

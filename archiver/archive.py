@@ -16,9 +16,9 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from archiver import layout as layouts
+from archiver.answers import JsonAnswer
 from archiver.api import OsviApi
 from archiver.body import Downloaded
 from archiver.connect import Downloader
@@ -119,11 +119,13 @@ class CallArchiver:
         started_at: float | None,
         attempts: Attempts,
     ) -> CallRecord:
-        detail: dict[str, Any] | None = None
+        detail: JsonAnswer | None = None
         if fields is None and layouts.needs_listing_fields(self._policy.layout):
-            # The layout's date or agent comes from the call's metadata, fetched first.
-            detail = await self._fetch(call_id, self._api.call, "call")
-            fields, started_at = layout_fields_of(detail), started_at_of(detail)
+            # The layout's date or agent comes from the call's metadata, fetched first, and
+            # kept for its sidecar as it came: parsed, a large one would be held (many times
+            # its size) through the download.
+            detail = await self._fetch(call_id, self._api.detail, "call")
+            fields, started_at = await self._placement(detail)
         record = await self._recording(call_id, fields, started_at, attempts)
         record = dataclasses.replace(record, started_at=started_at)  # `check` finds it by time
         if record.status != Status.ARCHIVED or record.path is None:
@@ -264,9 +266,15 @@ class CallArchiver:
             return self._record(call_id, Status.PENDING, attempts, error=exc, kind="pending")
         return self._record(call_id, Status.NOT_AVAILABLE, attempts, error=exc)
 
+    async def _placement(self, detail: JsonAnswer) -> tuple[dict[str, str], float | None]:
+        """The layout's fields and the start of a call, from its detail parsed in its turn."""
+        async with self._api.parsing(detail):
+            data = detail.data()
+            return layout_fields_of(data), started_at_of(data)
+
     async def _fetch(
-        self, call_id: str, get: Callable[[str], Awaitable[dict[str, Any] | None]], what: str
-    ) -> dict[str, Any]:
+        self, call_id: str, get: Callable[[str], Awaitable[JsonAnswer | None]], what: str
+    ) -> JsonAnswer:
         """A metadata request with the same retry policy as downloads; a 404 is a failure."""
         async for attempt in call_retrying(self._policy.max_attempts, self._sleep):
             with attempt:

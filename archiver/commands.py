@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from archiver import layout as layouts
 from archiver.counts import NoProgress, Progress
-from archiver.errors import InternalError, RunError, UsageError
+from archiver.errors import InternalError, LocalError, RunError, UsageError
 from archiver.flags import settings_given
 from archiver.ids import canonical_uuid
 from archiver.inputs import InputItem, check_sources, count_ids, read_sources
@@ -199,7 +199,10 @@ def _has_watermark(settings: Settings, shard: tuple[int, int] | None, filters: F
     from archiver.sync import read_watermark
 
     with open_destination(settings).viewing(shard) as state:
-        return state is not None and read_watermark(state, filters) is not None
+        try:
+            return state is not None and read_watermark(state, filters) is not None
+        except LocalError:
+            return True  # one is there, damaged: the run says so, its report and metrics too
 
 
 def list_command(args: argparse.Namespace) -> int:

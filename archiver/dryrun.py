@@ -34,7 +34,7 @@ from archiver.run import warn_other_sharding
 from archiver.settings import Settings, require_token
 from archiver.shard import Shard, in_shard
 from archiver.state import State
-from archiver.sync import listed_ids, plan, read_watermark
+from archiver.sync import listed_ids, plan, start_mark
 
 log = logging.getLogger("archiver.dryrun")
 
@@ -171,7 +171,7 @@ def dry_run_sync(
     warn_other_sharding(destination, shard)
 
     async def go(dry: DryRun, state: State | None) -> None:
-        mark = read_watermark(state, filters) if state else None
+        mark = start_mark(state, filters, window[0]) if state else None
         sync = plan(mark, *window, settings.sync_overlap, filters)
         async with open_api(settings) as api:
             await dry.listed(listed_ids(RetriedListing(api, settings.max_attempts), sync))

@@ -204,7 +204,8 @@ class Lease:
     def _lose(self, why: ArchiveLocked) -> None:
         if self._lost is None:
             self._lost = why
-            log.error("%s", why, extra={"event": "lease_lost"})
+            # Said once, by the run's fatal line when it stops on it (its error is this one).
+            log.debug("%s", why, extra={"event": "lease_lost"})
             for callback in self._callbacks:
                 callback()
 

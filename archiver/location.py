@@ -50,31 +50,40 @@ def is_store_url(text: str) -> bool:
     return bool(_URL.match(text))
 
 
+def shown_url(text: str) -> str:
+    """A URL as a message may show it: without its query and fragment (a presigned URL's
+    query is a credential) nor any `user:password@`."""
+    shown = re.split(r"[?#]", text, maxsplit=1)[0]
+    return re.sub(r"^([^/]*//)[^/@]*@", r"\1***@", shown)
+
+
 def parse_store_url(text: str) -> StoreUrl:
-    """A store URL, or ValueError saying what is wrong with it."""
+    """A store URL, or ValueError saying what is wrong with it; the URL is shown in it
+    without its query or fragment, which could hold a credential."""
     parts = urlsplit(text)
     scheme = parts.scheme.lower()
+    shown = repr(shown_url(text))
     if scheme not in SCHEMES:
         known = ", ".join(f"{s}://" for s in SCHEMES)
-        raise ValueError(f"{text!r}: unknown scheme {parts.scheme!r} (a folder, or {known})")
+        raise ValueError(f"{shown}: unknown scheme {parts.scheme!r} (a folder, or {known})")
     if "@" in parts.netloc or parts.password is not None:
         raise ValueError(
             f"{scheme}:// URL with credentials in it: credentials come from the store's "
             "environment variables or provider chain, never from the URL"
         )
     if parts.query or parts.fragment or ":" in parts.netloc:
-        raise ValueError(f"{text!r}: a store URL has no port, query or fragment")
+        raise ValueError(f"{shown}: a store URL has no port, query or fragment")
     bucket = parts.netloc
     if not _BUCKET.match(bucket):
         raise ValueError(
-            f"{text!r}: {bucket!r} is not a bucket name (3 to 222 characters: lower-case "
+            f"{shown}: {bucket!r} is not a bucket name (3 to 222 characters: lower-case "
             "letters, digits, '.', '-', '_')"
         )
     segments = parts.path.strip("/").split("/") if parts.path.strip("/") else []
     for segment in segments:
         if segment in ("", ".", "..") or not _SEGMENT.match(segment):
             raise ValueError(
-                f"{text!r}: the prefix has an empty, '.' or '..' part, or a control "
+                f"{shown}: the prefix has an empty, '.' or '..' part, or a control "
                 "character, backslash or '%' (write the key's characters as they are)"
             )
     return StoreUrl(scheme, bucket, "/".join(segments))
@@ -87,9 +96,10 @@ def location(value: object) -> object:
         return parse_store_url(value)
     if isinstance(value, str) and _NEAR_URL.match(value) and not Path(value).exists():
         scheme = value.split(":")[0].split("/")[0].lower()
+        shown = shown_url(value)
         raise ValueError(
-            f"{value!r} looks like a store URL missing its '://': write "
-            f"{scheme}://bucket/prefix (or ./{value} for a folder of that name)"
+            f"{shown!r} looks like a store URL missing its '://': write "
+            f"{scheme}://bucket/prefix (or ./{shown} for a folder of that name)"
         )
     if isinstance(value, str | Path):
         return Path(value).expanduser()

@@ -71,6 +71,41 @@ class ArchiveLock:
             self._handle = None
 
 
+PROC_LOCKS = Path("/proc/locks")
+
+
+def held(out_dir: Path, shard: Shard | None = None, table: Path = PROC_LOCKS) -> bool | None:
+    """Whether a run holds this archive's (or shard's) lock now, found without taking it:
+    even a shared `flock` for an instant would make a run starting then exit 75. The kernel's
+    table of locks says it (Linux's /proc/locks); None when it cannot be read. A run in
+    another PID namespace (another container on the same volume) is not in this table."""
+    path = state_folder(out_dir, shard) / LOCK_FILE
+    try:
+        inode = path.lstat().st_ino
+    except FileNotFoundError:
+        return False  # no run ever took it
+    except OSError:
+        return None
+    try:
+        text = table.read_text("ascii", "replace")
+    except OSError:
+        return None
+    return inode in {_flock_inode(line) for line in text.splitlines()}
+
+
+def _flock_inode(line: str) -> int | None:
+    """The inode of a held exclusive `flock` in a line of /proc/locks, such as
+    `1: FLOCK  ADVISORY  WRITE 4242 fe:00:2146790 0 EOF` (a waiter's has `->` after the
+    id). The inode alone is compared: the device is numbered differently in some containers
+    and file systems, and an inode number of another file system's locked file only makes
+    the tool say a run holds the lock."""
+    fields = line.split()
+    if len(fields) < 6 or fields[1:2] != ["FLOCK"] or fields[3] != "WRITE":
+        return None
+    number = fields[5].rpartition(":")[2]
+    return int(number) if number.isdigit() else None
+
+
 def _locked_message(path: Path, holder_text: str) -> str:
     try:
         holder = json.loads(holder_text)

@@ -26,9 +26,16 @@ from typing import Any
 from archiver import __version__, catalog
 from archiver.catalog import PartInfo, Snapshot, snapshot, store
 from archiver.destination import Destination, LocalFolder
-from archiver.names import RUNS_DIR, manifest_name, part_name, parts_dir, report_name
+from archiver.names import (
+    RUNS_DIR,
+    is_report_name,
+    manifest_name,
+    part_name,
+    parts_dir,
+    report_name,
+)
 from archiver.records import CallRecord, utc_now
-from archiver.shard import MARK, Shard, shard_suffix
+from archiver.shard import Shard
 from archiver.state import State
 from archiver.status import Status
 
@@ -212,14 +219,10 @@ def prune_run_reports(
     archive: Destination | Path, keep: int, shard: Shard | None = None
 ) -> list[str]:
     """Delete the oldest run reports beyond `keep` (run ids sort by their start time); each
-    shard sharing the folder keeps its own `keep` reports. The names of those deleted."""
+    shard sharing the folder keeps its own `keep` reports. Only names the tool gives its
+    reports are considered: any other file in `runs/` is left alone. The names deleted."""
     dest = as_destination(archive)
-    label = f"{shard_suffix(shard)}.json"
-    reports = sorted(
-        name
-        for name in dest.names(RUNS_DIR)
-        if name.endswith(label) and (shard or MARK not in name)
-    )
+    reports = sorted(name for name in dest.names(RUNS_DIR) if is_report_name(name, shard))
     doomed = reports[: max(0, len(reports) - keep)]
     for name in doomed:
         dest.remove(f"{RUNS_DIR}/{name}")

@@ -5,7 +5,7 @@
                                       <stem>.transcript.json (--with-metadata/-transcript)
   <file>.part, <file>.shard-K-of-N.part   a download in flight
   manifest.json, manifest/part-NNNNNN.json   the manifest's index and parts
-  runs/<run_id>.json                  the run reports
+  runs/<run_id>.json                  the run reports (pruned by name: only these)
   .osvi-archiver/state.sqlite3, lock  the state and the lock of the whole archive
   .osvi-archiver/shard-K-of-N/...     those of a shard, whose own files carry
                                       `.shard-K-of-N` before their extension
@@ -32,6 +32,11 @@ SIDECAR_SUFFIXES = (METADATA_SUFFIX, TRANSCRIPT_SUFFIX)
 TEMP_SUFFIX = ".tmp"
 _TOP_LEVEL = frozenset({STATE_DIR, MANIFEST_NAME, PARTS_DIR, RUNS_DIR})
 _SHARD_MANIFEST = re.compile(rf"manifest\.{LABEL_PATTERN}(\.json)?")  # its index, its parts
+# A run id (run.new_run_id): its start, UTC to the millisecond, then a random tail.
+RUN_ID_PATTERN = r"\d{8}T\d{6}\.\d{3}Z-[0-9a-f]{6}"
+_REPORT = re.compile(rf"{RUN_ID_PATTERN}(\.{LABEL_PATTERN})?\.json", re.ASCII)
+# The folders the tool writes into: never used through a symbolic link (LocalFolder.prepare).
+OWN_FOLDERS = (RUNS_DIR, PARTS_DIR)
 
 
 def state_folder(out_dir: Path, shard: Shard | None) -> Path:
@@ -54,8 +59,27 @@ def part_name(part: int, shard: Shard | None) -> str:
     return f"{parts_dir(shard)}/part-{part:06d}.json"
 
 
+def part_number(relative: str, shard: Shard | None) -> int | None:
+    """N of `manifest/part-NNNNNN.json` (a shard's: in `manifest.shard-K-of-N/`), the name of
+    a part of this index; None for any other name (an index naming anything else, such as
+    an absolute path, is not one the tool wrote)."""
+    prefix = f"{parts_dir(shard)}/part-"
+    number = relative.removeprefix(prefix).removesuffix(".json")
+    if not relative.startswith(prefix) or not re.fullmatch(r"\d{6,}", number, re.ASCII):
+        return None
+    return int(number) if part_name(int(number), shard) == relative else None
+
+
 def report_name(run_id: str, shard: Shard | None) -> str:
     return f"{run_id}{shard_suffix(shard)}.json"
+
+
+def is_report_name(name: str, shard: Shard | None) -> bool:
+    """Whether `name` (in `runs/`) is a run report this tool wrote for `shard` (None: for a
+    whole run): `<run_id>.json` or `<run_id>.shard-K-of-N.json`. Pruning deletes only these:
+    anything else a person put in `runs/` is theirs."""
+    match = _REPORT.fullmatch(name)
+    return match is not None and (match[1] or "") == shard_suffix(shard)
 
 
 def part_path(final: Path, shard: Shard | None = None) -> Path:

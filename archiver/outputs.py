@@ -10,6 +10,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ class RunResult:
     watermark: str | None = None  # sync's, as the run leaves it (ISO 8601, UTC)
     listing: WindowReport | None = None  # sync's check of its own window at the end
     extra: dict[str, Any] = field(default_factory=dict)
+    said: set[str] = field(default_factory=set)  # failures to write an output, logged once
 
     @property
     def exit_code(self) -> int:
@@ -134,12 +136,24 @@ def _write_outputs(settings: Settings, state: State, result: RunResult, run: Des
         try:
             write(settings, state, result, run)
         except LocalError as exc:
-            log.error("could not write %s: %s", what, exc, extra={"event": "not_written"})
-            result.error = result.error or exc
+            _not_written(result, what, exc)
         except Exception as exc:
             log.debug("traceback", exc_info=exc, extra={"event": "internal_error"})
-            log.error("could not write %s: %s", what, exc, extra={"event": "not_written"})
-            result.error = result.error or InternalError.of(exc)
+            _not_written(result, what, InternalError.of(exc))
+
+
+def _not_written(result: RunResult, what: str, error: RunError) -> None:
+    """One of the outputs could not be written. When that ends the run (it had no error yet),
+    the `fatal` line says it once, at the end; else it is said here, once: not again when
+    the outputs are written a second time (the exit code changed) and fail the same way."""
+    if result.error is None:
+        result.error = error
+        return
+    text = str(error)
+    if text == str(result.error) or text in result.said:
+        return
+    result.said.add(text)
+    log.error("could not write %s: %s", what, text, extra={"event": "not_written"})
 
 
 # A run that was asked to stop writes the manifest parts for this long after the signal at
@@ -173,7 +187,8 @@ def _save_state(settings: Settings, state: State, result: RunResult, run: Descri
 
 
 def _write_report(settings: Settings, state: State, result: RunResult, run: Described) -> None:
-    result.watermark = _watermark_text(state, _key(result))
+    mark = _watermark(state, result)
+    result.watermark = mark.isoformat().replace("+00:00", "Z") if mark else None
     summary = {
         "run_id": result.run_id,
         "tool": "osvi-archiver",
@@ -218,7 +233,7 @@ def _write_metrics(settings: Settings, state: State, result: RunResult, run: Des
             finished_at=finished,
             last_success_at=float(last) if last else None,
             shard=run.shard,
-            watermark=_watermark_of(state, _key(result)),
+            watermark=mark.timestamp() if (mark := _watermark(state, result)) else None,
             listing=result.listing,
         ),
     )
@@ -230,14 +245,16 @@ def _key(result: RunResult) -> str:
     return result.listing.watermark_key if result.listing else WATERMARK_KEY
 
 
-def _watermark_of(state: State, key: str) -> float | None:
-    mark = watermark_at(state, key)
-    return mark.timestamp() if mark else None
-
-
-def _watermark_text(state: State, key: str) -> str | None:
-    mark = watermark_at(state, key)
-    return mark.isoformat().replace("+00:00", "Z") if mark else None
+def _watermark(state: State, result: RunResult) -> datetime | None:
+    """The watermark the outputs show. One the state holds damaged is shown as none,
+    and ends the run with its LocalError (exit 4) unless it had an error already: the report
+    and the metrics, written again with the new code, then say 4 too."""
+    try:
+        mark = watermark_at(state, _key(result))
+    except LocalError as exc:
+        result.error = result.error or exc
+        return None
+    return mark
 
 
 METRICS_TEMP_AGE = 3600.0  # a metrics folder is shared: only temp files this old are stale

@@ -4,7 +4,9 @@ From the state only, opened read-only (no lock: it can run beside a nightly), wi
 or hashing a recording and without a scan of the calls: the counts per status are the
 manifest's catalog (as of the last manifest write, at the end of every run and every minute of
 one), the pending calls come from their own small index, the watermark and the last run from
-the state's meta. A folder shared by shards, or a bucket's shards, show one block each.
+the state's meta. A folder shared by shards, or a bucket's shards, show one block each. In a
+folder, the manifest's index is held against the parts written after it (a stat of each, a
+hash of those few): an index that lags them is said, and why (export.IndexLag).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 from archiver.catalog import snapshot
 from archiver.destination import Destination, LocalFolder
 from archiver.errors import LocalError
+from archiver.export import index_lag
 from archiver.shard import shard_text
 from archiver.state import LAST_RUN_KEY, LAST_SUCCESS_KEY, State
 from archiver.status import Status
@@ -38,7 +41,9 @@ def overview(destination: Destination) -> dict[str, Any]:
     for shard in destination.states():
         with destination.viewing(shard) as state:
             if state is not None:
-                states.append({"shard": shard_text(shard) or None, **_one(state)})
+                lag = index_lag(destination, shard, every=False)
+                states.append({"shard": shard_text(shard) or None, **_one(state),
+                               "manifest": lag.explain() if lag else None})  # fmt: skip
     return {"archive": destination.where, "states": states}
 
 
@@ -165,6 +170,8 @@ def _block(one: dict[str, Any], at: float) -> list[str]:
     else:
         lines.append("last run          none recorded")
     lines.append(f"last success      {one['last_success_at'] or 'never'}")
+    if one.get("manifest"):
+        lines.append(f"manifest          {one['manifest']}")
     pending = one["pending"]
     lines.append(
         f"pending           {pending['count']:,}"

@@ -19,6 +19,7 @@ from pydantic import (
     AfterValidator,
     BeforeValidator,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     ValidationInfo,
@@ -33,7 +34,7 @@ from pydantic_settings import (
 
 from archiver import layout as layouts
 from archiver.errors import UsageError
-from archiver.location import StoreUrl, is_store_url, location
+from archiver.location import StoreUrl, is_store_url, location, shown_url
 from archiver.sources import default_config, read_token_file, token_file
 from archiver.urls import is_loopback
 from archiver.values import (
@@ -102,6 +103,9 @@ class Settings(BaseSettings):
     )
     metrics_file: UserPath | None = None
     keep_run_reports: Annotated[int, Field(ge=1)] = 100
+    # Why the token file could not be read: said by `require_token`, so that it stops only
+    # the commands that need the token (status, verify, manifest, run --dry-run do not).
+    _token_problem: UsageError | None = PrivateAttr(default=None)
 
     @field_validator("base_url")
     @classmethod
@@ -252,7 +256,10 @@ def _describe(
     else:
         where = f"in {config}"
     message = _USERINFO.sub(r"\1***@", str(error["msg"]).removeprefix("Value error, "))
-    shown = _USERINFO.sub(r"\1***@", repr(error["input"]))
+    given = error["input"]
+    if isinstance(given, str) and _LOOKS_LIKE_URL.match(given):
+        given = shown_url(given)  # a query (a presigned URL's signature) is never echoed
+    shown = _USERINFO.sub(r"\1***@", repr(given))
     if key != "api_token" and shown not in message:
         message += f" (got {shown:.60})"
     return f"invalid {key} {where}: {message}"
@@ -260,6 +267,7 @@ def _describe(
 
 # The user:password@ of a URL, shown as ***@ in messages (credentials a user put in one).
 _USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]*@")
+_LOOKS_LIKE_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:/")
 
 
 def load_settings(
@@ -270,13 +278,18 @@ def load_settings(
     chosen = _chosen_config(config_path, environ)
     toml = {} if chosen is None else _read_config(*chosen)
     env = _env_values(environ)
-    token_from = None
+    token_from = problem = None
     if "api_token" not in env and (found := token_file(environ)) is not None:
-        env["api_token"] = read_token_file(*found)
+        try:
+            env["api_token"] = read_token_file(*found)
+        except UsageError as exc:
+            problem = exc
         token_from = f"the token file {found[0]} ({found[1]})"
     reset = _LOADING.set((env, toml))
     try:
-        return Settings(**flags)
+        settings = Settings(**flags)
+        settings._token_problem = problem
+        return settings
     except ValidationError as exc:
         config = None if chosen is None else chosen[0]
         lines = [_describe(error, flags, env, config, token_from) for error in exc.errors()]
@@ -287,6 +300,10 @@ def load_settings(
 
 
 def require_token(settings: Settings) -> str:
+    """The token, for a command that needs it; else a UsageError saying why there is none
+    (a token file named that cannot be read wins over a token from the config file)."""
+    if settings._token_problem is not None:
+        raise UsageError(str(settings._token_problem))
     token = settings.token_value()
     if token is None:
         raise UsageError(

@@ -111,8 +111,14 @@ class PartFile:
                 os.close(fd)
                 raise
 
+        opening = asyncio.ensure_future(asyncio.to_thread(open_file))
         try:
-            handle = await asyncio.to_thread(open_file)
+            handle = await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            # The thread opens the file all the same: close it once it has (the run removes
+            # the `.part`, registered before), or its descriptor leaks.
+            opening.add_done_callback(_close_opened)
+            raise
         except OSError as exc:
             raise local_error(exc, path) from exc
         return cls(path, handle, 0)
@@ -171,6 +177,11 @@ class PartFile:
             await asyncio.to_thread(work)
         except OSError as exc:
             raise local_error(exc, self.path) from exc
+
+
+def _close_opened(opening: asyncio.Future[BinaryIO]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result().close()
 
 
 async def remove_quietly(path: Path) -> None:

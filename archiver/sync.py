@@ -26,12 +26,12 @@ import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from archiver.api import OsviApi
 from archiver.counts import RunView
 from archiver.decide import taken_first
-from archiver.errors import UsageError
+from archiver.errors import LocalError, UsageError
 from archiver.feed import BLOCK
 from archiver.inputs import InvalidRow
 from archiver.listing import (
@@ -48,6 +48,7 @@ from archiver.listing import (
 )
 from archiver.pipeline import Listed, Work
 from archiver.reconcile import NO_OUTCOME, WindowReport
+from archiver.redaction import shorten
 from archiver.shard import in_shard
 from archiver.state import State
 
@@ -133,18 +134,32 @@ def other_watermarks(state: State) -> dict[str, datetime]:
     """The watermarks of the syncs with other filter sets than the default, by filter set."""
     found: dict[str, datetime] = {}
     for key, value in state.metas(f"{WATERMARK_KEY} ").items():
-        filters, mark = filters_of_key(key), _moment(value)
+        filters, mark = filters_of_key(key), _moment(key, value)
         if filters is not None and mark is not None:
             found[filters] = mark
     return found
 
 
 def watermark_at(state: State, key: str) -> datetime | None:
-    return _moment(state.get_meta(key))
+    """The watermark the state holds under `key`; LocalError when it is not a moment."""
+    return _moment(key, state.get_meta(key))
 
 
-def _moment(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
+def _moment(key: str, value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+        moment.astimezone(UTC)  # a moment that exists: +14:00 on 0001-01-01 does not
+    except (ValueError, OverflowError):
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise LocalError(
+            f"the state's sync watermark {key!r} holds {shorten(value, 80)!r}, not a moment "
+            "with a UTC offset (the state was edited or damaged): a sync of that listing "
+            "with --since DATE (a date up to which the archive is complete) sets it anew"
+        )
+    return moment
 
 
 @dataclass
@@ -242,7 +257,10 @@ class SyncSource:
             moved_to = entry.window.end
             self._first_open += 1
         if moved_to is not None and self._plan.moves_watermark:
-            current = read_watermark(self._state, self._plan.filters)
+            try:
+                current = read_watermark(self._state, self._plan.filters)
+            except LocalError:  # damaged: this sync (--since) sets it anew (start_mark)
+                current = None
             if current is None or moved_to > current:
                 self._state.set_meta(self._plan.key, moved_to.isoformat())
 
@@ -281,6 +299,18 @@ def unusable_rows(step: Step, before: int) -> list[InvalidRow]:
     ]
 
 
+def start_mark(state: State, filters: Filters, since: datetime | None) -> datetime | None:
+    """The watermark a sync starts from. A damaged one stops a plain sync (it has no start:
+    LocalError, exit 4); with --since it is set anew, as by a first sync."""
+    try:
+        return read_watermark(state, filters)
+    except LocalError as exc:
+        if since is None:
+            raise
+        log.warning("%s; this sync (--since) sets it anew", exc, extra={"event": "watermark_reset"})
+        return None
+
+
 def make_source(
     since: datetime | None,
     until: datetime | None,
@@ -294,7 +324,7 @@ def make_source(
 
     def build(state: State, api: OsviApi, view: RunView) -> SyncSource:
         pages = RetriedListing(api, max_attempts, sleep)
-        mark = read_watermark(state, filters)
+        mark = start_mark(state, filters, since)
         source = SyncSource(pages, state, plan(mark, since, until, now, overlap, filters), view)
         view.listing = source.conclude
         return source

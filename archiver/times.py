@@ -28,7 +28,23 @@ TIME_HELP = (
 
 
 def parse_moment(text: str, now: datetime, *, end: bool, flag: str) -> datetime:
-    """A moment from one of the accepted forms; `end` makes a bare day mean its last instant."""
+    """A moment from one of the accepted forms; `end` makes a bare day mean its last instant.
+    A moment that cannot be written in UTC and in IST (the API's zone) is a usage error: past
+    the year 9999, or before the year 1 (`0001-01-01T00:00:00+14:00`, `99999999999d`)."""
+    try:
+        moment = _moment(text, now, end=end, flag=flag)
+        # Each raises OverflowError for a moment datetime cannot hold in that zone.
+        moment.astimezone(UTC)
+        moment.astimezone(IST)
+    except (OverflowError, OSError):
+        raise UsageError(
+            f"{flag} {text!r} is out of range: a moment must fall between the years 1 and 9999 "
+            "in UTC and in IST (UTC+05:30)"
+        ) from None
+    return moment
+
+
+def _moment(text: str, now: datetime, *, end: bool, flag: str) -> datetime:
     value = text.strip().lower()
     if value == "now":
         return now

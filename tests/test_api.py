@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
 from collections.abc import AsyncIterator
@@ -14,11 +15,12 @@ from yarl import URL
 from archiver.answers import (
     MAX_LIFETIME,
     UNKNOWN_LIFETIME_USE,
+    JsonAnswer,
     RecordingUrl,
     error_text,
     lifetime_of,
 )
-from archiver.api import MAX_BODY, OsviApi, api_session
+from archiver.api import LARGE_ANSWER, MAX_BODY, OsviApi, api_session
 from archiver.errors import (
     ApiBadResponse,
     ApiRejected,
@@ -550,6 +552,46 @@ async def test_call_whose_data_is_not_an_object_is_a_bad_response(harness: Harne
     harness.mocked.get(CALL, payload=ok([A]))
     with pytest.raises(ApiBadResponse, match="not an object"):
         await harness.api.call(A)
+
+
+# large answers: parsed one at a time
+
+
+async def test_a_detail_is_kept_as_it_came_and_parsed_when_asked(harness: Harness) -> None:
+    harness.mocked.get(CALL, payload=ok({"id": A}))
+    answer = await harness.api.detail(A)
+    assert answer is not None
+    assert json.loads(answer.body) == ok({"id": A})
+    assert answer.data() == {"id": A}
+
+
+async def test_a_large_answer_is_parsed_only_while_no_other_large_one_is(
+    harness: Harness,
+) -> None:
+    """Sixteen calls each holding 8 MiB of small objects parsed took GBs: one at a time."""
+    big = [JsonAnswer(b" " * (LARGE_ANSWER + 1) + b"{}", "call") for _ in range(3)]
+    small = JsonAnswer(b"{}", "call")
+    inside: list[str] = []
+    most = 0
+    release = asyncio.Event()
+
+    async def hold(answer: JsonAnswer, name: str) -> None:
+        nonlocal most
+        async with harness.api.parsing(answer):
+            inside.append(name)
+            most = max(most, sum(1 for n in inside if n.startswith("big")))
+            await release.wait()
+            inside.remove(name)
+
+    tasks = [asyncio.create_task(hold(a, f"big{n}")) for n, a in enumerate(big)]
+    tasks.append(asyncio.create_task(hold(small, "small")))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert sorted(inside) == ["big0", "small"]  # a small one goes through at once
+    release.set()
+    await asyncio.gather(*tasks)
+    assert most == 1
+    assert inside == []
 
 
 # rate cap, repr, session

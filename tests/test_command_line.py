@@ -10,8 +10,9 @@ import pytest
 
 from archiver.cli import main
 from archiver.errors import UsageError
-from archiver.settings import load_settings
+from archiver.settings import load_settings, require_token
 from archiver.sources import token_file_warnings
+from archiver.state import State
 
 TOKEN = "tok-0123456789abcd"
 
@@ -92,18 +93,48 @@ def test_the_token_comes_from_a_file_without_its_line_break(tmp_path: Path) -> N
     assert "chmod 600" in warning
 
 
-def test_a_token_file_that_cannot_be_read_is_a_usage_error(tmp_path: Path) -> None:
+def test_a_token_file_that_cannot_be_read_is_a_usage_error_where_a_token_is_needed(
+    tmp_path: Path,
+) -> None:
     missing = tmp_path / "none"
-    with pytest.raises(UsageError, match=r"token file .* cannot be read"):
-        load_settings({}, config_path=None, environ={"OSVI_API_TOKEN_FILE": str(missing)})
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * 5000)
+    config = tmp_path / "config.toml"
+    config.write_text(f'api_token = "{TOKEN}"\n')
+    config.chmod(0o600)
+    for path, reason in ((missing, r"cannot be read"), (big, "too large"), (tmp_path, "regular")):
+        environ = {"OSVI_API_TOKEN_FILE": str(path)}
+        settings = load_settings({}, config_path=None, environ=environ)  # status needs none
+        with pytest.raises(UsageError, match=rf"token file {path} .*{reason}"):
+            require_token(settings)
+        # The file named wins over the config file's token: never another token silently.
+        settings = load_settings({}, config_path=str(config), environ=environ)
+        with pytest.raises(UsageError, match=reason):
+            require_token(settings)
     two_lines = tmp_path / "two"
     two_lines.write_text("abc\ndef\n")
     with pytest.raises(UsageError, match="line break"):
         load_settings({}, config_path=None, environ={"OSVI_API_TOKEN_FILE": str(two_lines)})
-    big = tmp_path / "big"
-    big.write_bytes(b"x" * 5000)
-    with pytest.raises(UsageError, match="too large"):
-        load_settings({}, config_path=None, environ={"OSVI_API_TOKEN_FILE": str(big)})
+
+
+def test_commands_that_need_no_token_run_beside_an_unreadable_token_file(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.delenv("OSVI_API_TOKEN", raising=False)
+    monkeypatch.setenv("OSVI_API_TOKEN_FILE", str(tmp_path / "no-such-token"))
+    out = tmp_path / "archive"
+    with State(out):
+        pass
+    ids = tmp_path / "ids.txt"
+    ids.write_text("11111111-1111-4111-8111-111111111111\n")
+    assert main(["status", "--out", str(out)]) == 0
+    assert main(["verify", "--out", str(out)]) == 0
+    assert main(["run", "--dry-run", "--out", str(out), str(ids)]) == 0
+    assert "token file" not in capsys.readouterr().err
+    assert main(["run", "--out", str(out), str(ids)]) == 2
+    assert "no-such-token (from OSVI_API_TOKEN_FILE) cannot be read" in capsys.readouterr().err
 
 
 def test_the_default_config_file_is_the_xdg_one(tmp_path: Path) -> None:
@@ -132,11 +163,15 @@ def test_a_fifo_empty_or_odd_token_file_is_a_clear_usage_error(tmp_path: Path) -
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)  # would block an open() until a writer came
     with pytest.raises(UsageError, match="not a regular file"):
-        load_settings({}, config_path=None, environ={"OSVI_API_TOKEN_FILE": str(fifo)})
+        require_token(
+            load_settings({}, config_path=None, environ={"OSVI_API_TOKEN_FILE": str(fifo)})
+        )
     empty = tmp_path / "empty"
     empty.write_text("\n")
     with pytest.raises(UsageError, match="is empty"):
-        load_settings({}, config_path=None, environ={"OSVI_API_TOKEN_FILE": str(empty)})
+        require_token(
+            load_settings({}, config_path=None, environ={"OSVI_API_TOKEN_FILE": str(empty)})
+        )
     spaced = tmp_path / "spaced"
     spaced.write_text("abc def\n")
     with pytest.raises(UsageError, match=f"from the token file {spaced}"):
@@ -155,3 +190,19 @@ def test_short_options_and_a_double_dash_before_the_command_are_argparses(
     err = usage_error(["-vq", "nonsense"], capsys)
     assert "invalid choice: 'nonsense'" in err
     assert "before the command" not in err
+
+
+@pytest.mark.parametrize("command", ["sync", "list", "check"])
+@pytest.mark.parametrize("since", ["99999999999d", "0001-01-01T00:00:00+14:00"])
+def test_a_since_out_of_range_is_a_usage_error_not_a_crash(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+    since: str,
+) -> None:
+    monkeypatch.setenv("OSVI_API_TOKEN", TOKEN)
+    monkeypatch.setenv("OSVI_BASE_URL", "http://127.0.0.1:9")  # never reached
+    out = ["--out", str(tmp_path)] if command != "list" else []
+    assert main([command, *out, "--since", since]) == 2
+    assert "is out of range" in capsys.readouterr().err

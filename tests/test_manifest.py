@@ -11,6 +11,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from archiver import __version__
+from archiver.errors import LocalError
 from archiver.manifest import (
     entry,
     load_schema,
@@ -18,8 +19,16 @@ from archiver.manifest import (
     write_manifest,
     write_run_report,
 )
-from archiver.names import MANIFEST_NAME, PARTS_DIR, RUNS_DIR, STATE_DIR
+from archiver.names import (
+    MANIFEST_NAME,
+    PARTS_DIR,
+    RUNS_DIR,
+    STATE_DIR,
+    is_report_name,
+    report_name,
+)
 from archiver.records import CallRecord
+from archiver.run import new_run_id
 from archiver.state import State
 
 A = "11111111-1111-4111-8111-111111111111"
@@ -342,6 +351,60 @@ def test_a_shard_writes_its_own_manifest_and_reports(tmp_path: Path) -> None:
     assert [p["path"] for p in index["parts"]] == ["manifest.shard-2-of-5/part-000000.json"]
     assert [c["call_id"] for c in calls_of(tmp_path, index)] == [A]
     assert (tmp_path / STATE_DIR / "shard-2-of-5" / "state.sqlite3").is_file()
+
+
+def test_pruning_deletes_only_the_names_the_tool_gives_its_reports(tmp_path: Path) -> None:
+    runs = tmp_path / RUNS_DIR
+    runs.mkdir()
+    reports = [f"2026010{n}T000000.000Z-abcdef.json" for n in range(1, 4)]
+    theirs = [
+        "notes.json", "0-first.json", "20260101T000000.000Z-abcdef.json.bak",
+        "20260101T000000.000Z-ABCDEF.json", "20260101T000000Z-abcdef.json", "a.shard-0-of-2.json",
+    ]  # fmt: skip
+    for name in reports + theirs:
+        (runs / name).write_text("{}")
+    assert prune_run_reports(tmp_path, 1, None) == reports[:2]
+    assert sorted(p.name for p in runs.iterdir()) == sorted([reports[2], *theirs])
+
+
+@pytest.mark.parametrize("shard", [None, (1, 3)])
+def test_every_run_id_the_tool_makes_names_a_report_it_may_prune(shard: Any) -> None:
+    name = report_name(new_run_id(1_796_000_000.5), shard)
+    assert is_report_name(name, shard)
+    assert not is_report_name(name, (0, 3) if shard else (1, 3))
+
+
+def test_pruning_refuses_a_runs_folder_linked_elsewhere(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    names = [f"2026010{n}T000000.000Z-abcdef.json" for n in range(1, 4)]
+    for name in names:
+        (elsewhere / name).write_text("{}")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / RUNS_DIR).symlink_to(elsewhere)
+    with pytest.raises(LocalError, match=f"{out / RUNS_DIR} is a symbolic link"):
+        prune_run_reports(out, 1, None)
+    assert sorted(p.name for p in elsewhere.iterdir()) == names
+
+
+@pytest.mark.parametrize("folder", [RUNS_DIR, PARTS_DIR])
+def test_no_report_or_manifest_is_written_through_a_linked_folder(
+    tmp_path: Path, folder: str
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / folder).symlink_to(elsewhere)
+    with State(out) as state:
+        state.claim(A, "run-1")
+        state.record(ARCHIVED)
+        with pytest.raises(LocalError, match=f"{out / folder} is a symbolic"):
+            write_run_report(state, out, "run-1", {}, 0o600) if folder == RUNS_DIR else (
+                write_manifest(state, out, 0o600)
+            )
+    assert list(elsewhere.iterdir()) == []
 
 
 def test_each_shard_keeps_its_own_bound_of_run_reports(tmp_path: Path) -> None:

@@ -422,3 +422,21 @@ def test_each_settings_flag_is_named_and_defaulted_by_the_settings_model() -> No
     assert default_text("metrics_file") == "none"
     args = parser.parse_args(["run", "--force", "--shard", "0/2", "--max-rps", "3", "-v"])
     assert settings_given(args) == {"max_requests_per_second": 3.0, "log_level": "DEBUG"}
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "s3://bucket/p?X-Amz-Signature=SECRETSIG",
+        "s3://bucket/p#SECRETSIG",
+        "gs://B/p?sig=SECRETSIG",
+        "ftp://bucket/p?sig=SECRETSIG",
+        "s3:/bucket/p?sig=SECRETSIG",
+        "s3://bucket/../p?sig=SECRETSIG",
+    ],
+)
+def test_a_store_url_with_a_query_is_refused_without_echoing_the_query(url: str) -> None:
+    for given in ({"flags": {"out_dir": url}}, {"environ": {"OSVI_OUT_DIR": url}}):
+        message = usage_message(**given)
+        assert "invalid out_dir" in message
+        assert "SECRETSIG" not in message

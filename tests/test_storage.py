@@ -1,12 +1,16 @@
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
+import gc
 import json
 import os
 import stat
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -318,3 +322,34 @@ def test_stale_temps_of_one_name_are_removed_and_others_kept(tmp_path: Path) -> 
     assert not other.exists()
     assert remove_stale_temps(tmp_path, "*.json", older_than=3600) == 0  # too recent
     assert remove_stale_temps(tmp_path / "missing", "*") == 0
+
+
+async def test_a_part_file_cancelled_while_its_thread_opens_it_is_closed_not_leaked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run stopped as a download starts: the thread still opens the `.part`, and its
+    BufferedWriter, handed to a cancelled await, leaked its descriptor (ResourceWarning)."""
+    entered, release = threading.Event(), threading.Event()
+    real_open = os.open
+
+    def slow_open(*args: Any, **kwargs: Any) -> int:
+        entered.set()
+        release.wait(5)
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(os, "open", slow_open)
+    creating = asyncio.create_task(PartFile.create(tmp_path / "a.mp4.part", 0o600))
+    await asyncio.to_thread(entered.wait, 5)
+    creating.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await creating
+    monkeypatch.setattr(os, "open", real_open)
+    opened = len(os.listdir("/proc/self/fd"))
+    release.set()
+    for _ in range(100):  # until the thread opened the file and its result was closed
+        await asyncio.sleep(0.01)
+        if (tmp_path / "a.mp4.part").exists() and len(os.listdir("/proc/self/fd")) <= opened:
+            break
+    gc.collect()
+    assert (tmp_path / "a.mp4.part").exists()
+    assert len(os.listdir("/proc/self/fd")) <= opened

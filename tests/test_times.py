@@ -52,3 +52,26 @@ def test_anything_else_is_a_usage_error_naming_the_flag(text: str) -> None:
 
 def test_api_time_is_ist_with_its_offset() -> None:
     assert api_time(NOW) == "2026-11-24T07:30:00+05:30"
+
+
+@pytest.mark.parametrize(
+    ("text", "end"),
+    [
+        ("99999999999d", False),
+        ("9" * 400 + "d", False),
+        ("0001-01-01T00:00:00+14:00", False),
+        ("0001-01-01", False),  # its IST midnight is in the year 0 in UTC
+        ("9999-12-31T23:00:00Z", False),  # the year 10000 in IST
+        ("9999-12-31T23:59:59-14:00", True),
+    ],
+)
+def test_a_moment_outside_the_years_datetime_holds_is_a_usage_error(text: str, end: bool) -> None:
+    with pytest.raises(UsageError, match=r"--since .* is out of range"):
+        parse_moment(text, NOW, end=end, flag="--since")
+
+
+def test_the_first_and_last_moments_that_exist_in_both_zones_are_taken() -> None:
+    first = parse_moment("0001-01-01T00:00:00Z", NOW, end=False, flag="--since")
+    assert api_time(first) == "0001-01-01T05:30:00+05:30"
+    last = parse_moment("9999-12-31", NOW, end=True, flag="--until")
+    assert api_time(last).startswith("9999-12-31T23:59:59")

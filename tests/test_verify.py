@@ -375,6 +375,7 @@ def test_report_json_has_every_problem_and_counts_per_kind() -> None:
             },
         ],
         "counts": {"missing": 1, "truncated": 0, "modified": 1, "unexpected": 2},
+        "manifest": [],
     }
 
 
@@ -387,6 +388,7 @@ def test_report_json_of_a_clean_archive_is_ok() -> None:
         "bytes_checked": 10,
         "problems": [],
         "counts": {"missing": 0, "truncated": 0, "modified": 0, "unexpected": 0},
+        "manifest": [],
     }
 
 

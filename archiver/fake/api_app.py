@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import math
 import re
@@ -137,7 +138,23 @@ async def _detail(request: web.Request) -> web.Response:
     call = account.get(request.match_info["call_id"])
     if call is None:
         return _error(404, "call_not_found")
-    return web.json_response({"success": True, "data": _shown(account, call, call.detail())})
+    envelope = {"success": True, "data": _shown(account, call, call.detail())}
+    size = account.config.detail_padding
+    if not size:
+        return web.json_response(envelope)
+    # The detail's last field, spliced in as bytes made once: `}}` closes data and envelope.
+    head = json.dumps(envelope).encode()[:-2]
+    body = head + b', "padding": ' + _padding(size) + b"}}"
+    return web.Response(body=body, content_type="application/json")
+
+
+@functools.lru_cache(maxsize=4)
+def _padding(size: int) -> bytes:
+    """A JSON list of turns, `size` bytes or a little more."""
+    turn = {"role": "agent", "text": "Thank you for calling, how can I help?", "start": 12.5}
+    one = json.dumps(turn, separators=(",", ":")).encode()
+    count = max(1, -(-(size - 1) // (len(one) + 1)))
+    return b"[" + b",".join([one] * count) + b"]"
 
 
 async def _transcript(request: web.Request) -> web.Response:

@@ -98,6 +98,9 @@ class FakeConfig:
     multipart_etag: bool = False  # send an S3 multipart ETag ("<md5>-2"), not a plain MD5
     trickle_rate: float = 1.0  # bytes/s of a trickle fault
     huge_body: int = 300 << 20  # bytes of an api-huge answer
+    # Bytes of `padding` in every call detail (GET /v1/call/{id}): a list of transcript-like
+    # turns, the many small objects a large real detail holds (0: none).
+    detail_padding: int = 0
     # A listing that lies (issue 20): its meta (LIST_META_MODES), a `page` it ignores (every
     # page is page 1), the next N answers to a page >= 2 repeating the page before it once,
     list_meta: str = "honest"
@@ -131,6 +134,8 @@ class FakeConfig:
             raise ValueError(f"list_meta must be one of {', '.join(LIST_META_MODES)}")
         if self.list_repeat_pages < 0:
             raise ValueError("list_repeat_pages must be >= 0")
+        if self.detail_padding < 0:
+            raise ValueError("detail_padding must be >= 0")
 
     def fault(self, kind: FaultKind) -> Fault:
         return self.faults.get(kind, Fault())

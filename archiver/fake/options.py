@@ -98,6 +98,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="size of an api-huge fault's answer",
     )
     add(
+        "--detail-padding",
+        type=parse_size,
+        default=d.detail_padding,
+        help="bytes of padding (a list of transcript-like turns) in every call detail",
+    )
+    add(
         "--list-meta",
         choices=LIST_META_MODES,
         default=d.list_meta,
@@ -166,6 +172,7 @@ def config_from_args(args: argparse.Namespace) -> FakeConfig:
         multipart_etag=args.multipart_etag,
         trickle_rate=args.trickle_rate,
         huge_body=args.huge_body,
+        detail_padding=args.detail_padding,
         list_meta=args.list_meta,
         list_ignore_page=args.list_ignore_page,
         list_repeat_pages=args.list_repeat_pages,

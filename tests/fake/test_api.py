@@ -168,6 +168,19 @@ async def test_call_detail_has_the_list_fields_plus_the_detail_fields(
     assert isinstance(detail["post_call_analysis"], dict)
 
 
+async def test_detail_padding_makes_a_large_detail_of_many_small_objects(
+    make_fake: FakeFactory, http: aiohttp.ClientSession
+) -> None:
+    fake = await make_fake(FakeConfig(calls=4, detail_padding=3 << 20))
+    call = recorded_calls(fake)[0]
+    answer = await api_get(http, fake, f"/v1/call/{call.call_id}")
+    assert 3 << 20 <= len(answer.body) < (3 << 20) + 4096
+    detail = answer.json()["data"]
+    assert set(detail) == LIST_FIELDS | DETAIL_EXTRA | {"padding"}
+    assert len(detail["padding"]) > 30_000
+    assert all(turn["role"] == "agent" for turn in detail["padding"])
+
+
 async def test_transcript_answers_call_id_and_turn_objects(
     fake: FakeOSVI, http: aiohttp.ClientSession
 ) -> None:

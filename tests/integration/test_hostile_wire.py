@@ -3,16 +3,21 @@ outcome with a kind of its own, and never a crash, a hang, a leak or a filled di
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import logging
 import math
+import sys
+import tracemalloc
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
+from archiver import api as api_module
 from archiver.fake import FakeConfig, FakeOSVI, Fault, FaultKind
 from archiver.fake.config import OMIT
 from tests.conftest import FakeFactory
@@ -23,6 +28,7 @@ from tests.integration.archive_helpers import (
     picked_ids,
     quick_sleep,
 )
+from tests.integration.cli_helpers import clean_environ, env_for
 from tests.integration.test_sync import sync
 
 
@@ -32,6 +38,15 @@ def small(calls: int = 8, **more: Any) -> FakeConfig:
 
 def entries(out: Path) -> dict[str, dict[str, Any]]:
     return {c["call_id"]: c for c in manifest_of(out)["calls"]}
+
+
+async def fake_detail(fake: FakeOSVI, call_id: str) -> Any:
+    """What the fake answers to GET /v1/call/{id}, as a client sees it."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{fake.base_url}/v1/call/{call_id}", headers={"API-Token": fake.token}) as got,
+    ):
+        return json.loads(await got.read())
 
 
 def report_of(out: Path) -> dict[str, Any]:
@@ -340,3 +355,69 @@ async def test_listed_items_whose_call_id_is_no_uuid_are_invalid_rows_of_the_lis
     good = [c.call_id for c in probe[3:]]
     assert_byte_exact(fake, tmp_path, good)
     assert not (tmp_path / "etc").exists()
+
+
+DETAIL = 512 << 10  # a large answer here, where LARGE_ANSWER is 256 KiB (1 MiB in a run)
+
+
+async def test_large_call_details_are_parsed_one_at_a_time_and_saved_as_they_came(
+    make_fake: FakeFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """7.6 MiB details with --with-metadata at concurrency 16 took RSS to 2.6 GB: each call
+    held its detail parsed (many times its size) through its download, and while its
+    sidecar was written. A detail is kept as it came and parsed in its turn, one large one
+    at a time; its sidecar is byte for byte what it was (indented JSON)."""
+    fake = await make_fake(
+        FakeConfig(calls=8, size_min=32 << 10, size_max=32 << 10, bandwidth=64 << 10,
+                   detail_padding=DETAIL)
+    )  # fmt: skip
+    ids = picked_ids(fake)[:4]
+    monkeypatch.setattr(api_module, "LARGE_ANSWER", 256 << 10, raising=False)
+    tracemalloc.start()
+    try:
+        start = tracemalloc.get_traced_memory()[0]
+        result = await archive(fake, tmp_path, ids, with_metadata=True, concurrency=4,
+                               layout="{yyyy}/{call_id}{ext}")  # fmt: skip
+        peak = tracemalloc.get_traced_memory()[1] - start
+    finally:
+        tracemalloc.stop()
+    assert result.exit_code == 0, result.error
+    for call_id in ids:
+        [sidecar] = tmp_path.rglob(f"{call_id}.call.json")
+        body = await fake_detail(fake, call_id)
+        assert sidecar.read_bytes() == (json.dumps(body["data"], indent=2) + "\n").encode()
+    # Four held parsed through their downloads took 34 times one detail; one at a time, 17.
+    assert peak < 24 * DETAIL
+
+
+# Runs the archiver as its only child, then says the child's peak RSS on stderr.
+_PEAK_RSS = """
+import resource, subprocess, sys
+code = subprocess.call([sys.executable, "-m", "archiver", *sys.argv[1:]])
+print("peak_rss_kib", resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)
+sys.exit(code)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+async def test_details_just_under_the_8_mib_cap_at_concurrency_16_stay_under_512_mib(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    """The shipped Job's pod limit is 512 MiB: a run stays under it whatever the API sends
+    (before: about 920 MB here, 2.6 GB in the field)."""
+    fake = await make_fake(
+        FakeConfig(calls=24, size_min=32 << 10, size_max=64 << 10, detail_padding=7600 << 10)
+    )
+    ids = tmp_path / "ids.txt"
+    ids.write_text("\n".join(picked_ids(fake)[:16]))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _PEAK_RSS, "run", "--out", str(tmp_path / "out"),
+        "--with-metadata", "--concurrency", "16", "--max-rps", "1000", str(ids),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        env=clean_environ(**env_for(fake)),
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(process.communicate(), 240)
+    assert process.returncode == 0, err.decode()
+    peak = int(err.decode().rsplit("peak_rss_kib", 1)[1].split()[0]) << 10
+    assert peak < 512 << 20, f"peak RSS {peak >> 20} MiB"

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -28,7 +29,14 @@ from tests.integration.archive_helpers import (
     manifest_of,
     picked_ids,
 )
-from tests.integration.cli_helpers import Finished, env_for, finish, osvi, start_osvi
+from tests.integration.cli_helpers import (
+    Finished,
+    clean_environ,
+    env_for,
+    finish,
+    osvi,
+    start_osvi,
+)
 
 
 def slow(calls: int) -> FakeConfig:
@@ -53,6 +61,18 @@ async def wait_for_progress(out: Path, archived: int, deadline: float = 20) -> N
             return
         await asyncio.sleep(0.05)
     raise AssertionError("the run made no progress in time")
+
+
+async def until_said(process: asyncio.subprocess.Process, text: str, deadline: float = 5) -> str:
+    """Read the process's stderr until a line holds `text`; what was read."""
+    assert process.stderr is not None
+    said = ""
+    async with asyncio.timeout(deadline):
+        while text not in said:
+            line = await process.stderr.readline()
+            assert line, f"ended without saying {text!r}: {said}"
+            said += line.decode()
+    return said
 
 
 def archived_in_state(out: Path) -> dict[str, tuple[str, int, str]]:
@@ -109,16 +129,47 @@ async def test_signal_stops_cleanly_and_a_rerun_completes(
     assert before <= set(archived_in_state(tmp_path))
 
 
-async def test_a_second_ctrl_c_exits_at_once(make_fake: FakeFactory, tmp_path: Path) -> None:
+async def test_sigterm_twice_at_once_as_timeout_sends_it_stops_cleanly(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    """coreutils `timeout` signals the child and then its process group: one request to stop,
+    so the report and metrics are written and no `.part` is left, as for one SIGTERM."""
+    fake = await make_fake(slow(24))
+    out, metrics = tmp_path / "out", tmp_path / "osvi.prom"
+    run = await start_osvi(
+        "run", "--out", str(out), "--concurrency", "4", "--metrics-file", str(metrics),
+        env=env_for(fake), stdin=ids_of(fake),
+    )  # fmt: skip
+    await wait_for_progress(out, archived=1)
+    run.send_signal(signal.SIGTERM)
+    said = await until_said(run, "SIGTERM: stopping")  # the first taken (else they merge)
+    run.send_signal(signal.SIGTERM)
+    done = await finish(run, deadline=10)
+    done.stderr = said + done.stderr
+    assert done.code == 143, done.stderr
+    assert "the same request" in done.stderr
+    assert "exiting now" not in done.stderr
+    assert list(out.rglob("*.part")) == []
+    report = json.loads(next((out / "runs").iterdir()).read_text())
+    assert report["exit_code"] == 143
+    assert 'osvi_archiver_exit_code{command="run"} 143' in metrics.read_text()
+    assert_state_matches_disk(out)
+
+
+async def test_another_signal_right_after_the_first_exits_at_once(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
     fake = await make_fake(slow(24))
     run = await start_osvi(
         "run", "--out", str(tmp_path), "--concurrency", "4", env=env_for(fake), stdin=ids_of(fake)
     )
     await wait_for_progress(tmp_path, archived=1)
     run.send_signal(signal.SIGINT)
-    run.send_signal(signal.SIGINT)
+    await until_said(run, "SIGINT: stopping")
+    run.send_signal(signal.SIGTERM)
     done = await finish(run, deadline=5)
-    assert done.code == 130
+    assert done.code == 143
+    assert "SIGTERM again, exiting now" in done.stderr
     assert_state_matches_disk(tmp_path)
     for final in tmp_path.glob("*.mp4"):  # whatever has a final name is complete
         call_id = final.stem
@@ -128,6 +179,49 @@ async def test_a_second_ctrl_c_exits_at_once(make_fake: FakeFactory, tmp_path: P
     again = await osvi("run", "--out", str(tmp_path), env=env_for(fake), stdin=ids_of(fake))
     assert again.code == 0
     assert list(tmp_path.rglob("*.part")) == []
+
+
+# Run by a child of a new session that takes the pseudo-terminal on its stdin as its
+# controlling terminal: it is then the terminal's foreground process group, as a command
+# typed at a shell prompt is, and a Ctrl-C typed into the terminal sends it SIGINT.
+_AT_A_TERMINAL = """
+import fcntl, os, runpy, sys, termios
+os.setsid()
+fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+sys.argv = ["osvi-archiver", *sys.argv[1:]]
+runpy.run_module("archiver", run_name="__main__")
+"""
+
+
+async def test_ctrl_c_pressed_twice_at_a_terminal_exits_at_once(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    fake = await make_fake(slow(24))
+    ids = tmp_path / "ids.txt"
+    ids.write_bytes(ids_of(fake))
+    out = tmp_path / "out"
+    master, slave = os.openpty()
+    try:
+        run = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _AT_A_TERMINAL, "run", "--out", str(out), "--concurrency",
+            "4", str(ids), stdin=slave, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, env=clean_environ(**env_for(fake)),
+        )  # fmt: skip
+    finally:
+        os.close(slave)
+    try:
+        await wait_for_progress(out, archived=1)
+        os.write(master, b"\x03")  # Ctrl-C, as the terminal's line discipline reads it
+        said = await until_said(run, "SIGINT: stopping")
+        os.write(master, b"\x03")  # pressed again at once: well within 3 s
+        done = await finish(run, deadline=5)
+    finally:
+        os.close(master)
+    done.stderr = said + done.stderr
+    assert done.code == 130, done.stderr
+    assert "Ctrl-C again to exit at once" in done.stderr
+    assert "SIGINT again, exiting now" in done.stderr
+    assert_state_matches_disk(out)
 
 
 async def test_kill_9_loses_nothing_recorded_and_a_rerun_redoes_only_unrecorded_calls(

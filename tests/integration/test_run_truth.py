@@ -135,7 +135,7 @@ def at_sidecars(monkeypatch: pytest.MonkeyPatch, target: str) -> None:
     monkeypatch.setattr(
         sidecars_module,
         "_save_json",
-        raise_for(target, original, lambda _p, call_id, _r, _d, _o: call_id),
+        raise_for(target, original, lambda _p, _a, call_id, _r, _d, _o: call_id),
     )
 
 
@@ -473,6 +473,54 @@ async def test_a_symlink_planted_at_a_part_path_is_not_written_through(
     assert result.exit_code == 0
     assert victim.read_text() == "keep me\n"
     assert_byte_exact(fake, out, picked_ids(fake))
+
+
+@pytest.mark.parametrize("folder", ["runs", "manifest"])
+async def test_a_linked_runs_or_manifest_folder_is_refused_before_anything(
+    make_fake: FakeFactory, tmp_path: Path, folder: str
+) -> None:
+    """Reports written and files pruned wherever the link points: refused at once, exit 4."""
+    fake = await make_fake(small())
+    out = tmp_path / "out"
+    out.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "20260101T000000.000Z-abcdef.json").write_text("not ours\n")
+    (out / folder).symlink_to(elsewhere)
+    done = await osvi(
+        "run", "--out", str(out), "--keep-run-reports", "1", "-", env=env_for(fake),
+        stdin="\n".join(picked_ids(fake)).encode(),
+    )  # fmt: skip
+    assert done.code == 4, done.stderr
+    assert f"{out / folder} is a symbolic link" in done.stderr
+    assert [p.name for p in elsewhere.iterdir()] == ["20260101T000000.000Z-abcdef.json"]
+    assert sum(fake.stats.requests.values()) == 0  # nothing was attempted
+
+
+@pytest.mark.parametrize(("blocked", "log_format"), [("runs", "text"), ("manifest.json", "json")])
+async def test_an_output_that_cannot_be_written_is_said_once(
+    make_fake: FakeFactory, tmp_path: Path, blocked: str, log_format: str
+) -> None:
+    """It ends the run (exit 4): the `fatal` line says it, once; the outputs written again
+    with the new code do not say it again, nor does a line of their own before the fatal."""
+    fake = await make_fake(small())
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / blocked).mkdir() if blocked.endswith(".json") else (out / blocked).write_text("")
+    done = await osvi(
+        "run", "--out", str(out), "--log-format", log_format, "-", env=env_for(fake),
+        stdin="\n".join(picked_ids(fake)).encode(),
+    )  # fmt: skip
+    assert done.code == 4, done.stderr
+    said = [line for line in done.stderr.splitlines() if f"{out / blocked}" in line]
+    if log_format == "json":
+        events = [json.loads(line)["event"] for line in said]
+        assert events.count("fatal") == 1
+        assert "not_written" not in events
+    else:
+        errors = [line for line in said if " ERROR " in line]
+        assert len(errors) == 1, done.stderr
+        assert f"cannot write {out / blocked}" in errors[0]
 
 
 async def test_a_file_put_in_place_as_the_run_is_cancelled_is_recorded(

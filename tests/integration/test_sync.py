@@ -15,16 +15,19 @@ import pytest
 from archiver.clocks import Clocks
 from archiver.connect import open_api
 from archiver.counts import NoProgress, RunView
+from archiver.errors import LocalError
 from archiver.fake import FakeConfig, FakeOSVI, Fault, FaultKind
 from archiver.listed import print_listing
 from archiver.listing import Filters
 from archiver.outputs import RunResult
+from archiver.redaction import shorten
 from archiver.run import RunOptions, execute
 from archiver.state import State
-from archiver.sync import make_source, read_watermark
+from archiver.sync import WATERMARK_KEY, make_source, read_watermark
 from archiver.times import IST
 from tests.conftest import FakeFactory
 from tests.integration.archive_helpers import (
+    archive,
     assert_byte_exact,
     manifest_of,
     quick_sleep,
@@ -456,3 +459,78 @@ async def test_the_watermark_is_in_the_summary_the_report_and_the_metrics(
     )
     text = render(result.counts, result.seconds, None, None, None, result.watermark)
     assert f"sync watermark    {shown}" in text
+
+
+@pytest.mark.parametrize(
+    "value", ["yesterday", "2026-12-01T10:00:00", "0001-01-01T00:00:00+14:00", "\x1b[31m"]
+)
+def test_a_watermark_that_is_not_a_moment_is_a_local_error_naming_it(
+    tmp_path: Path, value: str
+) -> None:
+    with State(tmp_path) as state:
+        state.set_meta(WATERMARK_KEY, value)
+        with pytest.raises(LocalError) as caught:
+            read_watermark(state)
+    message = str(caught.value)
+    assert "'sync_watermark'" in message
+    assert repr(shorten(value, 80)) in message
+    assert "--since" in message
+
+
+def damage_watermark(out: Path, value: str = "not a date") -> None:
+    with State(out) as state:
+        state.set_meta(WATERMARK_KEY, value)
+
+
+def told(out: Path, result: RunResult, metrics: Path) -> tuple[int, int, object]:
+    """The exit code the report and the metrics say, and the report's watermark."""
+    report = json.loads((out / "runs" / f"{result.run_id}.json").read_text())
+    [code] = [line for line in metrics.read_text().splitlines() if "_exit_code{" in line]
+    return report["exit_code"], int(float(code.rsplit(" ", 1)[1])), report["sync_watermark"]
+
+
+@pytest.mark.parametrize("command", ["run", "sync"])
+async def test_a_damaged_watermark_ends_run_and_sync_with_4_as_report_and_metrics_say(
+    make_fake: FakeFactory, tmp_path: Path, command: str
+) -> None:
+    fake = await make_fake(fake_config(6))
+    out, metrics = tmp_path / "a", tmp_path / "osvi.prom"
+    since = datetime.now(UTC) - timedelta(days=4)
+    assert (await sync(fake, out, since=since)).exit_code == 0
+    damage_watermark(out)
+    if command == "run":
+        result = await archive(fake, out, metrics_file=metrics)
+    else:
+        result = await sync(fake, out, metrics_file=metrics)
+    assert result.exit_code == 4
+    assert "'sync_watermark' holds 'not a date'" in str(result.error)
+    assert told(out, result, metrics) == (4, 4, None)
+
+
+async def test_a_sync_with_since_sets_a_damaged_watermark_anew(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    fake = await make_fake(fake_config(6))
+    out = tmp_path / "a"
+    since = datetime.now(UTC) - timedelta(days=4)
+    assert (await sync(fake, out, since=since)).exit_code == 0
+    damage_watermark(out)
+    result = await sync(fake, out, since=since)
+    assert result.exit_code == 0, result.error
+    with State(out) as state:
+        assert read_watermark(state) is not None
+    assert (await sync(fake, out)).exit_code == 0
+
+
+async def test_status_and_a_plain_sync_of_a_damaged_watermark_exit_4_naming_it(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    fake = await make_fake(fake_config(4))
+    out = tmp_path / "a"
+    assert (await sync(fake, out, since=datetime.now(UTC) - timedelta(days=4))).exit_code == 0
+    damage_watermark(out, "2026-13-45")
+    env = {"OSVI_BASE_URL": fake.base_url, "OSVI_API_TOKEN": fake.token}
+    for args in (["status"], ["sync"]):
+        done = await osvi(*args, "--out", str(out), env=env)
+        assert done.code == 4, done.stderr
+        assert "'sync_watermark' holds '2026-13-45'" in done.stderr
