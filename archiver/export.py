@@ -192,10 +192,17 @@ def _part_calls(body: bytes, path: object) -> list[dict[str, Any]]:
 
 
 def _unlisted(dest: Destination, shard: Shard | None, index: dict[str, Any]) -> list[str]:
-    """The parts in the parts folder the index does not list (written after it)."""
+    """The parts in the parts folder the index does not list (written after it). When the
+    folder cannot be listed whole (a bucket holding keys its client cannot read), none: the
+    check is advisory, and a warning says it could not be made."""
     listed = {part["path"] for part in index["parts"]}
     folder = parts_dir(shard)
-    named = (f"{folder}/{name}" for name in dest.names(folder))
+    try:
+        named = [f"{folder}/{name}" for name in dest.names(folder)]
+    except LocalError as exc:
+        log.warning("could not tell whether the manifest index lags its parts: %s", exc,
+                    extra={"event": "manifest_lag_unknown"})  # fmt: skip
+        return []
     return sorted(
         name for name in named if name not in listed and part_number(name, shard) is not None
     )
