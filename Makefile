@@ -27,12 +27,16 @@ test-stores: $(STAMP)
 	@command -v npm >/dev/null || { echo "make test-stores needs npm (Node.js) for Azurite" >&2; exit 2; }
 	npm install --silent --no-audit --no-fund --prefix .stores azurite@3
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,stores-test]'
-	PATH="$(CURDIR)/.stores/node_modules/.bin:$$PATH" $(BIN)/pytest -m slow tests/store
+	PATH="$(CURDIR)/.stores/node_modules/.bin:$$PATH" $(BIN)/pytest -m slow tests/destinations/store
 
+# The layers of archiver/ (pyproject.toml's [tool.importlinter]) and the import graph's circles and
+# depth (scripts/import_graph.py) are checked here, beside format, lint and types.
 check: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/python scripts/import_graph.py --check
 	$(BIN)/pytest
 
 format: $(STAMP)

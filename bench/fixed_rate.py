@@ -7,7 +7,8 @@ for the comparison only; the product has no such switch.
 
 from __future__ import annotations
 
-from archiver import cli, limits
+from archiver.cli import main as cli
+from archiver.osvi import limits
 
 
 def _no_adaptation() -> None:

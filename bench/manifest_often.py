@@ -7,7 +7,8 @@ way. It exists for the benchmark only; the product has no such switch.
 
 from __future__ import annotations
 
-from archiver import cli, run
+from archiver.cli import main as cli
+from archiver.engine import lifecycle as run
 
 run.MANIFEST_INTERVAL = 1.0
 raise SystemExit(cli.main())

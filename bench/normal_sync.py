@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from archiver import cli, state
+from archiver.cli import main as cli
+from archiver.state import database as state
 
 _migrate = state.State._migrate
 

@@ -16,8 +16,8 @@ import random
 import uuid
 from pathlib import Path
 
-from archiver.manifest import write_manifest
-from archiver.state import State
+from archiver.manifest.writer import write_manifest
+from archiver.state.database import State
 
 CHUNK = 50_000
 BODY = b"seed"

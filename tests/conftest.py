@@ -83,6 +83,6 @@ def _no_log_context_across_tests() -> Iterator[None]:
     """A command run in-process (cli.main) leaves its log context (logs.set_context) for the
     process: cleared after each test, as each CLI invocation starts without one."""
     yield
-    from archiver.logs import set_context
+    from archiver.monitoring.logs import set_context
 
     set_context(command=None, run_id=None, shard=None)

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 import archiver
-from tests.test_deploy import JOBS, _bucket_pod, _job
+from tests.deploy.yaml_subset import JOBS, pod_of, read_job
 
 ROOT = Path(__file__).parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
@@ -179,7 +179,7 @@ def test_dockerfile_runs_as_a_numeric_unprivileged_user() -> None:
     assert names.index("USER") > max(i for i, name in enumerate(names) if name == "RUN")
     # The Kubernetes Jobs run the image as the same user.
     for path in JOBS:
-        context = _bucket_pod(_job(path))["securityContext"]
+        context = pod_of(read_job(path))["securityContext"]
         assert (context["runAsUser"], context["runAsGroup"]) == (uid, gid), path.name
 
 
@@ -298,8 +298,8 @@ def test_manifest_in_names_files_that_exist() -> None:
             assert command == "global-exclude", line
     # What setuptools ships as package data, the sdist names too.
     data = _pyproject()["tool"]["setuptools"]["package-data"]["archiver"]
-    assert sorted(data) == ["*.json", "py.typed"]
-    assert list((ROOT / "archiver").glob("*.json")), "the manifest's JSON schema"
+    assert sorted(data) == ["manifest/*.json", "py.typed"]
+    assert list((ROOT / "archiver" / "manifest").glob("*.json")), "the manifest's JSON schema"
 
 
 # --- built for real (slow) ----------------------------------------------------------------------
@@ -382,7 +382,7 @@ def test_sdist_and_wheel_hold_the_docs_deploy_files_and_license(tmp_path: Path) 
         ".dockerignore",
         "MANIFEST.in",
         "pyproject.toml",
-        "archiver/manifest.schema.json",
+        "archiver/manifest/manifest.schema.json",
         "archiver/py.typed",
         *deploy,
     }
@@ -398,7 +398,7 @@ def test_sdist_and_wheel_hold_the_docs_deploy_files_and_license(tmp_path: Path) 
     for key, url in URLS.items():
         assert f"Project-URL: {key}, {url}" in metadata, key
     assert f"{top}.dist-info/licenses/LICENSE" in wheel_names
-    assert "archiver/manifest.schema.json" in wheel_names
+    assert "archiver/manifest/manifest.schema.json" in wheel_names
     assert not [name for name in wheel_names if name.startswith(("deploy/", "tests/"))]
 
 

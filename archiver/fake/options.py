@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import signal
 
-from archiver import values
+from archiver.config import values
 from archiver.fake.config import (
     CALL_PROPERTIES,
     HOSTILE,

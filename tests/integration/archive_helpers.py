@@ -12,17 +12,17 @@ from typing import Any
 
 import jsonschema
 
-from archiver.clocks import Clocks
-from archiver.counts import NoProgress
-from archiver.export import export
+from archiver.archive.names import manifest_name
+from archiver.config.settings import Settings, load_settings
+from archiver.engine.clocks import Clocks
+from archiver.engine.feed import run_input
+from archiver.engine.inputs import read_ids
+from archiver.engine.lifecycle import RunOptions, execute
+from archiver.engine.outputs import RunResult
 from archiver.fake import FakeOSVI
-from archiver.feed import run_input
-from archiver.inputs import read_ids
-from archiver.manifest import load_schema
-from archiver.names import manifest_name
-from archiver.outputs import RunResult
-from archiver.run import RunOptions, execute
-from archiver.settings import Settings, load_settings
+from archiver.manifest.export import export
+from archiver.manifest.writer import load_schema
+from archiver.monitoring.counts import NoProgress
 
 
 async def quick_sleep(seconds: float) -> None:

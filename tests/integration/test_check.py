@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from archiver.check import CheckReport, check, render_text, window_of
+from archiver.engine.check import CheckReport, check, render_text, window_of
 from archiver.errors import UsageError
 from archiver.fake import FakeOSVI, Fault, FaultKind
-from archiver.listing import Filters
-from archiver.state import State
+from archiver.osvi.listing import Filters
+from archiver.state.database import State
 from tests.conftest import FakeFactory
 from tests.integration.archive_helpers import settings_for
 from tests.integration.cli_helpers import env_for, osvi

@@ -11,8 +11,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from archiver.destinations.lock import ArchiveLock
 from archiver.fake import FakeConfig, FakeOSVI, Fault, FaultKind
-from archiver.lock import ArchiveLock
 from tests.conftest import FakeFactory
 from tests.integration.archive_helpers import assert_byte_exact, picked_ids
 from tests.integration.cli_helpers import env_for, launch, osvi
@@ -219,7 +219,7 @@ async def test_verify_of_a_folder_without_archive_exits_4(tmp_path: Path) -> Non
 
 
 async def test_shards_split_the_input_between_runs(make_fake: FakeFactory, tmp_path: Path) -> None:
-    from archiver.ids import shard_of
+    from archiver.archive.ids import shard_of
 
     fake = await make_fake(small(40))
     ids = "\n".join(c.call_id for c in fake.calls).encode()

@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from archiver.clocks import Clocks
-from archiver.counts import NoProgress
+from archiver.archive.shard import parse_shard
+from archiver.engine.clocks import Clocks
+from archiver.engine.feed import run_input
+from archiver.engine.inputs import read_ids
+from archiver.engine.lifecycle import RunOptions, execute
 from archiver.fake import FakeConfig
-from archiver.feed import run_input
-from archiver.inputs import read_ids
-from archiver.records import CallRecord
-from archiver.run import RunOptions, execute
-from archiver.shard import parse_shard
-from archiver.state import State
+from archiver.monitoring.counts import NoProgress
+from archiver.state.database import State
+from archiver.state.records import CallRecord
 from tests.conftest import FakeFactory
 from tests.integration.archive_helpers import archive, picked_ids, quick_sleep, settings_for
 from tests.integration.cli_helpers import osvi

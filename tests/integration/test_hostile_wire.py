@@ -17,9 +17,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from archiver import api as api_module
 from archiver.fake import FakeConfig, FakeOSVI, Fault, FaultKind
 from archiver.fake.config import OMIT
+from archiver.osvi import api as api_module
 from tests.conftest import FakeFactory
 from tests.integration.archive_helpers import (
     archive,

@@ -12,16 +12,16 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from archiver.destination import LocalFolder
+from archiver.cli.status import overview
+from archiver.cli.status import render as render_status
+from archiver.destinations.folder import LocalFolder
+from archiver.engine.outputs import RunResult
+from archiver.engine.sync import read_watermark
 from archiver.fake import FakeOSVI, Fault, FaultKind
 from archiver.fake.calls import agent_uuids
-from archiver.listing import Filters
-from archiver.outputs import RunResult
-from archiver.overview import overview
-from archiver.overview import render as render_status
-from archiver.state import State
-from archiver.summary import render
-from archiver.sync import read_watermark
+from archiver.monitoring.summary import render
+from archiver.osvi.listing import Filters
+from archiver.state.database import State
 from tests.conftest import FakeFactory
 from tests.integration.archive_helpers import statuses
 from tests.integration.cli_helpers import osvi

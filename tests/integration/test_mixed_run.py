@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from archiver import download as download_module
-from archiver.clocks import Clocks
+from archiver.engine.clocks import Clocks
+from archiver.engine.lifecycle import RunOptions
 from archiver.fake import FakeConfig, FakeOSVI, Fault, FaultKind
 from archiver.fake.config import OMIT
-from archiver.run import RunOptions
+from archiver.transfer import download as download_module
 from tests.conftest import FakeFactory
 from tests.integration.archive_helpers import assert_byte_exact, manifest_of, quick_sleep
 from tests.integration.wire_helpers import run_ids, settings_at

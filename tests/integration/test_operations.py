@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from archiver.archive.ids import shard_of
 from archiver.fake import FakeConfig, FakeOSVI
 from archiver.fake.config import Fault, FaultKind
-from archiver.ids import shard_of
 from tests.conftest import FakeFactory
 from tests.integration.archive_helpers import assert_byte_exact, picked_ids
 from tests.integration.cli_helpers import env_for, osvi

@@ -255,7 +255,7 @@ async def test_kill_9_loses_nothing_recorded_and_a_rerun_redoes_only_unrecorded_
 async def test_manifest_is_valid_json_at_every_instant(
     make_fake: FakeFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from archiver import run as run_module
+    from archiver.engine import lifecycle as run_module
 
     monkeypatch.setattr(run_module, "MANIFEST_INTERVAL", 0.02)
     fake = await make_fake(FakeConfig(calls=60, size_min=8192, size_max=16384, bandwidth=64 * 1024))
@@ -400,7 +400,7 @@ async def test_injected_enospc_stops_the_run_with_exit_4_and_no_half_files(
     """The same on any machine: a writer that raises ENOSPC after the first file."""
     import errno
 
-    from archiver import storage
+    from archiver.archive import storage
 
     real_write = storage.PartFile.write
     written = 0
@@ -431,7 +431,8 @@ async def test_a_lock_left_by_a_killed_process_does_not_block(
         *[
             sys.executable,
             "-c",
-            "import sys, time; from pathlib import Path; from archiver.lock import ArchiveLock\n"
+            "import sys, time; from pathlib import Path\n"
+            "from archiver.destinations.lock import ArchiveLock\n"
             "lock = ArchiveLock(Path(sys.argv[1]))\n"
             "lock.acquire()\n"
             "print('locked', flush=True)\n"

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from archiver.clocks import Clocks
-from archiver.counts import NoProgress
+from archiver.engine.clocks import Clocks
+from archiver.engine.feed import run_input
+from archiver.engine.inputs import read_ids
+from archiver.engine.lifecycle import RunOptions, execute
 from archiver.fake import FakeConfig, Fault, FaultKind
-from archiver.feed import run_input
-from archiver.inputs import read_ids
-from archiver.run import RunOptions, execute
+from archiver.monitoring.counts import NoProgress
 from tests.conftest import FakeFactory
 from tests.integration.archive_helpers import (
     archive,
@@ -298,7 +298,7 @@ async def test_the_view_shows_bytes_of_a_download_before_its_first_write(
 ) -> None:
     """A display sees a small recording's bytes as they arrive, not only once written
     (writes go in 1 MiB batches)."""
-    from archiver.counts import RunView
+    from archiver.monitoring.counts import RunView
 
     fake = await make_fake(
         FakeConfig(calls=3, size_min=512 * 1024, size_max=512 * 1024, bandwidth=256 * 1024)

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from archiver import run as run_module
-from archiver.counts import NoProgress
+from archiver.engine import lifecycle as run_module
+from archiver.engine.feed import run_input
+from archiver.engine.inputs import CallId, InputItem
+from archiver.engine.lifecycle import RunOptions, execute
 from archiver.fake import FakeConfig
-from archiver.feed import run_input
-from archiver.inputs import CallId, InputItem
-from archiver.run import RunOptions, execute
+from archiver.monitoring.counts import NoProgress
 from tests.conftest import FakeFactory
 from tests.integration.archive_helpers import archive, manifest_of, picked_ids, settings_for
 from tests.integration.cli_helpers import osvi
@@ -26,7 +26,7 @@ async def test_input_is_read_only_as_fast_as_the_run_uses_it(
 ) -> None:
     """Read ahead in blocks, but boundedly: at most AHEAD items ahead of the feeder, which
     holds one BLOCK and waits for the queue of `concurrency` places and the workers."""
-    from archiver import feed
+    from archiver.engine import feed
 
     monkeypatch.setattr(feed, "AHEAD", 20)
     monkeypatch.setattr(feed, "BLOCK", 5)
@@ -165,8 +165,8 @@ async def test_a_sigterm_just_after_the_deadline_still_stops_cleanly(tmp_path: P
     once as a second signal would (nothing written)."""
     import signal as signals
 
+    from archiver.engine.signals import Signals
     from archiver.errors import DeadlineReached
-    from archiver.signals import Signals
 
     stops = Signals()
     task = asyncio.ensure_future(asyncio.sleep(30))

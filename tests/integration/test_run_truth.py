@@ -20,19 +20,19 @@ from unittest.mock import patch
 
 import pytest
 
-from archiver import body as body_module
-from archiver import download as download_module
-from archiver import sidecars as sidecars_module
-from archiver import urls
-from archiver.api import OsviApi
-from archiver.clocks import Clocks
-from archiver.counts import Counts
-from archiver.download import Transfer
+from archiver.archive.storage import PartFile
+from archiver.engine import call as sidecars_module
+from archiver.engine.clocks import Clocks
+from archiver.engine.lifecycle import RunOptions
+from archiver.engine.outputs import RunResult
+from archiver.engine.pipeline import Pipeline
 from archiver.fake import FakeConfig, FakeOSVI, Fault, FaultKind
-from archiver.outputs import RunResult
-from archiver.pipeline import Pipeline
-from archiver.run import RunOptions
-from archiver.storage import PartFile
+from archiver.monitoring.counts import Counts
+from archiver.net import urls
+from archiver.osvi.api import OsviApi
+from archiver.transfer import body as body_module
+from archiver.transfer import download as download_module
+from archiver.transfer.download import Transfer
 from tests.conftest import FakeFactory
 from tests.integration.archive_helpers import (
     assert_byte_exact,
@@ -170,7 +170,7 @@ async def test_an_unexpected_exception_in_a_call_fails_that_call_only(
 
 
 def in_the_input_reader(monkeypatch: pytest.MonkeyPatch) -> None:
-    from archiver import inputs
+    from archiver.engine import inputs
 
     original = inputs._item
 
@@ -197,7 +197,7 @@ def in_the_pipeline(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def in_the_manifest(monkeypatch: pytest.MonkeyPatch) -> None:
-    from archiver import outputs
+    from archiver.engine import outputs
 
     def broken(*_args: Any) -> Path:
         raise TypeError("a manifest bug")
@@ -257,7 +257,8 @@ async def test_the_last_success_moves_only_on_a_real_zero(
 async def test_a_signal_while_the_outputs_are_written_is_not_lost(
     make_fake: FakeFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from archiver import manifest, outputs
+    from archiver.engine import outputs
+    from archiver.manifest import writer as manifest
 
     fake = await make_fake(small())
     original = manifest.write_run_report
@@ -530,7 +531,7 @@ async def test_a_file_put_in_place_as_the_run_is_cancelled_is_recorded(
     commit must not leave a final file the state does not know."""
     import time as clock
 
-    from archiver import storage
+    from archiver.archive import storage
 
     fake = await make_fake(small(4))
     target = picked_ids(fake)[0]
@@ -557,7 +558,8 @@ async def test_a_second_signal_while_the_outputs_are_written_waits_for_them(
     make_fake: FakeFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`os._exit` then would leave a report and metrics that say another exit code."""
-    from archiver import manifest, outputs
+    from archiver.engine import outputs
+    from archiver.manifest import writer as manifest
 
     fake = await make_fake(small())
     original = manifest.write_run_report

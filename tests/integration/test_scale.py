@@ -20,20 +20,21 @@ from typing import Any
 import jsonschema
 import pytest
 
-from archiver import catalog, feed
-from archiver import run as run_module
-from archiver.clocks import Clocks
-from archiver.counts import NoProgress
-from archiver.destination import LocalFolder
+from archiver.archive.ids import shard_of
+from archiver.destinations.folder import LocalFolder
+from archiver.engine import feed
+from archiver.engine import lifecycle as run_module
+from archiver.engine.clocks import Clocks
+from archiver.engine.feed import run_input
+from archiver.engine.inputs import CallId, InputItem, InvalidRow, read_ids
+from archiver.engine.lifecycle import RunOptions, execute
 from archiver.fake import FakeConfig, Fault, FaultKind
-from archiver.feed import run_input
-from archiver.ids import shard_of
-from archiver.inputs import CallId, InputItem, InvalidRow, read_ids
-from archiver.manifest import load_schema
-from archiver.run import RunOptions, execute
-from archiver.schema import MIGRATIONS
-from archiver.sqlite import Serial
-from archiver.state import State
+from archiver.manifest.writer import load_schema
+from archiver.monitoring.counts import NoProgress
+from archiver.state import catalog
+from archiver.state.connection import Serial
+from archiver.state.database import State
+from archiver.state.schema import MIGRATIONS
 from tests.conftest import FakeFactory
 from tests.integration.archive_helpers import (
     archive,
@@ -246,8 +247,8 @@ async def test_sigterm_during_a_large_manifest_write_is_answered_within_5_s(
 
 def test_invalid_rows_and_other_shards_need_no_state_read(tmp_path: Path) -> None:
     """settle() claims only the calls that are this shard's."""
-    from archiver.counts import RunView
-    from archiver.pipeline import Pipeline
+    from archiver.engine.pipeline import Pipeline
+    from archiver.monitoring.counts import RunView
 
     with State(tmp_path) as state:
         claimed: list[list[str]] = []

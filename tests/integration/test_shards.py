@@ -8,8 +8,8 @@ import json
 import time
 from pathlib import Path
 
+from archiver.archive.ids import shard_of
 from archiver.fake import FakeConfig, FakeOSVI
-from archiver.ids import shard_of
 from tests.conftest import FakeFactory
 from tests.integration.archive_helpers import manifest_of, picked_ids
 from tests.integration.cli_helpers import env_for, finish, osvi, start_osvi
@@ -88,7 +88,7 @@ async def test_verify_covers_every_shard_of_a_shared_folder(
 async def test_a_shard_of_a_shared_folder_has_its_own_lock(
     make_fake: FakeFactory, tmp_path: Path
 ) -> None:
-    from archiver.lock import ArchiveLock
+    from archiver.destinations.lock import ArchiveLock
 
     fake = await make_fake(FakeConfig(calls=6, size_min=1024, size_max=2048))
     ids = "\n".join(c.call_id for c in fake.calls).encode()

@@ -57,7 +57,7 @@ async def test_status_of_a_missing_folder_is_an_error_and_bad_meta_is_unreadable
     missing = await osvi("status", "--out", str(tmp_path / "typo" / "deep"), env={})
     assert missing.code == 4
     assert "not a folder" in missing.stderr
-    from archiver.state import State
+    from archiver.state.database import State
 
     with State(tmp_path / "a") as state:
         state.set_meta("last_run", "{")

@@ -12,19 +12,20 @@ from typing import Any
 
 import pytest
 
-from archiver.clocks import Clocks
-from archiver.connect import open_api
-from archiver.counts import NoProgress, RunView
+from archiver.cli.list_calls import print_listing
+from archiver.engine.assembly import open_api
+from archiver.engine.clocks import Clocks
+from archiver.engine.lifecycle import RunOptions, execute
+from archiver.engine.outputs import RunResult
+from archiver.engine.sync import make_source, read_watermark
 from archiver.errors import LocalError
 from archiver.fake import FakeConfig, FakeOSVI, Fault, FaultKind
-from archiver.listed import print_listing
-from archiver.listing import Filters
-from archiver.outputs import RunResult
+from archiver.monitoring.counts import NoProgress, RunView
+from archiver.osvi.listing import Filters
+from archiver.osvi.times import IST
 from archiver.redaction import shorten
-from archiver.run import RunOptions, execute
-from archiver.state import State
-from archiver.sync import WATERMARK_KEY, make_source, read_watermark
-from archiver.times import IST
+from archiver.state.database import State
+from archiver.state.meta import WATERMARK_KEY
 from tests.conftest import FakeFactory
 from tests.integration.archive_helpers import (
     archive,
@@ -435,7 +436,7 @@ async def test_the_watermark_is_in_the_summary_the_report_and_the_metrics(
 ) -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
-    from archiver.summary import render
+    from archiver.monitoring.summary import render
 
     fake = await make_fake(fake_config(8))
     metrics = tmp_path / "osvi.prom"

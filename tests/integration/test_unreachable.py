@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 
-from archiver.clocks import Clocks
-from archiver.connect import Wiring
+from archiver.engine.assembly import Wiring
+from archiver.engine.clocks import Clocks
+from archiver.engine.lifecycle import RunOptions
+from archiver.engine.outputs import RunResult
 from archiver.fake import FakeConfig, FakeOSVI
-from archiver.outputs import RunResult
-from archiver.run import RunOptions
 from tests.clocks import SteppedClock
 from tests.conftest import FakeFactory
 from tests.integration.archive_helpers import assert_byte_exact, manifest_of, picked_ids

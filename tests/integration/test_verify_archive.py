@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from archiver.destinations.verify_folder import verify_archive
 from archiver.fake import FakeConfig
-from archiver.verify import verify_archive
 from tests.conftest import FakeFactory
 from tests.integration.archive_helpers import archive, manifest_of, picked_ids
 

@@ -17,12 +17,12 @@ from typing import Any
 import trustme
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from archiver.counts import NoProgress
-from archiver.feed import run_input
-from archiver.inputs import read_ids
-from archiver.outputs import RunResult
-from archiver.run import RunOptions, execute
-from archiver.settings import Settings, load_settings
+from archiver.config.settings import Settings, load_settings
+from archiver.engine.feed import run_input
+from archiver.engine.inputs import read_ids
+from archiver.engine.lifecycle import RunOptions, execute
+from archiver.engine.outputs import RunResult
+from archiver.monitoring.counts import NoProgress
 
 
 class NamesResolver(AbstractResolver):

@@ -1,0 +1,360 @@
+"""What each command of the command line does, from its parsed arguments to its exit code
+(cli.py only parses argv and maps errors to exit codes). The heavy modules (the run, the fake,
+the dry run) are imported by the commands that use them only, so a command starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from archiver.archive import layout as layouts
+from archiver.archive.ids import canonical_uuid
+from archiver.archive.shard import resolve_shard, shard_text
+from archiver.cli.flags import settings_given
+from archiver.config.settings import (
+    Settings,
+    choose_config_file,
+    load_settings,
+    require_token,
+)
+from archiver.config.sources import config_file_warnings, token_file_warnings
+from archiver.engine.inputs import InputItem, check_sources, count_ids, read_sources
+from archiver.errors import InternalError, LocalError, RunError, UsageError
+from archiver.monitoring.counts import NoProgress, Progress
+from archiver.monitoring.logs import json_mode, setup_logging
+from archiver.monitoring.progress import choose_progress
+from archiver.osvi.listing import CALL_STATUSES, Filters
+from archiver.osvi.times import parse_moment
+
+if TYPE_CHECKING:
+    from archiver.archive.shard import Shard
+    from archiver.engine.outputs import RunResult
+
+log = logging.getLogger("archiver.cli.main")
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    flags = settings_given(args)
+    config = getattr(args, "config", None)
+    settings = load_settings(flags, config_path=config, environ=os.environ)
+    # From here on, errors and warnings go out in the format asked for, redacted.
+    setup_logging(settings.log_level, [settings.token_value() or ""], settings.log_format)
+    chosen = choose_config_file(config, os.environ)
+    warnings = config_file_warnings(chosen) if chosen else []
+    for warning in warnings + token_file_warnings(os.environ):
+        log.warning("%s", warning, extra={"event": "config_warning"})
+    return settings
+
+
+def _check_metrics_file(settings: Settings) -> None:
+    """Before anything is attempted: a metrics file that cannot be written at the end would
+    leave monitoring with stale figures."""
+    path = settings.metrics_file
+    if path is None:
+        return
+    if not path.parent.is_dir():
+        raise UsageError(f"metrics_file {path}: the folder {path.parent} does not exist")
+    if path.is_dir():
+        raise UsageError(f"metrics_file {path} is a folder: name the file to write")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise UsageError(f"metrics_file {path}: the folder {path.parent} is not writable")
+
+
+def _summary(result: RunResult) -> None:
+    """§6's summary block on stderr; with JSON logs, the same as one `run_finished` event, so
+    stderr stays JSON Lines."""
+    from archiver.monitoring.summary import render
+
+    if not json_mode():
+        text = render(result.counts, result.seconds, result.manifest, result.report,
+                      result.error, result.watermark, result.listing)  # fmt: skip
+        # A stderr that went away (`2>&1 | head`) must not change the exit code: the run
+        # report and the metrics already say it.
+        with contextlib.suppress(OSError):
+            print(text, file=sys.stderr)
+        return
+    log.info(
+        "run %s finished with exit code %d",
+        result.run_id,
+        result.exit_code,
+        extra={
+            "event": "run_finished",
+            "run_id": result.run_id,
+            "exit_code": result.exit_code,
+            "seconds": round(result.seconds, 3),
+            "counts": result.counts.to_json(),
+            "error": str(result.error) if result.error else None,
+            "manifest": str(result.manifest) if result.manifest else None,
+            "report": str(result.report) if result.report else None,
+            "sync_watermark": result.watermark,
+            "listing": result.listing.to_json() if result.listing else None,
+        },
+    )
+
+
+def _progress(settings: Settings) -> Progress:
+    return choose_progress(
+        settings.progress,
+        on_terminal=sys.stderr.isatty() and settings.log_format == "text",
+        interval=settings.status_interval,
+    )
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from archiver.engine.feed import run_input
+    from archiver.engine.lifecycle import RunOptions, execute
+
+    if args.retry_failed and args.inputs:
+        raise UsageError("--retry-failed takes its calls from the archive: give no INPUT")
+    settings = settings_from(args)
+    _check_metrics_file(settings)
+    if layouts.needs_listing_fields(settings.layout) and not settings.with_metadata:
+        raise UsageError(
+            f"layout {settings.layout!r} needs the call's date or agent: `run` knows them only "
+            "with --with-metadata (or use `sync`, whose listing provides them)"
+        )
+    items = iter(()) if args.retry_failed else _inputs(args)
+    if args.dry_run:
+        from archiver.engine.dry_run import dry_run_input
+
+        shard = _shard(args.shard)
+        return dry_run_input(
+            settings, items, force=args.force, retry=args.retry_failed, shard=shard
+        )
+    progress = _progress(settings)
+    # The total only serves a display: no extra read of the input when nobody watches.
+    counted = not args.retry_failed and not isinstance(progress, NoProgress)
+    total = count_ids(list(args.inputs) or ["-"]) if counted else None
+    options = RunOptions(force=args.force, shard=_shard(args.shard), total=total)
+    source = run_input(items, retry_failed=args.retry_failed)
+    result = asyncio.run(execute(settings, source, progress, options))
+    _summary(result)
+    return result.exit_code
+
+
+def _shard(text: str | None) -> tuple[int, int] | None:
+    return resolve_shard(text, os.environ) if text else None
+
+
+def _filters(args: argparse.Namespace, default_status: tuple[str, ...]) -> Filters:
+    statuses = tuple(s.strip() for v in args.status or () for s in v.split(",") if s.strip())
+    unknown = set(statuses) - set(CALL_STATUSES)
+    if unknown:
+        raise UsageError(
+            f"--status {', '.join(sorted(unknown))}: not one of {', '.join(CALL_STATUSES)}"
+        )
+    if args.agent is not None and canonical_uuid(args.agent) is None:
+        raise UsageError(f"--agent {args.agent!r} is not a UUID")
+    return Filters(
+        status=statuses or default_status,
+        agent_uuid=canonical_uuid(args.agent) if args.agent else None,
+        campaign_id=args.campaign,
+        campaign_upload_id=args.campaign_upload,
+        phone_number=args.phone,
+        call_type=args.call_type,
+    )
+
+
+def _window(args: argparse.Namespace) -> tuple[datetime | None, datetime | None, datetime]:
+    now = datetime.now(UTC)
+    since = parse_moment(args.since, now, end=False, flag="--since") if args.since else None
+    until = parse_moment(args.until, now, end=True, flag="--until") if args.until else None
+    return since, until, now
+
+
+def sync_command(args: argparse.Namespace) -> int:
+    from archiver.engine.lifecycle import RunOptions, execute
+    from archiver.engine.sync import make_source, no_watermark
+
+    settings = settings_from(args)
+    _check_metrics_file(settings)
+    filters = _filters(args, ("picked",))
+    since, until, now = _window(args)
+    shard = _shard(args.shard)
+    if since is None and not _has_watermark(settings, shard, filters):
+        whose = f" (shard {shard_text(shard)})" if shard else ""
+        raise no_watermark(f"{settings.out_dir}{whose}", filters)
+    if args.dry_run:
+        from archiver.engine.dry_run import dry_run_sync
+
+        return dry_run_sync(settings, (since, until, now), filters, force=args.force, shard=shard)
+    source = make_source(since, until, now, settings.sync_overlap, filters, settings.max_attempts)
+    options = RunOptions(force=args.force, shard=shard, command="sync")
+    result = asyncio.run(execute(settings, source, _progress(settings), options))
+    _summary(result)
+    return result.exit_code
+
+
+def _has_watermark(settings: Settings, shard: tuple[int, int] | None, filters: Filters) -> bool:
+    from archiver.destinations import open_destination
+    from archiver.engine.sync import read_watermark
+
+    with open_destination(settings).viewing(shard) as state:
+        try:
+            return state is not None and read_watermark(state, filters) is not None
+        except LocalError:
+            return True  # one is there, damaged: the run says so, its report and metrics too
+
+
+def list_command(args: argparse.Namespace) -> int:
+    from archiver.cli.list_calls import print_listing
+    from archiver.engine.assembly import open_api
+    from archiver.osvi.listing import RetriedListing
+
+    settings = settings_from(args)
+    filters = _filters(args, ())
+    since, until, now = _window(args)
+    skipped: list[str] = []
+    gaps: list[str] = []
+
+    async def listing() -> int:
+        async with open_api(settings) as api:
+            pages = RetriedListing(api, settings.max_attempts)
+            return await print_listing(
+                pages, filters, since, until, now, args.format, sys.stdout, skipped, gaps
+            )
+
+    count = asyncio.run(listing())
+    log.info("listed %d calls", count)
+    if skipped:  # as invalid input rows make a run's exit code 1
+        log.warning(
+            "%d listed items had a call_id that is not a UUID and were left out",
+            len(skipped),
+            extra={"event": "listing_bad_ids", "count": len(skipped)},
+        )
+    if gaps:  # the output lacks calls the listing could not give: never a clean 0
+        log.error(
+            "the listing is incomplete: %s",
+            "; ".join(gaps),
+            extra={"event": "listing_incomplete", "count": len(gaps)},
+        )
+    return 1 if skipped or gaps else 0
+
+
+def verify_command(args: argparse.Namespace) -> int:
+    from archiver.destinations.verify_folder import render_text, report_json, verify_archive
+
+    settings = settings_from(args)
+    if settings.in_store:
+        from archiver.destinations.store.bucket import StoreDestination
+        from archiver.destinations.store.verify_bucket import verify_store
+
+        store = StoreDestination.from_settings(settings)
+        report = asyncio.run(verify_store(store, deep=args.deep))
+    else:
+        report = verify_archive(settings.folder, index_lag=_index_lag(settings.folder))
+    if args.json:
+        print(json.dumps(report_json(report), indent=2))
+    else:
+        print(render_text(report, settings.out_dir))
+    return 0 if report.ok else 1
+
+
+def _index_lag(folder: Path) -> Callable[[Shard | None], str | None]:
+    """What is off with a shard's manifest index in `folder`, every part hashed, if anything."""
+    from archiver.destinations.folder import LocalFolder
+    from archiver.manifest.export import index_lag
+
+    def lag(shard: Shard | None) -> str | None:
+        found = index_lag(LocalFolder(folder), shard, every=True)
+        return found.explain() if found is not None else None
+
+    return lag
+
+
+def check_command(args: argparse.Namespace) -> int:
+    """`osvi-archiver check`: the archive held against the API's listing (check.py). With
+    --metrics-file, the textfile says how it ended whatever happened, as a run's does."""
+    from archiver.engine.check import check, render_text
+    from archiver.monitoring.metrics import CheckMetrics, write_check
+
+    settings = settings_from(args)
+    _check_metrics_file(settings)
+    shard = _shard(args.shard)
+    try:
+        require_token(settings)
+        filters = _filters(args, ("picked",))
+        report = asyncio.run(check(settings, filters, _window(args), shard))
+    except Exception as exc:  # the textfile still says how it ended (70: a bug, as cli.main)
+        if settings.metrics_file is not None:
+            code = exc.exit_code if isinstance(exc, RunError) else InternalError.exit_code
+            write_check(settings.metrics_file, CheckMetrics(code, time.time(), shard=shard))
+        raise
+    if args.ids:
+        sys.stdout.write("".join(f"{missing.call_id}\n" for missing in report.missing))
+    elif args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(render_text(report))
+    sys.stdout.flush()
+    log.info(
+        "checked %d listed calls: %d missing",
+        report.listed,
+        len(report.missing),
+        extra={"event": "check_finished", "listed": report.listed,
+               "missing": len(report.missing), "exit_code": report.exit_code},
+    )  # fmt: skip
+    if settings.metrics_file is not None:
+        unlisted = None if report.unlisted is None else len(report.unlisted)
+        write_check(settings.metrics_file, CheckMetrics(
+            report.exit_code, time.time(), len(report.missing), report.listed,
+            len(report.gaps), unlisted, shard))  # fmt: skip
+    return report.exit_code
+
+
+def manifest_command(args: argparse.Namespace) -> int:
+    from archiver.destinations import open_destination
+    from archiver.manifest.export import export
+
+    settings = settings_from(args)
+    count = export(open_destination(settings), _shard(args.shard), args.format, sys.stdout)
+    sys.stdout.flush()
+    log.info("%d calls in the manifest", count, extra={"event": "manifest_exported"})
+    return 0
+
+
+def _inputs(args: argparse.Namespace) -> Iterator[InputItem]:
+    paths = list(args.inputs) or ["-"]
+    if paths == ["-"] and sys.stdin.isatty():
+        raise UsageError("no input: name CSV or text files of call ids, or pipe them on stdin")
+    check_sources(paths, args.id_column)
+    return read_sources(paths, sys.stdin.buffer, args.id_column)
+
+
+def fake_server_command(args: argparse.Namespace) -> int:
+    from archiver.fake import options as fake_options
+
+    try:
+        fake_options.config_from_args(args)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    asyncio.run(fake_options.serve_until_signalled(args))
+    return 0
+
+
+def status_command(args: argparse.Namespace) -> int:
+    from archiver.cli.status import overview, render
+    from archiver.destinations import open_destination
+
+    settings = settings_from(args)
+    view = overview(open_destination(settings))
+    print(json.dumps(view, indent=2) if args.json else render(view))
+    return 0
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    from archiver.cli.demo import run_demo
+
+    setup_logging(getattr(args, "log_level", "WARNING"), [])
+    return asyncio.run(run_demo())

@@ -1,0 +1,295 @@
+"""The command line's options: one parser, every option with its default in --help.
+
+Flags default to "not given" (argparse.SUPPRESS), so only what the user typed reaches the
+settings, as the highest-precedence source (§3).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from archiver import __version__
+from archiver.cli.argparsing import CHECK_EXIT_CODES, EXIT_CODES, Parser
+from archiver.cli.flags import RUN_SETTINGS, STORE_READ_SETTINGS, add_settings
+from archiver.fake import options as fake_options
+from archiver.osvi.times import TIME_HELP
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    """Options accepted both before and after the subcommand."""
+    s = argparse.SUPPRESS
+    parser.add_argument(
+        "--config",
+        default=s,
+        metavar="PATH",
+        help="TOML config file (default: $OSVI_CONFIG, else "
+        "$XDG_CONFIG_HOME/osvi-archiver/config.toml when it exists)",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        dest="log_level",
+        action="store_const",
+        const="DEBUG",
+        default=s,
+        help="show every retry and more",
+    )
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        dest="log_level",
+        action="store_const",
+        const="ERROR",
+        default=s,
+        help="show errors only",
+    )
+    add_settings(parser, ("log_format",))
+
+
+def _add_run_options(run: argparse.ArgumentParser) -> None:
+    add_settings(run, RUN_SETTINGS)
+    add = run.add_argument
+    add(
+        "--dry-run",
+        action="store_true",
+        help="say what would be downloaded or skipped and why, on stdout; asks no recording "
+        "URL, downloads nothing, writes nothing (sync still lists calls: it needs the token)",
+    )
+    add("--force", action="store_true", help="download again calls already archived")
+    add(
+        "--shard",
+        default=None,
+        metavar="K/N",
+        help="only the calls whose shard is K of N: int.from_bytes(sha256(lower-case call id)"
+        "[:8], 'big') %% N == K, stable across machines and versions; auto/N takes K from "
+        "JOB_COMPLETION_INDEX (Kubernetes Indexed Job) or AWS_BATCH_JOB_ARRAY_INDEX",
+    )
+
+
+def _add_input_options(run: argparse.ArgumentParser) -> None:
+    add = run.add_argument
+    add(
+        "inputs",
+        nargs="*",
+        metavar="INPUT",
+        help="CSV (column call_id, else id, else --id-column) or plain-text files of call ids; "
+        "'-' or nothing reads stdin",
+    )
+    add(
+        "--retry-failed",
+        dest="retry_failed",
+        action="store_true",
+        help="take no input: retry only the calls this archive lists as failed or pending",
+    )
+    add("--id-column", dest="id_column", default=None, help="CSV column holding the call id")
+
+
+def _add_listing_options(parser: argparse.ArgumentParser, *, default_status: str) -> None:
+    add = parser.add_argument
+    add(
+        "--status",
+        action="append",
+        default=None,
+        metavar="STATUS",
+        help="picked, not_picked, failed, busy, voicemail, in_progress; repeat or comma-separate "
+        f"(default: {default_status})",
+    )
+    add("--agent", default=None, metavar="UUID", help="only this agent's calls")
+    add("--campaign", type=int, default=None, metavar="ID", help="only this campaign")
+    add(
+        "--campaign-upload",
+        dest="campaign_upload",
+        type=int,
+        default=None,
+        metavar="ID",
+        help="only this campaign upload",
+    )
+    add("--phone", default=None, help="phone number, partial match")
+    add("--call-type", dest="call_type", choices=("inbound", "outbound"), default=None)
+    add(
+        "--since",
+        default=None,
+        metavar="T",
+        help=f"start of the window on call_picked_at: {TIME_HELP}",
+    )
+    add("--until", default=None, metavar="T", help="end of the window (default: now)")
+
+
+TOP_EPILOG = f"""the API token: OSVI_API_TOKEN, else the file OSVI_API_TOKEN_FILE names, else
+  $CREDENTIALS_DIRECTORY/osvi-api-token (systemd's LoadCredential=), else api_token in the
+  config file; never a flag.
+the config file: --config, else $OSVI_CONFIG, else $XDG_CONFIG_HOME/osvi-archiver/config.toml
+  (~/.config/osvi-archiver/config.toml) when it exists.
+every setting: its flag > its OSVI_* environment variable (each option's help names it) >
+  the config file > the default.
+
+{EXIT_CODES}"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(
+        prog="osvi-archiver",
+        description="Keep your own verified copy of every OSVI AI call recording.",
+        epilog=TOP_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _add_common(parser)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    run = commands.add_parser(
+        "run",
+        help="archive the calls named in CSV/text files or on stdin",
+        description="Archive the recordings of the calls named in INPUT files or on stdin.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_common(run)
+    _add_input_options(run)
+    _add_run_options(run)
+    sync = commands.add_parser(
+        "sync",
+        help="list calls through the API and archive them, continuing from the last sync",
+        description="List calls through GET /v1/calls and archive them as pages arrive. A plain "
+        "sync covers [watermark - overlap, now]: the watermark is the call_picked_at up to which "
+        "every listed call reached an outcome, kept in the archive. The first sync needs "
+        "--since. Pending calls (404 but younger than --pending-window) are tried again first "
+        "by every run and sync, failed ones by every sync, so the watermark can move past them.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_common(sync)
+    _add_run_options(sync)
+    _add_listing_options(sync, default_status="picked")
+    add_settings(sync, ("sync_overlap",))
+    listing = commands.add_parser(
+        "list",
+        help="print the listed calls as CSV or JSON Lines on stdout",
+        description="Print the calls GET /v1/calls lists, every page, de-duplicated, streamed: "
+        "CSV with the call fields as header (feeds `osvi-archiver run -`) or JSON Lines.",
+    )
+    _add_common(listing)
+    add_settings(listing, ("base_url", "max_requests_per_second"))
+    _add_listing_options(listing, default_status="all")
+    listing.add_argument(
+        "--format", choices=("csv", "jsonl"), default="csv", help="output format (default: csv)"
+    )
+    verify = commands.add_parser(
+        "verify",
+        help="re-hash every archived file against the archive's record",
+        description="Re-read every archived recording and check its size and sha256 against the "
+        "archive's state (what manifest.json is rendered from); list missing, truncated, "
+        "modified and unexpected files. Exit 0 if all is well, 1 if anything is wrong, "
+        "4 if the archive's state cannot be read. Takes no lock and writes nothing. In a "
+        "bucket, the listing and each object's size and sha256 metadata are checked; --deep "
+        "downloads and hashes every object too.",
+    )
+    _add_common(verify)
+    add_settings(verify, ("out_dir", *STORE_READ_SETTINGS))
+    verify.add_argument("--json", action="store_true", help="print a JSON report on stdout")
+    verify.add_argument(
+        "--deep",
+        action="store_true",
+        help="in a bucket: download and hash every object (a folder's files are always read)",
+    )
+    manifest = commands.add_parser(
+        "manifest",
+        help="print the whole manifest as one JSON, JSON Lines or CSV document",
+        description="Stream the archive's manifest (the index manifest.json and its parts) "
+        "to stdout as one document: json has the shape of a schema-1 manifest.json, with "
+        "`calls` in the order they were first recorded; jsonl is one call a line; csv a header "
+        "and one call a line. Reads files only: no lock, no state, nothing written. Exit 4 "
+        "when there is no readable manifest.",
+    )
+    _add_common(manifest)
+    add_settings(manifest, ("out_dir", *STORE_READ_SETTINGS))
+    manifest.add_argument(
+        "--shard",
+        default=None,
+        metavar="K/N",
+        help="that shard's manifest (default: the whole archive's, or, where only shards "
+        "archived, every shard's one after the other)",
+    )
+    manifest.add_argument(
+        "--format",
+        choices=("json", "jsonl", "csv"),
+        default="json",
+        help="output format (default: json)",
+    )
+    check = commands.add_parser(
+        "check",
+        help="reconcile the archive with the API's listing: what it missed, and why",
+        description="Walk GET /v1/calls over a window exactly as sync does (asking no "
+        "recording URL) and hold every listed call against the archive's state, read-only "
+        "(no lock: beside a running nightly; a folder or a bucket). Missing: listed calls the "
+        "archive does not hold as archived, pending or not available, with why (never seen, "
+        "failed and its kind). Unlisted: archived calls of the window the listing does not "
+        "show (reported, not an error). A call picked after the sync watermark of these "
+        "filters less than 36 h ago is the next sync's: shown, not missing. The window: "
+        "--since (default 7d) to --until (default now). `check --ids ... | osvi-archiver run "
+        "--out DEST -` archives what is missing.",
+        epilog=CHECK_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_common(check)
+    add_settings(check, ("out_dir", "base_url", "max_requests_per_second", "max_attempts",
+                         "sync_overlap", "metrics_file", *STORE_READ_SETTINGS))  # fmt: skip
+    _add_listing_options(check, default_status="picked")
+    shown = check.add_mutually_exclusive_group()
+    shown.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    shown.add_argument(
+        "--ids",
+        action="store_true",
+        help="print only the missing call ids, one a line (feeds `osvi-archiver run -`)",
+    )
+    check.add_argument(
+        "--shard",
+        default=None,
+        metavar="K/N",
+        help="only that shard's calls and state (default: every state of the archive)",
+    )
+    demo = commands.add_parser(
+        "demo",
+        help="run the whole product against the embedded fake OSVI service",
+        description="Start the embedded fake OSVI service on loopback (faults on) and archive "
+        "its calls into ./demo-archive. No account needed.",
+    )
+    _add_common(demo)
+    fake = commands.add_parser(
+        "fake-server",
+        help="run the embedded fake OSVI service in the foreground",
+        description="Run the embedded fake OSVI service (API and recording host) on loopback "
+        "until SIGINT or SIGTERM. For trials and for your own tests; never a real OSVI host.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    fake_options.add_arguments(fake)
+    status = commands.add_parser(
+        "status",
+        help="what the archive holds and how its last run went, read cheaply",
+        description="Counts per status (as of the last manifest write), the sync watermark, "
+        "the last run (when, exit code, duration), the last success, and the pending calls "
+        "with when each was last tried; every shard's state in its own block. Reads the "
+        "state only, as any SQLite reader (which may open its -wal/-shm files): no lock, no "
+        "file hashed. Exit 0, or 4 when the folder or its state cannot be read.",
+    )
+    _add_common(status)
+    add_settings(status, ("out_dir", *STORE_READ_SETTINGS))
+    status.add_argument("--json", action="store_true", help="print it as JSON on stdout")
+    completion = commands.add_parser(
+        "completion",
+        help="print a shell completion script for bash or zsh",
+        description="Print the completion script of every command and option, generated from "
+        "this parser (shtab): `osvi-archiver completion bash > "
+        "/etc/bash_completion.d/osvi-archiver`, or for zsh into a folder of your $fpath as "
+        "_osvi-archiver.",
+    )
+    completion.add_argument("shell", choices=("bash", "zsh"))
+    return parser
+
+
+def completion_command(args: argparse.Namespace) -> int:
+    """The shell's completion script, generated from the parser itself (shtab): it can
+    never name an option the tool does not have."""
+    import shtab
+
+    print(shtab.complete(build_parser(), shell=args.shell))
+    return 0

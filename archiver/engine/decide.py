@@ -1,0 +1,98 @@
+"""What a run does with each call it is given, decided in one place: the run (pipeline.py)
+and `--dry-run` (dryrun.py) both ask `decide`, so the dry run says what the run does.
+
+Pure: it reads the call's previous outcome and a few facts the caller has found (whether the
+id is a repeat in this run, whether the run took it from the state first, `--force`), and asks
+`on_disk` only of a call archived before (a stat: a rerun must notice a deleted file).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from archiver.archive.outcomes import Status, retried_first
+from archiver.engine.inputs import CallId
+from archiver.state.records import Filed
+
+FROM_STATE = "<archive>"  # the source of the calls a run takes from the state first
+
+
+class Action(StrEnum):
+    DOWNLOAD = "download"
+    SKIP = "skip"
+
+
+class Skipped(StrEnum):
+    """The count a skipped call goes to."""
+
+    ALREADY_ARCHIVED = "already_archived"
+    DUPLICATE = "duplicates"
+    RETRIED_AGAIN = "retried_again"  # taken from the state first and named by the input too
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    action: Action
+    reason: str  # what the dry run prints
+    skipped: Skipped | None = None
+
+    @property
+    def download(self) -> bool:
+        return self.action is Action.DOWNLOAD
+
+
+ALREADY_ARCHIVED = Decision(Action.SKIP, "already archived", Skipped.ALREADY_ARCHIVED)
+DUPLICATE = Decision(Action.SKIP, "duplicate in the input", Skipped.DUPLICATE)
+RETRIED_AGAIN = Decision(Action.SKIP, "taken from the archive first", Skipped.RETRIED_AGAIN)
+NEW = Decision(Action.DOWNLOAD, "new")
+
+
+def decide(
+    previous: Filed | None,
+    *,
+    repeat: bool,
+    retried: bool,
+    force: bool,
+    on_disk: Callable[[Filed], bool],
+) -> Decision:
+    """Download or skip one call, and why.
+
+    `repeat`: this run took the id already (earlier in its input, or from the state first);
+    `retried`: the run took it from the state first (pending or failed calls), so the input
+    naming it again is no duplicate row; `force`: download again what is archived."""
+    if repeat:
+        return RETRIED_AGAIN if retried else DUPLICATE
+    if previous is None or previous.status is None:
+        return NEW
+    if previous.status == Status.ARCHIVED:
+        if force:
+            return Decision(Action.DOWNLOAD, "archived, --force")
+        if on_disk(previous):
+            return ALREADY_ARCHIVED
+        return Decision(Action.DOWNLOAD, "archived, but its file is missing or changed")
+    if previous.status == Status.FAILED:
+        return Decision(Action.DOWNLOAD, f"failed before ({previous.error_kind or 'unknown'})")
+    if previous.status == Status.PENDING:
+        return Decision(Action.DOWNLOAD, "pending: asked again")
+    return Decision(Action.DOWNLOAD, "not available before: asked again")
+
+
+class Retryable(Protocol):
+    def ids_with_status(self, statuses: tuple[str, ...]) -> Iterator[str]: ...
+
+
+def taken_first(
+    state: Retryable | None, command: str, *, retry_failed: bool = False
+) -> list[CallId]:
+    """The calls `command` takes from the state before its input (status.retried_first),
+    read before the run changes them: the same list for the run and its dry run."""
+    if state is None:
+        return []
+    statuses = retried_first(command, retry_failed=retry_failed)
+    return [
+        CallId(call_id, FROM_STATE, number, retried=True)
+        for number, call_id in enumerate(state.ids_with_status(statuses), 1)
+    ]

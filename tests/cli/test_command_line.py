@@ -1,0 +1,208 @@
+"""The command line as cron lines and people type it (argparsing.py, sources.py): no
+abbreviations, suggestions, options before the command, --help, completion, the token from a
+file and the default config file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from archiver.cli.main import main
+from archiver.config.settings import load_settings, require_token
+from archiver.config.sources import token_file_warnings
+from archiver.errors import UsageError
+from archiver.state.database import State
+
+TOKEN = "tok-0123456789abcd"
+
+
+def usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_an_abbreviated_option_is_refused_with_the_full_one_suggested(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    err = usage_error(["run", "--concurren", "4", "-"], capsys)
+    assert "unrecognized arguments: --concurren (did you mean --concurrency?)" in err
+    err = usage_error(["sync", "--outt", "x"], capsys)
+    assert "did you mean --out?" in err
+
+
+def test_an_option_before_its_command_is_named_as_such(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    err = usage_error(["--out", "x", "run", "-"], capsys)
+    assert "--out is an option of the command" in err
+    assert "osvi-archiver run --out" in err
+    err = usage_error(["--concurren", "4", "run"], capsys)
+    assert "did you mean --concurrency, after the command?" in err
+    # The options of both places still work before the command.
+    assert "COMMAND" in usage_error(["-v", "--log-format", "json"], capsys)
+
+
+def test_help_names_each_options_variable_and_every_exit_code(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for argv in (["--help"], ["run", "--help"], ["sync", "--help"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+        out = capsys.readouterr().out
+        for code in ("0 ", "1 ", "2 ", "3 ", "4 ", "69 ", "70 ", "75 ", "124 ", "129/130/143"):
+            assert f"\n  {code}" in out, (argv, code)
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    out = capsys.readouterr().out
+    assert "env OSVI_CONCURRENCY" in out
+    assert "env OSVI_OUT_DIR" in out
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh"])
+def test_completion_is_generated_from_the_parser(
+    shell: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["completion", shell]) == 0
+    script = capsys.readouterr().out
+    for word in ("--max-outage", "--store-endpoint", "--retry-failed", "verify", "sync"):
+        assert word in script
+
+
+def test_the_token_comes_from_a_file_without_its_line_break(tmp_path: Path) -> None:
+    path = tmp_path / "token"
+    path.write_text(TOKEN + "\n")
+    path.chmod(0o600)
+    settings = load_settings({}, config_path=None, environ={"OSVI_API_TOKEN_FILE": str(path)})
+    assert settings.token_value() == TOKEN
+    # systemd's LoadCredential=osvi-api-token:...: no variable to set.
+    (tmp_path / "creds").mkdir()
+    (tmp_path / "creds" / "osvi-api-token").write_text(TOKEN)
+    environ = {"CREDENTIALS_DIRECTORY": str(tmp_path / "creds")}
+    assert load_settings({}, config_path=None, environ=environ).token_value() == TOKEN
+    # OSVI_API_TOKEN first.
+    environ["OSVI_API_TOKEN"] = "other-token-000000"
+    assert load_settings({}, config_path=None, environ=environ).token_value() == (
+        "other-token-000000"
+    )
+    assert token_file_warnings({"OSVI_API_TOKEN_FILE": str(path)}) == []
+    path.chmod(0o644)
+    [warning] = token_file_warnings({"OSVI_API_TOKEN_FILE": str(path)})
+    assert "chmod 600" in warning
+
+
+def test_a_token_file_that_cannot_be_read_is_a_usage_error_where_a_token_is_needed(
+    tmp_path: Path,
+) -> None:
+    missing = tmp_path / "none"
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * 5000)
+    config = tmp_path / "config.toml"
+    config.write_text(f'api_token = "{TOKEN}"\n')
+    config.chmod(0o600)
+    for path, reason in ((missing, r"cannot be read"), (big, "too large"), (tmp_path, "regular")):
+        environ = {"OSVI_API_TOKEN_FILE": str(path)}
+        settings = load_settings({}, config_path=None, environ=environ)  # status needs none
+        with pytest.raises(UsageError, match=rf"token file {path} .*{reason}"):
+            require_token(settings)
+        # The file named wins over the config file's token: never another token silently.
+        settings = load_settings({}, config_path=str(config), environ=environ)
+        with pytest.raises(UsageError, match=reason):
+            require_token(settings)
+    two_lines = tmp_path / "two"
+    two_lines.write_text("abc\ndef\n")
+    with pytest.raises(UsageError, match="line break"):
+        load_settings({}, config_path=None, environ={"OSVI_API_TOKEN_FILE": str(two_lines)})
+
+
+def test_commands_that_need_no_token_run_beside_an_unreadable_token_file(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.delenv("OSVI_API_TOKEN", raising=False)
+    monkeypatch.setenv("OSVI_API_TOKEN_FILE", str(tmp_path / "no-such-token"))
+    out = tmp_path / "archive"
+    with State(out):
+        pass
+    ids = tmp_path / "ids.txt"
+    ids.write_text("11111111-1111-4111-8111-111111111111\n")
+    assert main(["status", "--out", str(out)]) == 0
+    assert main(["verify", "--out", str(out)]) == 0
+    assert main(["run", "--dry-run", "--out", str(out), str(ids)]) == 0
+    assert "token file" not in capsys.readouterr().err
+    assert main(["run", "--out", str(out), str(ids)]) == 2
+    assert "no-such-token (from OSVI_API_TOKEN_FILE) cannot be read" in capsys.readouterr().err
+
+
+def test_the_default_config_file_is_the_xdg_one(tmp_path: Path) -> None:
+    folder = tmp_path / "xdg" / "osvi-archiver"
+    folder.mkdir(parents=True)
+    (folder / "config.toml").write_text("concurrency = 3\n")
+    environ = {"XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    assert load_settings({}, config_path=None, environ=environ).concurrency == 3
+    home = {"HOME": str(tmp_path / "home")}
+    (tmp_path / "home" / ".config" / "osvi-archiver").mkdir(parents=True)
+    (tmp_path / "home" / ".config" / "osvi-archiver" / "config.toml").write_text(
+        "concurrency = 5\n"
+    )
+    assert load_settings({}, config_path=None, environ=home).concurrency == 5
+    # OSVI_CONFIG and --config come first; a relative XDG_CONFIG_HOME is ignored.
+    other = tmp_path / "other.toml"
+    other.write_text("concurrency = 7\n")
+    assert load_settings({}, config_path=str(other), environ=environ).concurrency == 7
+    relative = {"XDG_CONFIG_HOME": "rel", **home}
+    assert load_settings({}, config_path=None, environ=relative).concurrency == 5
+
+
+def test_a_fifo_empty_or_odd_token_file_is_a_clear_usage_error(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # would block an open() until a writer came
+    with pytest.raises(UsageError, match="not a regular file"):
+        require_token(
+            load_settings({}, config_path=None, environ={"OSVI_API_TOKEN_FILE": str(fifo)})
+        )
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    with pytest.raises(UsageError, match="is empty"):
+        require_token(
+            load_settings({}, config_path=None, environ={"OSVI_API_TOKEN_FILE": str(empty)})
+        )
+    spaced = tmp_path / "spaced"
+    spaced.write_text("abc def\n")
+    with pytest.raises(UsageError, match=f"from the token file {spaced}"):
+        load_settings({}, config_path=None, environ={"OSVI_API_TOKEN_FILE": str(spaced)})
+    # Not read (OSVI_API_TOKEN wins): no warning about its mode.
+    loose = tmp_path / "loose"
+    loose.write_text(TOKEN)
+    loose.chmod(0o644)
+    environ = {"OSVI_API_TOKEN": TOKEN, "OSVI_API_TOKEN_FILE": str(loose)}
+    assert token_file_warnings(environ) == []
+
+
+def test_short_options_and_a_double_dash_before_the_command_are_argparses(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    err = usage_error(["-vq", "nonsense"], capsys)
+    assert "invalid choice: 'nonsense'" in err
+    assert "before the command" not in err
+
+
+@pytest.mark.parametrize("command", ["sync", "list", "check"])
+@pytest.mark.parametrize("since", ["99999999999d", "0001-01-01T00:00:00+14:00"])
+def test_a_since_out_of_range_is_a_usage_error_not_a_crash(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+    since: str,
+) -> None:
+    monkeypatch.setenv("OSVI_API_TOKEN", TOKEN)
+    monkeypatch.setenv("OSVI_BASE_URL", "http://127.0.0.1:9")  # never reached
+    out = ["--out", str(tmp_path)] if command != "list" else []
+    assert main([command, *out, "--since", since]) == 2
+    assert "is out of range" in capsys.readouterr().err
