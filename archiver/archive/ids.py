@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import re
 
-from archiver.archive.shard import shard_index
-
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I | re.A)
 
 
@@ -22,11 +20,3 @@ def canonical_uuid(text: str) -> str | None:
     """The id in lower case when `text` is a UUID (quotes and spaces around it allowed)."""
     value = unquote(text)
     return value.lower() if _UUID.fullmatch(value) else None
-
-
-def shard_of(call_id: str, count: int) -> int:
-    """The shard of any spelling of a call id (shard.shard_index for a canonical one)."""
-    canonical = canonical_uuid(call_id)
-    if canonical is None or count < 1:
-        raise ValueError(f"shard_of needs a UUID and a count >= 1, got {call_id!r}, {count}")
-    return shard_index(canonical, count)

@@ -15,8 +15,6 @@ class Status(StrEnum):
     FAILED = "failed"  # max_attempts spent, or a permanent error
 
 
-OUTCOMES = tuple(Status)
-
 # What each command takes from the state before its input (§5.4): every run its pending
 # calls; every sync its pending and failed ones too (so that its watermark may move past
 # them); `run --retry-failed` only those, instead of an input.

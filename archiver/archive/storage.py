@@ -10,13 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import json
 import os
 import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import aiofiles.os
 
@@ -247,7 +246,3 @@ def write_atomic(
         fsync_folder(path.parent)
     except OSError as exc:
         raise local_error(exc, path, written or None) from exc
-
-
-def write_atomic_json(path: Path, payload: Any, file_mode: int) -> None:
-    write_atomic(path, [json.dumps(payload, indent=2).encode(), b"\n"], file_mode)

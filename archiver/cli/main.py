@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from archiver.cli import commands
-from archiver.cli.options import build_parser, completion_command
+from archiver.cli.parser import build_parser, completion_command
 from archiver.errors import InternalError, RunError
 from archiver.monitoring.logs import forget_format, json_mode, set_context, setup_logging
 from archiver.redaction import scrub

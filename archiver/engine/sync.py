@@ -43,7 +43,6 @@ from archiver.osvi.listing import (
     Step,
     Window,
     layout_fields_of,
-    params_text,
     started_at_of,
     walk,
 )
@@ -53,7 +52,6 @@ from archiver.state.meta import (
     WATERMARK_KEY,
     filtered_watermark_key,
     watermark_at,
-    watermark_params,
 )
 
 log = logging.getLogger("archiver.engine.sync")
@@ -70,14 +68,6 @@ def watermark_key(filters: Filters) -> str:
     """The state's meta key of this filter set's watermark: `sync_watermark` for the default
     listing (as it always was), else one of its own, keyed by the normalised set."""
     return WATERMARK_KEY if is_default(filters) else filtered_watermark_key(filters.params())
-
-
-def filters_of_key(key: str) -> str | None:
-    """The filter set of a watermark key, as Filters.text says it; None: not a watermark's."""
-    if key == WATERMARK_KEY:
-        return DEFAULT_FILTERS.text()
-    params = watermark_params(key)
-    return params_text(params) if params is not None else None
 
 
 @dataclass(frozen=True)

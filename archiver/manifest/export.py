@@ -36,7 +36,6 @@ from archiver.manifest.writer import as_destination
 from archiver.redaction import shorten
 
 log = logging.getLogger("archiver.manifest.export")
-FORMATS = ("json", "jsonl", "csv")
 CSV_FIELDS = (
     "call_id", "status", "path", "bytes", "sha256", "content_type", "archived_at", "attempts",
     "run_id", "error_kind", "error_message", "metadata_path", "transcript_path",

@@ -4,7 +4,6 @@ import asyncio
 import contextlib
 import errno
 import gc
-import json
 import os
 import stat
 import threading
@@ -22,7 +21,6 @@ from archiver.archive.storage import (
     local_error,
     remove_quietly,
     write_atomic,
-    write_atomic_json,
 )
 from archiver.errors import DiskFull, LocalError
 
@@ -183,12 +181,6 @@ def test_write_atomic_os_error_becomes_local_error_and_leaves_no_temp(tmp_path: 
         write_atomic(path, chunks(), 0o600)
     assert path.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json"]
-
-
-def test_write_atomic_json_round_trips(tmp_path: Path) -> None:
-    path = tmp_path / "x.call.json"
-    write_atomic_json(path, {"id": A, "n": [1, 2]}, 0o600)
-    assert json.loads(path.read_text()) == {"id": A, "n": [1, 2]}
 
 
 # PartFile

@@ -354,7 +354,7 @@ def test_example_config_documents_every_setting_at_its_default() -> None:
 
 def test_the_bounds_of_each_attempt_are_settings_with_flags() -> None:
     from archiver.cli.flags import settings_given
-    from archiver.cli.options import build_parser
+    from archiver.cli.parser import build_parser
 
     args = build_parser().parse_args(
         ["run", "--api-timeout", "5s", "--min-speed", "16KiB", "--min-speed-time", "20s",
@@ -401,7 +401,7 @@ def test_a_token_file_s_trailing_newline_is_cut() -> None:
 
 def test_each_settings_flag_is_named_and_defaulted_by_the_settings_model() -> None:
     from archiver.cli.flags import SETTING_FLAGS, default_text, settings_given
-    from archiver.cli.options import build_parser
+    from archiver.cli.parser import build_parser
 
     # Every setting but the token (never a flag) and log_level (-v/-q) has its flag.
     assert set(SETTING_FLAGS) == set(Settings.model_fields) - {"api_token", "log_level"}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from archiver.cli.options import build_parser
+from archiver.cli.parser import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

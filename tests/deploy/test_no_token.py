@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from archiver.cli.options import build_parser
+from archiver.cli.parser import build_parser
 from tests.deploy.common import (
     ALERTS,
     ARCHIVE,

@@ -219,7 +219,7 @@ async def test_verify_of_a_folder_without_archive_exits_4(tmp_path: Path) -> Non
 
 
 async def test_shards_split_the_input_between_runs(make_fake: FakeFactory, tmp_path: Path) -> None:
-    from archiver.archive.ids import shard_of
+    from tests.ids import shard_of
 
     fake = await make_fake(small(40))
     ids = "\n".join(c.call_id for c in fake.calls).encode()

@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from archiver.archive.ids import shard_of
 from archiver.fake import FakeConfig, FakeOSVI
 from archiver.fake.config import Fault, FaultKind
 from tests.conftest import FakeFactory
+from tests.ids import shard_of
 from tests.integration.archive_helpers import assert_byte_exact, picked_ids
 from tests.integration.cli_helpers import env_for, osvi
 

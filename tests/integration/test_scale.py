@@ -20,7 +20,6 @@ from typing import Any
 import jsonschema
 import pytest
 
-from archiver.archive.ids import shard_of
 from archiver.destinations.folder import LocalFolder
 from archiver.engine import feed
 from archiver.engine import lifecycle as run_module
@@ -36,6 +35,7 @@ from archiver.state.connection import Serial
 from archiver.state.database import State
 from archiver.state.schema import MIGRATIONS
 from tests.conftest import FakeFactory
+from tests.ids import shard_of
 from tests.integration.archive_helpers import (
     archive,
     assert_byte_exact,

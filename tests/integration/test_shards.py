@@ -8,9 +8,9 @@ import json
 import time
 from pathlib import Path
 
-from archiver.archive.ids import shard_of
 from archiver.fake import FakeConfig, FakeOSVI
 from tests.conftest import FakeFactory
+from tests.ids import shard_of
 from tests.integration.archive_helpers import manifest_of, picked_ids
 from tests.integration.cli_helpers import env_for, finish, osvi, start_osvi
 

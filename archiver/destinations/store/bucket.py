@@ -47,9 +47,12 @@ from archiver.destinations.store.client import (
     META_SHA256,
     META_SIZE,
     Bucket,
+    StoreError,
+    reason,
+    refusal,
+    store_error,
     store_of,
 )
-from archiver.destinations.store.errors import StoreError, reason, refusal, store_error
 from archiver.destinations.store.heap import fix_mmap_threshold
 from archiver.destinations.store.lease import Lease, LeaseHolding
 from archiver.destinations.store.uploads import (

@@ -38,7 +38,7 @@ import obstore
 from obstore.exceptions import AlreadyExistsError, PreconditionError
 
 from archiver.destinations.lock import ArchiveLock
-from archiver.destinations.store.errors import reason
+from archiver.destinations.store.client import reason
 from archiver.errors import ArchiveLocked, LocalError
 from archiver.state.records import utc_now
 

@@ -51,8 +51,14 @@ from archiver.archive.ids import canonical_uuid
 from archiver.archive.names import STATE_DIR, STATE_FILE, is_tool_file, state_folder
 from archiver.archive.outcomes import Status
 from archiver.archive.shard import Shard, in_shard
-from archiver.destinations.store.client import META_CALL, META_KIND, META_SHA256, Bucket
-from archiver.destinations.store.errors import StoreError, store_error
+from archiver.destinations.store.client import (
+    META_CALL,
+    META_KIND,
+    META_SHA256,
+    Bucket,
+    StoreError,
+    store_error,
+)
 from archiver.destinations.store.uploads import PART_UPLOADS, UPLOAD_CHUNK
 from archiver.state import connection as sqlite
 from archiver.state.database import State

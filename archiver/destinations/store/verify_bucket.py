@@ -22,8 +22,7 @@ import obstore
 from archiver.archive.names import STATE_DIR, STATE_FILE, is_tool_file
 from archiver.archive.outcomes import Status
 from archiver.archive.shard import shard_label
-from archiver.destinations.store.client import META_SHA256
-from archiver.destinations.store.errors import store_error
+from archiver.destinations.store.client import META_SHA256, store_error
 from archiver.destinations.verify_folder import Problem, VerifyReport, owned, unexpected_detail
 from archiver.errors import LocalError
 from archiver.state.database import State

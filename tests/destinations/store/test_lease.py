@@ -14,7 +14,7 @@ from obstore.store import S3Store
 
 from archiver.config.location import parse_store_url
 from archiver.destinations.store.bucket import StoreDestination
-from archiver.destinations.store.errors import StoreError
+from archiver.destinations.store.client import StoreError
 from archiver.destinations.store.lease import Lease
 from archiver.destinations.store.uploads import UPLOAD_CHUNK, finished_or_aborted
 from archiver.errors import ArchiveLocked

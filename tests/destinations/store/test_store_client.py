@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from archiver.destinations.store.errors import reason
+from archiver.destinations.store.client import reason
 
 DUMP = '\n\nDebug source:\nGeneric {\n    store: "S3",\n}'
 
