@@ -35,7 +35,7 @@ from archiver.monitoring.counts import NoProgress, Progress
 from archiver.monitoring.logs import json_mode, setup_logging
 from archiver.monitoring.progress import choose_progress
 from archiver.osvi.listing import CALL_STATUSES, Filters
-from archiver.osvi.times import parse_moment
+from archiver.osvi.times import Span, parse_moment
 
 if TYPE_CHECKING:
     from archiver.archive.shard import Shard
@@ -112,8 +112,9 @@ def _progress(settings: Settings) -> Progress:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    from archiver.engine.assembly import RunOptions
     from archiver.engine.feed import run_input
-    from archiver.engine.lifecycle import RunOptions, execute
+    from archiver.engine.lifecycle import execute
 
     if args.retry_failed and args.inputs:
         raise UsageError("--retry-failed takes its calls from the archive: give no INPUT")
@@ -166,30 +167,31 @@ def _filters(args: argparse.Namespace, default_status: tuple[str, ...]) -> Filte
     )
 
 
-def _window(args: argparse.Namespace) -> tuple[datetime | None, datetime | None, datetime]:
+def _window(args: argparse.Namespace) -> Span:
     now = datetime.now(UTC)
     since = parse_moment(args.since, now, end=False, flag="--since") if args.since else None
     until = parse_moment(args.until, now, end=True, flag="--until") if args.until else None
-    return since, until, now
+    return Span(since, until, now)
 
 
 def sync_command(args: argparse.Namespace) -> int:
-    from archiver.engine.lifecycle import RunOptions, execute
+    from archiver.engine.assembly import RunOptions
+    from archiver.engine.lifecycle import execute
     from archiver.engine.sync import make_source, no_watermark
 
     settings = settings_from(args)
     _check_metrics_file(settings)
     filters = _filters(args, ("picked",))
-    since, until, now = _window(args)
+    span = _window(args)
     shard = _shard(args.shard)
-    if since is None and not _has_watermark(settings, shard, filters):
+    if span.since is None and not _has_watermark(settings, shard, filters):
         whose = f" (shard {shard_text(shard)})" if shard else ""
         raise no_watermark(f"{settings.out_dir}{whose}", filters)
     if args.dry_run:
         from archiver.engine.dry_run import dry_run_sync
 
-        return dry_run_sync(settings, (since, until, now), filters, force=args.force, shard=shard)
-    source = make_source(since, until, now, settings.sync_overlap, filters, settings.max_attempts)
+        return dry_run_sync(settings, span, filters, force=args.force, shard=shard)
+    source = make_source(span, settings.sync_overlap, filters, settings.max_attempts)
     options = RunOptions(force=args.force, shard=shard, command="sync")
     result = asyncio.run(execute(settings, source, _progress(settings), options))
     _summary(result)
@@ -214,16 +216,14 @@ def list_command(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
     filters = _filters(args, ())
-    since, until, now = _window(args)
+    span = _window(args)
     skipped: list[str] = []
     gaps: list[str] = []
 
     async def listing() -> int:
         async with open_api(settings) as api:
             pages = RetriedListing(api, settings.max_attempts)
-            return await print_listing(
-                pages, filters, since, until, now, args.format, sys.stdout, skipped, gaps
-            )
+            return await print_listing(pages, filters, span, args.format, sys.stdout, skipped, gaps)
 
     count = asyncio.run(listing())
     log.info("listed %d calls", count)

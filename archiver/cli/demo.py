@@ -12,9 +12,10 @@ import sys
 from pathlib import Path
 
 from archiver.config.settings import load_settings
+from archiver.engine.assembly import RunOptions
 from archiver.engine.feed import run_input
 from archiver.engine.inputs import read_ids
-from archiver.engine.lifecycle import RunOptions, execute
+from archiver.engine.lifecycle import execute
 from archiver.engine.outputs import RunResult
 from archiver.fake import FakeConfig, FakeOSVI, Fault, FaultKind
 from archiver.monitoring.counts import Progress

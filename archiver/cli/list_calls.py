@@ -18,7 +18,7 @@ from archiver.osvi.listing import (
     page_verdict,
     walk,
 )
-from archiver.osvi.times import api_time
+from archiver.osvi.times import Span, api_time
 
 log = logging.getLogger("archiver.osvi.listing")
 
@@ -62,20 +62,18 @@ async def all_calls(
 async def listed_calls(
     api: Pages,
     filters: Filters,
-    since: datetime | None,
-    until: datetime | None,
-    now: datetime,
+    span: Span,
     skipped: list[str] | None = None,
     gaps: list[str] | None = None,
 ) -> AsyncIterator[dict[str, Any]]:
     """Every listed call once: closed windows when there is a start, else plain paging. The
     unusable call_id values are logged, and added to `skipped`; what could not be listed
     completely is logged, and added to `gaps`."""
-    if since is None:
-        async for item in all_calls(api, filters, until, skipped, gaps):
+    if span.since is None:
+        async for item in all_calls(api, filters, span.until, skipped, gaps):
             yield item
         return
-    async for step in walk(api, filters, since, until or now):
+    async for step in walk(api, filters, span.since, span.until or span.now):
         _tell_unusable(step.unusable, skipped)
         gap = step.window.gap()
         if gap is not None:
@@ -103,9 +101,7 @@ def _tell_unusable(values: list[str], skipped: list[str] | None) -> None:
 async def print_listing(
     api: Pages,
     filters: Filters,
-    since: datetime | None,
-    until: datetime | None,
-    now: datetime,
+    span: Span,
     output_format: str,
     out: TextIO,
     skipped: list[str] | None = None,
@@ -118,7 +114,7 @@ async def print_listing(
     if writer:
         writer.writerow(CALL_FIELDS)
     count = 0
-    async for item in listed_calls(api, filters, since, until, now, skipped, gaps):
+    async for item in listed_calls(api, filters, span, skipped, gaps):
         if writer:
             writer.writerow([_cell(item.get(name)) for name in CALL_FIELDS])
         else:

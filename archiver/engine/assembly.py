@@ -9,21 +9,21 @@ from __future__ import annotations
 import contextlib
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from archiver.archive.outcomes import Status
 from archiver.archive.shard import Shard
 from archiver.config.settings import Settings, require_token
 from archiver.destinations.base import Destination
-from archiver.engine.call import CallArchiver, CallPolicy
+from archiver.engine.call import CallArchiver, CallHooks, CallPolicy
 from archiver.engine.clocks import Clocks
-from archiver.engine.pipeline import Pipeline
+from archiver.engine.pipeline import Pipeline, PoolPlan
 from archiver.monitoring.counts import RunView
 from archiver.net.http import Proxies, download_session, guarded_resolver
 from archiver.net.reachability import Hosts, Reachability
 from archiver.net.urls import UrlRules
-from archiver.osvi.api import OsviApi, api_session
+from archiver.osvi.api import OsviApi, Pacing, api_session
 from archiver.osvi.limits import InFlight, RateLimiter, ThrottleGate
 from archiver.state.database import State
 from archiver.state.records import CallRecord
@@ -57,10 +57,7 @@ async def open_api(
     async with api_session(
         *timeouts, limit=limit, resolver=wiring.resolver, ssl_context=wiring.ssl_context
     ) as http:
-        yield OsviApi(
-            http,
-            settings.base_url,
-            token,
+        pacing = Pacing(
             limiter=RateLimiter(settings.max_requests_per_second, clocks.monotonic, clocks.sleep),
             gate=ThrottleGate(clocks.monotonic, clocks.sleep),
             clock=clocks.wall,
@@ -74,6 +71,7 @@ async def open_api(
             proxies=proxies,
             timeout=settings.api_timeout,
         )
+        yield OsviApi(http, settings.base_url, token, pacing)
 
 
 @contextlib.asynccontextmanager
@@ -121,11 +119,28 @@ def download_policy(settings: Settings) -> DownloadPolicy:
 
 
 @dataclass(frozen=True)
-class Choices:
-    """What the user chose for this run beyond the settings."""
+class RunOptions:
+    """What the command chose for this run beyond the settings, and the clocks and wiring it
+    runs on (tests inject them)."""
 
     force: bool = False
-    shard: Shard | None = None
+    shard: Shard | None = None  # --shard K/N: only the ids whose shard is K
+    total: int | None = None  # ids in the input, when counted (progress: done of total, ETA)
+    command: str = "run"  # run or sync: a label of the metrics
+    clocks: Clocks = field(default_factory=Clocks)
+    wiring: Wiring = field(default_factory=Wiring)
+
+
+@dataclass(frozen=True)
+class Opened:
+    """What a run has opened by the time its pipeline is built."""
+
+    run_id: str
+    state: State
+    destination: Destination
+    api: OsviApi
+    downloader: Downloader
+    view: RunView
 
 
 def call_policy(settings: Settings, shard: Shard | None, destination: Destination) -> CallPolicy:
@@ -141,44 +156,31 @@ def call_policy(settings: Settings, shard: Shard | None, destination: Destinatio
     )
 
 
-def build_pipeline(
-    settings: Settings,
-    state: State,
-    api: OsviApi,
-    downloader: Downloader,
-    *,
-    destination: Destination,
-    view: RunView,
-    choices: Choices,
-    clocks: Clocks,
-    run_id: str,
-) -> Pipeline:
+def build_pipeline(settings: Settings, options: RunOptions, opened: Opened) -> Pipeline:
+    """The call archiver and the pool that drives it, for what the run has opened."""
+    state, view, clocks = opened.state, opened.view, options.clocks
     # Workers stay `concurrency`; this window lets fewer of them work while throttled.
     in_flight = InFlight(settings.concurrency, clocks.monotonic)
-    archiver = CallArchiver(
-        call_policy(settings, choices.shard, destination),
-        api,
-        downloader,
-        run_id=run_id,
-        clock=clocks.wall,
-        sleep=clocks.sleep,
+    hooks = CallHooks(
         on_part=_part_noter(state),
         on_late=_late_noter(state, view),
         on_throttled=in_flight.throttled,
         on_retry=view.counts.retried,
         downloads=view.downloads,
     )
-    return Pipeline(
-        state,
-        archiver,
-        run_id=run_id,
-        on_disk=destination.on_disk(),
+    policy = call_policy(settings, options.shard, opened.destination)
+    archiver = CallArchiver(
+        policy, opened.api, opened.downloader, run_id=opened.run_id, clocks=clocks, hooks=hooks
+    )
+    plan = PoolPlan(
+        run_id=opened.run_id,
         concurrency=settings.concurrency,
-        force=choices.force,
-        view=view,
-        shard=choices.shard,
+        on_disk=opened.destination.on_disk(),
+        force=options.force,
+        shard=options.shard,
         in_flight=in_flight,
     )
+    return Pipeline(state, archiver, view, plan)
 
 
 def _part_noter(state: State) -> Callable[[str, str], Awaitable[None]]:

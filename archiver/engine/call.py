@@ -17,7 +17,7 @@ import itertools
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from archiver.archive import layout as layouts
@@ -26,6 +26,7 @@ from archiver.archive.outcomes import Status
 from archiver.archive.shard import Shard
 from archiver.archive.storage import PartFile, ensure_folder, remove_quietly
 from archiver.destinations.base import Destination, Stored
+from archiver.engine.clocks import Clocks
 from archiver.errors import (
     ApiRejected,
     CallError,
@@ -66,6 +67,21 @@ class CallPolicy:
     shard: Shard | None = None  # a shard's run names its `.part` files after it
 
 
+@dataclass(frozen=True)
+class CallHooks:
+    """What archiving a call tells the run as it goes (assembly.py builds them from the state
+    and the run's view; none: nobody is told)."""
+
+    # Awaited with (call id, .part path) before the .part exists: registered durably.
+    on_part: Callable[[str, str], Awaitable[None]] | None = None
+    on_throttled: Callable[[], None] | None = None  # a 429: fewer calls in flight
+    on_retry: Callable[[str], None] | None = None  # each retried attempt, by its error kind
+    # Told an outcome that came as the run was cancelled: a file already in place.
+    on_late: Callable[[CallRecord], None] | None = None
+    # The transfers in flight, by call id, for displays.
+    downloads: dict[str, Receiving] = field(default_factory=dict)
+
+
 class CallArchiver:
     def __init__(
         self,
@@ -74,26 +90,21 @@ class CallArchiver:
         downloader: Downloader,
         *,
         run_id: str,
-        clock: Callable[[], float],
-        sleep: Callable[[float], Awaitable[None]],
-        on_part: Callable[[str, str], Awaitable[None]] | None = None,
-        on_throttled: Callable[[], None] | None = None,
-        downloads: dict[str, Receiving] | None = None,
-        on_late: Callable[[CallRecord], None] | None = None,
-        on_retry: Callable[[str], None] | None = None,
+        clocks: Clocks,
+        hooks: CallHooks | None = None,
     ) -> None:
-        self._on_retry = on_retry  # counts each retried attempt by its error kind
-        # Told an outcome that came as the run was cancelled: a file already in place.
-        self._on_late = on_late
-        self._downloads = downloads if downloads is not None else {}  # in flight, for displays
-        self._on_throttled = on_throttled
-        self._on_part = on_part  # awaited with (call id, .part path) before the .part exists
+        hooks = hooks or CallHooks()
+        self._on_retry = hooks.on_retry
+        self._on_late = hooks.on_late
+        self._downloads = hooks.downloads
+        self._on_throttled = hooks.on_throttled
+        self._on_part = hooks.on_part
         self._policy = policy
         self._api = api
         self._downloader = downloader
         self._run_id = run_id
-        self._clock = clock
-        self._sleep = sleep
+        self._clock = clocks.wall
+        self._sleep = clocks.sleep
 
     async def archive(
         self,

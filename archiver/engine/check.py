@@ -52,7 +52,7 @@ from archiver.engine.sync import read_watermark
 from archiver.errors import LocalError, UsageError
 from archiver.osvi.listing import Filters, Gap, Pages, RetriedListing, walk
 from archiver.osvi.reconcile import HELD, NO_OUTCOME, is_complete
-from archiver.osvi.times import api_moment, utc_text
+from archiver.osvi.times import Span, api_moment, utc_text
 from archiver.state.database import State
 from archiver.state.records import Found
 
@@ -175,12 +175,10 @@ class CheckReport:
         }
 
 
-def window_of(
-    since: datetime | None, until: datetime | None, now: datetime
-) -> tuple[datetime, datetime]:
+def window_of(span: Span) -> tuple[datetime, datetime]:
     """[--since (default 7 days ago), --until (default now)], never past now."""
-    start = since if since is not None else now - DEFAULT_SPAN
-    end = min(until, now) if until is not None else now
+    start = span.since if span.since is not None else span.now - DEFAULT_SPAN
+    end = span.end
     if start > end:
         raise UsageError(f"--since ({utc_text(start)}) is after --until ({utc_text(end)})")
     return start, end
@@ -314,12 +312,12 @@ def _hold(
 async def check(
     settings: Settings,
     filters: Filters,
-    window: tuple[datetime | None, datetime | None, datetime],
+    span: Span,
     shard: Shard | None,
 ) -> CheckReport:
     """The check of one window: every state read-only, the listing walked as sync walks it."""
-    since, until, now = window
-    start, end = window_of(since, until, now)
+    now = span.now
+    start, end = window_of(span)
     destination = open_destination(settings)
     if isinstance(destination, LocalFolder) and not destination.root.is_dir():
         raise LocalError(f"{destination.root} is not a folder: no archive there")

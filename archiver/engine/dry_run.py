@@ -22,7 +22,6 @@ import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TextIO
 
 from archiver.archive.shard import Shard, in_shard
@@ -33,6 +32,7 @@ from archiver.engine.decide import Decision, Skipped, decide, taken_first
 from archiver.engine.inputs import InputItem, InvalidRow
 from archiver.engine.sync import listed_ids, plan, start_mark
 from archiver.osvi.listing import Filters, RetriedListing, Window
+from archiver.osvi.times import Span
 from archiver.state.database import State
 from archiver.state.records import Filed
 
@@ -159,7 +159,7 @@ def dry_run_input(
 
 def dry_run_sync(
     settings: Settings,
-    window: tuple[datetime | None, datetime | None, datetime],
+    span: Span,
     filters: Filters,
     *,
     force: bool,
@@ -171,8 +171,8 @@ def dry_run_sync(
     warn_other_sharding(destination, shard)
 
     async def go(dry: DryRun, state: State | None) -> None:
-        mark = start_mark(state, filters, window[0]) if state else None
-        sync = plan(mark, *window, settings.sync_overlap, filters)
+        mark = start_mark(state, filters, span.since) if state else None
+        sync = plan(mark, span, settings.sync_overlap, filters)
         async with open_api(settings) as api:
             await dry.listed(listed_ids(RetriedListing(api, settings.max_attempts), sync))
 

@@ -11,7 +11,7 @@ import secrets
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,8 +21,13 @@ from archiver.config.settings import Settings, require_token
 from archiver.config.values import duration_text
 from archiver.destinations import open_destination, warn_other_sharding
 from archiver.destinations.base import SNAPSHOT_INTERVAL, Destination, Holding
-from archiver.engine.assembly import Choices, Wiring, build_pipeline, open_api, open_downloads
-from archiver.engine.clocks import Clocks
+from archiver.engine.assembly import (
+    Opened,
+    RunOptions,
+    build_pipeline,
+    open_api,
+    open_downloads,
+)
 from archiver.engine.loop_lag import watched
 from archiver.engine.outputs import (
     STOPPING_BUDGET,
@@ -45,19 +50,6 @@ from archiver.state.records import utc_now
 
 log = logging.getLogger("archiver.engine.lifecycle")
 MANIFEST_INTERVAL = 60.0
-
-
-@dataclass
-class RunOptions:
-    """What the command chose for this run beyond the settings, and the clocks and wiring it
-    runs on (tests inject them)."""
-
-    force: bool = False
-    shard: Shard | None = None  # --shard K/N: only the ids whose shard is K
-    total: int | None = None  # ids in the input, when counted (progress: done of total, ETA)
-    command: str = "run"  # run or sync: a label of the metrics
-    clocks: Clocks = field(default_factory=Clocks)
-    wiring: Wiring = field(default_factory=Wiring)
 
 
 def new_run_id(now: float) -> str:
@@ -91,9 +83,20 @@ async def execute(
                 warn_other_sharding(destination, options.shard)
                 await _bring_state(held, options.shard)
                 with State(destination.root, shard=options.shard) as state:
-                    return await _run(settings, state, source, progress, options, held)
+                    return await _run(Job(settings, source, progress, options), state, held)
     finally:
         lock.release()
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a run is asked to do: the settings, where its calls come from, who watches it
+    go, and what the command chose."""
+
+    settings: Settings
+    source: SourceFactory
+    progress: Progress
+    options: RunOptions
 
 
 @dataclass(frozen=True)
@@ -128,14 +131,8 @@ async def _bring_state(held: Held, shard: Shard | None) -> None:
         raise lost
 
 
-async def _run(
-    settings: Settings,
-    state: State,
-    source: SourceFactory,
-    progress: Progress,
-    options: RunOptions,
-    held: Held,
-) -> RunResult:
+async def _run(job: Job, state: State, held: Held) -> RunResult:
+    settings, progress, options = job.settings, job.progress, job.options
     destination, lock, signals = held.destination, held.lock, held.signals
     started, started_at = time.monotonic(), utc_now()
     naive_times.reset()  # a time without an offset is said once per run
@@ -164,11 +161,7 @@ async def _run(
         lambda: signals.stopping_for(STOPPING_BUDGET),
         fenced=lambda: lock.lost() is not None,
     )
-    drive = signals.stops(
-        asyncio.create_task(
-            _drive(settings, state, source, progress, view, options, result.run_id, destination)
-        )
-    )
+    drive = signals.stops(asyncio.create_task(_drive(job, state, view, result.run_id, destination)))
 
     def stop_driving() -> None:  # another run holds the archive now: stop at once
         drive.cancel()
@@ -252,15 +245,9 @@ def _remove_stale_parts(state: State, out_dir: Path) -> None:
 
 
 async def _drive(
-    settings: Settings,
-    state: State,
-    source: SourceFactory,
-    progress: Progress,
-    view: RunView,
-    options: RunOptions,
-    run_id: str,
-    destination: Destination,
+    job: Job, state: State, view: RunView, run_id: str, destination: Destination
 ) -> None:
+    settings, options = job.settings, job.options
     _remove_stale_parts(state, destination.root)
     remove_stale_temps_of(settings, destination.root, options.shard)
     Proxies.from_environment()  # a bad proxy variable: exit 2 before any session
@@ -270,13 +257,10 @@ async def _drive(
         open_downloads(settings, clocks, wiring) as downloader,
         _manifest_every(MANIFEST_INTERVAL, settings, state, destination),
     ):
-        choices = Choices(force=options.force, shard=options.shard)
-        pipeline = build_pipeline(
-            settings, state, api, downloader, destination=destination,
-            view=view, choices=choices, clocks=clocks, run_id=run_id,
-        )  # fmt: skip
-        progress.start(view)
-        await pipeline.run(source(state, api, view))
+        opened = Opened(run_id, state, destination, api, downloader, view)
+        pipeline = build_pipeline(settings, options, opened)
+        job.progress.start(view)
+        await pipeline.run(job.source(state, api, view))
 
 
 @contextlib.asynccontextmanager

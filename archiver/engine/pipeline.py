@@ -61,29 +61,29 @@ class Source(Protocol):
 SourceFactory = Callable[[State, OsviApi, RunView], Source]
 
 
+@dataclass(frozen=True)
+class PoolPlan:
+    """How a run's pool settles and archives its calls."""
+
+    run_id: str
+    concurrency: int  # workers
+    on_disk: Callable[[Filed], bool]  # Destination.on_disk: a stat in a folder
+    force: bool = False  # --force: archived calls again
+    shard: Shard | None = None  # --shard K/N: only the ids whose shard is K
+    # Workers stay `concurrency`; this window lets fewer of them work while throttled.
+    in_flight: InFlight | None = None
+
+
 class Pipeline:
-    def __init__(
-        self,
-        state: State,
-        archiver: CallArchiver,
-        *,
-        run_id: str,
-        on_disk: Callable[[Filed], bool],
-        concurrency: int,
-        force: bool,
-        view: RunView,
-        shard: Shard | None = None,
-        in_flight: InFlight | None = None,
-    ) -> None:
-        # Workers stay `concurrency`; this window lets fewer of them work while throttled.
-        self._in_flight = in_flight or InFlight(concurrency, time.monotonic)
-        self._shard = shard
+    def __init__(self, state: State, archiver: CallArchiver, view: RunView, plan: PoolPlan) -> None:
+        self._in_flight = plan.in_flight or InFlight(plan.concurrency, time.monotonic)
+        self._shard = plan.shard
         self._state = state
         self._archiver = archiver
-        self._run_id = run_id
-        self._on_disk = on_disk  # Destination.on_disk: a stat in a folder
-        self._concurrency = concurrency
-        self._force = force
+        self._run_id = plan.run_id
+        self._on_disk = plan.on_disk
+        self._concurrency = plan.concurrency
+        self._force = plan.force
         self.counts = view.counts
         self._view = view
         self._retried: set[str] = set()  # ids taken from the state (pending/failed), few

@@ -47,6 +47,7 @@ from archiver.osvi.listing import (
     walk,
 )
 from archiver.osvi.reconcile import NO_OUTCOME, WindowReport
+from archiver.osvi.times import Span
 from archiver.state.database import State
 from archiver.state.meta import (
     WATERMARK_KEY,
@@ -82,22 +83,15 @@ class SyncPlan:
         return watermark_key(self.filters)
 
 
-def plan(
-    mark: datetime | None,
-    since: datetime | None,
-    until: datetime | None,
-    now: datetime,
-    overlap: float,
-    filters: Filters,
-) -> SyncPlan:
+def plan(mark: datetime | None, span: Span, overlap: float, filters: Filters) -> SyncPlan:
     """The window a sync covers: explicit times, else [`mark` (this filter set's watermark)
     - overlap, now]."""
+    since = span.since
     if since is None:
         if mark is None:
             raise no_watermark("this archive", filters)
         since = datetime.fromtimestamp(mark.timestamp() - overlap, mark.tzinfo)
-    # Never past now: calls can still arrive for a moment that has not come yet.
-    end = min(until, now) if until else now
+    end = span.end  # never past now
     if since > end:
         raise UsageError(f"--since ({since.isoformat()}) is after --until ({end.isoformat()})")
     return SyncPlan(since, end, filters, moves_watermark=mark is None or since <= mark)
@@ -267,9 +261,7 @@ def start_mark(state: State, filters: Filters, since: datetime | None) -> dateti
 
 
 def make_source(
-    since: datetime | None,
-    until: datetime | None,
-    now: datetime,
+    span: Span,
     overlap: float,
     filters: Filters,
     max_attempts: int = 6,
@@ -279,8 +271,8 @@ def make_source(
 
     def build(state: State, api: OsviApi, view: RunView) -> SyncSource:
         pages = RetriedListing(api, max_attempts, sleep)
-        mark = start_mark(state, filters, since)
-        source = SyncSource(pages, state, plan(mark, since, until, now, overlap, filters), view)
+        mark = start_mark(state, filters, span.since)
+        source = SyncSource(pages, state, plan(mark, span, overlap, filters), view)
         view.listing = source.conclude
         return source
 

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import io
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -69,31 +70,35 @@ def api_session(
     return client_session(connect_timeout, read_timeout, limit, **options)
 
 
+@dataclass(frozen=True)
+class Pacing:
+    """How the client paces its requests and waits on the API: the rate cap, the pause every
+    request shares after a 429, the clock it reads, the API's reachability (None: every
+    failure is the request's own, as in unit tests), the proxy, one request's timeout."""
+
+    limiter: RateLimiter
+    gate: ThrottleGate
+    clock: Clock
+    reach: Reachability | None = None
+    proxies: Proxies | None = None
+    timeout: float = DEFAULT_TIMEOUT
+
+
 class OsviApi:
     def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        base_url: str,
-        token: str,
-        *,
-        limiter: RateLimiter,
-        gate: ThrottleGate,
-        clock: Clock,
-        reach: Reachability | None = None,
-        proxies: Proxies | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
+        self, session: aiohttp.ClientSession, base_url: str, token: str, pacing: Pacing
     ) -> None:
         self._session = session
         self._base = base_url.rstrip("/")
         self._origin = urlsplit(self._base)[:2]
         self._token = token
         redaction.add_secret(token)  # whatever echoes it, it is never shown
-        self._limiter = limiter
-        self._gate = gate
-        self._clock = clock
-        self._reach = reach  # None: every failure is the request's own (unit tests)
-        self._proxies = proxies or Proxies()
-        self._timeout = timeout
+        self._limiter = pacing.limiter
+        self._gate = pacing.gate
+        self._clock = pacing.clock
+        self._reach = pacing.reach
+        self._proxies = pacing.proxies or Proxies()
+        self._timeout = pacing.timeout
         self._large = asyncio.Semaphore(1)  # the large answer being parsed (parsing)
 
     def __repr__(self) -> str:

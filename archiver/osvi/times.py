@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone
 
 from archiver.errors import UsageError
@@ -25,6 +26,22 @@ TIME_HELP = (
     "(UTC+05:30) as the API does (a bare --until date includes that whole day), or a relative "
     "form: 90m, 24h, 7d, yesterday (the previous IST day), today, now"
 )
+
+
+@dataclass(frozen=True)
+class Span:
+    """The window a command was asked for: `--since` and `--until` as given (None: not
+    given), and the moment the command started, which bounds both: nothing is listed past
+    `now` (calls can still arrive for a moment that has not come yet)."""
+
+    since: datetime | None
+    until: datetime | None
+    now: datetime
+
+    @property
+    def end(self) -> datetime:
+        """`--until`, never past now; now when not given."""
+        return min(self.until, self.now) if self.until is not None else self.now
 
 
 def parse_moment(text: str, now: datetime, *, end: bool, flag: str) -> datetime:

@@ -16,6 +16,7 @@ from archiver.engine.check import CheckReport, check, render_text, window_of
 from archiver.errors import UsageError
 from archiver.fake import FakeOSVI, Fault, FaultKind
 from archiver.osvi.listing import Filters
+from archiver.osvi.times import Span
 from archiver.state.database import State
 from tests.conftest import FakeFactory
 from tests.integration.archive_helpers import settings_for
@@ -31,7 +32,7 @@ async def checked(
     filters: Filters = PICKED, **flags: Any,
 ) -> CheckReport:  # fmt: skip
     settings = settings_for(fake, out, **flags)  # type: ignore[arg-type]
-    return await check(settings, filters, (since, until, datetime.now(UTC)), None)
+    return await check(settings, filters, Span(since, until, datetime.now(UTC)), None)
 
 
 async def synced(fake: FakeOSVI, out: Path, since: datetime) -> None:
@@ -190,12 +191,12 @@ async def test_an_archive_with_no_state_misses_every_listed_call(
 
 def test_the_window_is_seven_days_to_now_unless_told_and_never_reversed() -> None:
     now = T + timedelta(days=7)
-    assert window_of(None, None, now) == (T, now)
-    assert window_of(T, now + timedelta(days=1), now) == (T, now)  # never past now
+    assert window_of(Span(None, None, now)) == (T, now)
+    assert window_of(Span(T, now + timedelta(days=1), now)) == (T, now)  # never past now
     with pytest.raises(UsageError, match="is after --until"):
-        window_of(T + timedelta(days=2), T + timedelta(days=1), now)
+        window_of(Span(T + timedelta(days=2), T + timedelta(days=1), now))
     with pytest.raises(UsageError, match="is after --until"):
-        window_of(now + timedelta(hours=1), None, now)  # --since in the future
+        window_of(Span(now + timedelta(hours=1), None, now))  # --since in the future
 
 
 async def test_pending_calls_are_held_and_shown_with_since_when(

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from archiver.archive.shard import parse_shard
+from archiver.engine.assembly import RunOptions
 from archiver.engine.clocks import Clocks
 from archiver.engine.feed import run_input
 from archiver.engine.inputs import read_ids
-from archiver.engine.lifecycle import RunOptions, execute
+from archiver.engine.lifecycle import execute
 from archiver.fake import FakeConfig
 from archiver.monitoring.counts import NoProgress
 from archiver.state.database import State

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from archiver.engine.assembly import RunOptions
 from archiver.engine.clocks import Clocks
-from archiver.engine.lifecycle import RunOptions
 from archiver.fake import FakeConfig, FakeOSVI, Fault, FaultKind
 from archiver.fake.config import OMIT
 from archiver.transfer import download as download_module

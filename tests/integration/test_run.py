@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
+from archiver.engine.assembly import RunOptions
 from archiver.engine.clocks import Clocks
 from archiver.engine.feed import run_input
 from archiver.engine.inputs import read_ids
-from archiver.engine.lifecycle import RunOptions, execute
+from archiver.engine.lifecycle import execute
 from archiver.fake import FakeConfig, Fault, FaultKind
 from archiver.monitoring.counts import NoProgress
 from tests.conftest import FakeFactory

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from archiver.engine import lifecycle as run_module
+from archiver.engine.assembly import RunOptions
 from archiver.engine.feed import run_input
 from archiver.engine.inputs import CallId, InputItem
-from archiver.engine.lifecycle import RunOptions, execute
+from archiver.engine.lifecycle import execute
 from archiver.fake import FakeConfig
 from archiver.monitoring.counts import NoProgress
 from tests.conftest import FakeFactory

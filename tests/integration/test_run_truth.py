@@ -22,8 +22,8 @@ import pytest
 
 from archiver.archive.storage import PartFile
 from archiver.engine import call as sidecars_module
+from archiver.engine.assembly import RunOptions
 from archiver.engine.clocks import Clocks
-from archiver.engine.lifecycle import RunOptions
 from archiver.engine.outputs import RunResult
 from archiver.engine.pipeline import Pipeline
 from archiver.fake import FakeConfig, FakeOSVI, Fault, FaultKind

@@ -23,10 +23,11 @@ import pytest
 from archiver.destinations.folder import LocalFolder
 from archiver.engine import feed
 from archiver.engine import lifecycle as run_module
+from archiver.engine.assembly import RunOptions
 from archiver.engine.clocks import Clocks
 from archiver.engine.feed import run_input
 from archiver.engine.inputs import CallId, InputItem, InvalidRow, read_ids
-from archiver.engine.lifecycle import RunOptions, execute
+from archiver.engine.lifecycle import execute
 from archiver.fake import FakeConfig, Fault, FaultKind
 from archiver.manifest.writer import load_schema
 from archiver.monitoring.counts import NoProgress
@@ -247,7 +248,7 @@ async def test_sigterm_during_a_large_manifest_write_is_answered_within_5_s(
 
 def test_invalid_rows_and_other_shards_need_no_state_read(tmp_path: Path) -> None:
     """settle() claims only the calls that are this shard's."""
-    from archiver.engine.pipeline import Pipeline
+    from archiver.engine.pipeline import Pipeline, PoolPlan
     from archiver.monitoring.counts import RunView
 
     with State(tmp_path) as state:
@@ -259,10 +260,8 @@ def test_invalid_rows_and_other_shards_need_no_state_read(tmp_path: Path) -> Non
             return original(ids, run_id)
 
         state.claim_block = spy  # type: ignore[method-assign,assignment]
-        pipeline = Pipeline(
-            state, None, run_id="r", on_disk=LocalFolder(tmp_path).on_disk(), concurrency=1,  # type: ignore[arg-type]
-            force=False, view=RunView(), shard=(0, 2),
-        )  # fmt: skip
+        plan = PoolPlan("r", 1, LocalFolder(tmp_path).on_disk(), shard=(0, 2))
+        pipeline = Pipeline(state, None, RunView(), plan)  # type: ignore[arg-type]
         ids = [str(uuid.UUID(int=n + 1, version=4)) for n in range(20)]
 
         class Quiet:

@@ -13,16 +13,16 @@ from typing import Any
 import pytest
 
 from archiver.cli.list_calls import print_listing
-from archiver.engine.assembly import open_api
+from archiver.engine.assembly import RunOptions, open_api
 from archiver.engine.clocks import Clocks
-from archiver.engine.lifecycle import RunOptions, execute
+from archiver.engine.lifecycle import execute
 from archiver.engine.outputs import RunResult
 from archiver.engine.sync import make_source, read_watermark
 from archiver.errors import LocalError
 from archiver.fake import FakeConfig, FakeOSVI, Fault, FaultKind
 from archiver.monitoring.counts import NoProgress, RunView
 from archiver.osvi.listing import Filters
-from archiver.osvi.times import IST
+from archiver.osvi.times import IST, Span
 from archiver.redaction import shorten
 from archiver.state.database import State
 from archiver.state.meta import WATERMARK_KEY
@@ -53,8 +53,7 @@ async def sync(
     **flags: Any,
 ) -> RunResult:
     settings = settings_for(fake, out, **flags)
-    now = datetime.now(UTC)
-    source = make_source(since, until, now, settings.sync_overlap, filters)
+    source = make_source(Span(since, until, datetime.now(UTC)), settings.sync_overlap, filters)
     return await execute(
         settings, source, NoProgress(), RunOptions(clocks=Clocks(sleep=quick_sleep))
     )
@@ -75,9 +74,7 @@ async def listing(fake: FakeOSVI, out: Path, **kwargs: Any) -> str:
         await print_listing(
             api,
             kwargs.get("filters", Filters()),
-            kwargs.get("since"),
-            kwargs.get("until"),
-            datetime.now(UTC),
+            Span(kwargs.get("since"), kwargs.get("until"), datetime.now(UTC)),
             kwargs.get("fmt", "csv"),
             buffer,
         )
@@ -418,7 +415,7 @@ async def test_sync_total_comes_from_the_listing_and_done_reaches_it(
     settings = settings_for(fake, tmp_path)
     for run in (1, 2):  # the second retries the pending calls first, then lists them again
         watch = Watch()
-        source = make_source(since, None, datetime.now(UTC), settings.sync_overlap, PICKED)
+        source = make_source(Span(since, None, datetime.now(UTC)), settings.sync_overlap, PICKED)
         result = await execute(
             settings, source, watch, RunOptions(clocks=Clocks(sleep=quick_sleep))
         )

@@ -18,9 +18,8 @@ from typing import Any
 
 import pytest
 
-from archiver.engine.assembly import Wiring
+from archiver.engine.assembly import RunOptions, Wiring
 from archiver.engine.clocks import Clocks
-from archiver.engine.lifecycle import RunOptions
 from archiver.engine.outputs import RunResult
 from archiver.fake import FakeConfig, FakeOSVI
 from tests.clocks import SteppedClock

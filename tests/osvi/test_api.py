@@ -31,7 +31,7 @@ from archiver.osvi.answers import (
     error_text,
     lifetime_of,
 )
-from archiver.osvi.api import LARGE_ANSWER, MAX_BODY, OsviApi, api_session
+from archiver.osvi.api import LARGE_ANSWER, MAX_BODY, OsviApi, Pacing, api_session
 from archiver.osvi.limits import RateLimiter, ThrottleGate
 from tests.clocks import SteppedClock
 
@@ -54,7 +54,7 @@ class Harness:
 
     def with_rate(self, rate: float) -> OsviApi:
         limiter = RateLimiter(rate, self.clock, self.clock.sleep)
-        return OsviApi(self.session, BASE, TOKEN, limiter=limiter, gate=self.gate, clock=self.clock)
+        return OsviApi(self.session, BASE, TOKEN, Pacing(limiter, self.gate, self.clock))
 
     def requests(self) -> list[tuple[URL, dict[str, Any]]]:
         return [
@@ -72,7 +72,7 @@ async def harness() -> AsyncIterator[Harness]:
     limiter = RateLimiter(1_000_000, clock, clock.sleep)
     async with aiohttp.ClientSession() as session:
         with aioresponses() as mocked:
-            api = OsviApi(session, f"{BASE}/", TOKEN, limiter=limiter, gate=gate, clock=clock)
+            api = OsviApi(session, f"{BASE}/", TOKEN, Pacing(limiter, gate, clock))
             yield Harness(session, mocked, clock, gate, api)
 
 
@@ -607,14 +607,8 @@ async def test_every_request_goes_through_the_rate_limiter(harness: Harness) -> 
 
 def test_repr_does_not_show_the_token() -> None:
     clock = SteppedClock(START)
-    api = OsviApi(
-        session=None,  # type: ignore[arg-type]
-        base_url=BASE,
-        token=TOKEN,
-        limiter=RateLimiter(1, clock, clock.sleep),
-        gate=ThrottleGate(clock, clock.sleep),
-        clock=clock,
-    )
+    pacing = Pacing(RateLimiter(1, clock, clock.sleep), ThrottleGate(clock, clock.sleep), clock)
+    api = OsviApi(None, BASE, TOKEN, pacing)  # type: ignore[arg-type]
     assert TOKEN not in repr(api)
     assert TOKEN not in str(api)
     assert BASE in repr(api)

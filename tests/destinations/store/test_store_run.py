@@ -219,10 +219,11 @@ async def test_a_lease_past_its_expiry_is_taken_over(
 async def test_shards_keep_their_own_lease_state_and_manifest(
     make_fake: FakeFactory, s3: S3, tmp_path: Path
 ) -> None:
+    from archiver.engine.assembly import RunOptions
     from archiver.engine.clocks import Clocks
     from archiver.engine.feed import run_input
     from archiver.engine.inputs import read_ids
-    from archiver.engine.lifecycle import RunOptions, execute
+    from archiver.engine.lifecycle import execute
     from archiver.monitoring.counts import NoProgress
     from tests.integration.archive_helpers import quick_sleep, settings_for
 
