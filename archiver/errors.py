@@ -39,9 +39,10 @@ outcome (its `kind` is the manifest's `error.kind`) and never stops the run.
         └── InternalCallError          internal_error: an unexpected exception in this call
 
 Library exceptions (aiohttp, OSError, sqlite3, ValueError from a URL parser) are mapped into
-these trees once, where they are caught (api.py, download.py, storage.py, state.py), with
-`raise ... from exc` keeping the cause. Anything else raised while handling a call becomes
-that call's `internal_error` (archive.py); anything else outside a call, exit 70 (run.py).
+these trees once, where they are caught (osvi/api.py, transfer/download.py,
+archive/storage.py, state/database.py), with `raise ... from exc` keeping the cause. Anything
+else raised while handling a call becomes that call's `internal_error` (engine/call.py);
+anything else outside a call, exit 70 (engine/lifecycle.py).
 Messages never hold the token or a URL's query string.
 """
 

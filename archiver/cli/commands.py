@@ -1,5 +1,5 @@
 """What each command of the command line does, from its parsed arguments to its exit code
-(cli.py only parses argv and maps errors to exit codes). The heavy modules (the run, the fake,
+(cli/main.py only parses argv and maps errors to exit codes). The heavy modules (the run, the fake,
 the dry run) are imported by the commands that use them only, so a command starts fast.
 """
 
@@ -274,7 +274,7 @@ def _index_lag(folder: Path) -> Callable[[Shard | None], str | None]:
 
 
 def check_command(args: argparse.Namespace) -> int:
-    """`osvi-archiver check`: the archive held against the API's listing (check.py). With
+    """`osvi-archiver check`: the archive held against the API's listing (engine/check.py). With
     --metrics-file, the textfile says how it ended whatever happened, as a run's does."""
     from archiver.engine.check import check, render_text
     from archiver.monitoring.metrics import CheckMetrics, write_check

@@ -32,7 +32,7 @@ async def all_calls(
 ) -> AsyncIterator[dict[str, Any]]:
     """With no start: page through everything, newest first. Arrivals push calls to later
     pages (repeats, never misses: calls are not deleted), so recent ids are remembered. No
-    count from the API is trusted (listing.py): paging goes on while a page is full or the
+    count from the API is trusted (osvi/listing.py): paging goes on while a page is full or the
     hints say more, and stops at an empty page or one with no new id; when that page was full,
     the rest of the listing cannot be reached, and `gaps` says so."""
     recent: dict[str, None] = {}

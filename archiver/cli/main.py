@@ -1,4 +1,4 @@
-"""The `osvi-archiver` command line: argv -> the command (commands.py) -> exit code.
+"""The `osvi-archiver` command line: argv -> the command (cli/commands.py) -> exit code.
 
 Flags default to "not given" (argparse.SUPPRESS), so only what the user typed reaches the
 settings as the highest-precedence source, above env, the config file and defaults (§3).

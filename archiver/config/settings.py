@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     # Declared before base_url so base_url's validator can read it.
     allow_insecure_urls: bool = False
     base_url: Annotated[str, AfterValidator(check_base_url)] = "https://api.osvi.ai"
-    # A folder, or an object store's s3://, gs:// or az:// URL (location.py, README
+    # A folder, or an object store's s3://, gs:// or az:// URL (config/location.py, README
     # "Destinations").
     out_dir: Annotated[Path | StoreUrl, BeforeValidator(location)] = Path("./recordings")
     # Where the state of a bucket destination is kept (None: the XDG state folder).

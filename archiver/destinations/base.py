@@ -37,7 +37,8 @@ if TYPE_CHECKING:
 
 
 log = logging.getLogger("archiver.engine.lifecycle")
-SNAPSHOT_INTERVAL = 300.0  # a store's snapshot of the state, during a run (snapshots.py)
+# A store's snapshot of the state, during a run (destinations/store/snapshots.py).
+SNAPSHOT_INTERVAL = 300.0
 
 
 @dataclass(frozen=True)

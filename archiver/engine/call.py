@@ -69,7 +69,7 @@ class CallPolicy:
 
 @dataclass(frozen=True)
 class CallHooks:
-    """What archiving a call tells the run as it goes (assembly.py builds them from the state
+    """What archiving a call tells the run as it goes (engine/assembly.py builds them from the state
     and the run's view; none: nobody is told)."""
 
     # Awaited with (call id, .part path) before the .part exists: registered durably.

@@ -1,5 +1,5 @@
-"""What a run does with each call it is given, decided in one place: the run (pipeline.py)
-and `--dry-run` (dryrun.py) both ask `decide`, so the dry run says what the run does.
+"""What a run does with each call it is given, decided in one place: the run (engine/pipeline.py)
+and `--dry-run` (engine/dry_run.py) both ask `decide`, so the dry run says what the run does.
 
 Pure: it reads the call's previous outcome and a few facts the caller has found (whether the
 id is a repeat in this run, whether the run took it from the state first, `--force`), and asks

@@ -1,6 +1,6 @@
 """One `run`: lock the archive, open the state and both sessions, drive the pipeline, and
 whatever happens, leave a manifest, a run report and metrics that tell the truth about it
-(outputs.py); signals stop it cleanly (signals.py)."""
+(engine/outputs.py); signals stop it cleanly (engine/signals.py)."""
 
 from __future__ import annotations
 

@@ -41,7 +41,7 @@ class RunResult:
     seconds: float
     error: RunError | None = None
     finished_at: float | None = None  # clock() when the metrics were written
-    max_loop_lag_ms: float | None = None  # the event loop's longest stall (lag.py)
+    max_loop_lag_ms: float | None = None  # the event loop's longest stall (engine/loop_lag.py)
     manifest: Path | str | None = None
     report: Path | str | None = None
     watermark: str | None = None  # sync's, as the run leaves it (ISO 8601, UTC)

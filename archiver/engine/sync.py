@@ -3,7 +3,7 @@
 The watermark is the `call_picked_at` up to which every listed call has reached an outcome.
 Windows come oldest first; a window counts as done when each of its calls has an outcome, and
 the watermark moves to the end of the last window with every earlier one done, committed at
-once. A window the listing could not be walked through completely (listing.py) is never done:
+once. A window the listing could not be walked through completely (osvi/listing.py) is never done:
 the watermark stops before it for good in this run, and the run exits 1 naming it. Pending
 and failed calls in the state are retried first, whatever the watermark, so it may move past
 them without losing them.
@@ -215,7 +215,7 @@ class SyncSource:
 
     def conclude(self) -> WindowReport:
         """The window checked from the state, as committed: how many of its listed calls
-        hold each outcome (reconcile.py judges whether that is complete)."""
+        hold each outcome (osvi/reconcile.py judges whether that is complete)."""
         found = self._state.listed_outcomes()
         self.report.outcomes = {status or NO_OUTCOME: n for status, n in found.items()}
         return self.report

@@ -1,5 +1,5 @@
 """A run's own accounting, apart from any display: the counts of its outcomes and the view
-model a display reads (progress.py renders it; nothing here imports rich)."""
+model a display reads (monitoring/progress.py renders it; nothing here imports rich)."""
 
 from __future__ import annotations
 
@@ -105,7 +105,8 @@ class RunView:
 
 
 class Progress(Protocol):
-    """A display of a run (progress.py has them): started once the run goes, closed at its end."""
+    """A display of a run (monitoring/progress.py has them): started once the run goes,
+    closed at its end."""
 
     def start(self, view: RunView) -> None: ...  # in the event loop
     def close(self) -> None: ...

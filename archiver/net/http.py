@@ -150,7 +150,7 @@ def client_session(
 ) -> aiohttp.ClientSession:
     """No default headers (credentials go per request), no cookies, no netrc, at most `limit`
     connections. `total=None`: a long download must not die at a total deadline; `sock_read`
-    bounds the silence instead (and download.py the speed, api.py each API request). A
+    bounds the silence instead (and transfer/download.py the speed, osvi/api.py each API request). A
     `resolver` and an `ssl_context` are for tests (names without a real DNS look-up, a test
     CA); by default TLS is verified against the system's CAs (SSL_CERT_FILE, SSL_CERT_DIR)."""
     timeout = aiohttp.ClientTimeout(

@@ -41,7 +41,7 @@ def _failure(state: RetryCallState) -> BaseException | None:
 
 
 def during_outage(exc: BaseException | None) -> bool:
-    """A try that got no answer while its host answered nobody (reachability.py): it was
+    """A try that got no answer while its host answered nobody (net/reachability.py): it was
     waited for already, and costs its call no attempt."""
     return isinstance(exc, ConnectionFault) and exc.outage
 

@@ -68,7 +68,7 @@ def _amz_expires(url: str) -> str | None:
 class ListPage:
     """One page of `GET /v1/calls`. The `meta` numbers are hints only: the API documents
     nothing about them beyond their names and any of them may be null, absent, count the page
-    alone or be inflated (None: not a usable count). The walk (listing.py) decides from the
+    alone or be inflated (None: not a usable count). The walk (osvi/listing.py) decides from the
     pages themselves."""
 
     items: list[dict[str, Any]]  # each with a canonical (lower-case UUID) call_id

@@ -5,7 +5,7 @@ aiohttp would carry across a cross-origin redirect): redirects are followed here
 only within that origin. aiohttp's exceptions are mapped into archiver.errors in `_send`, the
 one place a request is made. Every request is bounded: `api_timeout` for the whole of it,
 MAX_BODY for its body (read in pieces, never more; a large one parsed only while no other
-is, `parsing`), and an unreachable API ends the run (reachability.py) instead of failing
+is, `parsing`), and an unreachable API ends the run (net/reachability.py) instead of failing
 each call in turn. Any text the server sends is masked and escaped before it is shown
 (redaction.py).
 """

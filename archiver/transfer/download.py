@@ -3,7 +3,7 @@
 A `Transfer` keeps, between the attempts of one call, the `.part` file and the running sha256
 and MD5 of exactly the bytes in it, so a retry on a fresh URL can resume with `Range` and the
 hashes stay those of the whole body. Redirects are followed here, by hand, each hop checked
-against the same URL rules as the first URL (urls.py). Every attempt is bounded: the answer
+against the same URL rules as the first URL (net/urls.py). Every attempt is bounded: the answer
 must start within `answer_timeout`, the body must keep up `min_speed` over each
 `min_speed_time` (curl's --speed-limit/--speed-time) and stay under `max_size`. aiohttp's
 exceptions are mapped in `_get`, the one place a request is made.
@@ -303,7 +303,7 @@ class Transfer:
     async def commit(
         self, publish: Callable[[PartFile, Downloaded], Awaitable[None]]
     ) -> Downloaded:
-        """Hand the verified `.part` to `publish` (destination.py: a rename into place, or an
+        """Hand the verified `.part` to `publish` (destinations/base.py: a rename into place, or an
         upload), which puts it under the final name or raises."""
         assert self._part is not None
         assert self.final is not None

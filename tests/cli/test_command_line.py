@@ -1,4 +1,4 @@
-"""The command line as cron lines and people type it (argparsing.py, sources.py): no
+"""The command line as cron lines and people type it (cli/parser.py, config/sources.py): no
 abbreviations, suggestions, options before the command, --help, completion, the token from a
 file and the default config file."""
 

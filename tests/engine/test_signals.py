@@ -1,4 +1,4 @@
-"""Which signals are one request to stop and which a second one (signals.py): the time is a
+"""Which signals are one request to stop and which a second one (engine/signals.py): the time is a
 hand-moved clock, the terminal a flag, the exit at once a recorder."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Reading the manifest back (export.py): only the archive's own parts, bounded reads, exit 4
-naming what is wrong; and an index that lags its parts said for what it is (issue 21)."""
+"""Reading the manifest back (manifest/export.py): only the archive's own parts, bounded reads,
+exit 4 naming what is wrong; and an index that lags its parts said for what it is (issue 21)."""
 
 from __future__ import annotations
 

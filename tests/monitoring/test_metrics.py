@@ -1,4 +1,4 @@
-"""The Prometheus textfile of `--metrics-file` (archiver/metrics.py)."""
+"""The Prometheus textfile of `--metrics-file` (monitoring/metrics.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The progress displays' arithmetic and text (archiver/progress.py), from plain values."""
+"""The progress displays' arithmetic and text (monitoring/progress.py), from plain values."""
 
 from __future__ import annotations
 

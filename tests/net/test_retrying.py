@@ -157,7 +157,7 @@ async def test_call_retrying_gives_up_after_max_attempts_and_reraises_the_last_e
 
 
 async def test_tries_during_an_outage_cost_no_attempt_and_no_backoff() -> None:
-    """The outage was waited for already (reachability.py): a try made during it neither
+    """The outage was waited for already (net/reachability.py): a try made during it neither
     counts against max_attempts nor waits again; a try that fails on its own does both."""
     sleep = SleepSpy()
     outages = [ConnectionFault("no answer", outage=True) for _ in range(10)]

@@ -9,12 +9,12 @@ final key: one PUT up to UPLOAD_CHUNK, a multipart upload above, which the store
 once it is completed. The object carries its sha256, size and call id as metadata; a HEAD then
 confirms the store holds that size and that sha256 before the call is recorded as archived.
 A cancelled upload (SIGINT, SIGTERM) is aborted at once, even with a slow part in flight,
-never left half done (uploads.py). A kill -9 leaves an incomplete upload, invisible, that the
-bucket's lifecycle rule removes (README, "Archiving into a bucket"). The store refusing one
+never left half done (store/uploads.py). A kill -9 leaves an incomplete upload, invisible,
+that the bucket's lifecycle rule removes (README, "Archiving into a bucket"). The store refusing one
 object (a 4xx on its key, while a write beside it succeeds) is that call's outcome,
 `store_refused`; refusing the bucket, the prefix or the credentials stops the run (exit 4).
 
-Memory stays bounded: UPLOADS uploads at once, each holding two parts (uploads.py).
+Memory stays bounded: UPLOADS uploads at once, each holding two parts (store/uploads.py).
 Credentials never pass through this module: obstore reads them from the environment (AWS_*,
 GOOGLE_*, AZURE_*) and the provider chains, and its error messages name keys, never secrets.
 """

@@ -12,8 +12,8 @@ Measured (40 recordings of 100 MB at --concurrency 32): into a bucket, 398 MiB a
 without, 200 MiB with; into a folder, 303 and 182 MiB. It has a price: every large buffer is
 a fresh mapping, zero-filled, and a folder's downloads of 64 x 16 MiB took 1.24 times as long
 (twice the system time). A bucket run pays nothing measurable (its uploads are its bound) and
-has a memory bound to keep (300 MB), so bucket destinations set it (objectstore.py); a folder
-keeps the speed.
+has a memory bound to keep (300 MB), so bucket destinations set it (store/bucket.py); a
+folder keeps the speed.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""heap.py: the glibc tunable that keeps a bucket run's memory bounded."""
+"""destinations/store/heap.py: the glibc tunable that keeps a bucket run's memory bounded."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The lease of a bucket destination (lease.py) and the abort of a cancelled upload, against
-the S3 server: the conditional puts themselves, not a mock of them."""
+"""The lease of a bucket destination (destinations/store/lease.py) and the abort of a
+cancelled upload, against the S3 server: the conditional puts themselves, not a mock of them."""
 
 from __future__ import annotations
 
