@@ -28,7 +28,7 @@ from archiver.config.settings import (
     load_settings,
     require_token,
 )
-from archiver.config.sources import config_file_warnings, token_file_warnings
+from archiver.config.token_and_file import config_file_warnings, token_file_warnings
 from archiver.engine.inputs import InputItem, check_sources, count_ids, read_sources
 from archiver.errors import InternalError, LocalError, RunError, UsageError
 from archiver.monitoring.counts import NoProgress, Progress
@@ -113,7 +113,7 @@ def _progress(settings: Settings) -> Progress:
 
 def run_command(args: argparse.Namespace) -> int:
     from archiver.engine.assembly import RunOptions
-    from archiver.engine.feed import run_input
+    from archiver.engine.input_feed import run_input
     from archiver.engine.lifecycle import execute
 
     if args.retry_failed and args.inputs:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from archiver.config.settings import ENV_PREFIX, FLAG_NAMES, Settings
-from archiver.config.values import (
+from archiver.config.units import (
     duration_text,
     parse_duration,
     parse_file_mode,

@@ -33,9 +33,9 @@ from pydantic_settings import (
 )
 
 from archiver.archive import layout as layouts
-from archiver.config.location import StoreUrl, is_store_url, location, shown_url
-from archiver.config.sources import default_config, read_token_file, token_file
-from archiver.config.values import (
+from archiver.config.out_dir import StoreUrl, is_store_url, location, shown_url
+from archiver.config.token_and_file import default_config, read_token_file, token_file
+from archiver.config.units import (
     Seconds,
     Size,
     UserPath,
@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     # Declared before base_url so base_url's validator can read it.
     allow_insecure_urls: bool = False
     base_url: Annotated[str, AfterValidator(check_base_url)] = "https://api.osvi.ai"
-    # A folder, or an object store's s3://, gs:// or az:// URL (config/location.py, README
+    # A folder, or an object store's s3://, gs:// or az:// URL (config/out_dir.py, README
     # "Destinations").
     out_dir: Annotated[Path | StoreUrl, BeforeValidator(location)] = Path("./recordings")
     # Where the state of a bucket destination is kept (None: the XDG state folder).

@@ -32,8 +32,8 @@ from archiver.errors import ArchiveLocked
 
 if TYPE_CHECKING:
     from archiver.archive.shard import Shard
+    from archiver.state.call_records import Filed
     from archiver.state.database import State
-    from archiver.state.records import Filed
 
 
 log = logging.getLogger("archiver.engine.lifecycle")

@@ -18,8 +18,8 @@ from archiver.state.database import existing_state
 
 if TYPE_CHECKING:
     from archiver.archive.shard import Shard
+    from archiver.state.call_records import Filed
     from archiver.state.database import State
-    from archiver.state.records import Filed
 
 
 from archiver.destinations.base import Destination, Holding, Stored

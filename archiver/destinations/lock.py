@@ -15,7 +15,7 @@ from archiver.archive.names import LOCK_FILE, state_folder
 from archiver.archive.shard import Shard
 from archiver.archive.storage import FOLDER_MODE, ensure_folder, local_error, refuse_link
 from archiver.errors import ArchiveLocked
-from archiver.state.records import utc_now
+from archiver.state.call_records import utc_now
 
 
 class ArchiveLock:

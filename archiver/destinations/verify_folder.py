@@ -24,8 +24,8 @@ from archiver.archive.names import STATE_DIR, STATE_FILE, is_tool_file, sidecar_
 from archiver.archive.outcomes import Status
 from archiver.archive.shard import Shard, shard_label
 from archiver.errors import LocalError
+from archiver.state.call_records import CallRecord
 from archiver.state.database import State
-from archiver.state.records import CallRecord
 from archiver.transfer.audio import AUDIO_SUFFIXES
 
 KINDS = ("missing", "truncated", "modified", "unexpected")

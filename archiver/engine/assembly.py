@@ -25,10 +25,10 @@ from archiver.net.reachability import Hosts, Reachability
 from archiver.net.urls import UrlRules
 from archiver.osvi.api import OsviApi, Pacing, api_session
 from archiver.osvi.limits import InFlight, RateLimiter, ThrottleGate
+from archiver.state.call_records import CallRecord
 from archiver.state.database import State
-from archiver.state.records import CallRecord
 from archiver.transfer.bandwidth import Bandwidth
-from archiver.transfer.body import DownloadPolicy
+from archiver.transfer.body_checks import DownloadPolicy
 from archiver.transfer.download import Downloader
 
 

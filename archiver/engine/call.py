@@ -39,12 +39,12 @@ from archiver.errors import (
 )
 from archiver.monitoring.counts import Receiving
 from archiver.net.retrying import Attempts, call_retrying
-from archiver.osvi.answers import JsonAnswer
 from archiver.osvi.api import OsviApi
 from archiver.osvi.listing import layout_fields_of, started_at_of
+from archiver.osvi.responses import JsonAnswer
 from archiver.redaction import shorten
-from archiver.state.records import CallRecord, utc_now
-from archiver.transfer.body import Downloaded
+from archiver.state.call_records import CallRecord, utc_now
+from archiver.transfer.body_checks import Downloaded
 from archiver.transfer.download import Downloader, Transfer
 
 log = logging.getLogger("archiver.call")

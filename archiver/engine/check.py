@@ -53,8 +53,8 @@ from archiver.errors import LocalError, UsageError
 from archiver.osvi.listing import Filters, Gap, Pages, RetriedListing, walk
 from archiver.osvi.reconcile import HELD, NO_OUTCOME, is_complete
 from archiver.osvi.times import Span, api_moment, utc_text
+from archiver.state.call_records import Found
 from archiver.state.database import State
-from archiver.state.records import Found
 
 log = logging.getLogger("archiver.engine.check")
 

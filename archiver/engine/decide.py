@@ -15,7 +15,7 @@ from typing import Protocol
 
 from archiver.archive.outcomes import Status, retried_first
 from archiver.engine.inputs import CallId
-from archiver.state.records import Filed
+from archiver.state.call_records import Filed
 
 FROM_STATE = "<archive>"  # the source of the calls a run takes from the state first
 

@@ -33,8 +33,8 @@ from archiver.engine.inputs import InputItem, InvalidRow
 from archiver.engine.sync import listed_ids, plan, start_mark
 from archiver.osvi.listing import Filters, RetriedListing, Window
 from archiver.osvi.times import Span
+from archiver.state.call_records import Filed
 from archiver.state.database import State
-from archiver.state.records import Filed
 
 log = logging.getLogger("archiver.engine.dry_run")
 

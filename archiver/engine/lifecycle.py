@@ -18,7 +18,7 @@ from pathlib import Path
 from archiver.archive.names import part_inside
 from archiver.archive.shard import Shard, shard_label, shard_text
 from archiver.config.settings import Settings, require_token
-from archiver.config.values import duration_text
+from archiver.config.units import duration_text
 from archiver.destinations import open_destination, warn_other_sharding
 from archiver.destinations.base import SNAPSHOT_INTERVAL, Destination, Holding
 from archiver.engine.assembly import (
@@ -45,8 +45,8 @@ from archiver.monitoring.logs import set_context
 from archiver.net.http import Proxies
 from archiver.osvi.reconcile import WindowReport
 from archiver.osvi.times import naive_times
+from archiver.state.call_records import utc_now
 from archiver.state.database import State
-from archiver.state.records import utc_now
 
 log = logging.getLogger("archiver.engine.lifecycle")
 MANIFEST_INTERVAL = 60.0

@@ -27,9 +27,9 @@ from archiver.monitoring.counts import Counts
 from archiver.monitoring.summary import exit_code
 from archiver.osvi.reconcile import WindowReport
 from archiver.redaction import scrub
+from archiver.state.call_records import utc_now
 from archiver.state.database import State
 from archiver.state.meta import LAST_RUN_KEY, LAST_SUCCESS_KEY, WATERMARK_KEY, watermark_at
-from archiver.state.records import utc_now
 
 log = logging.getLogger("archiver.engine.lifecycle")
 

@@ -27,8 +27,8 @@ from archiver.engine.inputs import CallId, InputItem, InvalidRow
 from archiver.monitoring.counts import RunView
 from archiver.osvi.api import OsviApi
 from archiver.osvi.limits import InFlight
+from archiver.state.call_records import Filed
 from archiver.state.database import State
-from archiver.state.records import Filed
 
 log = logging.getLogger("archiver.engine.lifecycle")
 

@@ -29,7 +29,7 @@ from datetime import datetime
 
 from archiver.archive.shard import in_shard
 from archiver.engine.decide import taken_first
-from archiver.engine.feed import BLOCK
+from archiver.engine.input_feed import BLOCK
 from archiver.engine.inputs import InvalidRow
 from archiver.engine.pipeline import Listed, Work
 from archiver.errors import LocalError, UsageError

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import signal
 
-from archiver.config import values
+from archiver.config import units as values
 from archiver.fake.config import (
     CALL_PROPERTIES,
     HOSTILE,

@@ -37,9 +37,9 @@ from archiver.archive.shard import Shard
 from archiver.destinations.base import Destination
 from archiver.destinations.folder import LocalFolder
 from archiver.state import catalog
+from archiver.state.call_records import CallRecord, utc_now
 from archiver.state.catalog import PartInfo, Snapshot, snapshot, store
 from archiver.state.database import State
-from archiver.state.records import CallRecord, utc_now
 
 SCHEMA_VERSION = 2
 STATUSES = tuple(Status)

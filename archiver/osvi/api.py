@@ -44,7 +44,8 @@ from archiver.net.http import (
 )
 from archiver.net.reachability import Reachability
 from archiver.net.retrying import parse_retry_after
-from archiver.osvi.answers import (
+from archiver.osvi.limits import Clock, RateLimiter, ThrottleGate
+from archiver.osvi.responses import (
     JsonAnswer,
     ListPage,
     RecordingUrl,
@@ -53,7 +54,6 @@ from archiver.osvi.answers import (
     lifetime_of,
     shown_text,
 )
-from archiver.osvi.limits import Clock, RateLimiter, ThrottleGate
 
 _MAX_REDIRECTS = 3
 _REDIRECTS = (301, 302, 303, 307, 308)

@@ -44,7 +44,7 @@ from typing import Any, Protocol
 from archiver.archive.ids import canonical_uuid
 from archiver.errors import ApiRejected, AuthError, CallError, Unavailable, UsageError
 from archiver.net.retrying import call_retrying
-from archiver.osvi.answers import ListPage
+from archiver.osvi.responses import ListPage
 from archiver.osvi.times import api_moment, api_time, utc_text
 
 log = logging.getLogger("archiver.osvi.listing")

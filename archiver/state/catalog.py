@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from archiver.errors import LocalError
+from archiver.state.call_records import COLUMNS, CallRecord
 from archiver.state.connection import state_error
 from archiver.state.database import State
 from archiver.state.meta import MANIFEST_CHANGE_KEY
-from archiver.state.records import COLUMNS, CallRecord
 
 PART_CALLS = 10_000  # calls per manifest part, at most (~3.5 MB of JSON)
 

@@ -26,7 +26,7 @@ from archiver.archive.names import STATE_FILE, state_folder
 from archiver.archive.shard import Shard
 from archiver.archive.storage import ensure_folder, fsync_folder, local_error
 from archiver.errors import LocalError
-from archiver.state.commits import GroupCommit
+from archiver.state.call_records import COLUMNS, COLUMNS_V4, CallRecord, Found, Seen
 from archiver.state.connection import (
     Serial,
     foreign,
@@ -35,8 +35,8 @@ from archiver.state.connection import (
     open_writable,
     state_error,
 )
+from archiver.state.group_commits import GroupCommit
 from archiver.state.meta import MANIFEST_CHANGE_KEY
-from archiver.state.records import COLUMNS, COLUMNS_V4, CallRecord, Found, Seen
 from archiver.state.schema import migrate
 
 _CLAIM_CHUNK = 900  # ids per IN (...) of a block claim: under any SQLite's variable limit

@@ -43,7 +43,7 @@ from archiver.net.reachability import Hosts, Reachability
 from archiver.net.urls import check_recording_url, without_query
 from archiver.transfer import audio
 from archiver.transfer.bandwidth import Bandwidth
-from archiver.transfer.body import (
+from archiver.transfer.body_checks import (
     Digests,
     Downloaded,
     DownloadPolicy,

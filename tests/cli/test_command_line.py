@@ -1,4 +1,4 @@
-"""The command line as cron lines and people type it (cli/parser.py, config/sources.py): no
+"""The command line as cron lines and people type it (cli/parser.py, config/token_and_file.py): no
 abbreviations, suggestions, options before the command, --help, completion, the token from a
 file and the default config file."""
 
@@ -10,7 +10,7 @@ import pytest
 
 from archiver.cli.main import main
 from archiver.config.settings import load_settings, require_token
-from archiver.config.sources import token_file_warnings
+from archiver.config.token_and_file import token_file_warnings
 from archiver.errors import UsageError
 from archiver.state.database import State
 

@@ -17,8 +17,8 @@ from archiver.config.settings import (
     load_settings,
     require_token,
 )
-from archiver.config.sources import config_file_warnings
-from archiver.config.values import parse_duration
+from archiver.config.token_and_file import config_file_warnings
+from archiver.config.units import parse_duration
 from archiver.errors import UsageError
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"

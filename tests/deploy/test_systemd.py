@@ -126,7 +126,7 @@ def test_service_takes_the_token_from_a_credential_never_a_literal() -> None:
 
 
 def test_service_credential_is_the_one_the_tool_reads(tmp_path: Path) -> None:
-    from archiver.config import sources
+    from archiver.config import token_and_file as sources
 
     name = CREDENTIAL.partition(":")[0]
     assert name == sources.CREDENTIAL_NAME

@@ -16,8 +16,8 @@ from archiver.destinations.verify_folder import (
     verify_archive,
 )
 from archiver.errors import LocalError
+from archiver.state.call_records import CallRecord
 from archiver.state.database import State
-from archiver.state.records import CallRecord
 
 A = "11111111-1111-4111-8111-111111111111"
 B = "22222222-2222-4222-8222-222222222222"

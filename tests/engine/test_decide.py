@@ -19,7 +19,7 @@ from archiver.engine.decide import (
     decide,
     taken_first,
 )
-from archiver.state.records import Filed
+from archiver.state.call_records import Filed
 
 
 class Was(NamedTuple):

@@ -14,13 +14,13 @@ import pytest
 from archiver.archive.shard import parse_shard
 from archiver.engine.assembly import RunOptions
 from archiver.engine.clocks import Clocks
-from archiver.engine.feed import run_input
+from archiver.engine.input_feed import run_input
 from archiver.engine.inputs import read_ids
 from archiver.engine.lifecycle import execute
 from archiver.fake import FakeConfig
 from archiver.monitoring.counts import NoProgress
+from archiver.state.call_records import CallRecord
 from archiver.state.database import State
-from archiver.state.records import CallRecord
 from tests.conftest import FakeFactory
 from tests.integration.archive_helpers import archive, picked_ids, quick_sleep, settings_for
 from tests.integration.cli_helpers import osvi

@@ -12,7 +12,7 @@ import pytest
 
 from archiver.engine.assembly import RunOptions
 from archiver.engine.clocks import Clocks
-from archiver.engine.feed import run_input
+from archiver.engine.input_feed import run_input
 from archiver.engine.inputs import read_ids
 from archiver.engine.lifecycle import execute
 from archiver.fake import FakeConfig, Fault, FaultKind

@@ -12,7 +12,7 @@ import pytest
 
 from archiver.engine import lifecycle as run_module
 from archiver.engine.assembly import RunOptions
-from archiver.engine.feed import run_input
+from archiver.engine.input_feed import run_input
 from archiver.engine.inputs import CallId, InputItem
 from archiver.engine.lifecycle import execute
 from archiver.fake import FakeConfig
@@ -27,7 +27,7 @@ async def test_input_is_read_only_as_fast_as_the_run_uses_it(
 ) -> None:
     """Read ahead in blocks, but boundedly: at most AHEAD items ahead of the feeder, which
     holds one BLOCK and waits for the queue of `concurrency` places and the workers."""
-    from archiver.engine import feed
+    from archiver.engine import input_feed as feed
 
     monkeypatch.setattr(feed, "AHEAD", 20)
     monkeypatch.setattr(feed, "BLOCK", 5)

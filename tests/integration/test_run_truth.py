@@ -30,7 +30,7 @@ from archiver.fake import FakeConfig, FakeOSVI, Fault, FaultKind
 from archiver.monitoring.counts import Counts
 from archiver.net import urls
 from archiver.osvi.api import OsviApi
-from archiver.transfer import body as body_module
+from archiver.transfer import body_checks as body_module
 from archiver.transfer import download as download_module
 from archiver.transfer.download import Transfer
 from tests.conftest import FakeFactory

@@ -21,11 +21,11 @@ import jsonschema
 import pytest
 
 from archiver.destinations.folder import LocalFolder
-from archiver.engine import feed
+from archiver.engine import input_feed as feed
 from archiver.engine import lifecycle as run_module
 from archiver.engine.assembly import RunOptions
 from archiver.engine.clocks import Clocks
-from archiver.engine.feed import run_input
+from archiver.engine.input_feed import run_input
 from archiver.engine.inputs import CallId, InputItem, InvalidRow, read_ids
 from archiver.engine.lifecycle import execute
 from archiver.fake import FakeConfig, Fault, FaultKind

@@ -19,7 +19,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 
 from archiver.config.settings import Settings, load_settings
 from archiver.engine.assembly import RunOptions
-from archiver.engine.feed import run_input
+from archiver.engine.input_feed import run_input
 from archiver.engine.inputs import read_ids
 from archiver.engine.lifecycle import execute
 from archiver.engine.outputs import RunResult

@@ -23,8 +23,8 @@ from archiver.errors import LocalError
 from archiver.manifest import export as export_module
 from archiver.manifest.export import export, index_lag
 from archiver.manifest.writer import write_manifest
+from archiver.state.call_records import CallRecord
 from archiver.state.database import State
-from archiver.state.records import CallRecord
 
 A = "11111111-1111-4111-8111-111111111111"
 B = "22222222-2222-4222-8222-222222222222"

@@ -28,8 +28,8 @@ from archiver.manifest.writer import (
     write_manifest,
     write_run_report,
 )
+from archiver.state.call_records import CallRecord
 from archiver.state.database import State
-from archiver.state.records import CallRecord
 
 A = "11111111-1111-4111-8111-111111111111"
 B = "22222222-2222-4222-8222-222222222222"

@@ -23,7 +23,9 @@ from archiver.errors import (
     Throttled,
     UrlExpired,
 )
-from archiver.osvi.answers import (
+from archiver.osvi.api import LARGE_ANSWER, MAX_BODY, OsviApi, Pacing, api_session
+from archiver.osvi.limits import RateLimiter, ThrottleGate
+from archiver.osvi.responses import (
     MAX_LIFETIME,
     UNKNOWN_LIFETIME_USE,
     JsonAnswer,
@@ -31,8 +33,6 @@ from archiver.osvi.answers import (
     error_text,
     lifetime_of,
 )
-from archiver.osvi.api import LARGE_ANSWER, MAX_BODY, OsviApi, Pacing, api_session
-from archiver.osvi.limits import RateLimiter, ThrottleGate
 from tests.clocks import SteppedClock
 
 BASE = "https://api.osvi.test"

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from archiver.osvi.answers import ListPage
 from archiver.osvi.listing import (
     BUDGET_BASE,
     BUDGET_FACTOR,
@@ -26,6 +25,7 @@ from archiver.osvi.listing import (
     windows,
     without_repeats,
 )
+from archiver.osvi.responses import ListPage
 from archiver.osvi.times import naive_times
 
 T0 = datetime(2026, 6, 1, tzinfo=UTC)

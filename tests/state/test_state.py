@@ -15,9 +15,9 @@ import pytest
 from archiver.archive.names import STATE_DIR, state_folder, states_in
 from archiver.destinations.lock import ArchiveLock
 from archiver.errors import ArchiveLocked, DiskFull, LocalError
+from archiver.state.call_records import CallRecord, Seen
 from archiver.state.connection import state_error
 from archiver.state.database import State
-from archiver.state.records import CallRecord, Seen
 
 A = "11111111-1111-4111-8111-111111111111"
 B = "22222222-2222-4222-8222-222222222222"

@@ -11,7 +11,7 @@ from aioresponses import aioresponses
 
 from archiver.archive.storage import PartFile
 from archiver.errors import ChecksumMismatch
-from archiver.transfer.body import Downloaded, DownloadPolicy
+from archiver.transfer.body_checks import Downloaded, DownloadPolicy
 from archiver.transfer.download import Downloader, Transfer
 
 URL = "https://rec.example/a.mp4?X-Amz-Signature=abc"

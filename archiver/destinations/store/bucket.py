@@ -38,7 +38,7 @@ import obstore
 from archiver.archive.names import STATE_DIR, STATE_FILE, probe_name, states_in
 from archiver.archive.shard import from_label
 from archiver.archive.storage import PartFile, remove_quietly
-from archiver.config.location import StoreUrl, default_state_dir
+from archiver.config.out_dir import StoreUrl, default_state_dir
 from archiver.destinations.base import Destination, Holding, Stored
 from archiver.destinations.lock import ArchiveLock
 from archiver.destinations.store.client import (
@@ -70,7 +70,7 @@ from archiver.state.database import State
 if TYPE_CHECKING:
     from archiver.archive.shard import Shard
     from archiver.config.settings import Settings
-    from archiver.state.records import Filed
+    from archiver.state.call_records import Filed
 
 log = logging.getLogger("archiver.store")
 # A media type as a header may carry it: what the recording host sent, checked (a control

@@ -18,7 +18,7 @@ import obstore
 from obstore.exceptions import InvalidPathError, PermissionDeniedError, UnauthenticatedError
 from obstore.store import from_url
 
-from archiver.config.location import StoreUrl
+from archiver.config.out_dir import StoreUrl
 from archiver.errors import LocalError, StoreRefused, UsageError
 from archiver.redaction import scrub, shorten
 

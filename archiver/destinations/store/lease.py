@@ -40,7 +40,7 @@ from obstore.exceptions import AlreadyExistsError, PreconditionError
 from archiver.destinations.lock import ArchiveLock
 from archiver.destinations.store.client import reason
 from archiver.errors import ArchiveLocked, LocalError
-from archiver.state.records import utc_now
+from archiver.state.call_records import utc_now
 
 log = logging.getLogger("archiver.destinations.store.lease")
 LEASE_SECONDS = 60.0

@@ -61,6 +61,7 @@ from archiver.destinations.store.client import (
 )
 from archiver.destinations.store.uploads import PART_UPLOADS, UPLOAD_CHUNK
 from archiver.state import connection as sqlite
+from archiver.state.call_records import CallRecord
 from archiver.state.database import State
 from archiver.state.meta import (
     DESTINATION_ID,
@@ -70,7 +71,6 @@ from archiver.state.meta import (
     SNAPSHOT_KEY,
     WAITING_KEY,
 )
-from archiver.state.records import CallRecord
 
 log = logging.getLogger("archiver.store")
 META_SNAPSHOT = "osvisnapshot"  # the snapshot object's metadata: its id

@@ -25,8 +25,8 @@ from archiver.archive.shard import shard_label
 from archiver.destinations.store.client import META_SHA256, store_error
 from archiver.destinations.verify_folder import Problem, VerifyReport, owned, unexpected_detail
 from archiver.errors import LocalError
+from archiver.state.call_records import CallRecord
 from archiver.state.database import State
-from archiver.state.records import CallRecord
 
 if TYPE_CHECKING:
     from archiver.destinations.store.bucket import StoreDestination

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from obstore.store import S3Store
 
-from archiver.config.location import parse_store_url
+from archiver.config.out_dir import parse_store_url
 from archiver.destinations.store.bucket import StoreDestination
 from archiver.destinations.store.client import StoreError
 from archiver.destinations.store.lease import Lease

@@ -15,7 +15,7 @@ import jsonschema
 import obstore
 import pytest
 
-from archiver.config.location import parse_store_url
+from archiver.config.out_dir import parse_store_url
 from archiver.config.settings import load_settings
 from archiver.destinations.store.bucket import StoreDestination
 from archiver.destinations.store.client import META_CALL, META_SHA256, META_SIZE
@@ -221,7 +221,7 @@ async def test_shards_keep_their_own_lease_state_and_manifest(
 ) -> None:
     from archiver.engine.assembly import RunOptions
     from archiver.engine.clocks import Clocks
-    from archiver.engine.feed import run_input
+    from archiver.engine.input_feed import run_input
     from archiver.engine.inputs import read_ids
     from archiver.engine.lifecycle import execute
     from archiver.monitoring.counts import NoProgress

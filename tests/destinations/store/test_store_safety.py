@@ -101,7 +101,7 @@ async def test_a_snapshot_cannot_make_the_tool_delete_a_file_elsewhere(
 def test_a_hostile_content_type_is_not_sent_to_the_store(s3: S3, tmp_path: Path) -> None:
     """aiohttp hands on `audio/mp4\x7f` from a recording host; as an object's header it made
     obstore's request signing panic (the whole run stopped). Only a plain media type goes."""
-    from archiver.config.location import parse_store_url
+    from archiver.config.out_dir import parse_store_url
     from archiver.destinations.base import Stored
     from archiver.destinations.store.bucket import StoreDestination
 
