@@ -24,7 +24,7 @@ KUBERNETES = DEPLOY / "kubernetes-indexed-job.yaml"
 ALERTS = DEPLOY / "prometheus-alerts.yaml"
 CHECK_SERVICE = DEPLOY / "osvi-archiver-check.service"
 CHECK_TIMER = DEPLOY / "osvi-archiver-check.timer"
-METRICS_SOURCE = ROOT / "archiver" / "monitoring" / "monitoring/metrics.py"
+METRICS_SOURCE = ROOT / "archiver" / "monitoring" / "metrics.py"
 
 PROGRAM = "/usr/local/bin/osvi-archiver"
 ARCHIVE = "/srv/osvi-archive"
