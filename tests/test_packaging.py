@@ -462,3 +462,12 @@ def test_dockerfile_install_steps_give_a_working_tool_in_a_fresh_venv(tmp_path: 
     assert "--port" in _run([tool, "fake-server", "--help"], tmp_path, **clean)
     version = _run([tool, "--version"], tmp_path, **clean)
     assert archiver.__version__ in version
+    # `python -m archiver` from the installed wheel, outside the repository: every package of
+    # the layers is in the wheel (a missing __init__ or package-data glob would show here).
+    python = str(venv / "bin" / "python")
+    assert "COMMAND" in _run([python, "-m", "archiver", "--help"], tmp_path, **clean)
+    schema = (
+        "import importlib.resources as r; "
+        "print(r.files('archiver.manifest').joinpath('manifest.schema.json').is_file())"
+    )
+    assert _run([python, "-c", schema], tmp_path, **clean).strip() == "True"
