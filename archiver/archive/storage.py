@@ -122,6 +122,17 @@ class PartFile:
             raise local_error(exc, path) from exc
         return cls(path, handle, 0)
 
+    def write_now(self, data: bytes) -> None:
+        """Write `data` from the calling thread (a lane of transfer/hash_lanes.py): all of it
+        or an OSError; `size` counts it once written."""
+        self._handle.write(data)
+        self.size += len(data)
+
+    def write_error(self, exc: OSError, expected_total: int | None) -> LocalError:
+        """A write's OSError as the run reports it (a full disk with what was still needed)."""
+        needed = expected_total - self.size if expected_total else 0
+        return local_error(exc, self.path, needed or None)
+
     async def write(
         self,
         data: bytes,

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from archiver.state.database import State
 
 
+from archiver.destinations import heap
 from archiver.destinations.base import Destination, Holding, Stored
 
 
@@ -37,7 +38,9 @@ class LocalFolder(Destination):
         self.where = str(folder)
 
     def prepare(self) -> None:
-        """Also refuse, before anything is written, a `runs/` or `manifest/` that is a link."""
+        """Also refuse, before anything is written, a `runs/` or `manifest/` that is a link;
+        and set malloc for a folder's writes (heap.py)."""
+        heap.for_folder()
         super().prepare()
         for folder in OWN_FOLDERS:
             refuse_link(self.root / folder)

@@ -33,6 +33,7 @@ DEFAULT_MAX_SIZE = 4 << 30  # a 10-hour call in WAV is ~1.2 GiB
 # MD5 (for the ETag check) runs at ~600 MiB/s, SHA-256 at ~1.4 GiB/s: a batch's MD5 goes to
 # this pool while its write thread does the SHA-256, so they overlap (1 GiB: 0.66 -> 0.77 of curl).
 _MD5_POOL = concurrent.futures.ThreadPoolExecutor(4, "osvi-md5")
+_MD5_APART = 256 << 10  # a buffer from which its MD5 runs on a thread of its own
 _PLAIN_MD5_ETAG = re.compile(r'^"?([0-9a-fA-F]{32})"?$')
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
@@ -72,6 +73,10 @@ class Digests:
         in the file. Both release the GIL on large buffers, so the MD5 runs beside the
         SHA-256."""
         if self.md5 is None:
+            self.sha256.update(data)
+            return
+        if len(data) < _MD5_APART:  # a hop to another thread costs more than the MD5 itself
+            self.md5.update(data)
             self.sha256.update(data)
             return
         md5 = _MD5_POOL.submit(self.md5.update, data)

@@ -53,8 +53,10 @@ from archiver.transfer.body_checks import (
     refusal,
     settled,
 )
+from archiver.transfer.hash_lanes import HashLanes
 
 WRITE_SIZE = 1 << 20  # aggregate network chunks to this before each disk write
+LANES_FROM = 4 << 20  # bytes left of a body from which it goes through hash lanes
 _READ_SIZE = 1 << 20
 MAX_REDIRECTS = 3  # S3 redirects once at most (a region); a chain longer than this is refused
 _REDIRECTS = (301, 302, 303, 307, 308)
@@ -110,6 +112,7 @@ class Transfer:
         self.etag: str | None = None
         self.content_type = ""
         self._held = 0  # bytes received and not yet handed to a write
+        self._lanes: HashLanes | None = None  # a large body's lanes, while it is received
         self._answered = False  # whether the request in progress got its headers
 
     def _reset_hashes(self) -> None:
@@ -121,8 +124,10 @@ class Transfer:
 
     @property
     def arrived(self) -> int:
-        """Bytes in the `.part` plus those held for its next write: what a display shows."""
-        return self.received + self._held
+        """Bytes in the `.part` plus those held for its next write or in its lanes: what a
+        display shows."""
+        lanes = self._lanes
+        return self.received + self._held + (lanes.held if lanes is not None else 0)
 
     async def fetch(self, url: str, usable_until: float = math.inf) -> None:
         """One attempt: resume when bytes are held and the host honours Range, else restart.
@@ -244,8 +249,10 @@ class Transfer:
         self._reset_hashes()
 
     async def _receive(self, response: aiohttp.ClientResponse, target: URL) -> None:
-        """Read the body; each full buffer is written and hashed in a thread while the next
-        one is read (one write in flight at a time, so the file stays in order)."""
+        """Read the body. A small one is written and hashed in a thread a buffer at a time
+        while the next is read (one write in flight, so the file stays in order); a large one
+        (LANES_FROM and more left, or no length) goes through hash lanes (hash_lanes.py): the
+        loop never waits on a batch, the write and the two hashes each run on a thread."""
         shown = without_query(str(target))
         pending: list[bytes] = []
         held = 0
@@ -264,20 +271,53 @@ class Transfer:
                 if self._part is None:
                     await self._open(b"".join(pending)[: audio.SNIFF_LEN], target)
                 if held >= WRITE_SIZE:
-                    if writing is not None:
-                        await writing
                     batch, pending, held = b"".join(pending), [], 0
                     self._held = 0
-                    writing = asyncio.ensure_future(self._write(batch))
+                    writing = await self._hand_over(batch, writing)
             if self._part is None:
                 await self._open(b"".join(pending), target)
         finally:
             self._held = 0
             # Keep what arrived before a fault: the next attempt resumes after it.
-            if writing is not None:
-                await settled(writing)
-            if pending and self._part is not None:
-                await self._write(b"".join(pending))
+            await self._flush(pending, writing)
+
+    async def _hand_over(
+        self, batch: bytes, writing: asyncio.Task[None] | None
+    ) -> asyncio.Task[None] | None:
+        """A full buffer to its write: the lanes once the body is large, else a thread (the
+        write in flight, if any, finished first: one at a time keeps the file in order)."""
+        if self._lanes is None and self._large():
+            self._lanes = self._open_lanes()
+        if writing is not None:
+            await settled(writing)
+        if self._lanes is not None:
+            await self._lanes.put(batch)
+            return None
+        return asyncio.ensure_future(self._write(batch))
+
+    async def _flush(self, pending: list[bytes], writing: asyncio.Task[None] | None) -> None:
+        """Whatever arrived, written and hashed before the attempt ends, even when cancelled
+        or failed: the `.part` and the digests then hold exactly the same bytes."""
+        if writing is not None:
+            await settled(writing)
+        lanes, self._lanes = self._lanes, None
+        if lanes is not None:
+            try:
+                if pending:
+                    await lanes.put(b"".join(pending))
+            finally:
+                await lanes.drain()
+        elif pending and self._part is not None:
+            await self._write(b"".join(pending))
+
+    def _large(self) -> bool:
+        """Whether what is left of the body is worth its own threads."""
+        return self.total is None or self.total - self.received >= LANES_FROM
+
+    def _open_lanes(self) -> HashLanes:
+        part = self._part
+        assert part is not None
+        return HashLanes(part, self._digests, lambda exc: part.write_error(exc, self.total))
 
     async def _open(self, head: bytes, target: URL) -> None:
         if not audio.is_audio(head, self.content_type):

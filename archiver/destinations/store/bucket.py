@@ -39,6 +39,7 @@ from archiver.archive.names import STATE_DIR, STATE_FILE, probe_name, states_in
 from archiver.archive.shard import from_label
 from archiver.archive.storage import PartFile, remove_quietly
 from archiver.config.out_dir import StoreUrl, default_state_dir
+from archiver.destinations import heap
 from archiver.destinations.base import Destination, Holding, Stored
 from archiver.destinations.lock import ArchiveLock
 from archiver.destinations.store.client import (
@@ -53,7 +54,6 @@ from archiver.destinations.store.client import (
     store_error,
     store_of,
 )
-from archiver.destinations.store.heap import fix_mmap_threshold
 from archiver.destinations.store.lease import Lease, LeaseHolding
 from archiver.destinations.store.uploads import (
     PART_UPLOADS,
@@ -94,7 +94,7 @@ class StoreDestination(Bucket, Destination):
     @classmethod
     def from_settings(cls, settings: Settings) -> StoreDestination:
         assert isinstance(settings.out_dir, StoreUrl)
-        fix_mmap_threshold()  # bounded memory for the spool's and the uploads' buffers
+        heap.for_bucket()  # bounded memory for the spool's and the uploads' buffers
         url = settings.out_dir
         # The same bucket name at another endpoint or account is another destination.
         account = os.environ.get("AZURE_STORAGE_ACCOUNT_NAME", "") if url.scheme == "az" else ""
