@@ -6,17 +6,16 @@ the dry run) are imported by the commands that use them only, so a command start
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from archiver.archive import layout as layouts
 from archiver.archive.ids import canonical_uuid
@@ -29,19 +28,27 @@ from archiver.config.settings import (
     require_token,
 )
 from archiver.config.token_and_file import config_file_warnings, token_file_warnings
-from archiver.engine.inputs import InputItem, check_sources, count_ids, read_sources
 from archiver.errors import InternalError, LocalError, RunError, UsageError
-from archiver.monitoring.counts import NoProgress, Progress
 from archiver.monitoring.logs import json_mode, setup_logging
-from archiver.monitoring.progress import choose_progress
-from archiver.osvi.listing import CALL_STATUSES, Filters
 from archiver.osvi.times import Span, parse_moment
 
 if TYPE_CHECKING:
     from archiver.archive.shard import Shard
+    from archiver.engine.inputs import InputItem
     from archiver.engine.outputs import RunResult
+    from archiver.monitoring.counts import Progress
+    from archiver.osvi.listing import Filters
 
 log = logging.getLogger("archiver.cli.main")
+T = TypeVar("T")
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """asyncio, imported when a command needs it: `--help`, `status` and `completion` start
+    without it (start-up, issue 23)."""
+    import asyncio
+
+    return asyncio.run(coroutine)
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -104,6 +111,8 @@ def _summary(result: RunResult) -> None:
 
 
 def _progress(settings: Settings) -> Progress:
+    from archiver.monitoring.progress import choose_progress  # rich: only for a run
+
     return choose_progress(
         settings.progress,
         on_terminal=sys.stderr.isatty() and settings.log_format == "text",
@@ -135,11 +144,14 @@ def run_command(args: argparse.Namespace) -> int:
         )
     progress = _progress(settings)
     # The total only serves a display: no extra read of the input when nobody watches.
+    from archiver.engine.inputs import count_ids
+    from archiver.monitoring.counts import NoProgress
+
     counted = not args.retry_failed and not isinstance(progress, NoProgress)
     total = count_ids(list(args.inputs) or ["-"]) if counted else None
     options = RunOptions(force=args.force, shard=_shard(args.shard), total=total)
     source = run_input(items, retry_failed=args.retry_failed)
-    result = asyncio.run(execute(settings, source, progress, options))
+    result = _run(execute(settings, source, progress, options))
     _summary(result)
     return result.exit_code
 
@@ -149,6 +161,8 @@ def _shard(text: str | None) -> tuple[int, int] | None:
 
 
 def _filters(args: argparse.Namespace, default_status: tuple[str, ...]) -> Filters:
+    from archiver.osvi.listing import CALL_STATUSES, Filters
+
     statuses = tuple(s.strip() for v in args.status or () for s in v.split(",") if s.strip())
     unknown = set(statuses) - set(CALL_STATUSES)
     if unknown:
@@ -193,7 +207,7 @@ def sync_command(args: argparse.Namespace) -> int:
         return dry_run_sync(settings, span, filters, force=args.force, shard=shard)
     source = make_source(span, settings.sync_overlap, filters, settings.max_attempts)
     options = RunOptions(force=args.force, shard=shard, command="sync")
-    result = asyncio.run(execute(settings, source, _progress(settings), options))
+    result = _run(execute(settings, source, _progress(settings), options))
     _summary(result)
     return result.exit_code
 
@@ -225,7 +239,7 @@ def list_command(args: argparse.Namespace) -> int:
             pages = RetriedListing(api, settings.max_attempts)
             return await print_listing(pages, filters, span, args.format, sys.stdout, skipped, gaps)
 
-    count = asyncio.run(listing())
+    count = _run(listing())
     log.info("listed %d calls", count)
     if skipped:  # as invalid input rows make a run's exit code 1
         log.warning(
@@ -251,7 +265,7 @@ def verify_command(args: argparse.Namespace) -> int:
         from archiver.destinations.store.verify_bucket import verify_store
 
         store = StoreDestination.from_settings(settings)
-        report = asyncio.run(verify_store(store, deep=args.deep))
+        report = _run(verify_store(store, deep=args.deep))
     else:
         report = verify_archive(settings.folder, index_lag=_index_lag(settings.folder))
     if args.json:
@@ -285,7 +299,7 @@ def check_command(args: argparse.Namespace) -> int:
     try:
         require_token(settings)
         filters = _filters(args, ("picked",))
-        report = asyncio.run(check(settings, filters, _window(args), shard))
+        report = _run(check(settings, filters, _window(args), shard))
     except Exception as exc:  # the textfile still says how it ended (70: a bug, as cli.main)
         if settings.metrics_file is not None:
             code = exc.exit_code if isinstance(exc, RunError) else InternalError.exit_code
@@ -328,6 +342,8 @@ def _inputs(args: argparse.Namespace) -> Iterator[InputItem]:
     paths = list(args.inputs) or ["-"]
     if paths == ["-"] and sys.stdin.isatty():
         raise UsageError("no input: name CSV or text files of call ids, or pipe them on stdin")
+    from archiver.engine.inputs import check_sources, read_sources
+
     check_sources(paths, args.id_column)
     return read_sources(paths, sys.stdin.buffer, args.id_column)
 
@@ -339,7 +355,7 @@ def fake_server_command(args: argparse.Namespace) -> int:
         fake_options.config_from_args(args)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    asyncio.run(fake_options.serve_until_signalled(args))
+    _run(fake_options.serve_until_signalled(args))
     return 0
 
 
@@ -357,4 +373,4 @@ def demo_command(args: argparse.Namespace) -> int:
     from archiver.cli.demo import run_demo
 
     setup_logging(getattr(args, "log_level", "WARNING"), [])
-    return asyncio.run(run_demo())
+    return _run(run_demo())

@@ -24,7 +24,6 @@ from archiver.destinations.base import Destination
 from archiver.destinations.folder import LocalFolder
 from archiver.errors import LocalError
 from archiver.manifest.export import index_lag
-from archiver.osvi.listing import params_text
 from archiver.state.catalog import snapshot
 from archiver.state.database import State
 from archiver.state.meta import (
@@ -63,8 +62,9 @@ def _one(state: State) -> dict[str, Any]:
     for info in parts.values():
         counts.update(info.counts)
     mark = watermark_at(state, WATERMARK_KEY)
-    others = {params_text(watermark_params(key) or {}): _iso(at.timestamp())
-              for key, at in other_watermarks(state).items()}  # fmt: skip
+    others = {
+        _filters_text(key): _iso(at.timestamp()) for key, at in other_watermarks(state).items()
+    }
     return {
         "counts": dict(counts),
         "total": sum(counts.values()),
@@ -197,3 +197,11 @@ def _block(one: dict[str, Any], at: float) -> list[str]:
             f"{call['attempts']} attempt{'' if call['attempts'] == 1 else 's'}"
         )
     return lines
+
+
+def _filters_text(key: str) -> str:
+    """A filtered watermark's filter set as `sync` names it (the listing's module, with its
+    retry policy, imported only for an archive that has one: status starts quickly)."""
+    from archiver.osvi.listing import params_text
+
+    return params_text(watermark_params(key) or {})
