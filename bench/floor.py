@@ -88,12 +88,20 @@ def _receive(response: http.client.HTTPResponse, handle: int) -> tuple[Any, Any]
     lanes = [threading.Thread(target=writer), threading.Thread(target=md5_lane)]
     for lane in lanes:
         lane.start()
-    while size := response.readinto(buffer := free.get()):
+    while size := _fill(response, buffer := free.get()):
         written.put((buffer, size))
     written.put(None)
     for lane in lanes:
         lane.join()
     return sha256, md5
+
+
+def _fill(response: http.client.HTTPResponse, buffer: bytearray) -> int:
+    """The buffer filled (one read gives what one recv had: a batch per MiB, not per recv)."""
+    view, filled = memoryview(buffer), 0
+    while filled < len(buffer) and (got := response.readinto(view[filled:])):
+        filled += got
+    return filled
 
 
 def main(argv: list[str]) -> int:
