@@ -35,6 +35,7 @@ from archiver.errors import (
     NotAudioOnce,
     NotAvailable,
     RunError,
+    TransientError,
     as_call_error,
 )
 from archiver.monitoring.counts import Receiving
@@ -158,10 +159,7 @@ class CallArchiver:
         )
         self._downloads[call_id] = transfer
         try:
-            retrying = call_retrying(self._policy.max_attempts, self._sleep, attempts.retrying)
-            async for attempt in retrying:
-                with attempt:
-                    await self._attempt(call_id, transfer, attempts)
+            await self._attempts(call_id, transfer, attempts)
             done = await self._commit(call_id, transfer, attempts)
         except NotAvailable as exc:
             return await self._not_available(call_id, attempts.count, exc, started_at)
@@ -169,6 +167,24 @@ class CallArchiver:
             self._downloads.pop(call_id, None)
             await transfer.discard()
         return self._archived(call_id, attempts.count, done)
+
+    async def _attempts(self, call_id: str, transfer: Transfer, attempts: Attempts) -> None:
+        """The attempts of one call under the retry policy (§5.3). The first is made without
+        tenacity's machinery, built only when it failed (most calls need one attempt: issue
+        23); its failure is then replayed as tenacity's first attempt, so the stop, the wait
+        and what is logged are the policy's, as if tenacity had made it."""
+        try:
+            await self._attempt(call_id, transfer, attempts)
+            return
+        except TransientError as exc:
+            first: TransientError | None = exc
+        retrying = call_retrying(self._policy.max_attempts, self._sleep, attempts.retrying)
+        async for attempt in retrying:
+            with attempt:
+                if first is not None:
+                    replayed, first = first, None
+                    raise replayed
+                await self._attempt(call_id, transfer, attempts)
 
     async def _commit(self, call_id: str, transfer: Transfer, attempts: Attempts) -> Downloaded:
         """Publish the verified `.part` (a folder: fsync and rename into place, carried to

@@ -323,3 +323,30 @@ async def test_the_view_shows_bytes_of_a_download_before_its_first_write(
     result = await execute(settings, run_input(items), Watch(), RunOptions())
     assert result.exit_code == 0
     assert any(0 < n < 512 * 1024 for n in seen), seen
+
+
+async def test_a_call_archived_at_its_first_attempt_builds_no_retry_machinery(
+    make_fake: FakeFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 23: the first attempt is made outside tenacity; a failed one is replayed into the
+    policy, so the retries, their count and the stop are the policy's all the same."""
+    from archiver.engine import call
+    from archiver.net.retrying import call_retrying as real
+
+    built: list[int] = []
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        built.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(call, "call_retrying", counted)
+    fake = await make_fake(small(6))
+    assert (await archive(fake, tmp_path / "clean")).exit_code == 0
+    assert built == []
+    faulty = await make_fake(small(6, faults={FaultKind.REC_500: Fault(rate=1.0, times=1)}))
+    result = await archive(faulty, tmp_path / "retried", max_attempts=3)
+    assert result.exit_code == 0
+    assert len(built) == len(picked_ids(faulty))  # one policy per call that needed it
+    assert_byte_exact(faulty, tmp_path / "retried", picked_ids(faulty))
+    calls = manifest_of(tmp_path / "retried")["calls"]
+    assert {c["attempts"] for c in calls if c["status"] == "archived"} == {2}
