@@ -213,6 +213,34 @@ def bandwidth_bound(scale: float) -> list[Row]:
     return rows
 
 
+def large_memory(scale: float) -> list[Row]:
+    """Issue 23: a folder run's peak RSS with 16 MiB files at --concurrency 32 (each download's
+    lanes hold at most 8 MiB; malloc reuses the buffers: heap.py)."""
+    count = max(32, int(64 * scale))
+    with (
+        fake_server(
+            "--calls", str(calls_for(count)), "--size-min", "16MiB", "--size-max", "16MiB"
+        ) as fake,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        folder = Path(tmp)
+        ids = recorded_ids(count, calls=calls_for(count))
+        run = _large_run("ours", fake, ids, _ids_file(folder, ids), folder / "ours", 32)
+        mib = run.peak_rss_kb / 1024
+        return [
+            {
+                "scenario": f"memory 16 MiB x {count}, c=32, folder",
+                "figure": "peak RSS MiB",
+                "value": round(mib, 1),
+                "reference": f"{count * 16 / run.seconds:.0f} MiB/s",
+                "ratio": None,
+                "target": "< 300",
+                "ok": mib < 300,
+                "exit": run.code,
+            }
+        ]
+
+
 def _large_run(
     name: str, fake: Any, ids: list[str], ids_file: Path, out: Path, concurrency: int
 ) -> Timed:
@@ -500,6 +528,7 @@ def durability(scale: float) -> list[Row]:
 ALL = {
     "latency": latency_bound,
     "bandwidth": bandwidth_bound,
+    "large-memory": large_memory,
     "overhead": overhead_bound,
     "memory": memory,
     "throttled": throttled,
