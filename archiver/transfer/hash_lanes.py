@@ -90,7 +90,9 @@ class HashLanes:
 
     async def _oldest(self) -> None:
         size, lanes = self._queued[0]
-        await asyncio.gather(*lanes)
+        # Shielded: cancelling the wait must not cancel a batch still queued in its lane
+        # (a cancelled one would never be written while later ones are: a gap in the file).
+        await asyncio.shield(asyncio.gather(*lanes))
         self._queued.popleft()
         self.held -= size
         self._raise_failed()

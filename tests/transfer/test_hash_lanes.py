@@ -147,6 +147,34 @@ async def test_a_cancelled_download_drains_its_lanes_before_the_cancellation_goe
     assert lanes._digests.md5.hexdigest() == hashlib.md5(written).hexdigest()
 
 
+async def test_a_cancellation_never_drops_a_batch_still_queued_in_its_lane(
+    tmp_path: Path,
+) -> None:
+    lanes = await lanes_on(tmp_path, limit=4096)
+    gate = threading.Event()
+    lanes._writer.submit(gate.wait, 10)  # the writer's thread busy: the batches wait queued
+
+    async def receive() -> None:
+        try:
+            for batch in batches(3):
+                await lanes.put(batch)  # over the limit at once: waits on a queued batch
+        finally:
+            await lanes.drain()
+
+    task = asyncio.create_task(receive())
+    await asyncio.sleep(0.05)
+    task.cancel()
+    await asyncio.sleep(0.05)
+    gate.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await lanes._part.close()
+    written = (tmp_path / "x.part").read_bytes()
+    given = b"".join(batches(len(written) // 4096))
+    assert written == given  # what was given, in order, from the first batch: no gap
+    assert lanes._digests.sha256.hexdigest() == hashlib.sha256(written).hexdigest()
+
+
 @pytest.fixture
 def small_lanes(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every body through the lanes, in many small batches, the loop waiting often."""
