@@ -213,6 +213,32 @@ def bandwidth_bound(scale: float) -> list[Row]:
     return rows
 
 
+def start_up(scale: float) -> list[Row]:
+    """Issue 23: the process time of the commands a person or a monitor runs often and that
+    do no archiving (`--help`, `status`): the median of 7 runs each."""
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, argv in (
+            ("--help", ["--help"]),
+            ("status of an empty folder", ["status", "--out", tmp]),
+        ):
+            runs = [timed([sys.executable, "-m", "archiver", *argv]) for _ in range(7)]
+            best = sorted(runs, key=lambda run: run.cpu)[len(runs) // 2]
+            rows.append(
+                {
+                    "scenario": f"start-up: {label}",
+                    "figure": "process s",
+                    "value": round(best.cpu, 3),
+                    "reference": "",
+                    "ratio": None,
+                    "target": "<= 0.25",
+                    "ok": best.cpu <= 0.25,
+                    "exit": best.code,
+                }
+            )
+    return rows
+
+
 def large_memory(scale: float) -> list[Row]:
     """Issue 23: a folder run's peak RSS with 16 MiB files at --concurrency 32 (each download's
     lanes hold at most 8 MiB; malloc reuses the buffers: heap.py)."""
@@ -529,6 +555,7 @@ ALL = {
     "latency": latency_bound,
     "bandwidth": bandwidth_bound,
     "large-memory": large_memory,
+    "start-up": start_up,
     "overhead": overhead_bound,
     "memory": memory,
     "throttled": throttled,
