@@ -127,7 +127,9 @@ class Transfer:
         """Bytes in the `.part` plus those held for its next write or in its lanes: what a
         display shows."""
         lanes = self._lanes
-        return self.received + self._held + (lanes.held if lanes is not None else 0)
+        if lanes is not None:  # the writer thread moves `received` while the lanes go
+            return lanes.start + lanes.handed + self._held
+        return self.received + self._held
 
     async def fetch(self, url: str, usable_until: float = math.inf) -> None:
         """One attempt: resume when bytes are held and the host honours Range, else restart.

@@ -50,8 +50,10 @@ class HashLanes:
         self._queued: collections.deque[tuple[int, list[asyncio.Future[None]]]] = (
             collections.deque()
         )
-        self.held = 0  # bytes handed to the lanes and not yet written and hashed
-        self._failed: OSError | None = None
+        self.held = 0  # bytes handed to the lanes whose batch is not yet known done
+        self.start = part.size  # the .part's size when the lanes opened
+        self.handed = 0  # bytes handed to the lanes: start + handed is what arrived
+        self._failed: BaseException | None = None
 
     async def put(self, data: bytes) -> None:
         """Hand one batch to the lanes; wait only while more than `limit` bytes are queued."""
@@ -63,6 +65,7 @@ class HashLanes:
             lanes.append(loop.run_in_executor(self._md5, md5.update, data))
         self._queued.append((len(data), lanes))
         self.held += len(data)
+        self.handed += len(data)
         while self.held > self._limit:
             await self._oldest()
 
@@ -70,7 +73,8 @@ class HashLanes:
         """Wait until every batch given is written and hashed (cancelled meanwhile: still
         waits, then the cancellation goes on), then let the threads go. A write's error is
         raised here when `put` did not raise it yet."""
-        pending = [lane for _, lanes in self._queued for lane in lanes]
+        every = [lane for _, lanes in self._queued for lane in lanes]
+        pending = list(every)
         cancelled = False
         while pending:
             try:
@@ -87,6 +91,10 @@ class HashLanes:
         if cancelled:
             raise asyncio.CancelledError
         self._raise_failed()
+        for lane in every:  # an MD5 lane's failure (its thread raised): not lost
+            error = None if lane.cancelled() else lane.exception()
+            if error is not None:
+                raise error
 
     async def _oldest(self) -> None:
         size, lanes = self._queued[0]
@@ -98,16 +106,19 @@ class HashLanes:
         self._raise_failed()
 
     def _write(self, data: bytes) -> None:
-        """In the writer lane's thread: nothing more is written once a write failed."""
+        """In the writer lane's thread: nothing more is written once a write failed,
+        whatever it raised (a batch skipped would leave a gap)."""
         if self._failed is not None:
             return
         try:
             self._part.write_now(data)
-        except OSError as exc:
+            self._digests.sha256.update(data)
+        except Exception as exc:  # recorded, raised on the loop by put or drain
             self._failed = exc
-            return
-        self._digests.sha256.update(data)
 
     def _raise_failed(self) -> None:
-        if self._failed is not None:
-            raise self._on_error(self._failed) from self._failed
+        failed = self._failed
+        if isinstance(failed, OSError):
+            raise self._on_error(failed) from failed
+        if failed is not None:
+            raise failed

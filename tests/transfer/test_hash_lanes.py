@@ -175,6 +175,58 @@ async def test_a_cancellation_never_drops_a_batch_still_queued_in_its_lane(
     assert lanes._digests.sha256.hexdigest() == hashlib.sha256(written).hexdigest()
 
 
+@pytest.mark.parametrize("lane", ["writer", "md5"])
+async def test_a_lane_that_raises_anything_stops_its_writes_and_the_error_is_raised(
+    tmp_path: Path, lane: str
+) -> None:
+    lanes = await lanes_on(tmp_path, limit=1 << 20)
+    calls = [0]
+    if lane == "writer":
+        real = lanes._part.write_now
+
+        def breaks(data: bytes) -> None:
+            calls[0] += 1
+            if calls[0] == 2:
+                raise MemoryError("no memory for the write")
+            real(data)
+
+        lanes._part.write_now = breaks  # type: ignore[method-assign]
+    else:
+        md5 = lanes._digests.md5
+        assert md5 is not None
+
+        class Broken:
+            def update(self, data: bytes) -> None:
+                raise MemoryError("no memory for the MD5")
+
+        lanes._digests.md5 = Broken()  # type: ignore[assignment]
+        del md5
+
+    async def receive() -> None:
+        try:
+            for batch in batches(4):
+                await lanes.put(batch)
+        finally:
+            await lanes.drain()
+
+    with pytest.raises(MemoryError):
+        await receive()
+    await lanes._part.close()
+    written = (tmp_path / "x.part").read_bytes()
+    assert written == b"".join(batches(len(written) // 4096))  # no gap, whatever failed
+
+
+async def test_what_arrived_counts_each_byte_once_while_the_lanes_write(tmp_path: Path) -> None:
+    lanes = await lanes_on(tmp_path, limit=1 << 20)
+    for batch in batches(4):
+        await lanes.put(batch)
+    await asyncio.sleep(0.2)  # written by now, the batches not yet known done on the loop
+    assert lanes._part.size == 4 * 4096
+    assert lanes.start + lanes.handed == 4 * 4096
+    await lanes.drain()
+    await lanes._part.close()
+
+
 @pytest.fixture
 def small_lanes(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every body through the lanes, in many small batches, the loop waiting often."""
