@@ -21,12 +21,6 @@ from archiver.archive import layout as layouts
 from archiver.archive.ids import canonical_uuid
 from archiver.archive.shard import resolve_shard, shard_text
 from archiver.cli.flags import settings_given
-from archiver.config.settings import (
-    Settings,
-    choose_config_file,
-    load_settings,
-    require_token,
-)
 from archiver.config.token_and_file import config_file_warnings, token_file_warnings
 from archiver.errors import InternalError, LocalError, RunError, UsageError
 from archiver.monitoring.logs import json_mode, setup_logging
@@ -34,6 +28,7 @@ from archiver.osvi.times import Span, parse_moment
 
 if TYPE_CHECKING:
     from archiver.archive.shard import Shard
+    from archiver.config.settings import Settings
     from archiver.engine.inputs import InputItem
     from archiver.engine.outputs import RunResult
     from archiver.monitoring.counts import Progress
@@ -54,6 +49,8 @@ def _run(coroutine: Coroutine[Any, Any, T]) -> T:
 def settings_from(args: argparse.Namespace) -> Settings:
     flags = settings_given(args)
     config = getattr(args, "config", None)
+    from archiver.config.settings import choose_config_file, load_settings  # pydantic: here
+
     settings = load_settings(flags, config_path=config, environ=os.environ)
     # From here on, errors and warnings go out in the format asked for, redacted.
     setup_logging(settings.log_level, [settings.token_value() or ""], settings.log_format)
@@ -297,6 +294,8 @@ def check_command(args: argparse.Namespace) -> int:
     _check_metrics_file(settings)
     shard = _shard(args.shard)
     try:
+        from archiver.config.settings import require_token
+
         require_token(settings)
         filters = _filters(args, ("picked",))
         report = _run(check(settings, filters, _window(args), shard))

@@ -9,14 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from archiver.config.settings import ENV_PREFIX, FLAG_NAMES, Settings
-from archiver.config.units import (
-    duration_text,
-    parse_duration,
-    parse_file_mode,
-    parse_size,
-    size_text,
-)
+from archiver.config.setting_names import ENV_PREFIX, FLAG_NAMES
 
 
 @dataclass(frozen=True)
@@ -144,24 +137,26 @@ RUN_SETTINGS = (
 )  # fmt: skip
 
 
+# The default each flag's help shows, as the settings model's defaults read (written out so
+# that the parser needs no pydantic: tests/config/test_settings.py derives them from the model
+# and holds this table to them).
+DEFAULT_TEXTS: dict[str, str] = {
+    "base_url": "https://api.osvi.ai", "out_dir": "recordings",
+    "state_dir": "$XDG_STATE_HOME/osvi-archiver", "store_endpoint": "none",
+    "store_region": "none", "store_allow_http": "no", "store_sse": "none",
+    "store_sse_kms_key_id": "none", "store_storage_class": "none", "concurrency": "8",
+    "max_requests_per_second": "10", "max_attempts": "6", "connect_timeout": "10s",
+    "read_timeout": "1m", "api_timeout": "1m", "min_speed": "1KiB", "min_speed_time": "1m",
+    "max_recording_size": "4GiB", "max_outage": "5m", "bwlimit": "0", "max_duration": "none",
+    "layout": "{call_id}{ext}", "pending_window": "2d", "file_mode": "0o600",
+    "allow_insecure_urls": "no", "progress": "auto", "status_interval": "30s",
+    "keep_run_reports": "100", "with_metadata": "no", "with_transcript": "no",
+    "metrics_file": "none", "sync_overlap": "2h", "log_format": "text",
+}  # fmt: skip
+
+
 def default_text(name: str) -> str:
-    """A setting's default as the flag takes it, for --help: `60s`, `4GiB`, `0o600`, `no`."""
-    if name == "state_dir":
-        return "$XDG_STATE_HOME/osvi-archiver"
-    field = Settings.model_fields[name]
-    value = field.default
-    parsers = {getattr(m, "func", None) for m in field.metadata}
-    if value is None:
-        return "none"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if parse_duration in parsers:
-        return duration_text(value)
-    if parse_size in parsers:
-        return size_text(value)
-    if parse_file_mode in parsers:
-        return f"0o{value:o}"
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    return DEFAULT_TEXTS[name]
 
 
 def env_name(name: str) -> str:

@@ -34,22 +34,26 @@ from pydantic_settings import (
 
 from archiver.archive import layout as layouts
 from archiver.config.out_dir import StoreUrl, is_store_url, location, shown_url
+from archiver.config.setting_names import ENV_PREFIX, FLAG_NAMES
 from archiver.config.token_and_file import default_config, read_token_file, token_file
 from archiver.config.units import (
-    Seconds,
-    Size,
-    UserPath,
     check_base_url,
     check_endpoint,
     clean_token,
     lower,
+    parse_duration,
     parse_file_mode,
+    parse_size,
     upper,
 )
 from archiver.errors import UsageError
 from archiver.net.urls import is_loopback
 
-ENV_PREFIX = "OSVI_"
+# The units' types as the model validates them (config/units.py parses, without pydantic).
+Seconds = Annotated[float, BeforeValidator(parse_duration)]
+Size = Annotated[int, BeforeValidator(parse_size)]
+UserPath = Annotated[Path, AfterValidator(Path.expanduser)]
+
 _PATH_KEYS = ("out_dir", "metrics_file", "state_dir")
 # The env and TOML values for the `Settings(...)` call inside `load_settings`.
 _LOADING: ContextVar[tuple[Mapping[str, str], Mapping[str, Any]] | None] = ContextVar(
@@ -161,16 +165,6 @@ class Settings(BaseSettings):
         if isinstance(self.out_dir, StoreUrl):
             raise UsageError(f"this command works on a local archive folder, not {self.out_dir}")
         return self.out_dir
-
-
-# The flag that sets each setting, for messages; api_token has none, by design (SPEC §3).
-FLAG_NAMES: Mapping[str, str] = {
-    **{
-        name: f"--{name.replace('_', '-')}" for name in Settings.model_fields if name != "api_token"
-    },
-    **{"out_dir": "--out", "max_requests_per_second": "--max-rps", "sync_overlap": "--overlap"},
-    "log_level": "-v/-q",
-}
 
 
 def choose_config_file(config_path: str | None, environ: Mapping[str, str]) -> Path | None:

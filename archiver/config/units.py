@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import math
 import re
-from pathlib import Path
-from typing import Annotated
 from urllib.parse import urlsplit
-
-from pydantic import AfterValidator, BeforeValidator
 
 _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([smhd]?)", re.ASCII)
@@ -94,11 +90,6 @@ def lower(value: object) -> object:
 
 def upper(value: object) -> object:
     return value.strip().upper() if isinstance(value, str) else value
-
-
-Seconds = Annotated[float, BeforeValidator(parse_duration)]
-Size = Annotated[int, BeforeValidator(parse_size)]
-UserPath = Annotated[Path, AfterValidator(Path.expanduser)]
 
 
 def duration_text(seconds: float) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import signal
 
 from archiver.config import units as values
@@ -184,6 +183,8 @@ def config_from_args(args: argparse.Namespace) -> FakeConfig:
 
 async def serve_until_signalled(args: argparse.Namespace) -> None:
     """Start the fake, print how to reach it, and run until SIGINT or SIGTERM."""
+    import asyncio  # for the server only: the parser is built without it
+
     from archiver.fake.server import FakeOSVI  # the web side: only when served
 
     fake = FakeOSVI(

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from archiver.config.setting_names import FLAG_NAMES
 from archiver.config.settings import (
-    FLAG_NAMES,
     Settings,
     choose_config_file,
     load_settings,
@@ -397,6 +397,44 @@ def test_a_token_that_cannot_go_in_a_header_is_refused_without_showing_it(token:
 
 def test_a_token_file_s_trailing_newline_is_cut() -> None:
     assert load(environ={"OSVI_API_TOKEN": TOKEN + "\n"}).token_value() == TOKEN
+
+
+def _model_default_text(name: str) -> str:
+    """A setting's default as the model holds it, shown as the flag's help shows defaults."""
+    from archiver.config.units import (
+        duration_text,
+        parse_duration,
+        parse_file_mode,
+        parse_size,
+        size_text,
+    )
+
+    if name == "state_dir":
+        return "$XDG_STATE_HOME/osvi-archiver"
+    field = Settings.model_fields[name]
+    value = field.default
+    parsers = {getattr(m, "func", None) for m in field.metadata}
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if parse_duration in parsers:
+        return duration_text(value)
+    if parse_size in parsers:
+        return size_text(value)
+    if parse_file_mode in parsers:
+        return f"0o{value:o}"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def test_the_parsers_tables_are_the_settings_models() -> None:
+    """The parser is built without the model (start-up, issue 23): its tables of names and
+    defaults must say what the model says, or a default in --help would lie."""
+    from archiver.cli.flags import DEFAULT_TEXTS, SETTING_FLAGS
+    from archiver.config.setting_names import SETTINGS
+
+    assert tuple(Settings.model_fields) == SETTINGS
+    assert {name: _model_default_text(name) for name in SETTING_FLAGS} == DEFAULT_TEXTS
 
 
 def test_each_settings_flag_is_named_and_defaulted_by_the_settings_model() -> None:
