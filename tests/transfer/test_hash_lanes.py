@@ -28,6 +28,19 @@ def batches(count: int, size: int = 4096) -> list[bytes]:
     return [bytes([n % 251]) * size for n in range(count)]
 
 
+def held_writes(lanes: HashLanes) -> threading.Event:
+    """Every write of the lanes waits until the event returned is set."""
+    gate = threading.Event()
+    real = lanes._part.write_now
+
+    def held(data: bytes) -> None:
+        gate.wait(10)
+        real(data)
+
+    lanes._part.write_now = held  # type: ignore[method-assign]
+    return gate
+
+
 async def lanes_on(tmp_path: Path, limit: int, etag: str | None = PLAIN_MD5) -> HashLanes:
     part = await PartFile.create(tmp_path / "x.part", 0o600)
     return HashLanes(part, Digests(etag), lambda exc: part.write_error(exc, None), limit)
@@ -65,14 +78,7 @@ async def test_without_an_md5_etag_only_the_writer_lane_runs(tmp_path: Path) -> 
 
 async def test_the_loop_does_not_wait_on_a_batch_under_the_limit(tmp_path: Path) -> None:
     lanes = await lanes_on(tmp_path, limit=1 << 20)
-    gate = threading.Event()
-    real = lanes._part.write_now
-
-    def blocked(data: bytes) -> None:
-        gate.wait(10)
-        real(data)
-
-    lanes._part.write_now = blocked  # type: ignore[method-assign]
+    gate = held_writes(lanes)
     for batch in batches(4):
         await asyncio.wait_for(lanes.put(batch), 1)  # returns with the writes still held
     assert lanes._part.size == 0
@@ -115,14 +121,7 @@ async def test_a_cancelled_download_drains_its_lanes_before_the_cancellation_goe
     tmp_path: Path,
 ) -> None:
     lanes = await lanes_on(tmp_path, limit=2 * 4096)
-    gate = threading.Event()
-    real = lanes._part.write_now
-
-    def slow(data: bytes) -> None:
-        gate.wait(10)
-        real(data)
-
-    lanes._part.write_now = slow  # type: ignore[method-assign]
+    gate = held_writes(lanes)
 
     async def receive() -> None:
         try:
