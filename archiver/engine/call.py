@@ -323,6 +323,7 @@ class CallArchiver:
             archived_at=utc_now(),
             attempts=attempts,
             run_id=self._run_id,
+            md5_checked=done.md5_checked,
         )
 
     def _record(

@@ -38,7 +38,7 @@ from archiver.redaction import shorten
 log = logging.getLogger("archiver.manifest.export")
 CSV_FIELDS = (
     "call_id", "status", "path", "bytes", "sha256", "content_type", "archived_at", "attempts",
-    "run_id", "error_kind", "error_message", "metadata_path", "transcript_path",
+    "run_id", "error_kind", "error_message", "metadata_path", "transcript_path", "md5_checked",
 )  # fmt: skip
 
 
@@ -256,6 +256,15 @@ def _jsonl(calls: Iterator[dict[str, Any]], out: TextIO) -> int:
     return count
 
 
+def _cell(value: Any) -> Any:
+    """A CSV cell: empty for null, `true`/`false` as JSON writes them."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
 def _csv(calls: Iterator[dict[str, Any]], out: TextIO) -> int:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_FIELDS)
@@ -263,6 +272,6 @@ def _csv(calls: Iterator[dict[str, Any]], out: TextIO) -> int:
     for call in calls:
         error = call.get("error") or {}
         row = {**call, "error_kind": error.get("kind"), "error_message": error.get("message")}
-        writer.writerow(["" if row.get(name) is None else row[name] for name in CSV_FIELDS])
+        writer.writerow([_cell(row.get(name)) for name in CSV_FIELDS])
         count += 1
     return count

@@ -73,6 +73,9 @@ def entry(record: CallRecord) -> dict[str, Any]:
         "error": error,
         "metadata_path": record.metadata_path if archived else None,
         "transcript_path": record.transcript_path if archived else None,
+        "md5_checked": bool(record.md5_checked)
+        if archived and record.md5_checked is not None
+        else None,
     }
 
 

@@ -29,6 +29,7 @@ class CallRecord:
     metadata_path: str | None = None
     transcript_path: str | None = None
     started_at: float | None = None  # the call's time (epoch s), when a listing or details said
+    md5_checked: bool | None = None  # its MD5 matched a plain-MD5 ETag; False: none could be
 
 
 class Seen(NamedTuple):
@@ -42,10 +43,14 @@ class Seen(NamedTuple):
 
 COLUMNS = (
     "call_id, status, path, bytes, sha256, content_type, archived_at, attempts, run_id, "
-    "error_kind, error_message, metadata_path, transcript_path, started_at"
+    "error_kind, error_message, metadata_path, transcript_path, started_at, md5_checked"
 )
-# The same, from a state of schema 4 opened read-only (not migrated): no call times yet.
-COLUMNS_V4 = COLUMNS.replace("started_at", "NULL")
+
+
+def columns_of(known: set[str]) -> str:
+    """COLUMNS as a state whose `calls` table has the columns `known` can give them: those it
+    lacks (an older schema opened read-only, or merged from) read as NULL."""
+    return ", ".join(name if name in known else "NULL" for name in COLUMNS.split(", "))
 
 
 class Found(NamedTuple):

@@ -26,7 +26,7 @@ from archiver.archive.names import STATE_FILE, state_folder
 from archiver.archive.shard import Shard
 from archiver.archive.storage import ensure_folder, fsync_folder, local_error
 from archiver.errors import LocalError
-from archiver.state.call_records import COLUMNS, COLUMNS_V4, CallRecord, Found, Seen
+from archiver.state.call_records import CallRecord, Found, Seen, columns_of
 from archiver.state.connection import (
     Serial,
     foreign,
@@ -95,7 +95,7 @@ class State:
         # A state of schema 4 opened read-only (status, verify, check before the first run of
         # this version migrates it) has no call times: read as unknown.
         self.keeps_call_times = "started_at" in columns
-        self._columns = COLUMNS if self.keeps_call_times else COLUMNS_V4
+        self._columns = columns_of(columns)
         if self.readonly:
             return
         # One aggregate a statement: SQLite answers each from its index (two in one would
@@ -219,12 +219,12 @@ class State:
             "UPDATE calls SET status=?, path=?, bytes=?, sha256=?, content_type=?, "
             "archived_at=?, attempts=?, run_id=?, error_kind=?, error_message=?, "
             "metadata_path=?, transcript_path=?, changed=?, "
-            "started_at=coalesce(?, started_at) WHERE call_id=?",
+            "started_at=coalesce(?, started_at), md5_checked=? WHERE call_id=?",
             (
                 record.status, record.path, record.bytes, record.sha256, record.content_type,
                 record.archived_at, record.attempts, record.run_id, record.error_kind,
                 record.error_message, record.metadata_path, record.transcript_path,
-                self._next_change, record.started_at, record.call_id,
+                self._next_change, record.started_at, record.md5_checked, record.call_id,
             ),
         )  # fmt: skip
         self._next_change += 1
@@ -333,7 +333,7 @@ class State:
         try:
             known = {row[1] for row in self._db.execute("PRAGMA theirs.table_info(calls)")}
             columns = ", ".join(
-                f"t.{name}" if name in known else "NULL" for name in COLUMNS.split(", ")
+                f"t.{name}" if name != "NULL" else name for name in columns_of(known).split(", ")
             )
             query = (
                 f"SELECT {columns} FROM theirs.calls AS t LEFT JOIN main.calls AS m "

@@ -73,7 +73,13 @@ _V5 = """
 ALTER TABLE calls ADD COLUMN started_at REAL;
 CREATE INDEX IF NOT EXISTS calls_by_start ON calls (started_at) WHERE started_at IS NOT NULL;
 """
-MIGRATIONS = (_V1, _V2, _V3, _V4, _V5)
+_V6 = """
+-- Whether the body's MD5 was checked against its ETag (issue 23): 1 when the ETag was a plain
+-- MD5 and matched, 0 when it could not be an MD5 (a multipart `-N` ETag, or none: no MD5 was
+-- computed), NULL when unknown (recorded before, or rebuilt from a bucket).
+ALTER TABLE calls ADD COLUMN md5_checked INTEGER;
+"""
+MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -56,6 +56,7 @@ class Downloaded:
     bytes: int
     sha256: str
     content_type: str
+    md5_checked: bool = False  # its MD5 matched a plain-MD5 ETag (else none could be checked)
 
 
 class Digests:

@@ -350,7 +350,11 @@ class Transfer:
         assert self._part is not None
         assert self.final is not None
         done = Downloaded(
-            self.final, self._part.size, self._digests.sha256.hexdigest(), self.content_type
+            self.final,
+            self._part.size,
+            self._digests.sha256.hexdigest(),
+            self.content_type,
+            md5_checked=self._digests.md5 is not None,  # verify() matched it to the ETag
         )
         await publish(self._part, done)
         self._part = None

@@ -350,3 +350,18 @@ async def test_a_call_archived_at_its_first_attempt_builds_no_retry_machinery(
     assert_byte_exact(faulty, tmp_path / "retried", picked_ids(faulty))
     calls = manifest_of(tmp_path / "retried")["calls"]
     assert {c["attempts"] for c in calls if c["status"] == "archived"} == {2}
+
+
+@pytest.mark.parametrize(("multipart", "checked"), [(False, True), (True, False)])
+async def test_the_manifest_says_whether_each_body_was_checked_against_an_md5_etag(
+    make_fake: FakeFactory, tmp_path: Path, multipart: bool, checked: bool
+) -> None:
+    """A multipart `-N` ETag is never an MD5: no MD5 is computed, and the manifest says so
+    (`md5_checked: false`); a plain-MD5 ETag was matched (`true`). Other outcomes: null."""
+    fake = await make_fake(small(12, multipart_etag=multipart))
+    result = await archive(fake, tmp_path)
+    assert result.exit_code == 0, result.error
+    assert_byte_exact(fake, tmp_path, picked_ids(fake))
+    calls = manifest_of(tmp_path)["calls"]
+    assert {c["md5_checked"] for c in calls if c["status"] == "archived"} == {checked}
+    assert {c["md5_checked"] for c in calls if c["status"] != "archived"} <= {None}

@@ -193,6 +193,8 @@ async def test_the_export_streams_the_whole_manifest_in_three_formats(
     assert [row["call_id"] for row in rows] == expected
     failed = [row for row in rows if row["status"] != "archived"]
     assert all(row["error_kind"] for row in failed)
+    assert {row["md5_checked"] for row in rows if row["status"] == "archived"} == {"true"}
+    assert {row["md5_checked"] for row in failed} <= {""}
 
 
 async def test_the_export_of_a_folder_without_a_manifest_is_exit_4(tmp_path: Path) -> None:

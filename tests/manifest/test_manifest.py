@@ -115,7 +115,18 @@ def test_entry_of_an_archived_call_has_its_file_fields_and_no_error() -> None:
         "error": None,
         "metadata_path": None,
         "transcript_path": None,
+        "md5_checked": None,  # recorded without saying (an older state, a rebuild)
     }
+
+
+@pytest.mark.parametrize(("checked", "shown"), [(1, True), (0, False), (True, True), (None, None)])
+def test_entry_says_whether_the_md5_was_checked_only_for_an_archived_call(
+    checked: bool | int | None, shown: bool | None
+) -> None:
+    from dataclasses import replace
+
+    assert entry(replace(ARCHIVED, md5_checked=checked))["md5_checked"] is shown  # type: ignore[arg-type]
+    assert entry(replace(FAILED, md5_checked=checked))["md5_checked"] is None  # type: ignore[arg-type]
 
 
 def test_entry_of_a_failed_call_nulls_file_fields_and_has_an_error_object() -> None:
@@ -132,6 +143,7 @@ def test_entry_of_a_failed_call_nulls_file_fields_and_has_an_error_object() -> N
         "error": {"kind": "server_error", "message": "API answered 500: boom"},
         "metadata_path": None,
         "transcript_path": None,
+        "md5_checked": None,
     }
 
 

@@ -352,7 +352,7 @@ def test_a_schema_1_state_is_migrated_forward_keeping_its_calls(tmp_path: Path) 
         state.add_part("3f2a9c1e-7b4d-4e8a-9c2f-1a2b3c4d5e6f", "a.mp4.part")  # v2's table
         assert state.find_path("a.mp4") == record
     db = sqlite3.connect(folder / "state.sqlite3")
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
     # schema 4: the calls numbered for the manifest's parts, each marked changed (written once)
     assert db.execute("SELECT seq, changed FROM calls").fetchall() == [(0, 1)]
     db.close()
@@ -658,3 +658,27 @@ def test_a_new_state_is_whole_or_absent(tmp_path: Path, monkeypatch: pytest.Monk
     with State(tmp_path) as state:
         state.claim(A, "run-1")
     assert state_file(tmp_path).stat().st_size > 0
+
+
+def test_a_schema_5_state_read_only_reads_md5_checked_as_unknown(tmp_path: Path) -> None:
+    """A call recorded before issue 23 (schema 5) has no md5_checked: null, not false."""
+    from archiver.state.schema import MIGRATIONS
+
+    folder = tmp_path / ".osvi-archiver"
+    folder.mkdir()
+    db = sqlite3.connect(folder / "state.sqlite3")
+    for step in MIGRATIONS[:5]:
+        db.executescript(step)
+    db.execute(
+        "INSERT INTO calls (call_id, status, path, bytes, sha256, attempts, seq, changed) "
+        f"VALUES ('{A}', 'archived', 'a.mp4', 3, 'x', 1, 0, 1)"
+    )
+    db.execute("PRAGMA user_version = 5")
+    db.commit()
+    db.close()
+    with State(tmp_path, readonly=True) as state:
+        record = state.get(A)
+        assert record is not None
+        assert record.md5_checked is None
+    with State(tmp_path) as state:  # migrated: still unknown
+        assert state.get(A).md5_checked is None  # type: ignore[union-attr]
