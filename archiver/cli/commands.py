@@ -137,7 +137,12 @@ def run_command(args: argparse.Namespace) -> int:
 
         shard = _shard(args.shard)
         return dry_run_input(
-            settings, items, force=args.force, retry=args.retry_failed, shard=shard
+            settings,
+            items,
+            force=args.force,
+            retry=args.retry_failed,
+            shard=shard,
+            retry_not_available=args.retry_not_available,
         )
     progress = _progress(settings)
     # The total only serves a display: no extra read of the input when nobody watches.
@@ -146,8 +151,15 @@ def run_command(args: argparse.Namespace) -> int:
 
     counted = not args.retry_failed and not isinstance(progress, NoProgress)
     total = count_ids(list(args.inputs) or ["-"]) if counted else None
-    options = RunOptions(force=args.force, shard=_shard(args.shard), total=total)
-    source = run_input(items, retry_failed=args.retry_failed)
+    options = RunOptions(
+        force=args.force,
+        retry_not_available=args.retry_not_available,
+        shard=_shard(args.shard),
+        total=total,
+    )
+    source = run_input(
+        items, retry_failed=args.retry_failed, retry_not_available=args.retry_not_available
+    )
     result = _run(execute(settings, source, progress, options))
     _summary(result)
     return result.exit_code
@@ -158,18 +170,28 @@ def _shard(text: str | None) -> tuple[int, int] | None:
 
 
 def _filters(args: argparse.Namespace, default_status: tuple[str, ...]) -> Filters:
-    from archiver.osvi.listing import CALL_STATUSES, Filters
+    from archiver.osvi.listing import CALL_STATUSES
 
     statuses = tuple(s.strip() for v in args.status or () for s in v.split(",") if s.strip())
+    if "any" in statuses:  # every status: no filter on it
+        if len(set(statuses)) > 1:
+            raise UsageError("--status any means every status: give it alone")
+        return _filters_of(args, ())
     unknown = set(statuses) - set(CALL_STATUSES)
     if unknown:
         raise UsageError(
-            f"--status {', '.join(sorted(unknown))}: not one of {', '.join(CALL_STATUSES)}"
+            f"--status {', '.join(sorted(unknown))}: not one of {', '.join(CALL_STATUSES)} (or any)"
         )
+    return _filters_of(args, statuses or default_status)
+
+
+def _filters_of(args: argparse.Namespace, statuses: tuple[str, ...]) -> Filters:
+    from archiver.osvi.listing import Filters
+
     if args.agent is not None and canonical_uuid(args.agent) is None:
         raise UsageError(f"--agent {args.agent!r} is not a UUID")
     return Filters(
-        status=statuses or default_status,
+        status=statuses,
         agent_uuid=canonical_uuid(args.agent) if args.agent else None,
         campaign_id=args.campaign,
         campaign_upload_id=args.campaign_upload,
@@ -201,9 +223,21 @@ def sync_command(args: argparse.Namespace) -> int:
     if args.dry_run:
         from archiver.engine.dry_run import dry_run_sync
 
-        return dry_run_sync(settings, span, filters, force=args.force, shard=shard)
+        return dry_run_sync(
+            settings,
+            span,
+            filters,
+            force=args.force,
+            shard=shard,
+            retry_not_available=args.retry_not_available,
+        )
     source = make_source(span, settings.sync_overlap, filters, settings.max_attempts)
-    options = RunOptions(force=args.force, shard=shard, command="sync")
+    options = RunOptions(
+        force=args.force,
+        retry_not_available=args.retry_not_available,
+        shard=shard,
+        command="sync",
+    )
     result = _run(execute(settings, source, _progress(settings), options))
     _summary(result)
     return result.exit_code
@@ -226,7 +260,7 @@ def list_command(args: argparse.Namespace) -> int:
     from archiver.osvi.listing import RetriedListing
 
     settings = settings_from(args)
-    filters = _filters(args, ())
+    filters = _filters(args, ("picked",))  # like sync: --status any for every call
     span = _window(args)
     skipped: list[str] = []
     gaps: list[str] = []

@@ -164,7 +164,18 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
         help="say what would be downloaded or skipped and why, on stdout; asks no recording "
         "URL, downloads nothing, writes nothing (sync still lists calls: it needs the token)",
     )
-    add("--force", action="store_true", help="download again calls already archived")
+    add(
+        "--force",
+        action="store_true",
+        help="download again calls already archived (and ask again those not available)",
+    )
+    add(
+        "--retry-not-available",
+        dest="retry_not_available",
+        action="store_true",
+        help="ask the API again for calls this archive holds as not_available (final "
+        "otherwise: a rerun does not ask); with --retry-failed, take them from the archive too",
+    )
     add(
         "--shard",
         default=None,
@@ -200,8 +211,8 @@ def _add_listing_options(parser: argparse.ArgumentParser, *, default_status: str
         action="append",
         default=None,
         metavar="STATUS",
-        help="picked, not_picked, failed, busy, voicemail, in_progress; repeat or comma-separate "
-        f"(default: {default_status})",
+        help="picked, not_picked, failed, busy, voicemail, in_progress, or any (every "
+        f"status); repeat or comma-separate (default: {default_status})",
     )
     add("--agent", default=None, metavar="UUID", help="only this agent's calls")
     add("--campaign", type=int, default=None, metavar="ID", help="only this campaign")
@@ -278,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common(listing)
     add_settings(listing, ("base_url", "max_requests_per_second"))
-    _add_listing_options(listing, default_status="all")
+    _add_listing_options(listing, default_status="picked")
     listing.add_argument(
         "--format", choices=("csv", "jsonl"), default="csv", help="output format (default: csv)"
     )

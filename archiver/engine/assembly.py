@@ -124,6 +124,7 @@ class RunOptions:
     runs on (tests inject them)."""
 
     force: bool = False
+    retry_not_available: bool = False  # --retry-not-available
     shard: Shard | None = None  # --shard K/N: only the ids whose shard is K
     total: int | None = None  # ids in the input, when counted (progress: done of total, ETA)
     command: str = "run"  # run or sync: a label of the metrics
@@ -177,6 +178,7 @@ def build_pipeline(settings: Settings, options: RunOptions, opened: Opened) -> P
         concurrency=settings.concurrency,
         on_disk=opened.destination.on_disk(),
         force=options.force,
+        retry_not_available=options.retry_not_available,
         shard=options.shard,
         in_flight=in_flight,
     )

@@ -41,7 +41,7 @@ from archiver.errors import (
 from archiver.monitoring.counts import Receiving
 from archiver.net.retrying import Attempts, call_retrying
 from archiver.osvi.api import OsviApi
-from archiver.osvi.listing import layout_fields_of, started_at_of
+from archiver.osvi.listing import UNANSWERED, layout_fields_of, started_at_of
 from archiver.osvi.responses import JsonAnswer
 from archiver.redaction import shorten
 from archiver.state.call_records import CallRecord, utc_now
@@ -51,7 +51,6 @@ from archiver.transfer.download import Downloader, Transfer
 log = logging.getLogger("archiver.call")
 MAX_MESSAGE = 1000  # characters of an error message kept in the manifest and reports
 # Statuses of calls nobody answered: they never get a recording (osvi-api/README.md).
-UNANSWERED = frozenset({"not_picked", "busy", "failed"})
 
 
 @dataclass(frozen=True)
@@ -124,6 +123,13 @@ class CallArchiver:
             raise
         except Exception as exc:  # the boundary: nothing of one call escapes but RunError
             return self._failed(call_id, attempts.count, as_call_error(exc))
+
+    def unanswered(self, call_id: str, status: str, started_at: float | None) -> CallRecord:
+        """A call the listing says was never answered (`status`): not_available, final,
+        without a request (it has no recording: asking would only cost two requests)."""
+        error = NotAvailable(f"the listing says the call was not answered ({status}): no recording")
+        record = self._record(call_id, Status.NOT_AVAILABLE, 0, error=error)
+        return dataclasses.replace(record, started_at=started_at)
 
     async def _archive(
         self,

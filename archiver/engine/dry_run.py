@@ -30,7 +30,7 @@ from archiver.destinations import open_destination, warn_other_sharding
 from archiver.engine.assembly import open_api
 from archiver.engine.decide import Decision, Skipped, decide, taken_first
 from archiver.engine.inputs import InputItem, InvalidRow
-from archiver.engine.sync import listed_ids, plan, start_mark
+from archiver.engine.sync import ListedId, listed_ids, plan, start_mark
 from archiver.osvi.listing import Filters, RetriedListing, Window
 from archiver.osvi.times import Span
 from archiver.state.call_records import Filed
@@ -78,11 +78,13 @@ class DryRun:
         *,
         force: bool = False,
         shard: Shard | None = None,
+        retry_not_available: bool = False,
     ) -> None:
         self._state = state
         self._on_disk = on_disk
         self._out = out
         self._force = force
+        self._retry_not_available = retry_not_available
         self._shard = shard
         self._seen: set[int] = set()
         self._retried: set[int] = set()  # ids taken from the state first: no duplicates
@@ -93,9 +95,9 @@ class DryRun:
             if isinstance(item, InvalidRow):
                 self._invalid(item)
             else:
-                self.call(item.call_id, retried=item.retried)
+                self.call(item.call_id, retried=item.retried, unanswered=item.unanswered)
 
-    async def listed(self, listed: AsyncIterator[str | InvalidRow | Window]) -> None:
+    async def listed(self, listed: AsyncIterator[ListedId | InvalidRow | Window]) -> None:
         async for item in listed:
             if isinstance(item, InvalidRow):
                 self._invalid(item)
@@ -103,13 +105,13 @@ class DryRun:
                 self.counts.incomplete_windows += 1
                 print(f"incomplete\t{item.span()}\t{item.problem}", file=self._out)
             else:
-                self.call(item)
+                self.call(item.call_id, unanswered=item.unanswered)
 
     def _invalid(self, row: InvalidRow) -> None:
         self.counts.invalid_rows += 1
         print(f"invalid\t{row.source} line {row.line}\t{row.reason} ({row.value})", file=self._out)
 
-    def call(self, call_id: str, *, retried: bool = False) -> None:
+    def call(self, call_id: str, *, retried: bool = False, unanswered: str | None = None) -> None:
         """One id; `retried` when the run takes it from the state (pending, failed) first.
         The same decision as the run's (decide.decide); only the repeats are found another
         way (a set here, the state's temporary table in the run)."""
@@ -128,6 +130,8 @@ class DryRun:
             retried=key in self._retried,
             force=self._force,
             on_disk=self._on_disk,
+            retry_not_available=self._retry_not_available,
+            unanswered=unanswered,
         )
         if decision.skipped is not Skipped.RETRIED_AGAIN:  # said once, when taken first
             self._say(call_id, decision)
@@ -145,13 +149,23 @@ def dry_run_input(
     force: bool,
     retry: bool,
     shard: Shard | None,
+    retry_not_available: bool = False,
 ) -> int:
     """`run --dry-run`: the state read-only, the input read; no token needed, nothing asked."""
     destination = open_destination(settings)
     warn_other_sharding(destination, shard)
     with destination.viewing(shard) as state:
-        dry = DryRun(state, destination.on_disk(), sys.stdout, force=force, shard=shard)
-        dry.items(taken_first(state, "run", retry_failed=retry))
+        dry = DryRun(
+            state,
+            destination.on_disk(),
+            sys.stdout,
+            force=force,
+            shard=shard,
+            retry_not_available=retry_not_available,
+        )
+        dry.items(
+            taken_first(state, "run", retry_failed=retry, retry_not_available=retry_not_available)
+        )
         dry.items(items)
     print(dry.counts.render(), file=sys.stderr)
     return dry.counts.exit_code
@@ -164,6 +178,7 @@ def dry_run_sync(
     *,
     force: bool,
     shard: Shard | None,
+    retry_not_available: bool = False,
 ) -> int:
     """`sync --dry-run`: lists calls through the API (no recording URL), state read-only."""
     require_token(settings)  # before a line is printed: the listing needs it
@@ -177,7 +192,14 @@ def dry_run_sync(
             await dry.listed(listed_ids(RetriedListing(api, settings.max_attempts), sync))
 
     with destination.viewing(shard) as state:
-        dry = DryRun(state, destination.on_disk(), sys.stdout, force=force, shard=shard)
+        dry = DryRun(
+            state,
+            destination.on_disk(),
+            sys.stdout,
+            force=force,
+            shard=shard,
+            retry_not_available=retry_not_available,
+        )
         dry.items(taken_first(state, "sync"))
         asyncio.run(go(dry, state))
     print(dry.counts.render(), file=sys.stderr)

@@ -104,12 +104,17 @@ class BlockInput:
             self._lock.notify_all()
 
 
-def run_input(items: Iterator[InputItem], *, retry_failed: bool = False) -> SourceFactory:
+def run_input(
+    items: Iterator[InputItem], *, retry_failed: bool = False, retry_not_available: bool = False
+) -> SourceFactory:
     """The source of `run`: the calls the state holds for a retry first (§5.4: pending ones
-    every run; with --retry-failed the failed ones too, and no input), then `items`."""
+    every run; with --retry-failed the failed ones too, and no input; with
+    --retry-not-available as well, the not_available ones), then `items`."""
 
     def build(state: State, api: OsviApi, view: RunView) -> Source:
-        first = taken_first(state, "run", retry_failed=retry_failed)
+        first = taken_first(
+            state, "run", retry_failed=retry_failed, retry_not_available=retry_not_available
+        )
         if first:
             view.add_total(len(first))
         given = None if retry_failed else _Counted(items)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import io
 import os
 import stat
@@ -19,6 +20,7 @@ from typing import BinaryIO
 
 from archiver.archive.ids import canonical_uuid, unquote
 from archiver.errors import UsageError
+from archiver.osvi.listing import UNANSWERED
 
 STDIN = "<stdin>"
 # A call id row is ~40 characters; anything this long is garbage, and capping it keeps memory
@@ -34,6 +36,9 @@ class CallId:
     source: str
     line: int
     retried: bool = False  # taken from the archive's state first (pending, failed calls)
+    # A CSV's `status` column (a `list` export) saying the call was never answered: it has no
+    # recording, and is settled without a request (unless --force or --retry-not-available).
+    unanswered: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +64,7 @@ class _Plain:
 class _Csv:
     index: int
     name: str
+    status: int | None = None  # the `status` column, when the header has one
 
 
 def read_sources(
@@ -153,7 +159,9 @@ def _detect(
             if header is None:
                 return _Plain(number, line)
             index = _id_index(header, source, id_column)
-            return _Csv(index, _header_name(header[index]))
+            names = [_header_name(field) for field in header]
+            status = names.index("status") if "status" in names else None
+            return _Csv(index, _header_name(header[index]), None if status == index else status)
     return None
 
 
@@ -178,6 +186,10 @@ def _csv_item(source: str, number: int, line: str, layout: _Csv) -> InputItem | 
     item = _item(source, number, value)
     if isinstance(item, InvalidRow) and _header_name(value) == layout.name:
         return None  # the header again, as in `cat a.csv b.csv`
+    if isinstance(item, CallId) and layout.status is not None and len(fields) > layout.status:
+        status = fields[layout.status].strip()
+        if status in UNANSWERED:
+            return dataclasses.replace(item, unanswered=status)
     return item
 
 

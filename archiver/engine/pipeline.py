@@ -22,12 +22,12 @@ from typing import Protocol
 from archiver.archive.outcomes import Status
 from archiver.archive.shard import Shard, in_shard
 from archiver.engine.call import CallArchiver
-from archiver.engine.decide import Skipped, decide
+from archiver.engine.decide import Action, Skipped, decide
 from archiver.engine.inputs import CallId, InputItem, InvalidRow
 from archiver.monitoring.counts import RunView
 from archiver.osvi.api import OsviApi
 from archiver.osvi.limits import InFlight
-from archiver.state.call_records import Filed
+from archiver.state.call_records import CallRecord, Filed
 from archiver.state.database import State
 
 log = logging.getLogger("archiver.engine.lifecycle")
@@ -41,6 +41,7 @@ class Listed:
     fields: Mapping[str, str]  # layout fields: yyyy, mm, dd, agent_uuid when known
     started_at: float | None  # call_picked_at, else created_at (epoch), for pending (§5.4)
     window: int  # which listing window it came from (for the sync watermark)
+    unanswered: str | None = None  # the listing's status of a call never answered
 
 
 Work = InputItem | Listed
@@ -68,7 +69,8 @@ class PoolPlan:
     run_id: str
     concurrency: int  # workers
     on_disk: Callable[[Filed], bool]  # Destination.on_disk: a stat in a folder
-    force: bool = False  # --force: archived calls again
+    force: bool = False  # --force: archived calls again (and not_available ones)
+    retry_not_available: bool = False  # --retry-not-available: ask not_available calls again
     shard: Shard | None = None  # --shard K/N: only the ids whose shard is K
     # Workers stay `concurrency`; this window lets fewer of them work while throttled.
     in_flight: InFlight | None = None
@@ -84,6 +86,8 @@ class Pipeline:
         self._on_disk = plan.on_disk
         self._concurrency = plan.concurrency
         self._force = plan.force
+        self._retry_not_available = plan.retry_not_available
+        self._settle: set[str] = set()  # ids the listing settled: recorded without a request
         self.counts = view.counts
         self._view = view
         self._retried: set[str] = set()  # ids taken from the state (pending/failed), few
@@ -107,7 +111,12 @@ class Pipeline:
 
     async def _work(self, source: Source, work: asyncio.Queue[Call | None]) -> None:
         while (item := await work.get()) is not None:
-            if isinstance(item, Listed):
+            if item.unanswered and item.call_id in self._settle:
+                self._settle.discard(item.call_id)
+                started = item.started_at if isinstance(item, Listed) else None
+                record = self._archiver.unanswered(item.call_id, item.unanswered, started)
+                await self._commit(item.call_id, record)
+            elif isinstance(item, Listed):
                 await self._archive(item.call_id, item.fields, item.started_at)
             else:
                 await self._archive(item.call_id)
@@ -145,14 +154,20 @@ class Pipeline:
             retried=item.call_id in self._retried,
             force=self._force,
             on_disk=self._on_disk,
+            retry_not_available=self._retry_not_available,
+            unanswered=item.unanswered,
         )
+        if decision.action is Action.SETTLE:
+            self._settle.add(item.call_id)
         if decision.skipped is Skipped.ALREADY_ARCHIVED:
             self.counts.add("already_archived", item.call_id, None)
+        elif decision.skipped is Skipped.ALREADY_NOT_AVAILABLE:
+            self.counts.add("already_not_available", item.call_id, None)
         elif decision.skipped is Skipped.DUPLICATE:
             self.counts.duplicates += 1
         elif decision.skipped is Skipped.RETRIED_AGAIN:
             self._view.retried_again += 1
-        return not decision.download
+        return decision.action is Action.SKIP
 
     def _invalid(self, row: InvalidRow) -> None:
         log.warning(
@@ -172,6 +187,10 @@ class Pipeline:
         async with self._in_flight:
             record = await self._archiver.archive(call_id, fields, started)
         self._in_flight.succeeded()
+        await self._commit(call_id, record)
+
+    async def _commit(self, call_id: str, record: CallRecord) -> None:
+        """Record a call's outcome, durable before it is counted."""
         self._state.record(record)
         status = record.status or Status.FAILED
         try:

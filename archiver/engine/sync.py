@@ -26,6 +26,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from archiver.archive.shard import in_shard
 from archiver.engine.decide import taken_first
@@ -44,6 +45,7 @@ from archiver.osvi.listing import (
     Window,
     layout_fields_of,
     started_at_of,
+    unanswered,
     walk,
 )
 from archiver.osvi.reconcile import NO_OUTCOME, WindowReport
@@ -171,7 +173,13 @@ class SyncSource:
         self._state.note_listed([i for i in ids if in_shard(i, self._state.shard)])
         for item in step.calls:
             self._buffer.append(
-                Listed(item["call_id"], layout_fields_of(item), started_at_of(item), step.number)
+                Listed(
+                    item["call_id"],
+                    layout_fields_of(item),
+                    started_at_of(item),
+                    step.number,
+                    unanswered(item),
+                )
             )
         self._advance()
 
@@ -224,7 +232,14 @@ class SyncSource:
         pass
 
 
-async def listed_ids(pages: Pages, sync: SyncPlan) -> AsyncIterator[str | InvalidRow | Window]:
+class ListedId(NamedTuple):
+    """A call the listing gave (`--dry-run`): its id, and its status if never answered."""
+
+    call_id: str
+    unanswered: str | None
+
+
+async def listed_ids(pages: Pages, sync: SyncPlan) -> AsyncIterator[ListedId | InvalidRow | Window]:
     """The ids the listing gives for the plan's window, as SyncSource takes them (`--dry-run`),
     the unusable items as invalid rows, and each window it could not list completely."""
     unusable = 0
@@ -236,7 +251,7 @@ async def listed_ids(pages: Pages, sync: SyncPlan) -> AsyncIterator[str | Invali
         if not step.window.complete:
             yield step.window
         for item in step.calls:
-            yield item["call_id"]
+            yield ListedId(item["call_id"], unanswered(item))
 
 
 def unusable_rows(step: Step, before: int) -> list[InvalidRow]:

@@ -20,6 +20,7 @@ MAX_FAILED_SHOWN = 20
 class Counts:
     archived: int = 0
     already_archived: int = 0
+    already_not_available: int = 0  # not_available before: final, not asked again
     pending: int = 0
     not_available: int = 0
     failed: int = 0
@@ -49,6 +50,8 @@ class Counts:
                 self.not_available += 1
             case "already_archived":
                 self.already_archived += 1
+            case "already_not_available":
+                self.already_not_available += 1
             case _:
                 raise ValueError(f"no such outcome: {status!r}")
 
@@ -60,7 +63,12 @@ class Counts:
     def done(self) -> int:
         """Calls that reached an outcome (duplicates and invalid rows are not calls)."""
         return (
-            self.archived + self.already_archived + self.pending + self.not_available + self.failed
+            self.archived
+            + self.already_archived
+            + self.already_not_available
+            + self.pending
+            + self.not_available
+            + self.failed
         )
 
     def to_json(self) -> dict[str, object]:

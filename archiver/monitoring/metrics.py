@@ -26,6 +26,7 @@ METRICS_MODE = 0o644
 FINAL_STATUSES = (
     Status.ARCHIVED,
     "already_archived",
+    "already_not_available",
     Status.PENDING,
     Status.NOT_AVAILABLE,
     Status.FAILED,

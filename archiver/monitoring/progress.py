@@ -36,6 +36,7 @@ MAX_DOWNLOADS_SHOWN = 8
 _STATUSES = (
     ("archived", "archived"),
     ("already_archived", "already archived"),
+    ("already_not_available", "already not available"),
     ("pending", "pending"),
     ("not_available", "not available"),
     ("failed", "failed"),

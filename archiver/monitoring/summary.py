@@ -46,6 +46,11 @@ def render(
         f"already archived  {counts.already_archived}",
         f"pending           {counts.pending}",
         f"not available     {counts.not_available}",
+        *(
+            [f"  and before     {counts.already_not_available} (final: not asked again)"]
+            if counts.already_not_available
+            else []
+        ),
         f"failed            {counts.failed}",
         f"duplicates        {counts.duplicates}",
         f"invalid rows      {counts.invalid_rows}",

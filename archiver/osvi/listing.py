@@ -452,6 +452,17 @@ def started_at_of(call: Mapping[str, Any]) -> float | None:
 
 
 CALL_STATUSES = ("picked", "not_picked", "failed", "busy", "voicemail", "in_progress")
+# Never answered: no recording will ever come (a voicemail may have one: it is asked).
+UNANSWERED = frozenset({"not_picked", "busy", "failed"})
+
+
+def unanswered(call: Mapping[str, Any]) -> str | None:
+    """The listing's status of a call that was never answered (so has no recording), else
+    None (answered, unknown, null or not a string: asked of the API as usual)."""
+    status = call.get("status")
+    return status if isinstance(status, str) and status in UNANSWERED else None
+
+
 # The documented call fields, in order: the CSV header of `osvi-archiver list`.
 CALL_FIELDS = (
     "call_id", "agent_uuid", "agent_name", "phone_number", "from_number", "status",

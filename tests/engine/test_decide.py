@@ -11,6 +11,7 @@ from archiver.archive.outcomes import Status, retried_first
 from archiver.destinations.folder import on_disk_in
 from archiver.engine.decide import (
     ALREADY_ARCHIVED,
+    ALREADY_NOT_AVAILABLE,
     DUPLICATE,
     NEW,
     RETRIED_AGAIN,
@@ -52,7 +53,8 @@ def gone(_: Filed) -> bool:
         (Was("failed", error_kind="http_500"), False, there, get("failed before (http_500)")),
         (Was("failed"), False, there, get("failed before (unknown)")),
         (Was("pending"), False, there, get("pending: asked again")),
-        (Was("not_available"), True, there, get("not available before: asked again")),
+        (Was("not_available"), True, there, get("not available before: asked again (--force)")),
+        (Was("not_available"), False, there, ALREADY_NOT_AVAILABLE),  # final: not asked again
     ],
 )  # fmt: skip
 def test_each_previous_outcome_has_its_decision(
@@ -117,3 +119,37 @@ def test_each_command_takes_its_own_statuses_first_in_one_place() -> None:
     assert state.asked == [retried_first("sync")]
     assert [(c.call_id, c.line, c.retried) for c in first] == [("id-1", 1, True), ("id-2", 2, True)]
     assert taken_first(None, "run") == []
+
+
+def test_retry_not_available_asks_again_only_what_was_not_available() -> None:
+    def decided(was: Was | None) -> Decision:
+        return decide(
+            was, repeat=False, retried=False, force=False, on_disk=there, retry_not_available=True
+        )
+
+    asked = decided(Was("not_available"))
+    assert asked.download
+    assert asked.reason == "not available before: asked again (--retry-not-available)"
+    assert decided(Was("archived")) == ALREADY_ARCHIVED
+
+
+@pytest.mark.parametrize(
+    ("previous", "force", "on_disk", "expected"),
+    [
+        (None, False, there, Action.SETTLE),  # never seen: settled without a request
+        (Was("pending"), False, there, Action.SETTLE),
+        (Was("not_available"), True, there, Action.DOWNLOAD),  # --force asks the API anyway
+        (Was("archived"), False, there, Action.SKIP),  # its file stands
+        (Was("archived"), False, gone, Action.DOWNLOAD),  # the listing may be wrong: asked
+        (Was("archived"), True, there, Action.DOWNLOAD),
+    ],
+)  # fmt: skip
+def test_a_call_the_listing_says_was_never_answered_is_settled_without_a_request(
+    previous: Was | None, force: bool, on_disk: Callable[[Filed], bool], expected: Action
+) -> None:
+    decision = decide(
+        previous, repeat=False, retried=False, force=force, on_disk=on_disk, unanswered="busy"
+    )
+    assert decision.action is expected
+    if expected is Action.SETTLE:
+        assert decision.reason == "not answered (the listing says busy): no recording"

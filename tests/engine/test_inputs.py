@@ -651,3 +651,24 @@ def test_count_ids_reads_a_file_without_line_breaks_in_bounded_memory(tmp_path: 
     finally:
         tracemalloc.stop()
     assert peak < 4 << 20, peak
+
+
+def test_a_status_column_marks_the_calls_never_answered_and_nothing_else() -> None:
+    """A `list` export's `status`: not_picked, busy and failed calls have no recording (run
+    settles them without a request); any other value, empty, or a short row: asked as usual."""
+    text = (
+        "call_id,agent_name,status\n"
+        f'{A},"Smith, J",busy\n'
+        f"{B},x,picked\n"
+        f"{C},x, not_picked \n"
+        f"{A.upper()},x,BUSY\n"  # not the API's spelling: asked
+        f"{B},x\n"  # no status cell
+    )
+    items = [item for item in read(text.encode()) if isinstance(item, CallId)]
+    assert [item.unanswered for item in items] == ["busy", None, "not_picked", None, None]
+
+
+def test_without_a_status_column_no_call_is_marked() -> None:
+    items = read(f"id,other\n{A},busy\n".encode())
+    assert [getattr(item, "unanswered", "?") for item in items] == [None]
+    assert [item.unanswered for item in read(f"status\n{A}\n".encode(), "status")] == [None]  # type: ignore[union-attr]

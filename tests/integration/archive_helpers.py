@@ -53,6 +53,7 @@ async def archive(
     force: bool = False,
     sleep: Any = quick_sleep,
     token: str | None = None,
+    retry_not_available: bool = False,
     **flags: Any,
 ) -> RunResult:
     """`osvi-archiver run` in-process: ids (default: every call of the fake) as CSV input."""
@@ -61,7 +62,9 @@ async def archive(
         chosen = list(ids) if ids is not None else [c.call_id for c in fake.calls]
         text = "call_id\n" + "".join(f"{i}\n" for i in chosen)
     items = read_ids(io.BytesIO(text.encode()), "<test>")
-    options = RunOptions(force=force, clocks=Clocks(sleep=sleep))
+    options = RunOptions(
+        force=force, retry_not_available=retry_not_available, clocks=Clocks(sleep=sleep)
+    )
     return await execute(settings, run_input(items), NoProgress(), options)
 
 

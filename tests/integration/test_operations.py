@@ -309,7 +309,7 @@ async def test_metrics_file_of_a_shard_labels_every_sample(
     assert done.code == 0, done.stderr
     families = metrics_of(prom)
     samples = [labels for series in families.values() for labels, _ in series]
-    assert len(samples) == 5 + 3 + 5  # last success included: the run exited 0
+    assert len(samples) == 6 + 3 + 5  # last success included: the run exited 0
     assert all(labels["shard"] == "0/2" for labels in samples), samples
     mine = sum(1 for i in ids if shard_of(i, 2) == 0)
     assert value(families, "osvi_archiver_calls", status="archived") == mine

@@ -365,3 +365,37 @@ async def test_the_manifest_says_whether_each_body_was_checked_against_an_md5_et
     calls = manifest_of(tmp_path)["calls"]
     assert {c["md5_checked"] for c in calls if c["status"] == "archived"} == {checked}
     assert {c["md5_checked"] for c in calls if c["status"] != "archived"} <= {None}
+
+
+async def test_a_rerun_over_archived_and_settled_ids_asks_the_api_nothing(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    """not_available is final: a rerun over the same input makes no request (it made two for
+    each such call before: /recording, then /call for its age); --retry-not-available asks
+    them again, and --force too."""
+    faults = {FaultKind.NOT_AVAILABLE: Fault(rate=0.3)}
+    fake = await make_fake(small(60, days=6, faults=faults))
+    await archive(fake, tmp_path)
+    settled = [cid for cid, status in statuses(tmp_path).items() if status == "not_available"]
+    archived = [cid for cid, status in statuses(tmp_path).items() if status == "archived"]
+    assert settled
+    assert archived
+    chosen = settled + archived
+
+    def asked() -> int:  # requests about the chosen ids (the state's pending ones are asked)
+        return sum(sum(fake.stats.call(cid).requests.values()) for cid in chosen)
+
+    before = asked()
+    again = await archive(fake, tmp_path, chosen)
+    assert again.exit_code == 0, again.error
+    assert asked() == before  # not one request
+    assert again.counts.already_not_available == len(settled)
+    assert again.counts.already_archived == len(archived)
+    assert again.counts.not_available == 0
+    recordings = sum(fake.stats.call(cid).requests["recording"] for cid in chosen)
+    retried = await archive(fake, tmp_path, chosen, retry_not_available=True)
+    after = sum(fake.stats.call(cid).requests["recording"] for cid in chosen)
+    assert after == recordings + len(settled)
+    assert retried.counts.already_archived == len(archived)
+    assert retried.counts.already_not_available == 0
+    assert all(statuses(tmp_path)[cid] == "not_available" for cid in settled)

@@ -127,6 +127,52 @@ async def test_list_output_feeds_run(make_fake: FakeFactory, tmp_path: Path) -> 
     assert_byte_exact(fake, tmp_path / "a", picked)
 
 
+async def test_a_list_export_of_every_call_feeds_run_and_unanswered_calls_cost_no_request(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    """A `list --status any` export names unanswered calls with their status: `run` settles
+    them as not_available without asking (two requests each before), and a rerun of the
+    same export asks nothing about any call it settled or archived."""
+    fake = await make_fake(fake_config(40))
+    text = await listing(fake, tmp_path)  # every status
+    unanswered = {c.call_id for c in fake.calls if c.status in ("not_picked", "busy", "failed")}
+    assert unanswered
+    env = {"OSVI_BASE_URL": fake.base_url, "OSVI_API_TOKEN": fake.token}
+    out = tmp_path / "a"
+    done = await osvi("run", "--out", str(out), "-", env=env, stdin=text.encode())
+    assert done.code == 0, done.stderr
+    assert all(sum(fake.stats.call(cid).requests.values()) == 0 for cid in unanswered)
+    seen = statuses(out)
+    assert {seen[cid] for cid in unanswered} == {"not_available"}
+    settled = [cid for cid, status in seen.items() if status in ("archived", "not_available")]
+
+    def asked() -> int:
+        return sum(sum(fake.stats.call(cid).requests.values()) for cid in settled)
+
+    before = asked()
+    again = await osvi("run", "--out", str(out), "-", env=env, stdin=text.encode())
+    assert again.code == 0, again.stderr
+    assert asked() == before
+
+
+async def test_list_takes_picked_calls_unless_told_any(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    fake = await make_fake(fake_config(40))
+    env = {"OSVI_BASE_URL": fake.base_url, "OSVI_API_TOKEN": fake.token}
+    picked = await osvi("list", env=env)
+    assert picked.code == 0, picked.stderr
+    rows = list(csv.DictReader(io.StringIO(picked.stdout)))
+    assert {r["call_id"] for r in rows} == {c.call_id for c in fake.calls if c.status == "picked"}
+    every = await osvi("list", "--status", "any", env=env)
+    assert every.code == 0, every.stderr
+    rows = list(csv.DictReader(io.StringIO(every.stdout)))
+    assert {r["call_id"] for r in rows} == {c.call_id for c in fake.calls}
+    mixed = await osvi("list", "--status", "any,busy", env=env)
+    assert mixed.code == 2
+    assert "--status any means every status" in mixed.stderr
+
+
 async def test_sync_window_archives_exactly_the_picked_calls_in_it(
     make_fake: FakeFactory, tmp_path: Path
 ) -> None:

@@ -81,6 +81,7 @@ def test_render_has_every_family_with_its_values() -> None:
     assert calls == {
         "archived": 7,
         "already_archived": 5,
+        "already_not_available": 0,
         "pending": 2,
         "not_available": 1,
         "failed": 3,
@@ -119,7 +120,7 @@ def test_render_without_a_last_success_leaves_that_series_out() -> None:
 def test_render_labels_every_sample_of_a_shard() -> None:
     families = parsed(render(run_metrics(shard=(3, 8), command="sync")))
     samples = [labels for series in families.values() for labels, _ in series]
-    assert len(samples) == 5 + 3 + 5
+    assert len(samples) == 6 + 3 + 5
     assert all(labels["shard"] == "3/8" for labels in samples)
     assert all(labels["command"] == "sync" for labels in samples)
 

@@ -60,6 +60,7 @@ def test_counts_to_json_is_plain_values() -> None:
     assert Counts(archived=1, bytes=5).to_json() == {
         "archived": 1,
         "already_archived": 0,
+        "already_not_available": 0,
         "pending": 0,
         "not_available": 0,
         "failed": 0,
