@@ -63,7 +63,8 @@ def test_alert_rules_cover_the_nightly_the_exit_code_and_the_watermark() -> None
         exprs["OsviArchiverNightlyNotSucceeded"]
         == 'time() - osvi_archiver_last_success_timestamp_seconds{command="sync"} > 26 * 3600'
     )
-    assert exprs["OsviArchiverExitCode"] == "osvi_archiver_exit_code != 0"
+    # 75 (another run held the archive) and 124 (stopped at its deadline) need nobody.
+    assert exprs["OsviArchiverExitCode"] == "osvi_archiver_exit_code != 0 != 75 != 124"
     assert exprs["OsviArchiverWatermarkStuck"] == f"time() - {_WATERMARK} > 36 * 3600"
     # The never-succeeded case: no last-success series at all, so the first rule cannot fire.
     never = exprs["OsviArchiverNightlyNeverSucceeded"]
@@ -121,8 +122,8 @@ def _check_failed(code: int) -> dict[str, Any]:
 _SERIES = '{command="sync",instance="host:9100",job="node"}'
 _EXIT_CODE_DESCRIPTION = (
     "See the exit codes in the README (1: some calls failed, 3: token rejected, 4: local fatal "
-    "error, 69: unreachable, 75: another run held the archive, 124: stopped at --max-duration); "
-    "the run report in the archive and the log say more."
+    "error, 69: unreachable; not 75 or 124, after which the next run continues); the run "
+    "report in the archive and the log say more."
 )
 
 
@@ -218,6 +219,32 @@ def test_alert_rules_fire_when_they_should(tmp_path: Path) -> None:
             ],
         },
     ]
+    # A backfill overlapping the nightly (75), then a run stopped at its deadline (124): no
+    # ticket; then a code a person must act on (4): one.
+    tests.append(
+        {
+            "interval": "1m",
+            "input_series": [
+                {"series": f"osvi_archiver_exit_code{_SERIES}", "values": "75x20 124x20 4x20"},
+            ],
+            "alert_rule_test": [
+                {"eval_time": "15m", "alertname": "OsviArchiverExitCode"},
+                {"eval_time": "35m", "alertname": "OsviArchiverExitCode"},
+                {
+                    "eval_time": "50m",
+                    "alertname": "OsviArchiverExitCode",
+                    "exp_alerts": [
+                        _alert(
+                            "OsviArchiverExitCode",
+                            "ticket",
+                            "osvi-archiver sync on host:9100 exited 4",
+                            _EXIT_CODE_DESCRIPTION,
+                        )
+                    ],
+                },
+            ],
+        }
+    )
     check = '{command="check",instance="host:9100",job="node"}'
     tests.append(
         {

@@ -73,3 +73,32 @@ def test_documented_first_sync_parses_with_since(path: Path) -> None:
         assert ns.command == "sync"
         assert ns.out_dir == ARCHIVE
         assert ns.since is not None
+
+
+@pytest.mark.parametrize(
+    ("code", "mailed"),
+    [(0, False), (75, False), (124, False), (1, True), (3, True), (69, True), (143, True)],
+)
+def test_cron_mails_only_on_exit_codes_a_person_must_act_on(
+    tmp_path: Path, code: int, mailed: bool
+) -> None:
+    """Each job line, run by sh as cron does, with the tool replaced by a stub exiting
+    `code`: it prints (cron mails it) only when a person must act."""
+    import subprocess
+
+    stub = tmp_path / "osvi-archiver"
+    stub.write_text(f"#!/bin/sh\necho log line\nexit {code}\n")
+    stub.chmod(0o755)
+    (tmp_path / ".local" / "state" / "osvi-archiver").mkdir(parents=True)
+    for _, command in crontab_jobs():
+        line = command.replace(PROGRAM, str(stub))
+        done = subprocess.run(
+            ["sh", "-c", line], env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert done.stderr == ""
+        if mailed:
+            assert done.stdout.startswith("osvi-archiver "), done.stdout
+            assert f"exited {code} " in done.stdout
+        else:
+            assert done.stdout == "", done.stdout
