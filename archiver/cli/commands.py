@@ -75,11 +75,18 @@ def _check_metrics_file(settings: Settings) -> None:
         raise UsageError(f"metrics_file {path}: the folder {path.parent} is not writable")
 
 
-def _summary(result: RunResult) -> None:
+def _summary(result: RunResult, *, quiet: bool = False) -> None:
     """§6's summary block on stderr; with JSON logs, the same as one `run_finished` event, so
-    stderr stays JSON Lines."""
-    from archiver.monitoring.summary import render
+    stderr stays JSON Lines. `quiet` (-q): nothing after a run that exited 0, else only why
+    (the error, the failed calls), the run report and the exit code."""
+    from archiver.monitoring.summary import render, render_quiet
 
+    if quiet and not json_mode():
+        said = render_quiet(result.counts, result.error, result.report)
+        if said is not None:
+            with contextlib.suppress(OSError):
+                print(said, file=sys.stderr)
+        return
     if not json_mode():
         text = render(result.counts, result.seconds, result.manifest, result.report,
                       result.error, result.watermark, result.listing)  # fmt: skip
@@ -110,8 +117,9 @@ def _summary(result: RunResult) -> None:
 def _progress(settings: Settings) -> Progress:
     from archiver.monitoring.progress import choose_progress  # rich: only for a run
 
+    quiet = settings.log_level == "ERROR" and settings.progress == "auto"  # -q: no display
     return choose_progress(
-        settings.progress,
+        "never" if quiet else settings.progress,
         on_terminal=sys.stderr.isatty() and settings.log_format == "text",
         interval=settings.status_interval,
     )
@@ -161,7 +169,7 @@ def run_command(args: argparse.Namespace) -> int:
         items, retry_failed=args.retry_failed, retry_not_available=args.retry_not_available
     )
     result = _run(execute(settings, source, progress, options))
-    _summary(result)
+    _summary(result, quiet=settings.log_level == "ERROR")
     return result.exit_code
 
 
@@ -239,7 +247,7 @@ def sync_command(args: argparse.Namespace) -> int:
         command="sync",
     )
     result = _run(execute(settings, source, _progress(settings), options))
-    _summary(result)
+    _summary(result, quiet=settings.log_level == "ERROR")
     return result.exit_code
 
 

@@ -79,6 +79,26 @@ def render(
     return "\n".join(lines)
 
 
+def render_quiet(counts: Counts, error: RunError | None, report: Path | str | None) -> str | None:
+    """What `-q` prints at the end: nothing when the run exited 0; else why (the error that
+    stopped it, the failed calls, the invalid rows' count, the listing's gaps), where the run
+    report is, and the exit code."""
+    code = exit_code(counts, error)
+    if code == 0:
+        return None
+    lines = _failed_lines(counts)
+    if counts.invalid_rows:
+        lines.append(f"invalid rows      {counts.invalid_rows}")
+    if counts.incomplete_windows:
+        lines.append(f"incomplete windows {counts.incomplete_windows}")
+    if error is not None:
+        lines.append(f"stopped           {scrub(str(error))}")
+    if report is not None:
+        lines.append(f"run report        {report}")
+    lines.append(f"exit code         {code}")
+    return "\n".join(lines)
+
+
 # Exit codes after which a rerun picks up where the run stopped: signals, --max-duration,
 # an outage.
 RESUMABLE = frozenset({69, 124, 129, 130, 143})

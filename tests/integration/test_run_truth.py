@@ -626,3 +626,29 @@ async def test_a_closed_stderr_never_changes_the_exit_code(
     await asyncio.wait_for(process.communicate(), 60)
     [report] = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
     assert process.returncode == report["exit_code"] == 1
+
+
+async def test_quiet_prints_nothing_on_success_and_only_why_otherwise(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    """`-q` for cron: a run that exits 0 prints nothing at all; one that exits 1 prints the
+    failed calls with their kinds, the run report and the exit code, not the summary."""
+    fake = await make_fake(small(6))
+    ids = "\n".join(c.call_id for c in fake.calls).encode()
+    done = await osvi("run", "-q", "--out", str(tmp_path / "a"), env=env_for(fake), stdin=ids)
+    assert done.code == 0, done.stderr
+    assert done.stderr == ""
+    assert done.stdout == ""
+    broken = await make_fake(small(6, faults={FaultKind.REC_500: Fault(rate=1.0, times=100)}))
+    ids = "\n".join(c.call_id for c in broken.calls if c.has_recording).encode()
+    failed = await osvi(
+        "run", "-q", "--max-attempts", "1", "--out", str(tmp_path / "b"),
+        env=env_for(broken), stdin=ids,
+    )  # fmt: skip
+    assert failed.code == 1, failed.stderr
+    lines = failed.stderr.splitlines()
+    assert "failed calls" in lines  # after each failure's error line
+    assert all(" ERROR " in line for line in lines[: lines.index("failed calls")])
+    assert any("server_error" in line for line in lines), failed.stderr
+    assert lines[-1] == "exit code         1"
+    assert "archived" not in failed.stderr  # not the summary
