@@ -23,7 +23,7 @@ from archiver.archive.shard import resolve_shard, shard_text
 from archiver.cli.flags import settings_given
 from archiver.config.token_and_file import config_file_warnings, token_file_warnings
 from archiver.errors import InternalError, LocalError, RunError, UsageError
-from archiver.monitoring.logs import json_mode, setup_logging
+from archiver.monitoring.logs import json_mode, setup_logging, write_log_file
 from archiver.osvi.times import Span, parse_moment
 
 if TYPE_CHECKING:
@@ -53,7 +53,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
     settings = load_settings(flags, config_path=config, environ=os.environ)
     # From here on, errors and warnings go out in the format asked for, redacted.
-    setup_logging(settings.log_level, [settings.token_value() or ""], settings.log_format)
+    setup_logging(
+        settings.log_level, [settings.token_value() or ""], settings.log_format, settings.log_file
+    )
     chosen = choose_config_file(config, os.environ)
     warnings = config_file_warnings(chosen) if chosen else []
     for warning in warnings + token_file_warnings(os.environ):
@@ -81,15 +83,16 @@ def _summary(result: RunResult, *, quiet: bool = False) -> None:
     (the error, the failed calls), the run report and the exit code."""
     from archiver.monitoring.summary import render, render_quiet
 
-    if quiet and not json_mode():
-        said = render_quiet(result.counts, result.error, result.report)
-        if said is not None:
-            with contextlib.suppress(OSError):
-                print(said, file=sys.stderr)
-        return
     if not json_mode():
         text = render(result.counts, result.seconds, result.manifest, result.report,
                       result.error, result.watermark, result.listing)  # fmt: skip
+        write_log_file(text)  # --log-file: the log holds the whole story
+        if quiet:
+            said = render_quiet(result.counts, result.error, result.report)
+            if said is not None:
+                with contextlib.suppress(OSError):
+                    print(said, file=sys.stderr)
+            return
         # A stderr that went away (`2>&1 | head`) must not change the exit code: the run
         # report and the metrics already say it.
         with contextlib.suppress(OSError):

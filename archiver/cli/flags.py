@@ -120,6 +120,11 @@ SETTING_FLAGS: dict[str, Flag] = {
         "status, error_kind, ...)",
         choices=("text", "json"),
     ),
+    "log_file": Flag(
+        "append the log (and the summary) to this file, reopened when logrotate moves it; "
+        "stderr then gets errors and the summary only",
+        metavar="PATH",
+    ),
 }
 # Those of a bucket destination, taken by every command that reads or writes the archive.
 STORE_SETTINGS = (
@@ -151,7 +156,7 @@ DEFAULT_TEXTS: dict[str, str] = {
     "layout": "{call_id}{ext}", "pending_window": "2d", "file_mode": "0o600",
     "allow_insecure_urls": "no", "progress": "auto", "status_interval": "30s",
     "keep_run_reports": "100", "with_metadata": "no", "with_transcript": "no",
-    "metrics_file": "none", "sync_overlap": "2h", "log_format": "text",
+    "metrics_file": "none", "sync_overlap": "2h", "log_format": "text", "log_file": "none",
 }  # fmt: skip
 
 

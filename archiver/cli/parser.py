@@ -152,7 +152,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         default=s,
         help="show errors only",
     )
-    add_settings(parser, ("log_format",))
+    add_settings(parser, ("log_format", "log_file"))
 
 
 def _add_run_options(run: argparse.ArgumentParser) -> None:

@@ -16,7 +16,7 @@ SETTINGS = (
     "connect_timeout", "read_timeout", "api_timeout", "min_speed", "min_speed_time",
     "max_recording_size", "bwlimit", "max_duration", "max_outage", "layout", "with_metadata",
     "with_transcript", "pending_window", "sync_overlap", "file_mode", "progress",
-    "status_interval", "log_format", "log_level", "metrics_file", "keep_run_reports",
+    "status_interval", "log_format", "log_level", "log_file", "metrics_file", "keep_run_reports",
 )  # fmt: skip
 
 # The flag that sets each setting, for messages; api_token has none, by design (SPEC §3).

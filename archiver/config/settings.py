@@ -54,7 +54,7 @@ Seconds = Annotated[float, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
 UserPath = Annotated[Path, AfterValidator(Path.expanduser)]
 
-_PATH_KEYS = ("out_dir", "metrics_file", "state_dir")
+_PATH_KEYS = ("out_dir", "metrics_file", "state_dir", "log_file")
 # The env and TOML values for the `Settings(...)` call inside `load_settings`.
 _LOADING: ContextVar[tuple[Mapping[str, str], Mapping[str, Any]] | None] = ContextVar(
     "archiver_settings_loading", default=None
@@ -105,6 +105,7 @@ class Settings(BaseSettings):
     log_level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidator(upper)] = (
         "INFO"
     )
+    log_file: UserPath | None = None  # log records appended here (reopened after logrotate)
     metrics_file: UserPath | None = None
     keep_run_reports: Annotated[int, Field(ge=1)] = 100
     # Why the token file could not be read: said by `require_token`, so that it stops only

@@ -19,13 +19,18 @@ logs). Eight shards' logs in one journal are told apart by `shard` and `run_id`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import logging.handlers
+import os
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TextIO
 
 from archiver import redaction
+from archiver.errors import UsageError
 
 # The attributes every LogRecord has; anything else on a record came from `extra=`.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
@@ -150,24 +155,68 @@ def forget_format() -> None:
     _context.clear()
 
 
-def setup_logging(level: str, secrets: list[str], log_format: str = "text") -> Redactor:
-    """Logs on stderr at `level`, text or JSON Lines, every record through the redactor."""
-    global _json_mode
+_log_file: logging.Handler | None = None
+
+
+def open_log_file(path: Path) -> logging.handlers.WatchedFileHandler:
+    """`--log-file`: appended, created owner-only (the log names calls and hosts), never
+    through a link planted at its name, and reopened when logrotate has moved it
+    (WatchedFileHandler checks the file's identity before each record). A UsageError (exit 2)
+    when it cannot be opened."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        os.close(fd)
+        return logging.handlers.WatchedFileHandler(path, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"log_file {path}: cannot open it for appending ({exc.strerror})") from exc
+
+
+def write_log_file(text: str) -> None:
+    """Append `text` (the end-of-run summary) to the --log-file as it is, when there is one."""
+    if isinstance(_log_file, logging.FileHandler):
+        with contextlib.suppress(OSError):
+            _log_file.acquire()
+            try:
+                stream = _log_file.stream or _log_file._open()
+                _log_file.stream = stream
+                stream.write(text + "\n")
+                stream.flush()
+            finally:
+                _log_file.release()
+
+
+def setup_logging(
+    level: str, secrets: list[str], log_format: str = "text", log_file: Path | None = None
+) -> Redactor:
+    """Logs on stderr at `level`, text or JSON Lines, every record through the redactor. With
+    `log_file`, the records go there instead, and stderr keeps the errors only."""
+    global _json_mode, _log_file
     _json_mode = log_format == "json"
     redactor = Redactor(secrets)
-    handler = _CurrentStderr()
-    if _json_mode:
-        handler.setFormatter(JsonLines())
-    else:
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S")
-        )
-    handler.addFilter(Context())
-    handler.addFilter(redactor)
+    handlers: list[logging.Handler] = [_CurrentStderr()]
+    if log_file is not None:
+        file_handler = open_log_file(log_file)
+        handlers[0].setLevel(logging.ERROR)
+        handlers.append(file_handler)
+    if _log_file is not None:
+        _log_file.close()
+    _log_file = handlers[-1] if log_file is not None else None
+    for handler in handlers:
+        if _json_mode:
+            handler.setFormatter(JsonLines())
+        elif handler is _log_file:  # a file read days later: the date too
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s"))
+        else:
+            handler.setFormatter(
+                logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S")
+            )
+        handler.addFilter(Context())
+        handler.addFilter(redactor)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
-    root.addHandler(handler)
+    for handler in handlers:
+        root.addHandler(handler)
     # -v is about this tool: other libraries (asyncio, aiohttp) keep to warnings and errors.
     root.setLevel(level if level in ("WARNING", "ERROR") else "WARNING")
     logging.getLogger("archiver").setLevel(level)

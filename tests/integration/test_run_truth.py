@@ -652,3 +652,27 @@ async def test_quiet_prints_nothing_on_success_and_only_why_otherwise(
     assert any("server_error" in line for line in lines), failed.stderr
     assert lines[-1] == "exit code         1"
     assert "archived" not in failed.stderr  # not the summary
+
+
+async def test_log_file_holds_the_log_and_the_summary_while_stderr_keeps_the_summary(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    fake = await make_fake(small(6))
+    ids = "\n".join(c.call_id for c in fake.calls).encode()
+    log_file = tmp_path / "sync.log"
+    done = await osvi(
+        "run", "--out", str(tmp_path / "a"), "--log-file", str(log_file), "--progress", "never",
+        env=env_for(fake), stdin=ids,
+    )  # fmt: skip
+    assert done.code == 0, done.stderr
+    assert done.stderr.startswith("── osvi-archiver summary ──"), done.stderr
+    logged = log_file.read_text()
+    assert " INFO " in logged  # the run's records
+    assert "── osvi-archiver summary ──" in logged
+    assert fake.token not in logged
+    refused = await osvi(
+        "run", "--out", str(tmp_path / "a"), "--log-file", str(tmp_path / "no" / "x.log"),
+        env=env_for(fake), stdin=ids,
+    )  # fmt: skip
+    assert refused.code == 2
+    assert "cannot open it for appending" in refused.stderr

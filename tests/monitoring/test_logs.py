@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
@@ -337,3 +338,52 @@ def test_verbose_is_about_this_tool_not_other_libraries(capsys: pytest.CaptureFi
     assert "our retry" in err
     assert "EpollSelector" not in err
     assert "a library warning" in err
+
+
+@pytest.mark.usefixtures("reset_logging")
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_a_log_file_gets_every_record_and_is_reopened_after_logrotate_moves_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], log_format: str
+) -> None:
+    import os
+
+    from archiver.monitoring.logs import write_log_file
+
+    path = tmp_path / "sync.log"
+    path.write_text("an earlier run\n")
+    setup_logging("INFO", ["s3cr3t-token-value"], log_format, path)
+    log = logging.getLogger("archiver.engine.lifecycle")
+    log.info("started with s3cr3t-token-value")
+    log.error("went wrong")
+    err = capsys.readouterr().err
+    assert "went wrong" in err  # errors still reach stderr (cron mails them)
+    assert "started" not in err
+    lines = path.read_text().splitlines()
+    assert lines[0] == "an earlier run"  # appended
+    assert "started with ***" in lines[1]
+    assert "s3cr3t" not in path.read_text()
+    if log_format == "json":
+        assert json.loads(lines[2])["message"] == "went wrong"
+    else:
+        assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ ERROR   went wrong$", lines[2])
+    path.rename(tmp_path / "sync.log.1")  # logrotate, without copytruncate
+    log.info("after the rotation")
+    write_log_file("── osvi-archiver summary ──")
+    assert "after the rotation" in path.read_text().splitlines()[-2]
+    assert path.read_text().splitlines()[-1] == "── osvi-archiver summary ──"
+    assert "after" not in (tmp_path / "sync.log.1").read_text()
+    new = tmp_path / "new.log"
+    setup_logging("INFO", [], "text", new)
+    assert os.stat(new).st_mode & 0o777 == 0o600  # owner-only
+
+
+@pytest.mark.usefixtures("reset_logging")
+def test_a_log_file_that_cannot_be_opened_is_a_usage_error(tmp_path: Path) -> None:
+    from archiver.errors import UsageError
+
+    (tmp_path / "target").write_text("")
+    (tmp_path / "link.log").symlink_to(tmp_path / "target")
+    with pytest.raises(UsageError, match=r"link\.log: cannot open it for appending"):
+        setup_logging("INFO", [], "text", tmp_path / "link.log")
+    with pytest.raises(UsageError, match="cannot open it for appending"):
+        setup_logging("INFO", [], "text", tmp_path / "no-such-folder" / "x.log")
