@@ -41,10 +41,12 @@ from archiver.config.units import (
     check_endpoint,
     clean_token,
     lower,
+    no_limit_when_zero,
     parse_duration,
     parse_file_mode,
     parse_size,
     upper,
+    zero_when_off,
 )
 from archiver.errors import UsageError
 from archiver.net.urls import is_loopback
@@ -90,8 +92,11 @@ class Settings(BaseSettings):
     min_speed: Annotated[Size, Field(ge=0)] = 1024  # bytes/s over min_speed_time; 0: no floor
     min_speed_time: Annotated[Seconds, Field(gt=0)] = 60.0
     max_recording_size: Annotated[Size, Field(gt=0)] = 4 << 30
-    bwlimit: Annotated[Size, Field(ge=0)] = 0  # bytes/s of all downloads together; 0: none
-    max_duration: Annotated[Seconds | None, Field(gt=0)] = None  # stop cleanly after this
+    bwlimit: Annotated[Size, Field(ge=0), BeforeValidator(zero_when_off)] = 0  # 0/off: none
+    # stop cleanly after this; 0, off or none: no limit
+    max_duration: Annotated[Seconds | None, Field(gt=0), BeforeValidator(no_limit_when_zero)] = (
+        None
+    )
     max_outage: Annotated[Seconds, Field(gt=0)] = 300.0  # API or recording host unreachable
     layout: Annotated[str, AfterValidator(layouts.check)] = layouts.DEFAULT
     with_metadata: bool = False

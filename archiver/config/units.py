@@ -7,19 +7,39 @@ import math
 import re
 from urllib.parse import urlsplit
 
-_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([smhd]?)", re.ASCII)
+_UNITS = {"": 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
+# A bare number (seconds), or one or more number-unit pairs as rclone and Go write them:
+# `90s`, `15m`, `1h30m`, `2d12h`, `1.5h`, `500ms`.
+_DURATION = re.compile(rf"{_NUMBER}|(?:{_NUMBER}(?:ms|[smhdw]))+", re.ASCII)
+_PART = re.compile(rf"({_NUMBER})(ms|[smhdw]|)", re.ASCII)
 
 
 def parse_duration(text: str | float | int) -> float:
-    """Seconds from a number or a string such as `90`, `90s`, `15m`, `1.5h`, `7d`."""
-    match = None if isinstance(text, bool) else _DURATION.fullmatch(str(text).strip().lower())
-    if match is None:
-        raise ValueError(f"{text!r} is not a duration: use seconds or 90s, 15m, 48h, 7d")
-    seconds = float(match[1]) * _UNITS[match[2]]
+    """Seconds from a number or a string such as `90`, `90s`, `15m`, `1.5h`, `1h30m`, `7d`."""
+    found = "" if isinstance(text, bool) else re.sub(r"\s+", "", str(text).lower())
+    if not found or _DURATION.fullmatch(found) is None:
+        raise ValueError(f"{text!r} is not a duration: use seconds or 90s, 15m, 1h30m, 48h, 7d")
+    seconds = sum(float(n) * _UNITS[unit] for n, unit in _PART.findall(found))
     if not math.isfinite(seconds):
         raise ValueError(f"{text!r} is not a duration: it is too long")
     return seconds
+
+
+def no_limit_when_zero(value: object) -> object:
+    """`--max-duration 0` (or `off`, `none`) is no limit, as rclone reads it: None."""
+    if isinstance(value, str) and value.strip().lower() in ("off", "none", ""):
+        return None
+    if value is not None and not isinstance(value, bool) and parse_duration(value) == 0:  # type: ignore[arg-type]
+        return None
+    return value
+
+
+def zero_when_off(value: object) -> object:
+    """`--bwlimit off` (or `none`) is no cap, as rclone reads it: 0."""
+    if isinstance(value, str) and value.strip().lower() in ("off", "none"):
+        return 0
+    return value
 
 
 def parse_file_mode(value: object) -> int:

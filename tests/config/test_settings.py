@@ -100,13 +100,18 @@ def test_empty_env_var_counts_as_unset() -> None:
 @pytest.mark.parametrize(
     ("text", "seconds"),
     [("90", 90.0), ("90s", 90.0), ("15m", 900.0), ("48h", 172800.0), ("7d", 604800.0),
-     ("1.5h", 5400.0), (" 2H ", 7200.0), (30, 30.0), (2.5, 2.5), ("0", 0.0)],
+     ("1.5h", 5400.0), (" 2H ", 7200.0), (30, 30.0), (2.5, 2.5), ("0", 0.0),
+     # as rclone and Go write them
+     ("1h30m", 5400.0), ("2d12h", 216000.0), ("1m30s", 90.0), ("500ms", 0.5), ("1w", 604800.0),
+     ("1h 30m", 5400.0)],
 )  # fmt: skip
 def test_parse_duration_accepts_numbers_and_units(text: str | float, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "h", "10x", "-5s", "1e3", "10 minutes", "inf", -1])
+@pytest.mark.parametrize(
+    "text", ["", "h", "10x", "-5s", "1e3", "10 minutes", "inf", -1, "1h30", "m1", "1hh", "1h-5m"]
+)
 def test_parse_duration_rejects_nonsense(text: str | int) -> None:
     with pytest.raises(ValueError, match="is not a duration"):
         parse_duration(text)
@@ -118,6 +123,17 @@ def test_durations_with_units_from_every_source(tmp_path: Path) -> None:
     assert settings.read_timeout == 120.0
     assert settings.connect_timeout == 1.5
     assert (settings.pending_window, settings.sync_overlap) == (604800.0, 600.0)
+
+
+@pytest.mark.parametrize("given", ["0", "0s", "off", "OFF", "none", 0])
+def test_max_duration_zero_or_off_is_no_limit(given: str | int) -> None:
+    assert load({"max_duration": given}).max_duration is None
+    assert load({"max_duration": "1h30m"}).max_duration == 5400.0
+
+
+@pytest.mark.parametrize(("given", "rate"), [("off", 0), ("none", 0), ("0", 0), ("8MiB", 8 << 20)])
+def test_bwlimit_off_is_no_cap(given: str, rate: int) -> None:
+    assert load({"bwlimit": given}).bwlimit == rate
 
 
 def test_zero_timeout_is_refused() -> None:
