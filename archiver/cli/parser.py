@@ -411,5 +411,23 @@ def completion_command(args: argparse.Namespace) -> int:
     never name an option the tool does not have."""
     import shtab
 
-    print(shtab.complete(build_parser(), shell=args.shell))
+    parser = build_parser()
+    _complete_paths(parser, {**dict.fromkeys(_FILE_DESTS, shtab.FILE),
+                             **dict.fromkeys(_FOLDER_DESTS, shtab.DIRECTORY)})  # fmt: skip
+    print(shtab.complete(parser, shell=args.shell))
     return 0
+
+
+# What completes as a file or a folder name (shtab's `complete` attribute on the action).
+_FILE_DESTS = ("inputs", "config", "metrics_file", "log_file", "ids_file")
+_FOLDER_DESTS = ("out_dir", "state_dir")
+
+
+def _complete_paths(parser: argparse.ArgumentParser, kinds: dict[str, object]) -> None:
+    """Mark every action of `parser` and its commands whose value is a path."""
+    for action in parser._actions:
+        if action.dest in kinds:
+            action.complete = kinds[action.dest]  # type: ignore[attr-defined]
+        if isinstance(action, argparse._SubParsersAction):
+            for command in action.choices.values():
+                _complete_paths(command, kinds)

@@ -94,9 +94,7 @@ class Settings(BaseSettings):
     max_recording_size: Annotated[Size, Field(gt=0)] = 4 << 30
     bwlimit: Annotated[Size, Field(ge=0), BeforeValidator(zero_when_off)] = 0  # 0/off: none
     # stop cleanly after this; 0, off or none: no limit
-    max_duration: Annotated[Seconds | None, Field(gt=0), BeforeValidator(no_limit_when_zero)] = (
-        None
-    )
+    max_duration: Annotated[Seconds | None, Field(gt=0), BeforeValidator(no_limit_when_zero)] = None
     max_outage: Annotated[Seconds, Field(gt=0)] = 300.0  # API or recording host unreachable
     layout: Annotated[str, AfterValidator(layouts.check)] = layouts.DEFAULT
     with_metadata: bool = False

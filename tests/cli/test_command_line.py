@@ -4,6 +4,8 @@ file and the default config file."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -206,3 +208,35 @@ def test_a_since_out_of_range_is_a_usage_error_not_a_crash(
     out = ["--out", str(tmp_path)] if command != "list" else []
     assert main([command, *out, "--since", since]) == 2
     assert "is out of range" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
+@pytest.mark.parametrize(
+    ("words", "expected"),
+    [
+        (["run", "cal"], ["calls.csv"]),  # INPUT: files
+        (["run", "--out", "arc"], ["archive-dir"]),  # folders only
+        (["sync", "--state-dir", "arc"], ["archive-dir"]),
+        (["run", "--config", "cal"], ["calls.csv"]),
+        (["sync", "--log-file", "cal"], ["calls.csv"]),
+        (["run", "--metrics-file", "cal"], ["calls.csv"]),
+    ],
+)
+def test_bash_completes_files_and_folders_where_a_path_is_wanted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], words: list[str], expected: list[str]
+) -> None:
+    assert main(["completion", "bash"]) == 0
+    script = tmp_path / "completion.bash"
+    script.write_text(capsys.readouterr().out)
+    (tmp_path / "archive-dir").mkdir()
+    (tmp_path / "calls.csv").write_text("")
+    line = " ".join(["osvi-archiver", *words])
+    shell = (
+        f"source {script}; COMP_WORDS=(osvi-archiver {' '.join(words)}); "
+        f"COMP_CWORD={len(words)}; COMP_LINE='{line}'; COMP_POINT={len(line)}; "
+        '_shtab_osvi_archiver; printf "%s\\n" "${COMPREPLY[@]}"'
+    )
+    done = subprocess.run(
+        ["bash", "-c", shell], cwd=tmp_path, capture_output=True, text=True, timeout=30, check=False
+    )
+    assert done.stdout.split() == expected, done.stderr
