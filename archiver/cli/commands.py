@@ -46,7 +46,9 @@ def _run(coroutine: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coroutine)
 
 
-def settings_from(args: argparse.Namespace) -> Settings:
+def settings_from(args: argparse.Namespace, *, archive: bool = True) -> Settings:
+    """The settings of flags, environment and config file. `archive`: the command works on an
+    archive, so out_dir must have been given (a UsageError naming where, before anything)."""
     flags = settings_given(args)
     config = getattr(args, "config", None)
     from archiver.config.settings import choose_config_file, load_settings  # pydantic: here
@@ -60,6 +62,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
     warnings = config_file_warnings(chosen) if chosen else []
     for warning in warnings + token_file_warnings(os.environ):
         log.warning("%s", warning, extra={"event": "config_warning"})
+    if archive:
+        settings.archive  # noqa: B018 (raises when none was given)
     return settings
 
 
@@ -230,7 +234,7 @@ def sync_command(args: argparse.Namespace) -> int:
     shard = _shard(args.shard)
     if span.since is None and not _has_watermark(settings, shard, filters):
         whose = f" (shard {shard_text(shard)})" if shard else ""
-        raise no_watermark(f"{settings.out_dir}{whose}", filters)
+        raise no_watermark(f"{settings.archive}{whose}", filters)
     if args.dry_run:
         from archiver.engine.dry_run import dry_run_sync
 
@@ -270,7 +274,7 @@ def list_command(args: argparse.Namespace) -> int:
     from archiver.engine.assembly import open_api
     from archiver.osvi.listing import RetriedListing
 
-    settings = settings_from(args)
+    settings = settings_from(args, archive=False)
     filters = _filters(args, ("picked",))  # like sync: --status any for every call
     span = _window(args)
     skipped: list[str] = []
@@ -313,7 +317,7 @@ def verify_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report_json(report), indent=2))
     else:
-        print(render_text(report, settings.out_dir))
+        print(render_text(report, settings.archive))
     return 0 if report.ok else 1
 
 

@@ -146,7 +146,7 @@ RUN_SETTINGS = (
 # that the parser needs no pydantic: tests/config/test_settings.py derives them from the model
 # and holds this table to them).
 DEFAULT_TEXTS: dict[str, str] = {
-    "base_url": "https://api.osvi.ai", "out_dir": "recordings",
+    "base_url": "https://api.osvi.ai", "out_dir": "none, required",
     "state_dir": "$XDG_STATE_HOME/osvi-archiver", "store_endpoint": "none",
     "store_region": "none", "store_allow_http": "no", "store_sse": "none",
     "store_sse_kms_key_id": "none", "store_storage_class": "none", "concurrency": "8",
@@ -184,7 +184,11 @@ def add_settings(parser: argparse.ArgumentParser, names: tuple[str, ...]) -> Non
             options.update(action="store_const", const=True)
         else:
             options.update(metavar=flag.metavar, type=flag.type, choices=flag.choices)
-        parser.add_argument(FLAG_NAMES[name], **options)
+        parser.add_argument(*SHORT_FLAGS.get(name, ()), FLAG_NAMES[name], **options)
+
+
+# The short flags people reach for (rclone's -n, make's -j, most tools' -o).
+SHORT_FLAGS: dict[str, tuple[str, ...]] = {"out_dir": ("-o",), "concurrency": ("-j",)}
 
 
 def settings_given(args: argparse.Namespace) -> dict[str, Any]:

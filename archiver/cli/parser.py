@@ -159,6 +159,7 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
     add_settings(run, RUN_SETTINGS)
     add = run.add_argument
     add(
+        "-n",
         "--dry-run",
         action="store_true",
         help="say what would be downloaded or skipped and why, on stdout; asks no recording "

@@ -74,7 +74,9 @@ class Settings(BaseSettings):
     base_url: Annotated[str, AfterValidator(check_base_url)] = "https://api.osvi.ai"
     # A folder, or an object store's s3://, gs:// or az:// URL (config/out_dir.py, README
     # "Destinations").
-    out_dir: Annotated[Path | StoreUrl, BeforeValidator(location)] = Path("./recordings")
+    # No default (issue 24): a forgotten --out must not write personal data into whatever
+    # folder the command ran in. `archive` says so when a command needs it.
+    out_dir: Annotated[Path | StoreUrl | None, BeforeValidator(location)] = None
     # Where the state of a bucket destination is kept (None: the XDG state folder).
     state_dir: UserPath | None = None
     store_endpoint: Annotated[str | None, AfterValidator(check_endpoint)] = None
@@ -155,8 +157,20 @@ class Settings(BaseSettings):
         data = self.model_dump(mode="json")
         data["api_token"] = None if self.api_token is None else "***"
         data["file_mode"] = f"0o{self.file_mode:o}"
-        data["out_dir"] = str(self.out_dir)
+        data["out_dir"] = None if self.out_dir is None else str(self.out_dir)
         return data
+
+    @property
+    def archive(self) -> Path | StoreUrl:
+        """out_dir, which every command on an archive needs: a UsageError (exit 2) naming
+        where to give it when none was."""
+        if self.out_dir is None:
+            raise UsageError(
+                "no archive given: name its folder (or an s3://, gs:// or az:// URL) with --out, "
+                "OSVI_OUT_DIR or out_dir in the config file (there is no default: recordings "
+                "never land in the current folder by mistake)"
+            )
+        return self.out_dir
 
     @property
     def in_store(self) -> bool:
@@ -166,9 +180,10 @@ class Settings(BaseSettings):
     @property
     def folder(self) -> Path:
         """out_dir as a folder: for the commands that work on a local archive only."""
-        if isinstance(self.out_dir, StoreUrl):
-            raise UsageError(f"this command works on a local archive folder, not {self.out_dir}")
-        return self.out_dir
+        archive = self.archive
+        if isinstance(archive, StoreUrl):
+            raise UsageError(f"this command works on a local archive folder, not {archive}")
+        return archive
 
 
 def choose_config_file(config_path: str | None, environ: Mapping[str, str]) -> Path | None:

@@ -76,6 +76,12 @@ class Destination(ABC):
         """Before the lock: create what must exist, fail early on what cannot be used."""
         ensure_folder(self.root)
 
+    def is_new(self) -> bool:
+        """Whether no archive is there yet (a run would create it): the run then has the API
+        accept its token before it creates anything (a mistyped token leaves no empty
+        archive behind). A bucket is someone's already, and its state lives elsewhere: no."""
+        return False
+
     @abstractmethod
     def holding(self, shard: Shard | None) -> Holding: ...
 

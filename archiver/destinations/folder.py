@@ -10,7 +10,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from archiver.archive.names import OWN_FOLDERS, states_in
+from archiver.archive.names import OWN_FOLDERS, STATE_DIR, states_in
 from archiver.archive.storage import PartFile, refuse_link, write_atomic
 from archiver.destinations.lock import ArchiveLock, held
 from archiver.errors import LocalError
@@ -36,6 +36,9 @@ class LocalFolder(Destination):
     def __init__(self, folder: Path) -> None:
         self.root = folder
         self.where = str(folder)
+
+    def is_new(self) -> bool:
+        return not (self.root / STATE_DIR).exists()
 
     def prepare(self) -> None:
         """Also refuse, before anything is written, a `runs/` or `manifest/` that is a link;

@@ -43,6 +43,7 @@ from archiver.manifest.writer import write_manifest
 from archiver.monitoring.counts import Counts, Progress, RunView
 from archiver.monitoring.logs import set_context
 from archiver.net.http import Proxies
+from archiver.osvi.listing import RetriedListing
 from archiver.osvi.reconcile import WindowReport
 from archiver.osvi.times import naive_times
 from archiver.state.call_records import utc_now
@@ -69,6 +70,8 @@ async def execute(
     the result, and the manifest, report and metrics written say its exit code."""
     require_token(settings)  # before anything else: a missing token is a usage error
     destination = open_destination(settings)
+    if destination.is_new():
+        await _token_accepted(settings, options)
     destination.prepare()
     lock = destination.holding(options.shard)
     lock.acquire()
@@ -86,6 +89,15 @@ async def execute(
                     return await _run(Job(settings, source, progress, options), state, held)
     finally:
         lock.release()
+
+
+async def _token_accepted(settings: Settings, options: RunOptions) -> None:
+    """One page of the listing (one call of it), asked before a new archive is created: a
+    token the API refuses ends the run with exit 3 and nothing written (retried like any
+    listing page: an outage waits, an unreachable API is exit 69)."""
+    async with open_api(settings, options.clocks, options.wiring) as api:
+        pages = RetriedListing(api, settings.max_attempts, options.clocks.sleep)
+        await pages.list_page({"page": "1", "per_page": "1"})
 
 
 @dataclass(frozen=True)
@@ -141,12 +153,12 @@ async def _run(job: Job, state: State, held: Held) -> RunResult:
     log.info(
         "run %s started: archive %s%s",
         result.run_id,
-        settings.out_dir,
+        settings.archive,
         f", shard {shard_label(options.shard)}" if options.shard else "",
         extra={
             "event": "run_started",
             "run_id": result.run_id,
-            "out_dir": str(settings.out_dir),
+            "out_dir": str(settings.archive),
             "shard": shard_text(options.shard) or None,
             "concurrency": settings.concurrency,
         },

@@ -240,3 +240,34 @@ def test_bash_completes_files_and_folders_where_a_path_is_wanted(
         ["bash", "-c", shell], cwd=tmp_path, capture_output=True, text=True, timeout=30, check=False
     )
     assert done.stdout.split() == expected, done.stderr
+
+
+@pytest.mark.parametrize(
+    "argv", [["run", "-"], ["sync", "--since", "1d"], ["status"], ["verify"], ["manifest"]]
+)
+def test_a_command_on_an_archive_without_out_is_a_usage_error_and_writes_nothing(
+    argv: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--out has no default: a forgotten one must not put recordings in the current folder."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("OSVI_OUT_DIR", "OSVI_CONFIG", "XDG_CONFIG_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "no-config"))
+    monkeypatch.setenv("OSVI_API_TOKEN", TOKEN)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--out" in err
+    assert "OSVI_OUT_DIR" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_short_flags_people_reach_for(tmp_path: Path) -> None:
+    from archiver.cli.parser import build_parser
+
+    args = build_parser().parse_args(["run", "-o", str(tmp_path), "-j", "4", "-n", "calls.csv"])
+    assert (args.out_dir, args.concurrency, args.dry_run) == (str(tmp_path), 4, True)
+    args = build_parser().parse_args(["sync", "-o", "s3://b/p", "-j", "2", "-n"])
+    assert (args.out_dir, args.concurrency, args.dry_run) == ("s3://b/p", 2, True)

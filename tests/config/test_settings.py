@@ -53,7 +53,7 @@ def test_defaults_match_the_spec_table() -> None:
     settings = load()
     assert settings.api_token is None
     assert settings.base_url == "https://api.osvi.ai"
-    assert settings.out_dir == Path("./recordings")
+    assert settings.out_dir is None  # issue 24: no default, required by each archive command
     assert (settings.concurrency, settings.max_requests_per_second) == (8, 10.0)
     assert settings.max_attempts == 6
     assert (settings.connect_timeout, settings.read_timeout) == (10.0, 60.0)
@@ -205,11 +205,12 @@ def test_token_is_masked_everywhere_it_could_be_shown() -> None:
 
 
 def test_redacted_lists_every_setting_as_json() -> None:
-    redacted = load().redacted()
+    redacted = load({"out_dir": "recordings"}).redacted()
     assert set(redacted) == set(Settings.model_fields)
     assert redacted["api_token"] is None
     assert redacted["file_mode"] == "0o600"
     assert redacted["out_dir"] == "recordings"
+    assert load().redacted()["out_dir"] is None
     json.dumps(redacted)
 
 
@@ -427,6 +428,9 @@ def _model_default_text(name: str) -> str:
 
     if name == "state_dir":
         return "$XDG_STATE_HOME/osvi-archiver"
+    if name == "out_dir":  # no default: every command on an archive needs it given
+        assert Settings.model_fields[name].default is None
+        return "none, required"
     field = Settings.model_fields[name]
     value = field.default
     parsers = {getattr(m, "func", None) for m in field.metadata}
@@ -494,3 +498,14 @@ def test_a_store_url_with_a_query_is_refused_without_echoing_the_query(url: str)
         message = usage_message(**given)
         assert "invalid out_dir" in message
         assert "SECRETSIG" not in message
+
+
+def test_an_archive_command_without_out_dir_is_a_usage_error_naming_where_to_give_it() -> None:
+    settings = load()
+    with pytest.raises(UsageError) as caught:
+        settings.archive  # noqa: B018
+    message = str(caught.value)
+    for where in ("--out", "OSVI_OUT_DIR", "out_dir"):
+        assert where in message
+    assert caught.value.exit_code == 2
+    assert load({"out_dir": "a"}).archive == Path("a")

@@ -185,12 +185,36 @@ async def test_rejected_token_stops_the_run_at_once_with_exit_3(
     make_fake: FakeFactory, tmp_path: Path
 ) -> None:
     fake = await make_fake(small(200))
-    result = await archive(fake, tmp_path, token="wrong-token-000x", concurrency=8)
+    ids = [c.call_id for c in fake.calls]
+    assert (await archive(fake, tmp_path, ids[:1])).exit_code == 0  # the archive exists
+    recordings = fake.stats.requests["recording"]
+    result = await archive(fake, tmp_path, ids[1:], token="wrong-token-000x", concurrency=8)
     assert result.exit_code == 3
     assert "token" in str(result.error)
-    assert fake.stats.requests["recording"] <= 8  # the workers already in flight, no more
-    assert fake.stats.requests["download"] == 0
+    assert fake.stats.requests["recording"] - recordings <= 8  # those in flight, no more
+    assert fake.stats.requests["download"] <= 1
     manifest_of(tmp_path)  # still written, still valid
+
+
+async def test_a_rejected_token_creates_no_archive(make_fake: FakeFactory, tmp_path: Path) -> None:
+    """A first run with a mistyped token: the API is asked for one listing item before the
+    archive is created, and nothing is (no folder, no state, no report): exit 3."""
+    from archiver.errors import AuthError
+
+    fake = await make_fake(small(20))
+    out = tmp_path / "archive"
+    with pytest.raises(AuthError) as caught:
+        await archive(fake, out, token="wrong-token-000x")
+    assert caught.value.exit_code == 3
+    assert not out.exists()
+    assert fake.stats.requests["recording"] == 0
+    assert fake.stats.requests["calls"] == 1  # the token asked for once: 401 is final
+    empty = tmp_path / "empty"
+    empty.mkdir()  # a folder made for it beforehand stays as it was
+    with pytest.raises(AuthError):
+        await archive(fake, empty, token="wrong-token-000x")
+    assert list(empty.iterdir()) == []
+    assert (await archive(fake, empty)).exit_code == 0  # the right token: one probe, then on
 
 
 async def test_429_pauses_every_worker_for_the_time_asked(
