@@ -57,12 +57,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fatal(args, InternalError.of(exc))
 
 
+def json_fatal(message: str, exit_code: int) -> None:
+    """The error that ends the command as one `fatal` JSON event on stderr (redacted)."""
+    if not json_mode():  # the settings failed before logging was set up, or were never read
+        setup_logging("ERROR", [os.environ.get("OSVI_API_TOKEN", "")], "json")
+    log.error("%s", message, extra={"event": "fatal", "exit_code": exit_code})
+
+
 def _fatal(args: argparse.Namespace, exc: RunError) -> int:
     """The error that ended the command, on stderr: a `fatal` JSON event with JSON logs."""
     if json_mode() or _wants_json(args):
-        if not json_mode():  # the settings failed before logging was set up
-            setup_logging("ERROR", [os.environ.get("OSVI_API_TOKEN", "")], "json")
-        log.error("%s", exc, extra={"event": "fatal", "exit_code": exc.exit_code})
+        json_fatal(str(exc), exc.exit_code)
     else:
         print(f"osvi-archiver: error: {scrub(str(exc), keep_newlines=True)}", file=sys.stderr)
     return exc.exit_code

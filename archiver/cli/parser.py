@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -56,6 +57,61 @@ CHECK_EXIT_CODES = """exit codes:
 
 END_OF_OPTIONS = "--"
 
+# What other tools call our options (rclone, curl, wget, make): suggested before any
+# resemblance of spelling, which misleads (`--retries` is not `--retry-failed`). None: the
+# tool has no such thing, and no suggestion is better than a wrong one.
+OTHER_TOOLS_OPTIONS: dict[str, str | None] = {
+    "--transfers": "--concurrency", "--checkers": "--concurrency", "--jobs": "--concurrency",
+    "--parallel": "--concurrency", "--workers": "--concurrency", "--threads": "--concurrency",
+    "--retries": "--max-attempts", "--retry": "--max-attempts", "--tries": "--max-attempts",
+    "--low-level-retries": "--max-attempts", "--stats": "--status-interval",
+    "-P": "--progress always", "--progress-bar": "--progress always",
+    "--max-age": "--since", "--min-age": "--until", "--output": "--out", "--out-dir": "--out",
+    "--output-dir": "--out", "--dest": "--out", "--dryrun": "--dry-run",
+    "--timeout": "--read-timeout", "--contimeout": "--connect-timeout",
+    "--limit-rate": "--bwlimit", "--max-filesize": "--max-recording-size",
+    "--include": None, "--exclude": None, "--filter": None,
+}  # fmt: skip
+OTHER_TOOLS_COMMANDS = {
+    "backup": "run", "download": "run", "fetch": "run", "get": "run", "copy": "run",
+    "ls": "list", "lsf": "list", "calls": "list", "reconcile": "check", "validate": "verify",
+    "export": "manifest", "info": "status", "stats": "status",
+}  # fmt: skip
+
+
+def suggest_option(flag: str, known: Sequence[str]) -> str | None:
+    """What a mistyped or foreign option probably meant among `known`: another tool's name
+    for it first, then the one option it starts (`--conc`), then a close spelling."""
+    if flag in OTHER_TOOLS_OPTIONS:
+        meant = OTHER_TOOLS_OPTIONS[flag]
+        return meant if meant is not None and meant.split()[0] in known else None
+    longs = [k for k in known if k.startswith("--")]
+    if len(flag) >= 4:
+        started = [k for k in longs if k.startswith(flag)]
+        if len(started) == 1:
+            return started[0]
+    close = difflib.get_close_matches(flag, longs, n=1, cutoff=0.8)
+    return close[0] if close else None
+
+
+def suggest_command(word: str, commands: Sequence[str]) -> str | None:
+    if word in OTHER_TOOLS_COMMANDS:
+        return OTHER_TOOLS_COMMANDS[word]
+    close = difflib.get_close_matches(word, list(commands), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+_json_usage = False  # the command line (or OSVI_LOG_FORMAT) asks for JSON logs
+
+
+def _asks_json(given: Sequence[str]) -> bool:
+    for i, word in enumerate(given):
+        if word == "--log-format=json" or (
+            word == "--log-format" and i + 1 < len(given) and given[i + 1] == "json"
+        ):
+            return True
+    return os.environ.get("OSVI_LOG_FORMAT", "").strip().lower() == "json"
+
 
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser without abbreviations, whose errors suggest what was meant."""
@@ -67,8 +123,11 @@ class Parser(argparse.ArgumentParser):
     def parse_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
     ) -> argparse.Namespace:
+        global _json_usage
         given = list(sys.argv[1:] if args is None else args)
+        _json_usage = _asks_json(given)
         self._options_before_command(given)
+        self._unknown_command(given)
         parsed, extras = self.parse_known_args(given, namespace)
         if extras:
             command = getattr(parsed, "command", None)
@@ -87,6 +146,41 @@ class Parser(argparse.ArgumentParser):
             if isinstance(action, argparse._SubParsersAction):
                 return dict(action.choices)
         return {}
+
+    def error(self, message: str) -> NoReturn:
+        """A usage error: one line and where help is, not the usage block (a cron mail, a
+        JSON log: the line is what matters); under JSON logs a `fatal` JSON event. Exit 2."""
+        if _json_usage:
+            from archiver.cli.main import json_fatal
+
+            json_fatal(f"{self.prog}: {message}", 2)
+        else:
+            sys.stderr.write(f"{self.prog}: error: {message}\nsee '{self.prog} --help'\n")
+        sys.exit(2)
+
+    def _unknown_command(self, given: list[str]) -> None:
+        """A mistyped command word (`rn`), or another tool's (`backup`): what was meant."""
+        commands = self._commands()
+        if not commands:
+            return
+        skip_value = False
+        for token in given:
+            if skip_value:
+                skip_value = False
+                continue
+            if token.startswith("-"):
+                action = self._option_string_actions.get(token)
+                skip_value = action is not None and action.nargs is None and not isinstance(
+                    action, (argparse._StoreConstAction, argparse._StoreTrueAction,
+                             argparse._VersionAction, argparse._HelpAction, argparse._CountAction)
+                )  # fmt: skip
+                continue
+            if token in commands:
+                return
+            meant = suggest_command(token, sorted(commands))
+            hint = f" (did you mean {meant}?)" if meant else ""
+            self.error(f"no command {token!r}{hint}; the commands: {', '.join(commands)}")
+        return
 
     def _options_before_command(self, given: list[str]) -> None:
         """An option of a command, given before any command word."""
@@ -107,18 +201,18 @@ class Parser(argparse.ArgumentParser):
                     f"after the command (osvi-archiver {owners[0]} {flag} ...)"
                 )
             every = {s for sub in commands.values() for s in sub._option_string_actions}
-            close = difflib.get_close_matches(flag, sorted(every | mine), n=1, cutoff=0.6)
-            hint = f" (did you mean {close[0]}, after the command?)" if close else ""
+            close = suggest_option(flag, sorted(every | mine))
+            hint = f" (did you mean {close}, after the command?)" if close else ""
             self.error(f"unrecognized option {flag} before the command{hint}")
 
     def _unknown(self, extras: list[str], parser: argparse.ArgumentParser) -> NoReturn:
-        known = [s for s in parser._option_string_actions if s.startswith("--")]
+        known = list(parser._option_string_actions)
         hints = []
         for token in extras:
             flag = token.split("=", 1)[0]
-            close = difflib.get_close_matches(flag, known, n=1, cutoff=0.6)
-            if flag.startswith("-") and close:
-                hints.append(f"{flag} (did you mean {close[0]}?)")
+            close = suggest_option(flag, known) if flag.startswith("-") else None
+            if close:
+                hints.append(f"{flag} (did you mean {close}?)")
             else:
                 hints.append(token)
         parser.error(f"unrecognized arguments: {' '.join(hints)}")

@@ -190,8 +190,57 @@ def test_short_options_and_a_double_dash_before_the_command_are_argparses(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     err = usage_error(["-vq", "nonsense"], capsys)
-    assert "invalid choice: 'nonsense'" in err
+    assert "no command 'nonsense'; the commands: run, sync," in err
     assert "before the command" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["rn", "x"], "no command 'rn' (did you mean run?)"),
+        (["backup"], "no command 'backup' (did you mean run?)"),
+        (["--config", "c.toml", "ls"], "no command 'ls' (did you mean list?)"),
+        (["run", "--conc", "3"], "--conc (did you mean --concurrency?)"),  # not --config
+        (["run", "--transfers", "3"], "--transfers (did you mean --concurrency?)"),
+        (
+            ["run", "--retries", "3"],
+            "--retries (did you mean --max-attempts?)",
+        ),  # not --retry-failed
+        (["run", "--stats", "5s"], "--stats (did you mean --status-interval?)"),  # not --state-dir
+        (["run", "-P"], "-P (did you mean --progress always?)"),
+        (["sync", "--max-age", "3d"], "--max-age (did you mean --since?)"),  # not --max-outage
+        (["run", "--max-age", "3d"], "unrecognized arguments: --max-age"),  # run has no --since
+        (["run", "--include", "*.csv"], "unrecognized arguments: --include"),  # no guess
+        (["run", "--concurency", "3"], "--concurency (did you mean --concurrency?)"),
+    ],
+)
+def test_a_usage_error_is_one_line_with_what_was_meant_then_where_help_is(
+    capsys: pytest.CaptureFixture[str], argv: list[str], said: str
+) -> None:
+    err = usage_error(argv, capsys)
+    lines = err.splitlines()
+    assert len(lines) == 2, err  # no usage block
+    assert said in lines[0], lines[0]
+    if "did you mean" not in said:
+        assert "did you mean" not in lines[0]
+    assert lines[0].startswith("osvi-archiver")
+    assert lines[1].startswith("see 'osvi-archiver")
+    assert lines[1].endswith(" --help'")
+
+
+def test_a_usage_error_under_json_logs_is_one_fatal_event(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    err = usage_error(["run", "--log-format", "json", "--retries", "3"], capsys)
+    [line] = err.splitlines()
+    event = json.loads(line)
+    assert (event["event"], event["exit_code"], event["level"]) == ("fatal", 2, "ERROR")
+    assert "--retries (did you mean --max-attempts?)" in event["message"]
+    monkeypatch.setenv("OSVI_LOG_FORMAT", "json")
+    [line] = usage_error(["rn"], capsys).splitlines()
+    assert json.loads(line)["event"] == "fatal"
 
 
 @pytest.mark.parametrize("command", ["sync", "list", "check"])
