@@ -84,6 +84,7 @@ async def test_the_dry_run_and_the_run_agree_on_every_call(
     skipped = [reason for action, _, reason in said if action == "skip"]
     counts = result.counts
     assert skipped.count("already archived") == counts.already_archived
+    assert skipped.count("not available before (final)") == counts.already_not_available
     assert skipped.count("duplicate in the input") == counts.duplicates
     assert sum(1 for action, *_ in said if action == "invalid") == counts.invalid_rows
     others = re.search(r"other shards +([\d,]+)", dry.stderr)
@@ -94,5 +95,5 @@ async def test_the_dry_run_and_the_run_agree_on_every_call(
         assert reasons[ids[2]] == "archived, but its file is missing or changed"
         assert reasons[ids[3]] == "pending: asked again"
         assert reasons[ids[4]] == "failed before (http_500)"
-        assert reasons[ids[5]] == "not available before: asked again"
+        assert reasons[ids[5]] == "not available before (final)"  # not asked again
         assert reasons[ids[8]] == "new"
