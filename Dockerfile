@@ -31,9 +31,6 @@ LABEL org.opencontainers.image.title="osvi-archiver" \
       org.opencontainers.image.description="Keep your own verified copy of every OSVI AI call recording" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.licenses="MIT" \
-      org.opencontainers.image.source="https://github.com/osvi-ai/osvi-archiver" \
-      org.opencontainers.image.url="https://github.com/osvi-ai/osvi-archiver" \
-      org.opencontainers.image.documentation="https://github.com/osvi-ai/osvi-archiver/blob/main/README.md" \
       org.opencontainers.image.base.name="docker.io/library/python:3.12-slim"
 
 # A fixed numeric uid and gid: the Kubernetes examples' runAsUser, runAsGroup and fsGroup, and

@@ -5,7 +5,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-stores check format lock clean bench
+.PHONY: install demo test test-stores test-install check format lock clean bench dist install-system
+
+# Where `make install-system` puts the tool: a venv of its own, and a link on PATH (the deploy/
+# units and crontab call /usr/local/bin/osvi-archiver).
+PREFIX ?= /opt/osvi-archiver
+BINDIR ?= /usr/local/bin
 
 install: $(STAMP)
 
@@ -14,6 +19,25 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
+
+# The wheel and the sdist in dist/, built by PyPA's `build` (a front end kept beside the
+# backend: installed into .venv here, not a dependency of the tool).
+dist: $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check 'build>=1.2,<2'
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+
+# A server's install, as root: a venv in $(PREFIX) holding the wheel of dist/ and exactly the
+# versions CI tested (constraints.txt), and $(BINDIR)/osvi-archiver linked to it. Run again to
+# upgrade (after `make dist` of a newer checkout). Needs only python3 and its venv module.
+install-system:
+	@ls dist/osvi_archiver-*.whl >/dev/null 2>&1 || { echo "no wheel in dist/: run 'make dist' first (as your user)" >&2; exit 2; }
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "osvi-archiver needs Python >= 3.11; set PYTHON=python3.11 or newer")'
+	$(PYTHON) -m venv $(PREFIX)
+	$(PREFIX)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade -c constraints.txt $$(ls -t dist/osvi_archiver-*.whl | head -1)
+	install -d $(BINDIR)
+	ln -sfn $(PREFIX)/bin/osvi-archiver $(BINDIR)/osvi-archiver
+	@echo "installed: $$($(BINDIR)/osvi-archiver --version) at $(BINDIR)/osvi-archiver -> $(PREFIX)"
 
 demo: $(STAMP)
 	$(BIN)/osvi-archiver demo
@@ -28,6 +52,13 @@ test-stores: $(STAMP)
 	npm install --silent --no-audit --no-fund --prefix .stores azurite@3
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,stores-test]'
 	PATH="$(CURDIR)/.stores/node_modules/.bin:$$PATH" $(BIN)/pytest -m slow tests/destinations/store
+
+# The ways onto a server (make dist, make install-system, pipx, uv tool), each tried in a fresh
+# folder against the wheel: slow tests, kept out of `make test`. pipx and uv are the user's
+# tools under test, installed into .venv for it, not dependencies of the tool.
+test-install: $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check 'build>=1.2,<2' 'pipx>=1.7' 'uv>=0.5'
+	$(BIN)/pytest -m slow tests/deploy/test_install.py
 
 # The layers of archiver/ (pyproject.toml's [tool.importlinter]) and the import graph's circles and
 # depth (scripts/import_graph.py) are checked here, beside format, lint and types.
@@ -53,7 +84,7 @@ lock:
 	rm -rf .lock-venv
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .stores
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .stores
 
 # The figures of SPEC §11 (several minutes; `.venv/bin/python -m bench --quick` for a try).
 bench: $(STAMP)

@@ -33,12 +33,8 @@ MANIFEST_IN = ROOT / "MANIFEST.in"
 LICENSE = ROOT / "LICENSE"
 
 VENV = "/opt/osvi-archiver"
-URLS = {
-    "Homepage": "https://github.com/osvi-ai/osvi-archiver",
-    "Documentation": "https://github.com/osvi-ai/osvi-archiver/blob/main/README.md",
-    "Issues": "https://github.com/osvi-ai/osvi-archiver/issues",
-    "Changelog": "https://github.com/osvi-ai/osvi-archiver/releases",
-}
+# No invented links (issue 24): the project has no public home, so no URL names one.
+INVENTED = re.compile(r"github\.com/osvi-ai|osvi-ai/osvi-archiver")
 # What an image that only runs the tool must not carry, in any instruction of the final stage.
 _BUILD_TOOLS = re.compile(
     r"\b(apt-get|apt|apk|dnf|yum|gcc|g\+\+|cc|make|build-essential|pip|setuptools|wheel)\b"
@@ -205,10 +201,10 @@ def test_dockerfile_labels_say_what_the_image_is() -> None:
                 key, _, value = word.partition("=")
                 labels[key] = value
     prefix = "org.opencontainers.image."
-    for key in ("title", "description", "version", "licenses", "source", "url"):
+    for key in ("title", "description", "version", "licenses"):
         assert labels.get(prefix + key), key
     assert labels[prefix + "licenses"] == _pyproject()["project"]["license"]
-    assert labels[prefix + "source"] == URLS["Homepage"]
+    assert not [key for key in labels if key.endswith(("source", "url", "documentation"))]
     assert labels[prefix + "title"] == _pyproject()["project"]["name"]
     assert labels[prefix + "version"] == "${VERSION}"
     assert _only(final, "ARG") == f"VERSION={archiver.__version__}"
@@ -273,7 +269,7 @@ def test_license_is_an_spdx_expression_with_its_file() -> None:
 
 def test_project_urls_and_classifiers() -> None:
     project = _pyproject()["project"]
-    assert project["urls"] == URLS
+    assert "urls" not in project
     classifiers = project["classifiers"]
     assert classifiers == sorted(classifiers)
     assert len(set(classifiers)) == len(classifiers)
@@ -395,8 +391,7 @@ def test_sdist_and_wheel_hold_the_docs_deploy_files_and_license(tmp_path: Path) 
         metadata = wheel.read(f"{top}.dist-info/METADATA").decode().splitlines()
     assert "License-Expression: MIT" in metadata
     assert "License-File: LICENSE" in metadata
-    for key, url in URLS.items():
-        assert f"Project-URL: {key}, {url}" in metadata, key
+    assert not [line for line in metadata if line.startswith("Project-URL:")]
     assert f"{top}.dist-info/licenses/LICENSE" in wheel_names
     assert "archiver/manifest/manifest.schema.json" in wheel_names
     assert not [name for name in wheel_names if name.startswith(("deploy/", "tests/"))]
@@ -471,3 +466,17 @@ def test_dockerfile_install_steps_give_a_working_tool_in_a_fresh_venv(tmp_path: 
         "print(r.files('archiver.manifest').joinpath('manifest.schema.json').is_file())"
     )
     assert _run([python, "-c", schema], tmp_path, **clean).strip() == "True"
+
+
+def test_no_file_links_to_an_invented_home() -> None:
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    found = [
+        name
+        for name in tracked
+        if (ROOT / name).is_file()
+        and name != "tests/test_packaging.py"
+        and INVENTED.search((ROOT / name).read_text(errors="replace"))
+    ]
+    assert found == []

@@ -85,6 +85,7 @@ def _explain(out_dir: Path, result: RunResult, leaks: int) -> None:
         f"and the recordings themselves in {out_dir}/. Run `osvi-archiver demo` again\n"
         f"(`make demo` in a checkout): nothing is downloaded twice. Then `osvi-archiver\n"
         f"status --out {out_dir}`, `osvi-archiver verify --out {out_dir}`, and the README's\n"
-        f"'Running against the real API' (https://github.com/osvi-ai/osvi-archiver#readme).",
+        f"'Running against the real API' (README.md beside this checkout, or in the package's\n"
+        f"metadata: `pip show -f osvi-archiver`).",
         file=sys.stderr,
     )
