@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from archiver import __version__
-from archiver.cli.flags import RUN_SETTINGS, STORE_READ_SETTINGS, add_settings
+from archiver.cli.flags import RUN_SETTINGS, STORE_READ_SETTINGS, add_settings, arrange_help
 from archiver.fake import options as fake_options
 from archiver.osvi.times import TIME_HELP
 
@@ -296,7 +296,13 @@ def _add_input_options(run: argparse.ArgumentParser) -> None:
         action="store_true",
         help="take no input: retry only the calls this archive lists as failed or pending",
     )
-    add("--id-column", dest="id_column", default=None, help="CSV column holding the call id")
+    add(
+        "--id-column",
+        dest="id_column",
+        default=None,
+        metavar="COLUMN",
+        help="CSV column holding the call id",
+    )
 
 
 def _add_listing_options(parser: argparse.ArgumentParser, *, default_status: str) -> None:
@@ -324,10 +330,10 @@ def _add_listing_options(parser: argparse.ArgumentParser, *, default_status: str
     add(
         "--since",
         default=None,
-        metavar="T",
+        metavar="TIME",
         help=f"start of the window on call_picked_at: {TIME_HELP}",
     )
-    add("--until", default=None, metavar="T", help="end of the window (default: now)")
+    add("--until", default=None, metavar="TIME", help="end of the window (default: now)")
 
 
 TOP_EPILOG = f"""the API token: OSVI_API_TOKEN, else the file OSVI_API_TOKEN_FILE names, else
@@ -498,6 +504,9 @@ def build_parser() -> argparse.ArgumentParser:
         "_osvi-archiver.",
     )
     completion.add_argument("shell", choices=("bash", "zsh"))
+    for name, command in commands.choices.items():
+        if name not in ("fake-server", "completion"):  # the fake's options are its own
+            arrange_help(command)
     return parser
 
 

@@ -4,6 +4,7 @@ file and the default config file."""
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import subprocess
 from pathlib import Path
@@ -320,3 +321,33 @@ def test_the_short_flags_people_reach_for(tmp_path: Path) -> None:
     assert (args.out_dir, args.concurrency, args.dry_run) == (str(tmp_path), 4, True)
     args = build_parser().parse_args(["sync", "-o", "s3://b/p", "-j", "2", "-n"])
     assert (args.out_dir, args.concurrency, args.dry_run) == ("s3://b/p", 2, True)
+
+
+def test_help_groups_every_option_and_names_values_alike() -> None:
+    """Each command's --help in groups (input, destination, API and limits, what to archive,
+    output and monitoring, bucket), none left in the catch-all but -h; a duration is a
+    DURATION, a count N, a path PATH, wherever it is."""
+    from archiver.cli.flags import HELP_GROUPS
+    from archiver.cli.parser import build_parser
+
+    parser = build_parser()
+    titles = [title for title, _ in HELP_GROUPS]
+    found = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    commands: dict[str, argparse.ArgumentParser] = dict(found)  # type: ignore[arg-type]
+    for name, command in commands.items():
+        if name in ("fake-server", "completion"):
+            continue
+        for group in command._action_groups:
+            dests = [action.dest for action in group._group_actions]
+            if group.title not in titles:
+                assert dests in ([], ["help"]), (name, group.title, dests)
+        shown = [g.title for g in command._action_groups if g._group_actions]
+        assert [t for t in shown if t in titles] == [t for t in titles if t in shown]  # in order
+    run = commands["run"].format_help()
+    for flag, metavar in [("--max-outage", "DURATION"), ("--read-timeout", "DURATION"),
+                          ("--concurrency", "N"), ("--max-attempts", "N"), ("--bwlimit", "RATE"),
+                          ("--metrics-file", "PATH"), ("--log-file", "PATH")]:  # fmt: skip
+        assert f"{flag} {metavar}" in run, flag
+    sync = commands["sync"].format_help()
+    assert sync.index("what to archive:") < sync.index("bucket (")
+    assert "--since TIME" in sync
