@@ -417,6 +417,15 @@ def status_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def config_command(args: argparse.Namespace) -> int:
+    """`config show`: the effective settings and where each came from (no archive needed)."""
+    from archiver.cli.config_show import render
+
+    settings = settings_from(args, archive=False)
+    print(render(settings, as_json=args.json))
+    return 0
+
+
 def demo_command(args: argparse.Namespace) -> int:
     from archiver.cli.demo import run_demo
 

@@ -16,7 +16,12 @@ from collections.abc import Callable, Sequence
 from archiver.cli import commands
 from archiver.cli.parser import build_parser, completion_command
 from archiver.errors import InternalError, RunError
-from archiver.monitoring.logs import forget_format, json_mode, set_context, setup_logging
+from archiver.monitoring.logs import (
+    forget_format,
+    json_fatal,
+    json_mode,
+    set_context,
+)
 from archiver.redaction import scrub
 
 log = logging.getLogger("archiver.cli.main")
@@ -27,6 +32,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "verify": commands.verify_command,
     "manifest": commands.manifest_command,
     "demo": commands.demo_command,
+    "config": commands.config_command,
     "fake-server": commands.fake_server_command,
     "completion": completion_command,
     "status": commands.status_command,
@@ -55,13 +61,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug outside any run: one clear line, exit 70, not a traceback
         log.debug("traceback of the internal error", exc_info=exc)
         return _fatal(args, InternalError.of(exc))
-
-
-def json_fatal(message: str, exit_code: int) -> None:
-    """The error that ends the command as one `fatal` JSON event on stderr (redacted)."""
-    if not json_mode():  # the settings failed before logging was set up, or were never read
-        setup_logging("ERROR", [os.environ.get("OSVI_API_TOKEN", "")], "json")
-    log.error("%s", message, extra={"event": "fatal", "exit_code": exit_code})
 
 
 def _fatal(args: argparse.Namespace, exc: RunError) -> int:

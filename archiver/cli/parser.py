@@ -151,7 +151,7 @@ class Parser(argparse.ArgumentParser):
         """A usage error: one line and where help is, not the usage block (a cron mail, a
         JSON log: the line is what matters); under JSON logs a `fatal` JSON event. Exit 2."""
         if _json_usage:
-            from archiver.cli.main import json_fatal
+            from archiver.monitoring.logs import json_fatal
 
             json_fatal(f"{self.prog}: {message}", 2)
         else:
@@ -495,6 +495,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(status)
     add_settings(status, ("out_dir", *STORE_READ_SETTINGS))
     status.add_argument("--json", action="store_true", help="print it as JSON on stdout")
+    config = commands.add_parser(
+        "config",
+        help="show the effective settings and where each came from",
+        description="`osvi-archiver config show`: every setting a run would use with these "
+        "flags, environment and config file, and where its value came from (a flag, an "
+        "OSVI_* variable, the config file, the default). The token is shown as *** with "
+        "which of its four sources gave it.",
+    )
+    config_actions = config.add_subparsers(dest="action", metavar="ACTION", required=True)
+    show = config_actions.add_parser("show", help="the effective settings")
+    _add_common(show)
+    add_settings(show, (*RUN_SETTINGS, "sync_overlap"))
+    show.add_argument("--json", action="store_true", help="as one JSON object on stdout")
     completion = commands.add_parser(
         "completion",
         help="print a shell completion script for bash or zsh",
@@ -505,8 +518,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     completion.add_argument("shell", choices=("bash", "zsh"))
     for name, command in commands.choices.items():
-        if name not in ("fake-server", "completion"):  # the fake's options are its own
+        if name not in ("fake-server", "completion", "config"):  # the fake's options: its own
             arrange_help(command)
+    arrange_help(show)
     return parser
 
 

@@ -116,6 +116,17 @@ class Settings(BaseSettings):
     # Why the token file could not be read: said by `require_token`, so that it stops only
     # the commands that need the token (status, verify, manifest, run --dry-run do not).
     _token_problem: UsageError | None = PrivateAttr(default=None)
+    # Where each setting's value came from (`config show`, and a rejected token's message).
+    _sources: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @property
+    def token_source(self) -> str:
+        """Which of the token's four sources gave it: OSVI_API_TOKEN, the file
+        OSVI_API_TOKEN_FILE names, $CREDENTIALS_DIRECTORY/osvi-api-token, the config file."""
+        return self._sources.get("api_token", "nowhere: no token")
+
+    def source_of(self, name: str) -> str:
+        return self._sources.get(name, "default")
 
     @field_validator("base_url")
     @classmethod
@@ -302,6 +313,8 @@ def load_settings(
     try:
         settings = Settings(**flags)
         settings._token_problem = problem
+        config = None if chosen is None else chosen[0]
+        settings._sources = _sources(flags, env, toml, config, token_from)
         return settings
     except ValidationError as exc:
         config = None if chosen is None else chosen[0]
@@ -310,6 +323,28 @@ def load_settings(
         raise UsageError("\n".join(lines)) from None
     finally:
         _LOADING.reset(reset)
+
+
+def _sources(
+    flags: Mapping[str, Any],
+    env: Mapping[str, str],
+    toml: Mapping[str, Any],
+    config: Path | None,
+    token_from: str | None,
+) -> dict[str, str]:
+    """Where each given setting came from, by precedence (flag > environment > config file);
+    a setting absent here has its default."""
+    found: dict[str, str] = {}
+    for name in Settings.model_fields:
+        if name in flags:
+            found[name] = f"the flag {FLAG_NAMES[name]}"
+        elif name == "api_token" and token_from is not None and name in env:
+            found[name] = token_from
+        elif name in env:
+            found[name] = f"the environment ({ENV_PREFIX}{name.upper()})"
+        elif name in toml:
+            found[name] = f"the config file {config}"
+    return found
 
 
 def require_token(settings: Settings) -> str:

@@ -71,7 +71,7 @@ async def open_api(
             proxies=proxies,
             timeout=settings.api_timeout,
         )
-        yield OsviApi(http, settings.base_url, token, pacing)
+        yield OsviApi(http, settings.base_url, token, pacing, settings.token_source)
 
 
 @contextlib.asynccontextmanager

@@ -221,3 +221,12 @@ def setup_logging(
     root.setLevel(level if level in ("WARNING", "ERROR") else "WARNING")
     logging.getLogger("archiver").setLevel(level)
     return redactor
+
+
+def json_fatal(message: str, exit_code: int) -> None:
+    """The error that ends the command as one `fatal` JSON event on stderr (redacted)."""
+    if not _json_mode:  # the settings failed before logging was set up, or were never read
+        setup_logging("ERROR", [os.environ.get("OSVI_API_TOKEN", "")], "json")
+    logging.getLogger("archiver.cli.main").error(
+        "%s", message, extra={"event": "fatal", "exit_code": exit_code}
+    )

@@ -86,8 +86,14 @@ class Pacing:
 
 class OsviApi:
     def __init__(
-        self, session: aiohttp.ClientSession, base_url: str, token: str, pacing: Pacing
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        token: str,
+        pacing: Pacing,
+        token_source: str | None = None,
     ) -> None:
+        self._token_source = token_source  # where the token came from: said when refused
         self._session = session
         self._base = base_url.rstrip("/")
         self._origin = urlsplit(self._base)[:2]
@@ -274,9 +280,14 @@ class OsviApi:
     def _raise_for(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
         message = f"API answered {status}: {self._text(body)}"
         if status == 401:
+            where = (
+                f"the token from {self._token_source}"
+                if self._token_source
+                else "the token (OSVI_API_TOKEN, the file OSVI_API_TOKEN_FILE names, "
+                "$CREDENTIALS_DIRECTORY/osvi-api-token, or api_token in the config file)"
+            )
             raise AuthError(
-                f"the OSVI API rejected the token (401: {self._text(body)}); "
-                "check OSVI_API_TOKEN or api_token in the config file"
+                f"the OSVI API rejected {where} (401: {self._text(body)}): replace it there"
             )
         retry_after = parse_retry_after(headers.get("Retry-After"), self._clock())
         if status == 429 or (status == 503 and retry_after is not None):

@@ -335,7 +335,7 @@ def test_help_groups_every_option_and_names_values_alike() -> None:
     found = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     commands: dict[str, argparse.ArgumentParser] = dict(found)  # type: ignore[arg-type]
     for name, command in commands.items():
-        if name in ("fake-server", "completion"):
+        if name in ("fake-server", "completion", "config"):
             continue
         for group in command._action_groups:
             dests = [action.dest for action in group._group_actions]
@@ -351,3 +351,49 @@ def test_help_groups_every_option_and_names_values_alike() -> None:
     sync = commands["sync"].format_help()
     assert sync.index("what to archive:") < sync.index("bucket (")
     assert "--since TIME" in sync
+
+
+def test_config_show_says_each_settings_value_and_where_it_came_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    config = tmp_path / "config.toml"
+    config.write_text('max_outage = "10m"\nbwlimit = "off"\napi_token = "toml-token-0000000"\n')
+    config.chmod(0o600)
+    for name in ("OSVI_API_TOKEN", "OSVI_API_TOKEN_FILE", "CREDENTIALS_DIRECTORY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OSVI_MAX_ATTEMPTS", "3")
+    argv = ["config", "show", "--config", str(config), "-j", "4", "--json"]
+    assert main(argv) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["concurrency"] == {"value": "4", "from": "the flag --concurrency"}
+    assert shown["max_attempts"] == {"value": "3", "from": "the environment (OSVI_MAX_ATTEMPTS)"}
+    assert shown["max_outage"] == {"value": "10m", "from": f"the config file {config}"}
+    assert shown["read_timeout"] == {"value": "1m", "from": "default"}
+    assert shown["api_token"] == {"value": "***", "from": f"the config file {config}"}
+    # The token from each of its other sources; never its value.
+    token = tmp_path / "token"
+    token.write_text("file-token-000000\n")
+    token.chmod(0o600)
+    monkeypatch.setenv("OSVI_API_TOKEN_FILE", str(token))
+    assert main(["config", "show", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert f"the token file {token} (OSVI_API_TOKEN_FILE)" in out
+    assert "file-token" not in out
+    assert "toml-token" not in out
+    monkeypatch.delenv("OSVI_API_TOKEN_FILE")
+    credentials = tmp_path / "creds"
+    credentials.mkdir()
+    (credentials / "osvi-api-token").write_text("cred-token-000000")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    assert main(["config", "show", "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)["api_token"]
+    assert found == {
+        "value": "***",
+        "from": f"the token file {credentials / 'osvi-api-token'} ($CREDENTIALS_DIRECTORY)",
+    }
+    monkeypatch.setenv("OSVI_API_TOKEN", "env-token-0000000")
+    assert main(["config", "show", "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)["api_token"]
+    assert found == {"value": "***", "from": "the environment (OSVI_API_TOKEN)"}

@@ -86,8 +86,17 @@ async def test_rejected_token_exits_3_with_a_message(
     env = env_for(fake, OSVI_API_TOKEN="not-the-token-00")
     done = await osvi("run", "--out", str(tmp_path), env=env, stdin=ids)
     assert done.code == 3
-    assert "rejected the token" in done.stderr
+    assert "rejected the token from the environment (OSVI_API_TOKEN)" in done.stderr
     assert "not-the-token-00" not in done.stderr
+    # From a token file: the message names the file, where it must be replaced.
+    token_file = tmp_path / "token"
+    token_file.write_text("not-the-token-00\n")
+    token_file.chmod(0o600)
+    env = env_for(fake, OSVI_API_TOKEN="", OSVI_API_TOKEN_FILE=str(token_file))
+    done = await osvi("run", "--out", str(tmp_path / "b"), env=env, stdin=ids)
+    assert done.code == 3
+    assert f"the token file {token_file} (OSVI_API_TOKEN_FILE)" in done.stderr
+    assert not (tmp_path / "b").exists()  # nothing created for a refused token
 
 
 async def test_a_second_run_on_a_busy_archive_exits_75(
