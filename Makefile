@@ -86,6 +86,6 @@ lock:
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .stores
 
-# The figures of SPEC §11 (several minutes; `.venv/bin/python -m bench --quick` for a try).
+# The benchmarks' figures against their targets (several minutes; `.venv/bin/python -m bench --quick` for a try).
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -369,7 +369,10 @@ def test_sdist_and_wheel_hold_the_docs_deploy_files_and_license(tmp_path: Path) 
         sdist_metadata = pkg_info.read().decode()
     deploy = {f"deploy/{path.name}" for path in (ROOT / "deploy").iterdir() if path.is_file()}
     assert {"deploy/kubernetes-indexed-job.yaml", "deploy/prometheus-alerts.yaml"} <= deploy
+    docs = {f"docs/{path.name}" for path in (ROOT / "docs").glob("*.md")}
+    assert {"docs/manifest.md", "docs/security.md"} <= docs  # the README's reference links
     expected = {
+        *docs,
         "LICENSE",
         "README.md",
         "config.example.toml",
