@@ -74,6 +74,10 @@ class DiskFull(LocalError):
 class Unavailable(RunError):
     exit_code = 69
 
+    def __init__(self, message: str, *, outage: bool = False) -> None:
+        super().__init__(message)
+        self.outage = outage  # no answer for too long (a refused certificate or login: False)
+
 
 class InternalError(RunError):
     """An unexpected exception outside any call: a bug. The message names it."""

@@ -38,12 +38,11 @@ from archiver.engine.outputs import (
 )
 from archiver.engine.pipeline import SourceFactory
 from archiver.engine.signals import Signals, stop_on_signals
-from archiver.errors import InternalError, Interrupted, LocalError, RunError
+from archiver.errors import InternalError, Interrupted, LocalError, RunError, Unavailable
 from archiver.manifest.writer import write_manifest
 from archiver.monitoring.counts import Counts, Progress, RunView
 from archiver.monitoring.logs import set_context
 from archiver.net.http import Proxies
-from archiver.osvi.listing import RetriedListing
 from archiver.osvi.reconcile import WindowReport
 from archiver.osvi.times import naive_times
 from archiver.state.call_records import utc_now
@@ -92,12 +91,28 @@ async def execute(
 
 
 async def _token_accepted(settings: Settings, options: RunOptions) -> None:
-    """One page of the listing (one call of it), asked before a new archive is created: a
-    token the API refuses ends the run with exit 3 and nothing written (retried like any
-    listing page: an outage waits, an unreachable API is exit 69)."""
-    async with open_api(settings, options.clocks, options.wiring) as api:
-        pages = RetriedListing(api, settings.max_attempts, options.clocks.sleep)
-        await pages.list_page({"page": "1", "per_page": "1"})
+    """One listing item, asked once before a new archive is created: a token the API refuses
+    (401) ends the run with exit 3 and nothing written; so does any other run-level answer
+    that no retry would change (a proxy refusing our login: asking again could lock the
+    account; a certificate refused; a host name that does not exist). An API that does not
+    answer, a 5xx, a 403 on the listing: not waited for nor retried here, the run goes on and
+    meets it in its own way (an outage waited for, then exit 69 with its report)."""
+    once = settings.model_copy(update={"max_outage": 1e-6, "max_attempts": 1})
+    try:
+        async with open_api(once, options.clocks, options.wiring) as api:
+            await api.list_page({"page": "1", "per_page": "1"})
+    except Unavailable as exc:
+        if not exc.outage:
+            raise
+        _unchecked(exc)
+    except RunError:
+        raise
+    except Exception as exc:
+        _unchecked(exc)
+
+
+def _unchecked(exc: BaseException) -> None:
+    log.debug("the token could not be checked first: %s", exc, extra={"event": "token_check"})
 
 
 @dataclass(frozen=True)

@@ -98,7 +98,8 @@ class Reachability:
             lasted = now - self._down_since
             raise Unavailable(
                 f"{self.what} could not be reached for {lasted:.0f} s: {reason}"
-                + ("" if self.ever_answered else " (it never answered in this run)")
+                + ("" if self.ever_answered else " (it never answered in this run)"),
+                outage=True,
             )
         if now >= self._next_probe:
             self._next_probe = now + self._probe_delay

@@ -57,6 +57,18 @@ def clocked(
     return clock, RunOptions(clocks=clocks, wiring=wiring)
 
 
+def existing(out: Path) -> Path:
+    """An archive that exists already (its state): a run on a new one first has the API
+    accept its token, and ends at once, creating nothing, on an answer no retry would change
+    (test_a_new_archive_is_not_created_when_the_first_answer_is_final)."""
+    from archiver.state.database import State
+
+    out.mkdir(parents=True, exist_ok=True)
+    with State(out):
+        pass
+    return out
+
+
 def assert_said(result: RunResult, code: int, out: Path) -> None:
     """The exit code, the run report and the manifest tell the same story."""
     assert result.exit_code == code, result.error
@@ -95,7 +107,9 @@ async def test_a_port_that_never_answers_stops_the_run_too(tmp_path: Path) -> No
 
 async def test_a_mistyped_host_stops_at_once_without_a_real_lookup(tmp_path: Path) -> None:
     clock, options = clocked(resolver=NamesResolver())
-    settings = settings_at("http://api.osvi.tset:8080", tmp_path, TOKEN, allow_insecure_urls=True)
+    settings = settings_at(
+        "http://api.osvi.tset:8080", existing(tmp_path), TOKEN, allow_insecure_urls=True
+    )
     began = clock()
     result = await run_ids(settings, ids(), options)
     assert_said(result, 69, tmp_path)
@@ -163,8 +177,9 @@ async def test_an_untrusted_certificate_stops_at_once_and_says_why(
     fake = await make_fake(small(), ssl_context=tls.server, url_host="localhost")
     clock, options = clocked()  # the system's CAs: the test CA is not among them
     began = clock()
-    result = await run_ids(settings_at(fake.base_url, tmp_path / "out", fake.token), ids(), options)
-    assert_said(result, 69, tmp_path / "out")
+    out = existing(tmp_path / "out")
+    result = await run_ids(settings_at(fake.base_url, out, fake.token), ids(), options)
+    assert_said(result, 69, out)
     assert clock() - began < 0.1  # at once (but the rate cap's milliseconds)
     message = str(result.error)
     assert "certificate verify failed" in message
@@ -178,7 +193,8 @@ async def test_a_certificate_for_another_name_is_refused_naming_the_mismatch(
     tls = tls_for(tmp_path, "other.example")
     fake = await make_fake(small(), ssl_context=tls.server, url_host="localhost")
     _, options = clocked(ssl_context=tls.client)
-    result = await run_ids(settings_at(fake.base_url, tmp_path / "out", fake.token), ids(), options)
+    out = existing(tmp_path / "out")
+    result = await run_ids(settings_at(fake.base_url, out, fake.token), ids(), options)
     assert result.exit_code == 69
     assert "match" in str(result.error).lower()
 
@@ -252,7 +268,11 @@ async def test_a_proxy_refusing_our_credentials_stops_the_run_after_one_try(
         monkeypatch.setenv("HTTP_PROXY", f"http://corp%5Cme:s3cr3t-pw@127.0.0.1:{port}")
         monkeypatch.delenv("http_proxy", raising=False)
         settings = settings_at(
-            "http://api.osvi.test:8080", tmp_path, TOKEN, allow_insecure_urls=True, concurrency=1
+            "http://api.osvi.test:8080",
+            existing(tmp_path),
+            TOKEN,
+            allow_insecure_urls=True,
+            concurrency=1,
         )
         options = RunOptions(wiring=Wiring(resolver=NamesResolver("api.osvi.test")))
         result = await run_ids(settings, ids(), options)
@@ -297,8 +317,13 @@ async def test_a_proxy_that_is_down_stops_the_run_not_each_call(
 async def test_an_https_proxy_url_is_a_clear_usage_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from archiver.errors import UsageError
+
     monkeypatch.setenv("HTTPS_PROXY", "https://proxy.example:3128")
-    result = await run_ids(settings_at("http://127.0.0.1:9", tmp_path, TOKEN), ids(2))
+    with pytest.raises(UsageError, match="HTTPS_PROXY"):  # a new archive: before anything
+        await run_ids(settings_at("http://127.0.0.1:9", tmp_path / "new", TOKEN), ids(2))
+    assert not (tmp_path / "new").exists()
+    result = await run_ids(settings_at("http://127.0.0.1:9", existing(tmp_path), TOKEN), ids(2))
     assert result.exit_code == 2
     assert "HTTPS_PROXY" in str(result.error)
     assert "http://" in str(result.error)
@@ -383,3 +408,44 @@ async def test_a_proxy_that_cannot_reach_the_api_is_an_outage_not_failed_calls(
     assert_said(result, 69, tmp_path)
     assert "the proxy could not reach it (502" in str(result.error)
     assert result.counts.failed == 0
+
+
+async def test_a_new_archive_is_not_created_when_the_first_answer_is_final(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first run checks its token with one listing item before it creates the archive; an
+    answer no retry would change ends it there, exit 69, with nothing created: a host name
+    that does not exist, a proxy refusing our login (asked once: a directory account would
+    lock). An API that only does not answer is the run's to wait for (the outage tests)."""
+    from archiver.errors import Unavailable
+
+    _, options = clocked(resolver=NamesResolver())
+    out = tmp_path / "mistyped"
+    settings = settings_at("http://api.osvi.tset:8080", out, TOKEN, allow_insecure_urls=True)
+    with pytest.raises(Unavailable, match="host name"):
+        await run_ids(settings, ids(), options)
+    assert not out.exists()
+    async with proxy_asking_credentials() as (port, seen):
+        monkeypatch.setenv("HTTP_PROXY", f"http://corp%5Cme:s3cr3t-pw@127.0.0.1:{port}")
+        monkeypatch.delenv("http_proxy", raising=False)
+        out = tmp_path / "proxied"
+        settings = settings_at("http://api.osvi.test:8080", out, TOKEN, allow_insecure_urls=True)
+        options = RunOptions(wiring=Wiring(resolver=NamesResolver("api.osvi.test")))
+        with pytest.raises(Unavailable, match="407") as caught:
+            await run_ids(settings, ids(), options)
+    assert len(seen) == 1
+    assert seen[0].startswith(b"GET http://api.osvi.test:8080/v1/calls?")
+    assert "s3cr3t" not in str(caught.value)
+    assert not out.exists()
+
+
+async def test_a_new_archive_behind_an_api_that_does_not_answer_is_the_runs_outage(
+    tmp_path: Path,
+) -> None:
+    """No answer to the token's check is not final: the run goes on, creates the archive,
+    waits for the outage as any run does, and says it (exit 69, in its report)."""
+    _, options = clocked()
+    result = await run_ids(settings_at(f"http://127.0.0.1:{closed_port()}", tmp_path, TOKEN),
+                           ids(), options)  # fmt: skip
+    assert_said(result, 69, tmp_path)
+    assert "never answered" in str(result.error)
