@@ -33,11 +33,11 @@ dist: $(STAMP)
 install-system:
 	@ls dist/osvi_archiver-*.whl >/dev/null 2>&1 || { echo "no wheel in dist/: run 'make dist' first (as your user)" >&2; exit 2; }
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "osvi-archiver needs Python >= 3.11; set PYTHON=python3.11 or newer")'
-	$(PYTHON) -m venv $(PREFIX)
-	$(PREFIX)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade -c constraints.txt $$(ls -t dist/osvi_archiver-*.whl | head -1)
-	install -d $(BINDIR)
-	ln -sfn $(PREFIX)/bin/osvi-archiver $(BINDIR)/osvi-archiver
-	@echo "installed: $$($(BINDIR)/osvi-archiver --version) at $(BINDIR)/osvi-archiver -> $(PREFIX)"
+	$(PYTHON) -m venv $(abspath $(PREFIX))
+	$(abspath $(PREFIX))/bin/python -m pip install --quiet --disable-pip-version-check --upgrade -c constraints.txt $$(ls -t dist/osvi_archiver-*.whl | head -1)
+	install -d $(abspath $(BINDIR))
+	ln -sfn $(abspath $(PREFIX))/bin/osvi-archiver $(abspath $(BINDIR))/osvi-archiver
+	@echo "installed: $$($(abspath $(BINDIR))/osvi-archiver --version) at $(abspath $(BINDIR))/osvi-archiver -> $(abspath $(PREFIX))"
 
 demo: $(STAMP)
 	$(BIN)/osvi-archiver demo

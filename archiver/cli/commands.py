@@ -46,7 +46,9 @@ def _run(coroutine: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coroutine)
 
 
-def settings_from(args: argparse.Namespace, *, archive: bool = True) -> Settings:
+def settings_from(
+    args: argparse.Namespace, *, archive: bool = True, log_file: bool = True
+) -> Settings:
     """The settings of flags, environment and config file. `archive`: the command works on an
     archive, so out_dir must have been given (a UsageError naming where, before anything)."""
     flags = settings_given(args)
@@ -56,7 +58,10 @@ def settings_from(args: argparse.Namespace, *, archive: bool = True) -> Settings
     settings = load_settings(flags, config_path=config, environ=os.environ)
     # From here on, errors and warnings go out in the format asked for, redacted.
     setup_logging(
-        settings.log_level, [settings.token_value() or ""], settings.log_format, settings.log_file
+        settings.log_level,
+        [settings.token_value() or ""],
+        settings.log_format,
+        settings.log_file if log_file else None,  # `config show` only shows it
     )
     chosen = choose_config_file(config, os.environ)
     warnings = config_file_warnings(chosen) if chosen else []
@@ -421,7 +426,7 @@ def config_command(args: argparse.Namespace) -> int:
     """`config show`: the effective settings and where each came from (no archive needed)."""
     from archiver.cli.config_show import render
 
-    settings = settings_from(args, archive=False)
+    settings = settings_from(args, archive=False, log_file=False)
     print(render(settings, as_json=args.json))
     return 0
 

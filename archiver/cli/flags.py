@@ -205,7 +205,7 @@ def settings_given(args: argparse.Namespace) -> dict[str, Any]:
 # The groups of a command's --help, in this order (issue 24: one list of 60 options, sync's own
 # filters last after the bucket's, was unreadable), and the options each holds, by dest.
 HELP_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("input", ("inputs", "id_column", "retry_failed", "ids_file")),
+    ("input", ("inputs", "id_column", "retry_failed")),
     ("destination", ("out_dir", "layout", "file_mode", "with_metadata", "with_transcript")),
     ("API and limits", (
         "base_url", "concurrency", "max_requests_per_second", "max_attempts", "connect_timeout",

@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from datetime import datetime
 
 from archiver.cli import commands
 from archiver.cli.parser import build_parser, completion_command
@@ -21,6 +22,7 @@ from archiver.monitoring.logs import (
     json_fatal,
     json_mode,
     set_context,
+    write_log_file,
 )
 from archiver.redaction import scrub
 
@@ -68,7 +70,10 @@ def _fatal(args: argparse.Namespace, exc: RunError) -> int:
     if json_mode() or _wants_json(args):
         json_fatal(str(exc), exc.exit_code)
     else:
-        print(f"osvi-archiver: error: {scrub(str(exc), keep_newlines=True)}", file=sys.stderr)
+        said = f"osvi-archiver: error: {scrub(str(exc), keep_newlines=True)}"
+        print(said, file=sys.stderr)
+        # --log-file holds the whole story, how it ended too (cron may drop stderr).
+        write_log_file(f"{datetime.now().strftime('%Y-%m-%d %H:%M:%S')} ERROR   {said}")
     return exc.exit_code
 
 

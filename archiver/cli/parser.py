@@ -189,8 +189,21 @@ class Parser(argparse.ArgumentParser):
             return
         mine = set(self._option_string_actions)
         for token in given:
-            if token in commands or not token.startswith("--") or token == END_OF_OPTIONS:
-                return  # short options (-vq) and `--` are argparse's to read
+            if token in commands or not token.startswith("-") or token == END_OF_OPTIONS:
+                return
+            if not token.startswith("--"):  # a short option: its own (-v), or a command's (-o)
+                if token not in mine and any(
+                    token in sub._option_string_actions for sub in commands.values()
+                ):
+                    owner = next(n for n, sub in commands.items()
+                                 if token in sub._option_string_actions)  # fmt: skip
+                    self.error(
+                        f"{token} is an option of the command, not of osvi-archiver itself: "
+                        f"put it after the command (osvi-archiver {owner} {token} ...)"
+                    )
+                if token not in mine:
+                    return  # combined short options (-vq): argparse's to read
+                continue
             flag = token.split("=", 1)[0]
             if flag in mine:
                 continue
@@ -207,11 +220,15 @@ class Parser(argparse.ArgumentParser):
 
     def _unknown(self, extras: list[str], parser: argparse.ArgumentParser) -> NoReturn:
         known = list(parser._option_string_actions)
+        others = {name: sub for name, sub in self._commands().items() if sub is not parser}
         hints = []
         for token in extras:
             flag = token.split("=", 1)[0]
-            close = suggest_option(flag, known) if flag.startswith("-") else None
-            if close:
+            owners = [name for name, sub in others.items() if flag in sub._option_string_actions]
+            close = suggest_option(flag, known) if flag.startswith("-") and not owners else None
+            if owners and flag.startswith("-"):  # a real option, of other commands: say so
+                hints.append(f"{flag} (an option of {', '.join(owners)}, not of this command)")
+            elif close:
                 hints.append(f"{flag} (did you mean {close}?)")
             else:
                 hints.append(token)
@@ -537,7 +554,7 @@ def completion_command(args: argparse.Namespace) -> int:
 
 
 # What completes as a file or a folder name (shtab's `complete` attribute on the action).
-_FILE_DESTS = ("inputs", "config", "metrics_file", "log_file", "ids_file")
+_FILE_DESTS = ("inputs", "config", "metrics_file", "log_file")
 _FOLDER_DESTS = ("out_dir", "state_dir")
 
 

@@ -126,6 +126,8 @@ class Settings(BaseSettings):
         return self._sources.get("api_token", "nowhere: no token")
 
     def source_of(self, name: str) -> str:
+        if name == "api_token" and self._token_problem is not None:  # it wins, and fails
+            return f"unusable: {self._token_problem}"
         return self._sources.get(name, "default")
 
     @field_validator("base_url")

@@ -11,13 +11,14 @@ _UNITS = {"": 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, 
 _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
 # A bare number (seconds), or one or more number-unit pairs as rclone and Go write them:
 # `90s`, `15m`, `1h30m`, `2d12h`, `1.5h`, `500ms`.
-_DURATION = re.compile(rf"{_NUMBER}|(?:{_NUMBER}(?:ms|[smhdw]))+", re.ASCII)
+_DURATION = re.compile(rf"{_NUMBER}|{_NUMBER}(?:ms|[smhdw])(?:\s*{_NUMBER}(?:ms|[smhdw]))*",
+                       re.ASCII)  # fmt: skip
 _PART = re.compile(rf"({_NUMBER})(ms|[smhdw]|)", re.ASCII)
 
 
 def parse_duration(text: str | float | int) -> float:
     """Seconds from a number or a string such as `90`, `90s`, `15m`, `1.5h`, `1h30m`, `7d`."""
-    found = "" if isinstance(text, bool) else re.sub(r"\s+", "", str(text).lower())
+    found = "" if isinstance(text, bool) else str(text).strip().lower()
     if not found or _DURATION.fullmatch(found) is None:
         raise ValueError(f"{text!r} is not a duration: use seconds or 90s, 15m, 1h30m, 48h, 7d")
     seconds = sum(float(n) * _UNITS[unit] for n, unit in _PART.findall(found))

@@ -85,7 +85,9 @@ def decide(
         if on_disk(previous):
             return ALREADY_ARCHIVED
         return Decision(Action.DOWNLOAD, "archived, but its file is missing or changed")
-    if unanswered is not None and not (force or retry_not_available):
+    failed_before = previous is not None and previous.status == Status.FAILED
+    if unanswered is not None and not (force or retry_not_available or failed_before):
+        # (a call whose download failed here had a recording URL: the listing is wrong)
         return Decision(
             Action.SETTLE, f"not answered (the listing says {unanswered}): no recording"
         )

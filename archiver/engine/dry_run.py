@@ -28,7 +28,7 @@ from archiver.archive.shard import Shard, in_shard
 from archiver.config.settings import Settings, require_token
 from archiver.destinations import open_destination, warn_other_sharding
 from archiver.engine.assembly import open_api
-from archiver.engine.decide import Decision, Skipped, decide, taken_first
+from archiver.engine.decide import Action, Decision, Skipped, decide, taken_first
 from archiver.engine.inputs import InputItem, InvalidRow
 from archiver.engine.sync import ListedId, listed_ids, plan, start_mark
 from archiver.osvi.listing import Filters, RetriedListing, Window
@@ -43,6 +43,7 @@ log = logging.getLogger("archiver.engine.dry_run")
 class DryRunCounts:
     download: Counter[str] = field(default_factory=Counter)  # by reason
     skip: Counter[str] = field(default_factory=Counter)
+    settle: Counter[str] = field(default_factory=Counter)  # recorded without a request
     invalid_rows: int = 0
     other_shards: int = 0
     incomplete_windows: int = 0
@@ -55,6 +56,14 @@ class DryRunCounts:
             "── osvi-archiver dry run: nothing was downloaded or written ──",
             f"would download    {sum(self.download.values()):,} ({listed(self.download)})",
             f"would skip        {sum(self.skip.values()):,} ({listed(self.skip)})",
+            *(
+                [
+                    f"would settle      {sum(self.settle.values()):,} as not available, asking "
+                    f"nothing ({listed(self.settle)})"
+                ]
+                if self.settle
+                else []
+            ),
             f"invalid rows      {self.invalid_rows:,}",
         ]
         if self.incomplete_windows:
@@ -138,6 +147,8 @@ class DryRun:
 
     def _say(self, call_id: str, decision: Decision) -> None:
         counts = self.counts.download if decision.download else self.counts.skip
+        if decision.action is Action.SETTLE:
+            counts = self.counts.settle
         counts[decision.reason] += 1
         print(f"{decision.action}\t{call_id}\t{decision.reason}", file=self._out)
 

@@ -159,10 +159,25 @@ def _detect(
             if header is None:
                 return _Plain(number, line)
             index = _id_index(header, source, id_column)
-            names = [_header_name(field) for field in header]
-            status = names.index("status") if "status" in names else None
-            return _Csv(index, _header_name(header[index]), None if status == index else status)
+            return _Csv(index, _header_name(header[index]), _listing_status(header, index))
     return None
+
+
+# The columns that make a CSV a `list` export (the API's call fields), whose `status` is the
+# call's own (picked, busy, ...). Any other CSV's `status` is not trusted: the manifest's CSV
+# export has one too, where `failed` means a download of ours that failed.
+_LISTING_COLUMNS = frozenset({"call_picked_at", "agent_uuid", "call_type", "call_ended_reason"})
+_NOT_A_LISTING = frozenset({"sha256", "error_kind", "archived_at"})  # the manifest's export
+
+
+def _listing_status(header: list[str], index: int) -> int | None:
+    """The `status` column of a `list` export (its call fields all there, none of the
+    manifest's), else None: the column is then any other file's, and not read."""
+    names = [_header_name(field) for field in header]
+    if "status" not in names or not set(names) >= _LISTING_COLUMNS or _NOT_A_LISTING & set(names):
+        return None
+    status = names.index("status")
+    return None if status == index else status
 
 
 def _read_rows(lines: Iterator[_Line], source: str, parse: _RowParser) -> Iterator[InputItem]:

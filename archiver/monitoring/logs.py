@@ -155,52 +155,99 @@ def forget_format() -> None:
     _context.clear()
 
 
-_log_file: logging.Handler | None = None
+_log_file: OwnLogFile | None = None
 
 
-def open_log_file(path: Path) -> logging.handlers.WatchedFileHandler:
-    """`--log-file`: appended, created owner-only (the log names calls and hosts), never
-    through a link planted at its name, and reopened when logrotate has moved it
-    (WatchedFileHandler checks the file's identity before each record). A UsageError (exit 2)
-    when it cannot be opened."""
+class OwnLogFile(logging.handlers.WatchedFileHandler):
+    """`--log-file`: appended, reopened when logrotate has moved it (WatchedFileHandler checks
+    the file's identity before each record), and every open, the reopens too, owner-only
+    (0600: the log names calls and hosts) and never through a link planted at its name."""
+
+    def _open(self) -> Any:
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW,
+                     0o600)  # fmt: skip
+        return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
+
+    _refused = False  # said once that the file could not be reopened
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """A record; when the file cannot be (re)opened (a link planted at its name, a
+        folder gone), to stderr instead, said once: never lost, never through the link."""
+        try:
+            self.reopenIfNeeded()
+            if self.stream is None:
+                self.stream = self._open()
+        except OSError as exc:
+            if not self._refused:
+                self._refused = True
+                where = self.baseFilename
+                sys.stderr.write(
+                    f"osvi-archiver: log_file {where} cannot be reopened ({exc.strerror}): "
+                    "the log goes to stderr\n"
+                )
+            sys.stderr.write(self.format(record) + "\n")
+            return
+        logging.FileHandler.emit(self, record)
+
+    def write_text(self, text: str) -> None:
+        """`text` as it is (the summary, a fatal error), after a reopen if the file moved."""
+        self.acquire()
+        try:
+            self.reopenIfNeeded()
+            if self.stream is None:
+                self.stream = self._open()
+            self.stream.write(text + "\n")
+            self.stream.flush()
+        finally:
+            self.release()
+
+
+def open_log_file(path: Path) -> OwnLogFile:
+    """The --log-file's handler; a UsageError (exit 2) when it cannot be opened."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-        os.close(fd)
-        return logging.handlers.WatchedFileHandler(path, encoding="utf-8")
+        handler = OwnLogFile(path, encoding="utf-8", delay=True)
+        handler.stream = handler._open()  # now: a path that cannot be opened is said at once
+        handler._statstream()  # what reopenIfNeeded compares the path with
+        return handler
     except OSError as exc:
         raise UsageError(f"log_file {path}: cannot open it for appending ({exc.strerror})") from exc
 
 
 def write_log_file(text: str) -> None:
-    """Append `text` (the end-of-run summary) to the --log-file as it is, when there is one."""
-    if isinstance(_log_file, logging.FileHandler):
+    """Append `text` to the --log-file as it is, when there is one."""
+    if _log_file is not None:
         with contextlib.suppress(OSError):
-            _log_file.acquire()
-            try:
-                stream = _log_file.stream or _log_file._open()
-                _log_file.stream = stream
-                stream.write(text + "\n")
-                stream.flush()
-            finally:
-                _log_file.release()
+            _log_file.write_text(text)
+
+
+def log_file_open() -> bool:
+    return _log_file is not None
+
+
+class _ErrorsAndTheEnd(logging.Filter):
+    """With a --log-file, what stderr still gets: errors, and the run's end (JSON's
+    `run_finished`, the summary of JSON logs)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or getattr(record, "event", "") == "run_finished"
 
 
 def setup_logging(
     level: str, secrets: list[str], log_format: str = "text", log_file: Path | None = None
 ) -> Redactor:
     """Logs on stderr at `level`, text or JSON Lines, every record through the redactor. With
-    `log_file`, the records go there instead, and stderr keeps the errors only."""
+    `log_file`, the records go there instead, and stderr keeps the errors and the run's end."""
     global _json_mode, _log_file
     _json_mode = log_format == "json"
     redactor = Redactor(secrets)
     handlers: list[logging.Handler] = [_CurrentStderr()]
-    if log_file is not None:
-        file_handler = open_log_file(log_file)
-        handlers[0].setLevel(logging.ERROR)
-        handlers.append(file_handler)
+    own = open_log_file(log_file) if log_file is not None else None
+    if own is not None:
+        handlers[0].addFilter(_ErrorsAndTheEnd())
+        handlers.append(own)
     if _log_file is not None:
         _log_file.close()
-    _log_file = handlers[-1] if log_file is not None else None
+    _log_file = own
     for handler in handlers:
         if _json_mode:
             handler.setFormatter(JsonLines())

@@ -397,3 +397,41 @@ def test_config_show_says_each_settings_value_and_where_it_came_from(
     assert main(["config", "show", "--json"]) == 0
     found = json.loads(capsys.readouterr().out)["api_token"]
     assert found == {"value": "***", "from": "the environment (OSVI_API_TOKEN)"}
+
+
+def test_config_show_says_an_unreadable_token_file_wins_and_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    config = tmp_path / "config.toml"
+    config.write_text('api_token = "toml-token-0000000"\n')
+    config.chmod(0o600)
+    monkeypatch.delenv("OSVI_API_TOKEN", raising=False)
+    monkeypatch.setenv("OSVI_API_TOKEN_FILE", str(tmp_path / "missing"))
+    assert main(["config", "show", "--config", str(config), "--json"]) == 0
+    source = json.loads(capsys.readouterr().out)["api_token"]["from"]
+    assert source.startswith("unusable: ")
+    assert str(tmp_path / "missing") in source
+
+
+def test_config_show_opens_no_log_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "show", "--log-file", str(tmp_path / "x.log")]) == 0
+    assert "log_file" in capsys.readouterr().out
+    assert not (tmp_path / "x.log").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["-o", "/data", "run", "x"], "-o is an option of the command"),
+        (["-j", "4", "run"], "put it after the command (osvi-archiver run -j ...)"),
+        (["run", "--status", "picked"], "--status (an option of sync, list, check, not of"),
+    ],
+)
+def test_an_option_in_the_wrong_place_is_said_so(
+    capsys: pytest.CaptureFixture[str], argv: list[str], said: str
+) -> None:
+    err = usage_error(argv, capsys)
+    assert said in err.splitlines()[0]
+    assert "did you mean" not in err

@@ -110,8 +110,10 @@ def test_parse_duration_accepts_numbers_and_units(text: str | float, seconds: fl
 
 
 @pytest.mark.parametrize(
-    "text", ["", "h", "10x", "-5s", "1e3", "10 minutes", "inf", -1, "1h30", "m1", "1hh", "1h-5m"]
-)
+    "text",
+    ["", "h", "10x", "-5s", "1e3", "10 minutes", "inf", -1, "1h30", "m1", "1hh", "1h-5m",
+     "1 0s", "1 5", "6 30m"],  # spaces only between number-unit pairs
+)  # fmt: skip
 def test_parse_duration_rejects_nonsense(text: str | int) -> None:
     with pytest.raises(ValueError, match="is not a duration"):
         parse_duration(text)

@@ -151,3 +151,14 @@ def test_uv_tool_installs_the_wheel_pinned_by_the_constraints(wheel: Path, tmp_p
     constraints = ROOT / "constraints.txt"
     _run([str(uv), "tool", "install", str(wheel), "-c", str(constraints)], tmp_path, env)
     _works(tmp_path / "bin" / "osvi-archiver", tmp_path)
+
+
+def test_install_system_with_relative_folders_links_to_where_it_installed(wheel: Path) -> None:
+    """PREFIX=opt BINDIR=bin, as typed: the link names the venv by its absolute path."""
+    checkout = wheel.parent.parent
+    _run(["make", f"PYTHON={sys.executable}", "PREFIX=rel/opt", "BINDIR=rel/bin",
+          "install-system"], checkout)  # fmt: skip
+    program = checkout / "rel" / "bin" / "osvi-archiver"
+    assert Path(os.readlink(program)).is_absolute()
+    assert program.resolve() == (checkout / "rel" / "opt" / "bin" / "osvi-archiver").resolve()
+    assert _run([str(program), "--version"], checkout).startswith("osvi-archiver ")

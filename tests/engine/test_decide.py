@@ -142,6 +142,8 @@ def test_retry_not_available_asks_again_only_what_was_not_available() -> None:
         (Was("archived"), False, there, Action.SKIP),  # its file stands
         (Was("archived"), False, gone, Action.DOWNLOAD),  # the listing may be wrong: asked
         (Was("archived"), True, there, Action.DOWNLOAD),
+        # Its download failed here: there was a recording URL, whatever the listing says.
+        (Was("failed", error_kind="incomplete_body"), False, there, Action.DOWNLOAD),
     ],
 )  # fmt: skip
 def test_a_call_the_listing_says_was_never_answered_is_settled_without_a_request(
@@ -153,3 +155,20 @@ def test_a_call_the_listing_says_was_never_answered_is_settled_without_a_request
     assert decision.action is expected
     if expected is Action.SETTLE:
         assert decision.reason == "not answered (the listing says busy): no recording"
+
+
+def test_the_dry_run_says_what_it_would_settle_apart_from_what_it_would_skip() -> None:
+    """A settled call gets an outcome without a request: neither a download nor a skip."""
+    import io
+
+    from archiver.engine.dry_run import DryRun
+
+    out = io.StringIO()
+    dry = DryRun(None, there, out)
+    dry.call("11111111-1111-4111-8111-111111111111", unanswered="busy")
+    dry.call("22222222-2222-4222-8222-222222222222")
+    assert out.getvalue().splitlines()[0].startswith("settle\t11111111")
+    text = dry.counts.render()
+    assert "would settle      1 as not available, asking nothing (1 not answered" in text
+    assert "would skip        0 (none)" in text
+    assert "would download    1 (1 new)" in text

@@ -656,16 +656,38 @@ def test_count_ids_reads_a_file_without_line_breaks_in_bounded_memory(tmp_path: 
 def test_a_status_column_marks_the_calls_never_answered_and_nothing_else() -> None:
     """A `list` export's `status`: not_picked, busy and failed calls have no recording (run
     settles them without a request); any other value, empty, or a short row: asked as usual."""
+    from archiver.osvi.listing import CALL_FIELDS
+
+    rest = "," * (len(CALL_FIELDS) - 3)  # the export's other columns, empty
+
+    def row(call_id: str, status: str) -> str:
+        return f'{call_id},"Smith, J",{status}{rest}\n'
+
+    header = ",".join(("call_id", "agent_name", "status", *CALL_FIELDS[1:2], *CALL_FIELDS[6:]))
     text = (
-        "call_id,agent_name,status\n"
-        f'{A},"Smith, J",busy\n'
-        f"{B},x,picked\n"
-        f"{C},x, not_picked \n"
-        f"{A.upper()},x,BUSY\n"  # not the API's spelling: asked
-        f"{B},x\n"  # no status cell
-    )
+        header + "\n"
+        + row(A, "busy") + row(B, "picked") + row(C, " not_picked ")
+        + row(A.upper(), "BUSY")  # not the API's spelling: asked
+        + f"{B},x\n"  # no status cell
+    )  # fmt: skip
     items = [item for item in read(text.encode()) if isinstance(item, CallId)]
     assert [item.unanswered for item in items] == ["busy", None, "not_picked", None, None]
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "id,other,status",  # any CSV with a status column: a CRM's, say
+        "call_id,status,path,bytes,sha256,error_kind",  # the manifest's export: failed = ours
+        "call_id,status,agent_uuid,call_type,call_ended_reason,call_picked_at,sha256",
+    ],
+)
+def test_only_a_list_exports_status_column_is_read(header: str) -> None:
+    columns = header.split(",")
+    cells = [A if name in ("id", "call_id") else "" for name in columns]
+    cells[columns.index("status")] = "failed"
+    items = read(f"{header}\n{','.join(cells)}\n".encode())
+    assert [getattr(item, "unanswered", "?") for item in items] == [None]
 
 
 def test_without_a_status_column_no_call_is_marked() -> None:

@@ -677,3 +677,16 @@ async def test_log_file_holds_the_log_and_the_summary_while_stderr_keeps_the_sum
     )  # fmt: skip
     assert refused.code == 2
     assert "cannot open it for appending" in refused.stderr
+
+
+async def test_a_fatal_error_is_in_the_log_file_too(make_fake: FakeFactory, tmp_path: Path) -> None:
+    """--log-file holds how a command ended, also when it ended before its summary."""
+    fake = await make_fake(small(4))
+    log_file = tmp_path / "sync.log"
+    env = {**env_for(fake), "OSVI_API_TOKEN": "wrong-token-0000"}
+    done = await osvi("run", "--out", str(tmp_path / "a"), "--log-file", str(log_file), "-",
+                      env=env, stdin=b"")  # fmt: skip
+    assert done.code == 3, done.stderr
+    logged = log_file.read_text()
+    assert "ERROR   osvi-archiver: error: the OSVI API rejected the token" in logged
+    assert "wrong-token-0000" not in logged

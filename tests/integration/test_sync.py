@@ -578,3 +578,22 @@ async def test_status_and_a_plain_sync_of_a_damaged_watermark_exit_4_naming_it(
         done = await osvi(*args, "--out", str(out), env=env)
         assert done.code == 4, done.stderr
         assert "'sync_watermark' holds '2026-13-45'" in done.stderr
+
+
+async def test_the_manifests_csv_fed_back_to_run_retries_its_failed_calls(
+    make_fake: FakeFactory, tmp_path: Path
+) -> None:
+    """The manifest's CSV has a `status` column too, where `failed` is a download of ours
+    that failed: fed to `run`, those calls are asked again, never settled as not answered."""
+    fake = await make_fake(fake_config(20, faults={FaultKind.REC_500: Fault(rate=0.5, times=1)}))
+    env = {"OSVI_BASE_URL": fake.base_url, "OSVI_API_TOKEN": fake.token}
+    out = tmp_path / "a"
+    ids = "".join(f"{c.call_id}\n" for c in fake.calls).encode()
+    first = await osvi("run", "--out", str(out), "--max-attempts", "1", "-", env=env, stdin=ids)
+    assert first.code == 1, first.stderr
+    failed = {cid for cid, status in statuses(out).items() if status == "failed"}
+    assert failed
+    exported = await osvi("manifest", "--format", "csv", "--out", str(out), env=env)
+    again = await osvi("run", "--out", str(out), "-", env=env, stdin=exported.stdout.encode())
+    assert again.code == 0, again.stderr
+    assert {statuses(out)[cid] for cid in failed} == {"archived"}

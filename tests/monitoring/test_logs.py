@@ -375,6 +375,19 @@ def test_a_log_file_gets_every_record_and_is_reopened_after_logrotate_moves_it(
     new = tmp_path / "new.log"
     setup_logging("INFO", [], "text", new)
     assert os.stat(new).st_mode & 0o777 == 0o600  # owner-only
+    # Reopened after a rotation: owner-only again, and never through a link planted there.
+    new.rename(tmp_path / "new.log.1")
+    log.info("into the reopened file")
+    assert os.stat(new).st_mode & 0o777 == 0o600
+    new.rename(tmp_path / "new.log.2")
+    (tmp_path / "elsewhere").write_text("")
+    new.symlink_to(tmp_path / "elsewhere")
+    capsys.readouterr()
+    log.info("must not reach the link's target")
+    assert (tmp_path / "elsewhere").read_text() == ""
+    err = capsys.readouterr().err
+    assert "cannot be reopened" in err
+    assert "must not reach the link's target" in err  # not lost: on stderr
 
 
 @pytest.mark.usefixtures("reset_logging")
@@ -387,3 +400,18 @@ def test_a_log_file_that_cannot_be_opened_is_a_usage_error(tmp_path: Path) -> No
         setup_logging("INFO", [], "text", tmp_path / "link.log")
     with pytest.raises(UsageError, match="cannot open it for appending"):
         setup_logging("INFO", [], "text", tmp_path / "no-such-folder" / "x.log")
+
+
+@pytest.mark.usefixtures("reset_logging")
+def test_with_a_log_file_stderr_keeps_the_errors_and_the_runs_end_in_json_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    setup_logging("INFO", [], "json", tmp_path / "j.log")
+    log = logging.getLogger("archiver.cli.commands")
+    log.info("progress", extra={"event": "progress"})
+    log.info("run finished", extra={"event": "run_finished"})
+    log.warning("a warning")
+    err = [json.loads(line)["event"] for line in capsys.readouterr().err.splitlines()]
+    assert err == ["run_finished"]
+    logged = [json.loads(line)["event"] for line in (tmp_path / "j.log").read_text().splitlines()]
+    assert logged == ["progress", "run_finished", "log.archiver.cli.commands"]
