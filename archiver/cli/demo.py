@@ -80,13 +80,13 @@ def _explain(out_dir: Path, result: RunResult, leaks: int) -> None:
         f"resets, cut bodies, 500s and the 429 were retried (resuming with Range where it\n"
         f"could); each file was hashed, checked against its length and MD5 ETag, fsynced and\n"
         f"only then renamed into place. The recording host saw the API token {leaks} times.\n"
-        f"Look at: {out_dir}/manifest.json (the index of the manifest's parts; "
-        f"`osvi-archiver manifest --out {out_dir}` prints every call, its status and sha256),\n"
-        f"{out_dir}/runs/{result.run_id}.json, "
-        f"and the recordings themselves in {out_dir}/. Run `osvi-archiver demo` again\n"
-        f"(`make demo` in a checkout): nothing is downloaded twice. Then `osvi-archiver\n"
-        f"status --out {out_dir}`, `osvi-archiver verify --out {out_dir}`, and the README's\n"
-        f"'Running against the real API' (README.md beside this checkout, or in the package's\n"
-        f"metadata: `pip show -f osvi-archiver`).",
+        f"Look at:\n"
+        f"  {out_dir}/manifest.json   the index of the manifest's parts (`osvi-archiver\n"
+        f"      manifest --out {out_dir}` prints every call, its status and sha256)\n"
+        f"  {out_dir}/runs/{result.run_id}.json   this run's report\n"
+        f"  {out_dir}/   the recordings themselves\n"
+        f"Run `osvi-archiver demo` again (`make demo` in a checkout): nothing is downloaded\n"
+        f"twice. Then `osvi-archiver status --out {out_dir}`, `osvi-archiver verify --out\n"
+        f"{out_dir}`, and 'Running against the real API' in README.md (the checkout's).",
         file=sys.stderr,
     )
