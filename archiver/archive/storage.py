@@ -7,7 +7,6 @@ OSErrors become LocalError (exit 4) here, with the path and what was needed.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import os
@@ -15,12 +14,16 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import BinaryIO
-
-import aiofiles.os
+from typing import TYPE_CHECKING, BinaryIO
 
 from archiver.archive.names import temp_affixes, temp_glob
 from archiver.errors import DiskFull, LocalError
+
+if TYPE_CHECKING:
+    import asyncio
+
+# asyncio is imported where a coroutine needs it (it is loaded by then): `status`, `--help` and
+# `completion` read this module and start without it (start-up, issue 23).
 
 # New files of the tool's own: never through a symbolic link, never an existing file.
 CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -110,6 +113,8 @@ class PartFile:
                 os.close(fd)
                 raise
 
+        import asyncio
+
         opening = asyncio.ensure_future(asyncio.to_thread(open_file))
         try:
             handle = await asyncio.shield(opening)
@@ -145,6 +150,8 @@ class PartFile:
                 also(data)
 
         try:
+            import asyncio
+
             await asyncio.to_thread(work)
         except OSError as exc:
             needed = expected_total - self.size if expected_total else len(data)
@@ -152,6 +159,8 @@ class PartFile:
         self.size += len(data)
 
     async def close(self) -> None:
+        import asyncio
+
         await asyncio.to_thread(self._handle.close)
 
     async def commit(self, final: Path) -> None:
@@ -168,6 +177,8 @@ class PartFile:
             fsync_folder(final.parent)
 
         try:
+            import asyncio
+
             await asyncio.to_thread(work)
         except OSError as exc:
             raise local_error(exc, final) from exc
@@ -184,6 +195,8 @@ class PartFile:
                 raise OSError(errno.EIO, f"{on_disk} bytes on disk, {self.size} written")
 
         try:
+            import asyncio
+
             await asyncio.to_thread(work)
         except OSError as exc:
             raise local_error(exc, self.path) from exc
@@ -196,8 +209,10 @@ def _close_opened(opening: asyncio.Future[BinaryIO]) -> None:
 
 async def remove_quietly(path: Path) -> None:
     """Delete a `.part` that will not be resumed; a missing file is fine."""
+    import asyncio
+
     with contextlib.suppress(FileNotFoundError):
-        await aiofiles.os.remove(path)
+        await asyncio.to_thread(os.remove, path)
 
 
 def remove_stale_temps(

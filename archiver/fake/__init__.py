@@ -7,22 +7,29 @@ The server (aiohttp's web side, a tenth of a second to import) is loaded on firs
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from archiver.fake.calls import FakeCall
-from archiver.fake.config import FakeConfig, Fault, FaultKind, parse_fault
-from archiver.fake.stats import FakeStats
-
 if TYPE_CHECKING:
+    from archiver.fake.calls import FakeCall
+    from archiver.fake.config import FakeConfig, Fault, FaultKind, parse_fault
     from archiver.fake.server import FakeOSVI, fake_in_thread
+    from archiver.fake.stats import FakeStats
+
+# Each name from its module on first use: the command line's parser reads fake/options.py
+# (the fake-server's flags) at every start, and needs none of these (start-up, issue 23).
+_HOMES = {
+    "FakeCall": "calls", "FakeConfig": "config", "Fault": "config", "FaultKind": "config",
+    "parse_fault": "config", "FakeStats": "stats", "FakeOSVI": "server",
+    "fake_in_thread": "server",
+}  # fmt: skip
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("FakeOSVI", "fake_in_thread"):
-        from archiver.fake import server
-
-        return getattr(server, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"archiver.fake.{home}"), name)
 
 
 __all__ = [

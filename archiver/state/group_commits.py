@@ -5,10 +5,13 @@ for it."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from archiver.errors import LocalError
+
+if TYPE_CHECKING:
+    import asyncio
 
 GROUP_WINDOW = 0.002  # how long a durable() waits to share its commit
 
@@ -18,10 +21,13 @@ class GroupCommit:
         self._commit = commit  # from any thread (the state's Serial connection)
         self._group: asyncio.Future[None] | None = None
         self._committing: set[asyncio.Task[None]] = set()  # grouped commits under way
-        self._lock = asyncio.Lock()
+        self._lock: asyncio.Lock | None = None  # made by the loop's first commit
 
     async def durable(self) -> None:
-        """Return once what was written before the call is committed (shared)."""
+        """Return once what was written before the call is committed (shared). (asyncio is
+        imported here, where it is loaded: `status` opens a state and starts without it.)"""
+        import asyncio
+
         if self._group is None:
             loop = asyncio.get_running_loop()
             self._group = loop.create_future()
@@ -30,10 +36,14 @@ class GroupCommit:
 
     async def settled(self) -> None:
         """Wait for the grouped commits under way."""
+        import asyncio
+
         if self._committing:
             await asyncio.wait(list(self._committing))
 
     def _start_group(self) -> None:
+        import asyncio
+
         group, self._group = self._group, None
         assert group is not None
         task = asyncio.get_running_loop().create_task(self._commit_group(group))
@@ -41,6 +51,10 @@ class GroupCommit:
         task.add_done_callback(self._committing.discard)
 
     async def _commit_group(self, group: asyncio.Future[None]) -> None:
+        import asyncio
+
+        if self._lock is None:
+            self._lock = asyncio.Lock()
         async with self._lock:
             try:
                 # The connection is shared with the loop's thread meanwhile; statements made
