@@ -166,14 +166,8 @@ def dry_run_input(
     destination = open_destination(settings)
     warn_other_sharding(destination, shard)
     with destination.viewing(shard) as state:
-        dry = DryRun(
-            state,
-            destination.on_disk(),
-            sys.stdout,
-            force=force,
-            shard=shard,
-            retry_not_available=retry_not_available,
-        )
+        dry = DryRun(state, destination.on_disk(), sys.stdout, force=force, shard=shard,
+                     retry_not_available=retry_not_available)  # fmt: skip
         dry.items(
             taken_first(state, "run", retry_failed=retry, retry_not_available=retry_not_available)
         )
@@ -203,14 +197,8 @@ def dry_run_sync(
             await dry.listed(listed_ids(RetriedListing(api, settings.max_attempts), sync))
 
     with destination.viewing(shard) as state:
-        dry = DryRun(
-            state,
-            destination.on_disk(),
-            sys.stdout,
-            force=force,
-            shard=shard,
-            retry_not_available=retry_not_available,
-        )
+        dry = DryRun(state, destination.on_disk(), sys.stdout, force=force, shard=shard,
+                     retry_not_available=retry_not_available)  # fmt: skip
         dry.items(taken_first(state, "sync"))
         asyncio.run(go(dry, state))
     print(dry.counts.render(), file=sys.stderr)

@@ -5,13 +5,10 @@ run by `make test-stores`, which installs it. Skipped when `azurite-blob` or the
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import secrets
 import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +23,7 @@ from archiver.errors import ArchiveLocked
 from archiver.fake import FakeConfig
 from archiver.fake.config import Fault, FaultKind
 from tests.conftest import FakeFactory
+from tests.destinations.store.servers import free_port, wait_listening
 from tests.integration.archive_helpers import archive, picked_ids
 
 pytestmark = pytest.mark.slow
@@ -39,21 +37,14 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     binary = shutil.which("azurite-blob")
     if binary is None:
         pytest.skip("azurite-blob is not installed (make test-stores installs it)")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     folder = tmp_path_factory.mktemp("azurite")
     process = subprocess.Popen(
         [binary, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--inMemoryPersistence",
          "--skipApiVersionCheck", "--silent"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=folder,
     )  # fmt: skip
-    for _ in range(200):
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            break
-        if process.poll() is not None:
-            pytest.fail(f"azurite-blob exited with {process.returncode}")
-        time.sleep(0.05)
+    wait_listening(process, port, "azurite-blob")
     yield f"http://127.0.0.1:{port}/{ACCOUNT}"
     process.terminate()
     process.wait(10)

@@ -19,7 +19,6 @@ made with its JSON API (names of 3 characters at least).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import importlib.util
 import json
@@ -29,9 +28,7 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -52,6 +49,7 @@ from archiver.fake import FakeConfig, FakeOSVI
 from archiver.fake.config import Fault, FaultKind
 from tests.conftest import FakeFactory
 from tests.destinations.store.conftest import S3
+from tests.destinations.store.servers import free_port, wait_listening
 from tests.integration.archive_helpers import archive, picked_ids
 from tests.integration.cli_helpers import env_for, finish, osvi, start_osvi
 
@@ -202,9 +200,7 @@ def _binary() -> Path:
 @pytest.fixture(scope="module")
 def fake_gcs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """fake-gcs-server on loopback, in memory, plain http, its XML routes on this address."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     log = tmp_path_factory.mktemp("fake-gcs") / "server.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -213,12 +209,7 @@ def fake_gcs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
-        for _ in range(200):
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-                break
-            if process.poll() is not None:
-                pytest.fail(f"fake-gcs-server exited with {process.returncode}: {log.read_text()}")
-            time.sleep(0.05)
+        wait_listening(process, port, "fake-gcs-server", f" (its output: {log})")
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
