@@ -57,12 +57,15 @@ def settings_from(
 
     settings = load_settings(flags, config_path=config, environ=os.environ)
     # From here on, errors and warnings go out in the format asked for, redacted.
-    setup_logging(
-        settings.log_level,
-        [settings.token_value() or ""],
-        settings.log_format,
-        settings.log_file if log_file else None,  # `config show` only shows it
-    )
+    try:
+        setup_logging(
+            settings.log_level,
+            [settings.token_value() or ""],
+            settings.log_format,
+            settings.log_file if log_file else None,  # `config show` only shows it
+        )
+    except UsageError as exc:
+        raise UsageError(f"{exc}, given by {settings.source_of('log_file')}") from None
     chosen = choose_config_file(config, os.environ)
     warnings = config_file_warnings(chosen) if chosen else []
     for warning in warnings + token_file_warnings(os.environ):

@@ -222,7 +222,12 @@ class Parser(argparse.ArgumentParser):
         known = list(parser._option_string_actions)
         others = {name: sub for name, sub in self._commands().items() if sub is not parser}
         hints = []
+        after_flag = False
         for token in extras:
+            if after_flag and not token.startswith("-"):
+                after_flag = False
+                continue  # the value of the unknown option just named
+            after_flag = token.startswith("-") and "=" not in token
             flag = token.split("=", 1)[0]
             owners = [name for name, sub in others.items() if flag in sub._option_string_actions]
             close = suggest_option(flag, known) if flag.startswith("-") and not owners else None

@@ -85,9 +85,10 @@ def decide(
         if on_disk(previous):
             return ALREADY_ARCHIVED
         return Decision(Action.DOWNLOAD, "archived, but its file is missing or changed")
-    failed_before = previous is not None and previous.status == Status.FAILED
-    if unanswered is not None and not (force or retry_not_available or failed_before):
-        # (a call whose download failed here had a recording URL: the listing is wrong)
+    # Settled once (a rerun asks and records nothing: it is final), never over a download
+    # that failed here (that call had a recording URL: the listing is wrong).
+    open_before = previous is None or previous.status in (None, Status.PENDING)
+    if unanswered is not None and open_before and not (force or retry_not_available):
         return Decision(
             Action.SETTLE, f"not answered (the listing says {unanswered}): no recording"
         )

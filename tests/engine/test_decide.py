@@ -144,6 +144,7 @@ def test_retry_not_available_asks_again_only_what_was_not_available() -> None:
         (Was("archived"), True, there, Action.DOWNLOAD),
         # Its download failed here: there was a recording URL, whatever the listing says.
         (Was("failed", error_kind="incomplete_body"), False, there, Action.DOWNLOAD),
+        (Was("not_available"), False, there, Action.SKIP),  # settled before: final, counted so
     ],
 )  # fmt: skip
 def test_a_call_the_listing_says_was_never_answered_is_settled_without_a_request(

@@ -677,6 +677,7 @@ async def test_log_file_holds_the_log_and_the_summary_while_stderr_keeps_the_sum
     )  # fmt: skip
     assert refused.code == 2
     assert "cannot open it for appending" in refused.stderr
+    assert "given by the flag --log-file" in refused.stderr
 
 
 async def test_a_fatal_error_is_in_the_log_file_too(make_fake: FakeFactory, tmp_path: Path) -> None:

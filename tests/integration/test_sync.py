@@ -153,6 +153,9 @@ async def test_a_list_export_of_every_call_feeds_run_and_unanswered_calls_cost_n
     again = await osvi("run", "--out", str(out), "-", env=env, stdin=text.encode())
     assert again.code == 0, again.stderr
     assert asked() == before
+    assert "not available     0\n" in again.stderr  # settled once: not recorded again
+    before_line = next(line for line in again.stderr.splitlines() if "and before" in line)
+    assert int(before_line.split()[2]) >= len(unanswered)
 
 
 async def test_list_takes_picked_calls_unless_told_any(
