@@ -369,6 +369,15 @@ every setting: its flag > its OSVI_* environment variable (each option's help na
 {EXIT_CODES}"""
 
 
+class _FakeHelp(argparse.ArgumentDefaultsHelpFormatter):
+    """fake-server's help: each default shown, but none where the help says it already."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or "default:" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="osvi-archiver",
@@ -502,7 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the embedded fake OSVI service in the foreground",
         description="Run the embedded fake OSVI service (API and recording host) on loopback "
         "until SIGINT or SIGTERM. For trials and for your own tests; never a real OSVI host.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_FakeHelp,
     )
     fake_options.add_arguments(fake)
     status = commands.add_parser(

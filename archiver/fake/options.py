@@ -63,7 +63,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add("--api-latency", type=float, default=0.0, help="seconds before each API answer")
     add("--download-latency", type=float, default=0.0, help="seconds before recording headers")
-    add("--bandwidth", type=parse_size, default=None, help="bytes/s per download stream")
+    add(
+        "--bandwidth",
+        type=parse_size,
+        default=None,
+        metavar="RATE",
+        help="bytes/s per download stream, 1MiB say (default: as fast as loopback goes)",
+    )
     add("--url-lifetime", type=int, default=d.url_lifetime, help="presigned URL lifetime, seconds")
     add("--retry-after", default=d.retry_after, help="Retry-After of 429/503: seconds or HTTP-date")
     add("--stall-seconds", type=float, default=d.stall_seconds, help="length of a stall fault")

@@ -439,3 +439,11 @@ def test_an_option_in_the_wrong_place_is_said_so(
     err = usage_error(argv, capsys)
     assert said in err.splitlines()[0]
     assert "did you mean" not in err
+
+
+def test_fake_servers_help_shows_no_none_default(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["fake-server", "--help"])
+    out = capsys.readouterr().out
+    assert "(default: None)" not in out
+    assert "--bandwidth RATE" in out
