@@ -358,27 +358,28 @@ def test_a_schema_1_state_is_migrated_forward_keeping_its_calls(tmp_path: Path) 
     db.close()
 
 
-def _schema_4_state(out_dir: Path) -> None:
-    """A state as osvi-archiver wrote it before call times (schema 4), with one call."""
+def _old_state(out_dir: Path, schema: int = 4) -> None:
+    """A state as osvi-archiver wrote it at `schema` (4: before call times; 5: before
+    md5_checked), with one archived call."""
     from archiver.state.schema import MIGRATIONS
 
     folder = out_dir / ".osvi-archiver"
     folder.mkdir()
     db = sqlite3.connect(folder / "state.sqlite3")
-    for step in MIGRATIONS[:4]:
+    for step in MIGRATIONS[:schema]:
         db.executescript(step)
     db.execute(
         "INSERT INTO calls (call_id, status, path, bytes, sha256, attempts, seq, changed) "
         f"VALUES ('{A}', 'archived', 'a.mp4', 3, 'x', 1, 0, 1)"
     )
-    db.execute("PRAGMA user_version = 4")
+    db.execute(f"PRAGMA user_version = {schema}")
     db.commit()
     db.close()
 
 
-def test_a_schema_4_state_read_only_has_no_call_times_and_still_reads(tmp_path: Path) -> None:
+def test_a_old_state_read_only_has_no_call_times_and_still_reads(tmp_path: Path) -> None:
     """status, verify and check read a state the new version has not migrated yet."""
-    _schema_4_state(tmp_path)
+    _old_state(tmp_path)
     with State(tmp_path, readonly=True) as state:
         assert not state.keeps_call_times
         record = state.get(A)
@@ -662,20 +663,7 @@ def test_a_new_state_is_whole_or_absent(tmp_path: Path, monkeypatch: pytest.Monk
 
 def test_a_schema_5_state_read_only_reads_md5_checked_as_unknown(tmp_path: Path) -> None:
     """A call recorded before issue 23 (schema 5) has no md5_checked: null, not false."""
-    from archiver.state.schema import MIGRATIONS
-
-    folder = tmp_path / ".osvi-archiver"
-    folder.mkdir()
-    db = sqlite3.connect(folder / "state.sqlite3")
-    for step in MIGRATIONS[:5]:
-        db.executescript(step)
-    db.execute(
-        "INSERT INTO calls (call_id, status, path, bytes, sha256, attempts, seq, changed) "
-        f"VALUES ('{A}', 'archived', 'a.mp4', 3, 'x', 1, 0, 1)"
-    )
-    db.execute("PRAGMA user_version = 5")
-    db.commit()
-    db.close()
+    _old_state(tmp_path, schema=5)
     with State(tmp_path, readonly=True) as state:
         record = state.get(A)
         assert record is not None
