@@ -123,33 +123,31 @@ def test_install_system_without_a_wheel_says_to_build_one(tmp_path: Path) -> Non
     assert not (tmp_path / "p").exists()
 
 
-def test_pipx_installs_the_wheel_pinned_by_the_constraints(wheel: Path, tmp_path: Path) -> None:
-    pipx = BIN / "pipx"
-    if not pipx.exists():
-        pytest.skip("pipx is not installed (make test-install installs it)")
-    env = _fresh_env(
-        tmp_path,
-        PIPX_HOME=str(tmp_path / "pipx"),
-        PIPX_BIN_DIR=str(tmp_path / "bin"),
-        PIPX_MAN_DIR=str(tmp_path / "man"),
-    )
-    constraints = ROOT / "constraints.txt"
-    _run([str(pipx), "install", f"--pip-args=-c {constraints}", str(wheel)], tmp_path, env)
-    _works(tmp_path / "bin" / "osvi-archiver", tmp_path)
+# Each user-level installer: its own folders (environment), and how it takes the wheel pinned
+# by constraints.txt ({wheel}, {constraints}); the program lands in the folder's bin/.
+INSTALLERS = {
+    "pipx": (
+        {"PIPX_HOME": "pipx", "PIPX_BIN_DIR": "bin", "PIPX_MAN_DIR": "man"},
+        ["install", "--pip-args=-c {constraints}", "{wheel}"],
+    ),
+    "uv": (
+        {"UV_TOOL_DIR": "tools", "UV_TOOL_BIN_DIR": "bin", "UV_CACHE_DIR": "cache"},
+        ["tool", "install", "{wheel}", "-c", "{constraints}"],
+    ),
+}
 
 
-def test_uv_tool_installs_the_wheel_pinned_by_the_constraints(wheel: Path, tmp_path: Path) -> None:
-    uv = BIN / "uv"
-    if not uv.exists():
-        pytest.skip("uv is not installed (make test-install installs it)")
-    env = _fresh_env(
-        tmp_path,
-        UV_TOOL_DIR=str(tmp_path / "tools"),
-        UV_TOOL_BIN_DIR=str(tmp_path / "bin"),
-        UV_CACHE_DIR=str(tmp_path / "cache"),
-    )
-    constraints = ROOT / "constraints.txt"
-    _run([str(uv), "tool", "install", str(wheel), "-c", str(constraints)], tmp_path, env)
+@pytest.mark.parametrize("installer", sorted(INSTALLERS))
+def test_a_user_installer_takes_the_wheel_pinned_by_the_constraints(
+    wheel: Path, tmp_path: Path, installer: str
+) -> None:
+    program = BIN / installer
+    if not program.exists():
+        pytest.skip(f"{installer} is not installed (make test-install installs it)")
+    folders, args = INSTALLERS[installer]
+    env = _fresh_env(tmp_path, **{name: str(tmp_path / sub) for name, sub in folders.items()})
+    values = {"wheel": str(wheel), "constraints": str(ROOT / "constraints.txt")}
+    _run([str(program), *(arg.format(**values) for arg in args)], tmp_path, env)
     _works(tmp_path / "bin" / "osvi-archiver", tmp_path)
 
 
